@@ -1,0 +1,1 @@
+"""gene_assets: GenePT-style gene embeddings as Dagster assets."""

@@ -1,0 +1,1 @@
+"""The gene catalog: one row per Entrez gene and identifier resolution for every task."""

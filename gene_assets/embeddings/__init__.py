@@ -1,0 +1,1 @@
+"""Backbones (registry and encoders) and the per-backbone gene embedding tables."""

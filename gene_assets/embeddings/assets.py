@@ -1,0 +1,57 @@
+"""gene_embeddings: one float32 table per (backbone, text view) partition."""
+
+
+import time
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset
+
+from .encoders import load_encoder
+from .partitions import backbone_view_partitions
+from .registry import get_backbone
+from .table import GeneEmbeddings
+
+
+@asset(
+    group_name="embeddings",
+    partitions_def=backbone_view_partitions,
+    compute_kind="torch",
+    check_specs=[AssetCheckSpec("nonzero_vectors", asset="gene_embeddings", description="No gene has an all-zero vector.")],
+)
+def gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame):
+    """Every gene's text in this view, embedded by this backbone (float32, one row per gene)."""
+    keys = context.partition_key.keys_by_dimension
+    backbone, view = get_backbone(keys["backbone"]), keys["view"]
+    texts = gene_texts[gene_texts["view"] == view].reset_index(drop=True)
+    if texts.empty:
+        raise ValueError(f"gene_texts has no texts for view {view!r}: materialize gene_texts with this view enabled.")
+    encoder = load_encoder(backbone)
+    context.log.info(f"Embedding {len(texts)} {view} texts with {backbone.name}")
+    started = time.perf_counter()
+    matrix = encoder.embed(
+        texts["entrez_id"].to_numpy(),
+        texts["text"].tolist(),
+        progress=lambda done, total: context.log.info(f"{backbone.name}/{view}: {done}/{total} texts embedded"),
+    )
+    seconds = time.perf_counter() - started
+    attrs = {
+        "backbone": backbone.name, "kind": backbone.kind, "model_id": backbone.model_id, "revision": backbone.revision,
+        "view": view, "dims": backbone.dims,
+    }
+    table = GeneEmbeddings(genes=texts[["entrez_id", "symbol", "text_sha256"]], matrix=matrix, attrs=attrs)
+    yield Output(
+        table,
+        metadata={
+            **{k: MetadataValue.text(str(v)) for k, v in attrs.items()},
+            "n_genes": len(texts),
+            "seconds": round(seconds, 2),
+            "texts_per_second": round(len(texts) / max(seconds, 1e-9), 1),
+        },
+    )
+    zero = ~table.matrix.any(axis=1)
+    yield AssetCheckResult(
+        check_name="nonzero_vectors",
+        passed=not zero.any(),
+        severity=AssetCheckSeverity.WARN,
+        metadata={"zero_vectors": int(zero.sum()), "examples": ", ".join(texts.loc[zero, "symbol"].astype(str).head(10))},
+    )

@@ -1,0 +1,142 @@
+"""Encoders turn (gene ids, texts) into float32 matrices, one implementation per backbone kind."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..storage import sha256_file
+from .registry import Backbone
+
+Progress = Callable[[int, int], None]
+
+
+class BackboneUnavailableError(RuntimeError):
+    """The backbone's weights cannot be loaded here (offline, missing or not verified)."""
+
+
+class Encoder(Protocol):
+    backbone: Backbone
+
+    def embed(self, entrez_ids: np.ndarray, texts: list[str], progress: Progress | None = None) -> np.ndarray: ...
+
+
+class RandomEncoder:
+    """N(0, 1) vectors seeded by (seed, Entrez id): the same gene gets the same vector in any subset."""
+
+    def __init__(self, backbone: Backbone):
+        self.backbone = backbone
+
+    def embed(self, entrez_ids, texts, progress=None):
+        seed = self.backbone.seed or 0
+        return np.stack(
+            [np.random.default_rng([seed, int(g)]).standard_normal(self.backbone.dims) for g in entrez_ids]
+        ).astype(np.float32)
+
+
+class BagOfWordsEncoder:
+    """Counts of the `dims` most frequent words (English stop words removed) over the texts embedded together."""
+
+    def __init__(self, backbone: Backbone):
+        self.backbone = backbone
+
+    def embed(self, entrez_ids, texts, progress=None):
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        vectorizer = CountVectorizer(max_features=self.backbone.dims, stop_words="english")
+        counts = vectorizer.fit_transform(texts).toarray().astype(np.float32)
+        if counts.shape[1] < self.backbone.dims:
+            counts = np.pad(counts, ((0, 0), (0, self.backbone.dims - counts.shape[1])))
+        return counts
+
+
+class SentenceTransformerEncoder:
+    def __init__(self, backbone: Backbone, device: str = "cpu", batch_size: int = 32):
+        from sentence_transformers import SentenceTransformer
+
+        self.backbone = backbone
+        self.batch_size = batch_size
+        source = model_source(backbone)
+        try:
+            kwargs = {} if Path(source).is_dir() else {"revision": backbone.revision}
+            self.model = SentenceTransformer(
+                source, device=device, trust_remote_code=backbone.trust_remote_code, **kwargs
+            )
+        except Exception as exc:  # the hub client raises several error types for missing weights
+            raise BackboneUnavailableError(
+                f"Backbone {backbone.name!r}: weights for {backbone.model_id}@{backbone.revision} could not be loaded "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). This machine has no copy of them and "
+                "cannot reach the Hugging Face Hub. Download them where there is network "
+                f"(`hf download {backbone.model_id} --revision {backbone.revision}`) into the HF_HOME used here, "
+                "or leave this backbone out of the run."
+            ) from exc
+        if backbone.max_length:
+            self.model.max_seq_length = backbone.max_length
+
+    def embed(self, entrez_ids, texts, progress=None):
+        chunk = 1024
+        parts = []
+        for start in range(0, len(texts), chunk):
+            parts.append(
+                self.model.encode(
+                    texts[start : start + chunk],
+                    batch_size=self.batch_size,
+                    prompt=self.backbone.prompt,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            )
+            if progress:
+                progress(min(start + chunk, len(texts)), len(texts))
+        if not parts:
+            return np.zeros((0, self.backbone.dims), dtype=np.float32)
+        return np.concatenate(parts).astype(np.float32)
+
+
+def model_source(backbone: Backbone) -> str:
+    """A verified local model directory for packaged weights, otherwise the hub model id."""
+    if not backbone.weights_package:
+        return backbone.model_id
+    try:
+        package = importlib.import_module(backbone.weights_package)
+    except ImportError as exc:
+        raise BackboneUnavailableError(
+            f"Backbone {backbone.name!r}: the weights package {backbone.weights_package} is not installed. "
+            "Run `make setup` (it installs the pinned requirements)."
+        ) from exc
+    path = Path(package.get_model_path())
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise BackboneUnavailableError(f"Backbone {backbone.name!r}: {weights} is missing; reinstall {backbone.weights_package}.")
+    if backbone.weights_sha256:
+        actual = sha256_file(weights)
+        if actual != backbone.weights_sha256:
+            raise BackboneUnavailableError(
+                f"Backbone {backbone.name!r}: {weights} has sha256 {actual}, expected {backbone.weights_sha256}. "
+                f"The weights are not the pinned {backbone.model_id}@{backbone.revision}; reinstall "
+                f"{backbone.weights_package} from a trusted index. Nothing was embedded."
+            )
+    return str(path)
+
+
+_ENCODERS: dict[str, Encoder] = {}
+
+
+def load_encoder(backbone: Backbone, device: str = "cpu") -> Encoder:
+    """An encoder for the backbone, loaded once per process."""
+    key = f"{backbone.name}@{device}"
+    if key not in _ENCODERS:
+        if backbone.kind == "random":
+            _ENCODERS[key] = RandomEncoder(backbone)
+        elif backbone.kind == "bag_of_words":
+            _ENCODERS[key] = BagOfWordsEncoder(backbone)
+        elif backbone.kind == "sentence_transformers":
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            _ENCODERS[key] = SentenceTransformerEncoder(backbone, device=device)
+        else:
+            raise ValueError(f"Backbone {backbone.name!r} has unknown kind {backbone.kind!r}.")
+    return _ENCODERS[key]

@@ -1,0 +1,1 @@
+"""The leaderboard: every backbone's task metrics side by side."""

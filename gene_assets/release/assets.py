@@ -1,0 +1,67 @@
+"""embeddings_release: every available embedding table and the leaderboard, published as a DVC release."""
+
+
+import io
+
+import pandas as pd
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+
+from ..embeddings.table import GeneEmbeddings
+from ..leaderboard.report import chart_png, wide_table
+from .dvc_repository import DvcReleaseRepository
+
+
+def embedding_file_name(attrs: dict) -> str:
+    return f"embeddings/{attrs['backbone']}__{attrs['view']}.parquet"
+
+
+def parquet_bytes(table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+@asset(
+    group_name="release",
+    ins={"gene_embeddings": AssetIn(), "leaderboard": AssetIn()},
+    compute_kind="dvc",
+)
+def embeddings_release(
+    context: AssetExecutionContext,
+    gene_embeddings: dict[str, GeneEmbeddings],
+    leaderboard: pd.DataFrame,
+    release_repository: DvcReleaseRepository,
+) -> pd.DataFrame:
+    """data/ with one parquet per (backbone, view), leaderboard.csv/.png and MANIFEST.json; `dvc add`, push, tag."""
+    if not gene_embeddings:
+        raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
+    files, models = {}, []
+    for key in sorted(gene_embeddings):
+        table = gene_embeddings[key]
+        name = embedding_file_name(table.attrs)
+        files[name] = parquet_bytes(table.to_arrow())
+        models.append({**table.attrs, "n_genes": len(table.genes), "file": name})
+    files["leaderboard.csv"] = wide_table(leaderboard).to_csv(index=False).encode()
+    files["leaderboard_long.csv"] = leaderboard.to_csv(index=False).encode()
+    files["leaderboard.png"] = chart_png(leaderboard)
+    release = release_repository.publish(files, describe={"models": models})
+    context.log.info(
+        f"Release {release.version} at {release.revision[:12]}" + ("" if release.created else " (unchanged, reused)")
+    )
+    context.add_output_metadata(
+        {
+            "version": release.version,
+            "git_revision": release.revision,
+            "new_release": release.created,
+            "remote": release_repository.remote_url,
+            "files": MetadataValue.json(release.manifest["files"]),
+            "consume": MetadataValue.md(
+                f"`dvc get {release_repository.repo_dir} {release_repository.data_dir_name} --rev {release.version}`"
+            ),
+        }
+    )
+    return pd.DataFrame(
+        [{"version": release.version, "git_revision": release.revision, "file": f, "sha256": d}
+         for f, d in release.manifest["files"].items()]
+    )

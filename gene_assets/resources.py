@@ -1,0 +1,56 @@
+"""Resources per environment: `local` (this machine's defaults) and `test` (everything under one temp dir)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .release.dvc_repository import DvcReleaseRepository
+from .settings import DVC_REMOTE_ENV, PROJECT_ROOT, RELEASE_REPO_ENV, default_data_dir, gene_assets_home
+from .sources.bioconductor import AnnotationDatabases
+from .sources.data_directory import DataDirectory
+from .sources.ncbi_eutils import NcbiEutils
+from .storage import ParquetIOManager
+
+
+def default_remote_url() -> str:
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return os.environ.get(DVC_REMOTE_ENV, str(data_home / "gene_assets" / "dvc-remote"))
+
+
+def local_resources() -> dict:
+    home = gene_assets_home()
+    return {
+        "io_manager": ParquetIOManager(base_dir=str(home / "storage")),
+        "data_directory": DataDirectory(path=default_data_dir()),
+        "annotation_databases": AnnotationDatabases(cache_dir=str(home / "cache" / "bioconductor")),
+        "ncbi_eutils": NcbiEutils(
+            api_key=os.environ.get("NCBI_API_KEY"),
+            email=os.environ.get("NCBI_EMAIL"),
+            cache_dir=str(home / "cache" / "ncbi_esummary"),
+        ),
+        "release_repository": DvcReleaseRepository(
+            repo_dir=os.environ.get(RELEASE_REPO_ENV, str(PROJECT_ROOT)), remote_url=default_remote_url()
+        ),
+    }
+
+
+def test_resources(tmp_dir: Path, release_repo: Path, remote: Path, annotation_cache: Path | None = None) -> dict:
+    """Fresh storage and release repository under tmp_dir; the real data directory and annotation cache."""
+    resources = local_resources()
+    resources["io_manager"] = ParquetIOManager(base_dir=str(tmp_dir / "storage"))
+    resources["ncbi_eutils"] = NcbiEutils(cache_dir=str(tmp_dir / "ncbi_esummary"))
+    resources["release_repository"] = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(remote))
+    if annotation_cache is not None:
+        resources["annotation_databases"] = AnnotationDatabases(cache_dir=str(annotation_cache))
+    return resources
+
+
+RESOURCES_BY_ENVIRONMENT = {"local": local_resources}
+
+
+def resources_for_environment() -> dict:
+    name = os.environ.get("GENE_ASSETS_ENV", "local")
+    if name not in RESOURCES_BY_ENVIRONMENT:
+        raise ValueError(f"GENE_ASSETS_ENV={name!r} is unknown; choose one of {sorted(RESOURCES_BY_ENVIRONMENT)}.")
+    return RESOURCES_BY_ENVIRONMENT[name]()

@@ -1,0 +1,20 @@
+"""Paths and environment variables shared by every module."""
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DATA_DIR_ENV = "GENE_ASSETS_DATA_DIR"
+HOME_ENV = "GENE_ASSETS_HOME"
+DVC_REMOTE_ENV = "GENE_ASSETS_DVC_REMOTE"
+RELEASE_REPO_ENV = "GENE_ASSETS_RELEASE_REPO"
+
+
+def gene_assets_home() -> Path:
+    """Working directory for caches and asset storage (never committed)."""
+    return Path(os.environ.get(HOME_ENV, PROJECT_ROOT / ".gene_assets")).resolve()
+
+
+def default_data_dir() -> str:
+    return os.environ.get(DATA_DIR_ENV, str((PROJECT_ROOT.parent / "shared" / "data").resolve()))

@@ -1,0 +1,1 @@
+"""External inputs: the data directory, Bioconductor annotation databases, NCBI E-utilities."""

@@ -1,0 +1,124 @@
+"""NCBI E-utilities client for gene summaries: batched esummary, rate-limited, cached on disk."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+from dagster import ConfigurableResource
+
+from ..settings import gene_assets_home
+from ..storage import write_bytes_atomic
+
+EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
+
+
+class EutilsError(RuntimeError):
+    """E-utilities returned an error or an unreadable response."""
+
+
+class NcbiEutils(ConfigurableResource):
+    """esummary for db=gene. Requests per second: 3 without an API key, 10 with one (NCBI's limits)."""
+
+    base_url: str = EUTILS_URL
+    api_key: str | None = None
+    email: str | None = None
+    tool: str = "gene_assets"
+    batch_size: int = 200
+    max_retries: int = 4
+    timeout_s: float = 30.0
+    cache_dir: str = str(gene_assets_home() / "cache" / "ncbi_esummary")
+
+    def requests_per_second(self) -> float:
+        return 10.0 if self.api_key else 3.0
+
+    def gene_summaries(self, entrez_ids: Iterable[int], progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+        """One row per requested gene found by NCBI: entrez_id, symbol, full_name, summary, source."""
+        ids = sorted({int(i) for i in entrez_ids})
+        records: dict[int, dict] = {}
+        missing = []
+        for gene_id in ids:
+            cached = self._cache_path(gene_id)
+            if cached.exists():
+                records[gene_id] = json.loads(cached.read_text())
+            else:
+                missing.append(gene_id)
+        limiter = _RateLimiter(self.requests_per_second())
+        for start in range(0, len(missing), self.batch_size):
+            batch = missing[start : start + self.batch_size]
+            limiter.wait()
+            result = self._esummary(batch)
+            for gene_id in batch:
+                doc = result.get(str(gene_id))
+                if doc is None or "error" in doc:
+                    continue
+                write_bytes_atomic(self._cache_path(gene_id), json.dumps(doc).encode())
+                records[gene_id] = doc
+            if progress:
+                progress(min(start + self.batch_size, len(missing)), len(missing))
+        rows = [
+            {
+                "entrez_id": gene_id,
+                "symbol": doc.get("name", ""),
+                "full_name": doc.get("description", ""),
+                "summary": (doc.get("summary") or "").strip() or None,
+                "source": "ncbi_eutils_esummary",
+            }
+            for gene_id, doc in sorted(records.items())
+        ]
+        return pd.DataFrame(rows, columns=["entrez_id", "symbol", "full_name", "summary", "source"])
+
+    def _cache_path(self, gene_id: int) -> Path:
+        return Path(self.cache_dir) / f"{gene_id % 1000:03d}" / f"{gene_id}.json"
+
+    def _esummary(self, ids: list[int]) -> dict:
+        params = {"db": "gene", "id": ",".join(map(str, ids)), "retmode": "json", "tool": self.tool}
+        if self.email:
+            params["email"] = self.email
+        if self.api_key:
+            params["api_key"] = self.api_key
+        body = urllib.parse.urlencode(params).encode()
+        url = f"{self.base_url.rstrip('/')}/esummary.fcgi"
+        delay = 1.0
+        for attempt in range(self.max_retries + 1):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=self.timeout_s) as resp:
+                    payload = json.loads(resp.read().decode("utf-8"))
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code not in (429, 500, 502, 503, 504) or attempt == self.max_retries:
+                    raise EutilsError(f"esummary for {len(ids)} genes failed at {url}: HTTP {exc.code}") from exc
+            except (urllib.error.URLError, TimeoutError) as exc:
+                if attempt == self.max_retries:
+                    raise EutilsError(f"esummary at {url} unreachable after {attempt + 1} tries: {exc}") from exc
+            except json.JSONDecodeError as exc:
+                raise EutilsError(f"esummary at {url} returned a response that is not JSON: {exc}") from exc
+            time.sleep(delay)
+            delay *= 2
+        if "error" in payload:
+            raise EutilsError(f"esummary at {url} answered with an error: {payload['error']}")
+        if "result" not in payload:
+            raise EutilsError(f"esummary at {url} returned no 'result' field")
+        return payload["result"]
+
+
+class _RateLimiter:
+    def __init__(self, per_second: float):
+        self.interval = 1.0 / per_second
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            pause = self.last + self.interval - now
+            if pause > 0:
+                time.sleep(pause)
+            self.last = time.monotonic()

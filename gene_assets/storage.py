@@ -1,0 +1,128 @@
+"""Atomic file writes and the parquet IO manager every asset stores its output with."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import ConfigurableIOManager, InputContext, MultiPartitionKey, OutputContext
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def partition_parts(key: str | MultiPartitionKey) -> list[str]:
+    """File-system path parts for a partition key (one folder level per dimension)."""
+    if isinstance(key, MultiPartitionKey):
+        return [f"{dim}={value}" for dim, value in sorted(key.keys_by_dimension.items())]
+    return [str(key)]
+
+
+class ParquetIOManager(ConfigurableIOManager):
+    """Stores DataFrames and Arrow-convertible objects as parquet under `base_dir`.
+
+    Objects other than DataFrames provide `to_arrow()` and a classmethod `from_arrow()`.
+    Loading a multi-partition input returns {partition key: object} for the partitions that exist.
+    """
+
+    base_dir: str
+
+    def _path(self, asset_key_path: list[str], partition_key=None) -> Path:
+        parts = list(asset_key_path)
+        if partition_key is not None:
+            parts += partition_parts(partition_key)
+        return Path(self.base_dir).joinpath(*parts).with_suffix(".parquet")
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        if obj is None:
+            return
+        key = context.asset_partition_key if context.has_asset_partitions else None
+        path = self._path(context.asset_key.path, key)
+        if isinstance(obj, pd.DataFrame):
+            table = pa.Table.from_pandas(obj, preserve_index=False)
+        else:
+            table = obj.to_arrow()
+        type_name = f"{type(obj).__module__}:{type(obj).__qualname__}"
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"gene_assets.type": type_name.encode()})
+        write_table(table, path)
+        context.add_output_metadata({"path": str(path)})
+
+    def load_input(self, context: InputContext):
+        asset_key_path = context.asset_key.path
+        if context.has_asset_partitions:
+            keys = context.asset_partition_keys
+            partitions_def = context.asset_partitions_def
+            if len(keys) == 1 and context.has_partition_key and not isinstance(context.asset_partition_key, list):
+                return self._read(self._path(asset_key_path, _as_key(partitions_def, keys[0])))
+            found = {}
+            for key in keys:
+                path = self._path(asset_key_path, _as_key(partitions_def, key))
+                if path.exists():
+                    found[key] = self._read(path)
+            missing = len(keys) - len(found)
+            if missing:
+                context.log.info(f"{'/'.join(asset_key_path)}: {len(found)} partitions available, {missing} not materialized")
+            return found
+        return self._read(self._path(asset_key_path))
+
+    @staticmethod
+    def _read(path: Path):
+        if not path.exists():
+            raise FileNotFoundError(f"No stored output at {path}: materialize the upstream asset first.")
+        table = pq.read_table(path)
+        type_name = (table.schema.metadata or {}).get(b"gene_assets.type", b"").decode()
+        if not type_name or type_name.startswith("pandas."):
+            return table.to_pandas()
+        module_name, _, qualname = type_name.partition(":")
+        import importlib
+
+        cls = getattr(importlib.import_module(module_name), qualname)
+        return cls.from_arrow(table)
+
+
+def _as_key(partitions_def, key: str):
+    """Turn a serialized multi-partition key back into a MultiPartitionKey so its path can be built."""
+    from dagster import MultiPartitionsDefinition
+
+    if isinstance(partitions_def, MultiPartitionsDefinition) and not isinstance(key, MultiPartitionKey):
+        return partitions_def.get_partition_key_from_str(key)
+    return key

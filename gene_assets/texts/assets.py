@@ -1,0 +1,116 @@
+"""gene_summaries (RefSeq summaries) and gene_texts (every text view of every gene in the universe)."""
+
+
+import hashlib
+from typing import Literal
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetExecutionContext, Config, MetadataValue, asset, asset_check
+
+from ..sources.bioconductor import AnnotationDatabases
+from ..sources.data_directory import DataDirectory
+from ..sources.ncbi_eutils import NcbiEutils
+from .views import GO_ASPECTS, VIEWS, build_view
+
+DEFAULT_GENE_TYPES = ["protein-coding", "ncRNA", "pseudo", "snoRNA", "snRNA", "rRNA", "tRNA", "scRNA", "other"]
+
+
+class GeneSummariesConfig(Config):
+    source: Literal["data_directory", "ncbi_eutils"] = "data_directory"
+
+
+@asset(group_name="sources", compute_kind="pandas")
+def gene_summaries(
+    context: AssetExecutionContext,
+    config: GeneSummariesConfig,
+    gene_catalog: pd.DataFrame,
+    data_directory: DataDirectory,
+    ncbi_eutils: NcbiEutils,
+) -> pd.DataFrame:
+    """RefSeq summary per gene: from the data directory's table, or fetched live from NCBI E-utilities."""
+    if config.source == "ncbi_eutils":
+        ids = gene_catalog.loc[gene_catalog["gene_type"].isin(DEFAULT_GENE_TYPES), "entrez_id"]
+        fetched = ncbi_eutils.gene_summaries(ids, progress=lambda done, total: context.log.info(f"esummary {done}/{total}"))
+        summaries = fetched.dropna(subset=["summary"])[["entrez_id", "summary"]].assign(
+            review_status=None, summary_source="ncbi_eutils_esummary"
+        )
+    else:
+        path = data_directory.file("refseq_summaries")
+        table = pd.read_parquet(path, columns=["entrez_id", "refseq_summary", "refseq_review_status"])
+        summaries = (
+            table.dropna(subset=["refseq_summary"])
+            .rename(columns={"refseq_summary": "summary", "refseq_review_status": "review_status"})
+            .assign(summary_source=f"refseq:{path.name}")
+        )
+    summaries = summaries.assign(entrez_id=summaries["entrez_id"].astype("int64"), summary=summaries["summary"].str.strip())
+    summaries = summaries[summaries["summary"] != ""].drop_duplicates("entrez_id").reset_index(drop=True)
+    in_catalog = summaries["entrez_id"].isin(gene_catalog["entrez_id"])
+    context.add_output_metadata(
+        {"n_summaries": len(summaries), "n_not_in_catalog": int((~in_catalog).sum()), "source": config.source}
+    )
+    return summaries
+
+
+class GeneTextsConfig(Config):
+    views: list[str] = list(VIEWS)
+    gene_types: list[str] = DEFAULT_GENE_TYPES
+    symbols: list[str] | None = None
+    """Restrict the universe to these symbols (for quick runs); None keeps every gene of `gene_types`."""
+
+
+def read_go_terms(annotation_databases: AnnotationDatabases) -> pd.DataFrame:
+    """Per gene, '; '-joined GO term names for each aspect (direct annotations, all evidence codes)."""
+    with annotation_databases.connect("GO.db") as go:
+        names = dict(go.execute("SELECT go_id, term FROM go_term").fetchall())
+    frames = []
+    with annotation_databases.connect("org.Hs.eg.db") as org:
+        for column, _ in GO_ASPECTS:
+            pairs = pd.read_sql_query(
+                f"SELECT DISTINCT CAST(g.gene_id AS INTEGER) AS entrez_id, t.go_id FROM {column} t JOIN genes g ON g._id = t._id",
+                org,
+            )
+            pairs["term"] = pairs["go_id"].map(names)
+            joined = pairs.dropna(subset=["term"]).sort_values("term").groupby("entrez_id")["term"].agg("; ".join)
+            frames.append(joined.rename(column))
+    return pd.concat(frames, axis=1).rename_axis("entrez_id").reset_index()
+
+
+@asset(group_name="texts", compute_kind="pandas")
+def gene_texts(
+    context: AssetExecutionContext,
+    config: GeneTextsConfig,
+    gene_catalog: pd.DataFrame,
+    gene_summaries: pd.DataFrame,
+    annotation_databases: AnnotationDatabases,
+) -> pd.DataFrame:
+    """One row per (gene, view): the text a backbone embeds, its source and its sha256."""
+    unknown = sorted(set(config.views) - set(VIEWS))
+    if unknown:
+        raise ValueError(f"Unknown text view(s) {unknown}; known views: {sorted(VIEWS)}.")
+    genes = gene_catalog[gene_catalog["gene_type"].isin(config.gene_types) | gene_catalog["entrez_id"].isin(gene_summaries["entrez_id"])]
+    if config.symbols is not None:
+        genes = genes[genes["symbol"].str.upper().isin({s.upper() for s in config.symbols})]
+    genes = genes.merge(gene_summaries[["entrez_id", "summary"]], on="entrez_id", how="left")
+    if "go" in config.views:
+        genes = genes.merge(read_go_terms(annotation_databases), on="entrez_id", how="left")
+    texts = pd.concat([build_view(genes, view) for view in config.views], ignore_index=True)
+    texts["text_sha256"] = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts["text"]]
+    per_view = texts.groupby("view").agg(genes=("entrez_id", "size"), mean_chars=("text", lambda t: round(t.str.len().mean(), 1)))
+    sources = texts.groupby(["view", "source"]).size().rename("genes").reset_index()
+    context.add_output_metadata(
+        {
+            "n_genes": int(texts["entrez_id"].nunique()),
+            "per_view": MetadataValue.md(per_view.to_markdown()),
+            "sources": MetadataValue.md(sources.to_markdown(index=False)),
+            "view_contents": MetadataValue.json({name: list(VIEWS[name].contains) for name in config.views}),
+        }
+    )
+    return texts
+
+
+@asset_check(asset=gene_texts, blocking=True, description="No empty text; one text per gene and view.")
+def gene_texts_well_formed(gene_texts: pd.DataFrame) -> AssetCheckResult:
+    empty = int((gene_texts["text"].str.strip() == "").sum())
+    duplicated = int(gene_texts.duplicated(["entrez_id", "view"]).sum())
+    return AssetCheckResult(passed=empty == 0 and duplicated == 0 and len(gene_texts) > 0,
+                            metadata={"empty_texts": empty, "duplicated_gene_views": duplicated, "rows": len(gene_texts)})
