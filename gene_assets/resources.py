@@ -1,4 +1,4 @@
-"""Resources per environment: `local` (this machine's defaults) and `test` (everything under one temp dir)."""
+"""Resources per environment: `local` (this machine's defaults) and temporary resources for tests (storage and release under one temp dir)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def local_resources() -> dict:
     }
 
 
-def test_resources(tmp_dir: Path, release_repo: Path, remote: Path, annotation_cache: Path | None = None) -> dict:
+def temporary_resources(tmp_dir: Path, release_repo: Path, remote: Path, annotation_cache: Path | None = None) -> dict:
     """Fresh storage and release repository under tmp_dir; the real data directory and annotation cache."""
     resources = local_resources()
     resources["io_manager"] = ParquetIOManager(base_dir=str(tmp_dir / "storage"))

@@ -1,0 +1,42 @@
+# gene_assets — every target installs what it needs first.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= ../shared/data
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
+export GENE_ASSETS_DATA_DIR ?= $(abspath $(DATA_DIR))
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup run test ui annotations clean
+
+setup: $(VENV)/.installed annotations
+
+$(VENV)/.installed: requirements.lock constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+annotations: $(VENV)/.installed
+	@command -v apt-get >/dev/null || { echo "apt-get is needed to fetch org.Hs.eg.db/GO.db from Debian"; exit 1; }
+	@$(BIN)/gene-assets fetch-annotations || { apt-get update -qq && $(BIN)/gene-assets fetch-annotations; }
+
+run: setup
+	$(BIN)/gene-assets run
+
+test: setup
+	$(BIN)/pytest
+
+ui: setup
+	$(BIN)/gene-assets register-backbones
+	$(BIN)/dg dev --host $(UI_HOST) --port $(UI_PORT)
+
+clean:
+	rm -rf $(VENV) .gene_assets dagster_home/storage dagster_home/artifacts dagster_home/history dagster_home/schedules dagster_home/logs

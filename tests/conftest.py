@@ -1,0 +1,67 @@
+"""Shared fixtures: the real data directory, the verified annotation databases, temporary Dagster state."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance
+
+from gene_assets.settings import default_data_dir, gene_assets_home
+from gene_assets.sources.data_directory import DataDirectory
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = Path(default_data_dir())
+    DataDirectory(path=str(path)).root()  # a clear error when it is missing
+    return path
+
+
+@pytest.fixture(scope="session")
+def annotation_cache() -> Path:
+    """The project's annotation cache, shared across tests (fetched once, sha256-verified)."""
+    return gene_assets_home() / "cache" / "bioconductor"
+
+
+@pytest.fixture(scope="session")
+def task_symbols(data_dir) -> list[str]:
+    """Genes of the dosage, bivalent and TF-range tasks: a small real gene universe."""
+    labels = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv")
+    small = labels[~labels["task"].str.contains("genomewide|notch1")]
+    return sorted(small["gene_name"].dropna().unique().tolist())
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def dvc(repo: Path, *args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def release_repo(tmp_path) -> Path:
+    """An empty git repository with one commit, ready to receive releases."""
+    repo = tmp_path / "release_repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "test@example.org")
+    git(repo, "config", "user.name", "test")
+    (repo / "README.md").write_text("release test repository\n")
+    git(repo, "add", "README.md")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+@pytest.fixture(autouse=True)
+def _no_analytics(monkeypatch):
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
