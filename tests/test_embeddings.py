@@ -1,0 +1,91 @@
+"""Backbone registry, encoders and the embedding table format."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gene_assets.embeddings.encoders import BackboneUnavailableError, load_encoder, model_source
+from gene_assets.embeddings.registry import BACKBONES, Backbone, UnknownBackboneError, get_backbone
+from gene_assets.embeddings.table import EmbeddingTableError, GeneEmbeddings
+
+GENES = pd.DataFrame({"entrez_id": [7157, 672, 1], "symbol": ["TP53", "BRCA1", "A1BG"]})
+
+
+def test_table_round_trips_through_arrow():
+    matrix = np.arange(12, dtype=np.float32).reshape(3, 4)
+    table = GeneEmbeddings(GENES, matrix, {"backbone": "x", "dims": 4})
+    back = GeneEmbeddings.from_arrow(table.to_arrow())
+    assert back.attrs == {"backbone": "x", "dims": 4}
+    assert back.matrix.dtype == np.float32 and np.array_equal(back.matrix, matrix)
+    assert back.genes.equals(GENES)
+    assert np.array_equal(back.aligned([1, 7157]), matrix[[2, 0]])
+
+
+@pytest.mark.parametrize(
+    "matrix, attrs, message",
+    [
+        (np.array([[0, np.nan], [1, 1], [2, 2]], dtype=np.float32), {}, "NaN or infinite values .*TP53"),
+        (np.array([[0, np.inf], [1, 1], [2, 2]], dtype=np.float32), {}, "NaN or infinite"),
+        (np.zeros((3, 2), dtype=np.float32), {"dims": 384}, "2 dimensions, expected 384"),
+        (np.zeros((2, 2), dtype=np.float32), {}, "does not match 3 genes"),
+    ],
+)
+def test_table_rejects_bad_vectors(matrix, attrs, message):
+    with pytest.raises(EmbeddingTableError, match=message):
+        GeneEmbeddings(GENES, matrix, attrs)
+
+
+def test_table_rejects_duplicate_genes():
+    genes = pd.DataFrame({"entrez_id": [7157, 7157], "symbol": ["TP53", "TP53"]})
+    with pytest.raises(EmbeddingTableError, match="duplicate genes .*7157"):
+        GeneEmbeddings(genes, np.zeros((2, 2)))
+
+
+def test_random_control_is_fixed_per_gene_in_any_subset():
+    encoder = load_encoder(get_backbone("random-gaussian"))
+    full = encoder.embed(np.array([7157, 672, 1]), ["", "", ""])
+    subset = encoder.embed(np.array([1, 7157]), ["", ""])
+    assert full.shape == (3, 384) and full.dtype == np.float32
+    assert np.array_equal(subset, full[[2, 0]])
+    assert abs(full.mean()) < 0.2 and 0.8 < full.std() < 1.2
+
+
+def test_bag_of_words_has_1024_count_features():
+    encoder = load_encoder(get_backbone("bag-of-words"))
+    texts = ["tumor suppressor protein binds DNA", "DNA repair protein", "glycoprotein in plasma"]
+    matrix = encoder.embed(np.array([1, 2, 3]), texts)
+    assert matrix.shape == (3, 1024) and matrix.dtype == np.float32
+    assert matrix.sum() == 10  # every non-stop word counted once
+
+
+def test_minilm_loads_verified_packaged_weights_and_embeds():
+    encoder = load_encoder(get_backbone("all-MiniLM-L6-v2"))
+    vectors = encoder.embed(np.array([1, 2, 3]), ["TP53 tumor suppressor", "tumor protein p53", "olfactory receptor"])
+    assert vectors.shape == (3, 384)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert unit[0] @ unit[1] > unit[0] @ unit[2]
+
+
+def test_weights_with_wrong_sha256_are_refused():
+    tampered = Backbone(**{**get_backbone("all-MiniLM-L6-v2").__dict__, "name": "tampered", "weights_sha256": "0" * 64})
+    with pytest.raises(BackboneUnavailableError, match="has sha256 53aa5117.*expected 0000"):
+        model_source(tampered)
+
+
+def test_hub_backbone_without_weights_fails_with_offline_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(BackboneUnavailableError, match="bge-small-en-v1.5.*hf download BAAI/bge-small-en-v1.5"):
+        load_encoder(get_backbone("bge-small-en-v1.5"))
+
+
+def test_unknown_backbone_lists_known_ones():
+    with pytest.raises(UnknownBackboneError, match="Unknown backbone 'nope'.*all-MiniLM-L6-v2"):
+        get_backbone("nope")
+
+
+def test_partition_key_rules():
+    with pytest.raises(ValueError, match="not a valid partition key"):
+        Backbone(name="bad|name", kind="random", dims=2)
+    assert all(b.revision for b in BACKBONES.values() if b.kind == "sentence_transformers")
+    assert not any(b.trust_remote_code for b in BACKBONES.values())
