@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Iterator
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import ConfigurableIOManager, InputContext, MultiPartitionKey, OutputContext
+from dagster import ConfigurableIOManager, InputContext, MultiPartitionKey, MultiPartitionsDefinition, OutputContext
 
 
 @contextlib.contextmanager
@@ -113,16 +114,12 @@ class ParquetIOManager(ConfigurableIOManager):
         if not type_name or type_name.startswith("pandas."):
             return table.to_pandas()
         module_name, _, qualname = type_name.partition(":")
-        import importlib
-
         cls = getattr(importlib.import_module(module_name), qualname)
         return cls.from_arrow(table)
 
 
 def _as_key(partitions_def, key: str):
     """Turn a serialized multi-partition key back into a MultiPartitionKey so its path can be built."""
-    from dagster import MultiPartitionsDefinition
-
     if isinstance(partitions_def, MultiPartitionsDefinition) and not isinstance(key, MultiPartitionKey):
         return partitions_def.get_partition_key_from_str(key)
     return key

@@ -1,13 +1,11 @@
-"""Shared fixtures: the real data directory, the verified annotation databases, temporary Dagster state."""
+"""Shared fixtures: the real data directory, the verified annotation databases, release repositories."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance
 
 from gene_assets.settings import default_data_dir, gene_assets_home
 from gene_assets.sources.data_directory import DataDirectory
@@ -34,12 +32,6 @@ def task_symbols(data_dir) -> list[str]:
     return sorted(small["gene_name"].dropna().unique().tolist())
 
 
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
-
-
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 
@@ -48,10 +40,8 @@ def dvc(repo: Path, *args: str) -> str:
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
-@pytest.fixture
-def release_repo(tmp_path) -> Path:
+def make_release_repo(repo: Path) -> Path:
     """An empty git repository with one commit, ready to receive releases."""
-    repo = tmp_path / "release_repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.email", "test@example.org")
@@ -60,6 +50,11 @@ def release_repo(tmp_path) -> Path:
     git(repo, "add", "README.md")
     git(repo, "commit", "-qm", "init")
     return repo
+
+
+@pytest.fixture
+def release_repo(tmp_path) -> Path:
+    return make_release_repo(tmp_path / "release_repo")
 
 
 @pytest.fixture(autouse=True)

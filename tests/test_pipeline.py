@@ -2,9 +2,7 @@
 
 import filecmp
 import subprocess
-import sys
 
-import pandas as pd
 import pytest
 from dagster import materialize
 
@@ -13,7 +11,7 @@ from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.resources import temporary_resources
 
-from .conftest import dvc, git
+from .conftest import dvc, git, make_release_repo
 
 BACKBONES = ["all-MiniLM-L6-v2", "bag-of-words", "random-gaussian"]
 SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_task_labels"]
@@ -38,13 +36,7 @@ def pipeline(tmp_path_factory, task_symbols, annotation_cache, data_dir):
     from dagster import DagsterInstance
 
     tmp = tmp_path_factory.mktemp("pipeline")
-    repo = tmp / "release_repo"
-    repo.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"], ["config", "user.name", "t"]):
-        git(repo, *args)
-    (repo / "README.md").write_text("x\n")
-    git(repo, "add", "README.md")
-    git(repo, "commit", "-qm", "init")
+    repo = make_release_repo(tmp / "release_repo")
     resources = temporary_resources(tmp, release_repo=repo, remote=tmp / "remote", annotation_cache=annotation_cache)
     with DagsterInstance.ephemeral() as instance:
         runs = materialize_all(instance, resources, task_symbols)

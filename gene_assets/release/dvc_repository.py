@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -177,8 +178,6 @@ class DvcReleaseRepository(ConfigurableResource):
 
 
 def _sha256_bytes(content: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(content).hexdigest()
 
 
