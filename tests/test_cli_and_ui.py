@@ -40,6 +40,8 @@ def test_dagster_cli_string_selection_materializes(isolated_env):
     assert "RUN_SUCCESS" in result.stderr + result.stdout
     stored = Path(isolated_env["GENE_ASSETS_HOME"]) / "storage" / "gene_catalog.parquet"
     assert stored.stat().st_size > 1_000_000
+    assert (Path(isolated_env["DAGSTER_HOME"]) / "history" / "runs.db").exists()
+    assert not (PROJECT_ROOT / "storage").exists()
 
 
 def _free_port() -> int:

@@ -1,0 +1,38 @@
+"""Atomic writes and the parquet IO manager."""
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, build_input_context, build_output_context
+
+from gene_assets.embeddings.partitions import backbone_view_key, backbone_view_partitions
+from gene_assets.storage import ParquetIOManager, atomic_path
+
+
+def test_failed_write_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "table.parquet"
+    target.write_bytes(b"previous")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half written")
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
+
+
+def test_partitioned_output_round_trips_through_its_partition_path(tmp_path):
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    key = backbone_view_key("bag-of-words", "summary")
+    frame = pd.DataFrame({"entrez_id": [1, 2], "roc_auc": [0.5, 0.9]})
+    manager.handle_output(build_output_context(asset_key="gene_task_results", partition_key=key), frame)
+    assert (tmp_path / "gene_task_results" / "backbone=bag-of-words" / "view=summary.parquet").exists()
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("backbone", ["bag-of-words"])
+        context = build_input_context(asset_key="gene_task_results", partition_key=key, instance=instance,
+                                      asset_partitions_def=backbone_view_partitions)
+        assert manager.load_input(context).equals(frame)
+
+
+def test_missing_output_names_the_asset_to_materialize(tmp_path):
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="gene_catalog.parquet: materialize the upstream asset first"):
+        manager.load_input(build_input_context(asset_key="gene_catalog"))
