@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 
 from .embeddings.partitions import backbone_partitions, backbone_view_key
 from .embeddings.registry import BACKBONES, OFFLINE_BACKBONES, get_backbone
@@ -42,10 +42,11 @@ def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: l
             )
             if not result.success:
                 outcome["failed_partitions"].append(f"{backbone}|{view}")
-    job = "release_job" if release else None
-    if job:
-        result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False)
-        outcome["release_succeeded"] = result.success
+    selection = None if release else [AssetKey("leaderboard")]
+    result = defs.resolve_job_def("release_job").execute_in_process(
+        instance=instance, asset_selection=selection, raise_on_error=False
+    )
+    outcome["release_succeeded"] = result.success
     return outcome
 
 
@@ -62,6 +63,20 @@ def print_leaderboard(io_base: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .embeddings.encoders import BackboneUnavailableError
+    from .embeddings.registry import UnknownBackboneError
+    from .release.dvc_repository import ReleaseError
+    from .sources.bioconductor import AnnotationDatabaseError
+    from .sources.data_directory import DataDirectoryError
+
+    try:
+        return _main(argv)
+    except (DataDirectoryError, AnnotationDatabaseError, UnknownBackboneError, BackboneUnavailableError, ReleaseError) as exc:
+        print(f"gene-assets: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="gene-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the default asset graph and print the leaderboard")
@@ -107,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     print_leaderboard(io_base)
     if outcome["failed_partitions"]:
         print(f"\nFailed partitions (see the Dagster logs): {', '.join(outcome['failed_partitions'])}", file=sys.stderr)
-    if outcome.get("release_succeeded") is False:
-        print("The release failed; data/ and data.dvc are unchanged.", file=sys.stderr)
+    if not outcome["release_succeeded"]:
+        print("The leaderboard or release step failed; data/ and data.dvc are unchanged.", file=sys.stderr)
         return 1
     return 1 if outcome["failed_partitions"] else 0
 

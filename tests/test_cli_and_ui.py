@@ -108,3 +108,17 @@ def test_ui_serves_graph_with_backbone_partitions(isolated_env):
         _stop_tree(process)
         log.close()
 
+
+
+def test_gene_assets_lists_backbones_and_verifies_releases(release_repo, tmp_path):
+    from gene_assets.cli import main
+    from gene_assets.release.dvc_repository import DvcReleaseRepository
+
+    listing = subprocess.run([str(BIN / "gene-assets"), "backbones"], capture_output=True, text=True, check=True).stdout
+    assert "all-MiniLM-L6-v2" in listing and "Qwen/Qwen3-Embedding-8B" in listing
+    DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote")).publish({"a.csv": b"1"}, {})
+    assert main(["verify", str(release_repo / "data")]) == 0
+    (release_repo / "data" / "a.csv").write_bytes(b"2")
+    result = subprocess.run([str(BIN / "gene-assets"), "verify", str(release_repo / "data")], capture_output=True, text=True)
+    assert result.returncode == 2 and "a.csv" in result.stderr and "dvc pull --force" in result.stderr
+    assert "Traceback" not in result.stderr
