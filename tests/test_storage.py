@@ -19,6 +19,18 @@ def test_failed_write_leaves_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
 
 
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    with atomic_path(tmp_path / "out.bin") as tmp:
+        tmp.write_bytes(b"x")
+    mode = stat.S_IMODE((tmp_path / "out.bin").stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
 def test_partitioned_output_round_trips_through_its_partition_path(tmp_path):
     manager = ParquetIOManager(base_dir=str(tmp_path))
     key = backbone_view_key("bag-of-words", "summary")
