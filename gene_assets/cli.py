@@ -24,14 +24,12 @@ def register_backbones(instance: DagsterInstance, names: list[str]) -> list[str]
     return new
 
 
-def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: list[str], run_config_texts: dict | None = None,
-                 release: bool = True) -> dict:
+def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: list[str], release: bool = True) -> dict:
     """Sources once, then every (backbone, view) partition, then the leaderboard and the release."""
     register_backbones(instance, backbones)
-    texts_config = {"views": views, **(run_config_texts or {})}
     outcome = {"failed_partitions": []}
     result = defs.resolve_job_def("sources_job").execute_in_process(
-        instance=instance, run_config={"ops": {"gene_texts": {"config": texts_config}}}
+        instance=instance, run_config={"ops": {"gene_texts": {"config": {"views": views}}}}
     )
     if not result.success:
         raise SystemExit("sources_job failed; see the log above.")

@@ -99,7 +99,7 @@ class ParquetIOManager(ConfigurableIOManager):
         if context.has_asset_partitions:
             keys = context.asset_partition_keys
             partitions_def = context.asset_partitions_def
-            if len(keys) == 1 and context.has_partition_key and not isinstance(context.asset_partition_key, list):
+            if context.has_partition_key and len(keys) == 1:
                 return self._read(self._path(asset_key_path, _as_key(partitions_def, keys[0])))
             found = {}
             for key in keys:

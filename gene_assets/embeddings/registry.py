@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 BackboneKind = Literal["sentence_transformers", "bag_of_words", "random"]
@@ -33,7 +33,6 @@ class Backbone:
     offline: bool = False
     """True when the backbone works without network access."""
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not PARTITION_KEY_PATTERN.match(self.name):

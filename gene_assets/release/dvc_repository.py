@@ -52,9 +52,9 @@ class DvcReleaseRepository(ConfigurableResource):
             raise ReleaseError(f"{what} failed in {self.repo_dir}: {' / '.join(detail)}")
         return result.stdout
 
-    def git(self, *args: str, what: str = "git") -> str:
+    def git(self, *args: str) -> str:
         identity = [] if self._has_git_identity() else FALLBACK_GIT_IDENTITY
-        return self._run(["git", *identity, *args], what or f"git {args[0]}")
+        return self._run(["git", *identity, *args], f"git {args[0]}")
 
     def dvc(self, *args: str) -> str:
         return self._run([sys.executable, "-m", "dvc", *args], f"dvc {' '.join(args)}")
@@ -73,7 +73,7 @@ class DvcReleaseRepository(ConfigurableResource):
         return self.root / self.data_dir_name
 
     def versions(self) -> list[str]:
-        tags = self.git("tag", "--list", f"{self.tag_prefix}*", what="git tag --list").split()
+        tags = self.git("tag", "--list", f"{self.tag_prefix}*").split()
         pattern = re.compile(rf"^{re.escape(self.tag_prefix)}(\d+)$")
         return sorted((t for t in tags if pattern.match(t)), key=lambda t: int(pattern.match(t).group(1)))
 
@@ -128,7 +128,7 @@ class DvcReleaseRepository(ConfigurableResource):
         previous = self.root / f".{self.data_dir_name}.previous-{uuid.uuid4().hex[:8]}"
         pointer = self.root / f"{self.data_dir_name}.dvc"
         pointer_before = pointer.read_bytes() if pointer.exists() else None
-        head_before = self.git("rev-parse", "HEAD", what="git rev-parse").strip() if self._has_commits() else None
+        head_before = self.git("rev-parse", "HEAD").strip() if self._has_commits() else None
         try:
             for name, content in files.items():
                 write_bytes_atomic(staging / name, content)
@@ -141,14 +141,14 @@ class DvcReleaseRepository(ConfigurableResource):
             self.dvc("push", "--remote", self.remote_name, "--quiet")
             paths = [p for p in (pointer.name, ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore")
                      if (self.root / p).exists()]
-            self.git("add", "--", *paths, what="git add")
-            self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths, what="git commit")
-            self.git("tag", "-a", version, "-m", f"gene embeddings {version}", what="git tag")
+            self.git("add", "--", *paths)
+            self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths)
+            self.git("tag", "-a", version, "-m", f"gene embeddings {version}")
         except BaseException:
             self._roll_back(staging, previous, pointer, pointer_before, head_before, version)
             raise
         shutil.rmtree(previous, ignore_errors=True)
-        revision = self.git("rev-parse", "HEAD", what="git rev-parse").strip()
+        revision = self.git("rev-parse", "HEAD").strip()
         return Release(version, revision, manifest, created=True)
 
     def _has_commits(self) -> bool:
