@@ -41,10 +41,24 @@ def test_table_rejects_duplicate_genes():
         GeneEmbeddings(genes, np.zeros((2, 2)))
 
 
+def texts_frame(entrez_ids, texts, sources=None) -> pd.DataFrame:
+    return pd.DataFrame({"entrez_id": entrez_ids, "text": texts, "source": sources or ["refseq_summary"] * len(texts)})
+
+
+def test_text_availability_control_sees_only_fallback_flag_and_length():
+    encoder = load_encoder(get_backbone("text-availability"))
+    texts = texts_frame([1, 2, 3], ["Gene A, alpha. It binds DNA in the nucleus.", "Gene B, beta.", "Gene C."],
+                        ["refseq_summary", "full_name_fallback", "symbol_fallback"])
+    features = encoder.embed(texts)
+    assert features.shape == (3, 2)
+    assert features[:, 0].tolist() == [1.0, 0.0, 0.0]
+    assert np.allclose(features[:, 1], np.log1p([9, 3, 2]))
+
+
 def test_random_control_is_fixed_per_gene_in_any_subset():
     encoder = load_encoder(get_backbone("random-gaussian"))
-    full = encoder.embed(np.array([7157, 672, 1]), ["", "", ""])
-    subset = encoder.embed(np.array([1, 7157]), ["", ""])
+    full = encoder.embed(texts_frame([7157, 672, 1], ["a", "b", "c"]))
+    subset = encoder.embed(texts_frame([1, 7157], ["c", "a"]))
     assert full.shape == (3, 384) and full.dtype == np.float32
     assert np.array_equal(subset, full[[2, 0]])
     assert abs(full.mean()) < 0.2 and 0.8 < full.std() < 1.2
@@ -53,14 +67,14 @@ def test_random_control_is_fixed_per_gene_in_any_subset():
 def test_bag_of_words_has_1024_count_features():
     encoder = load_encoder(get_backbone("bag-of-words"))
     texts = ["tumor suppressor protein binds DNA", "DNA repair protein", "glycoprotein in plasma"]
-    matrix = encoder.embed(np.array([1, 2, 3]), texts)
+    matrix = encoder.embed(texts_frame([1, 2, 3], texts))
     assert matrix.shape == (3, 1024) and matrix.dtype == np.float32
     assert matrix.sum() == 10  # every non-stop word counted once
 
 
 def test_minilm_loads_verified_packaged_weights_and_embeds():
     encoder = load_encoder(get_backbone("all-MiniLM-L6-v2"))
-    vectors = encoder.embed(np.array([1, 2, 3]), ["TP53 tumor suppressor", "tumor protein p53", "olfactory receptor"])
+    vectors = encoder.embed(texts_frame([1, 2, 3], ["TP53 tumor suppressor", "tumor protein p53", "olfactory receptor"]))
     assert vectors.shape == (3, 384)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     assert unit[0] @ unit[1] > unit[0] @ unit[2]

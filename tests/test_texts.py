@@ -45,11 +45,15 @@ def test_card_view_has_names_type_location_aliases_and_summary():
         assert part in text
 
 
-def test_go_view_skips_genes_without_annotations():
-    view = build_view(GENES, "go")
-    assert view["symbol"].tolist() == ["TP53"]
-    assert "Molecular function: DNA binding; p53 binding." in view["text"].iloc[0]
-    assert "Cellular component: nucleus." in view["text"].iloc[0]
+def test_go_view_falls_back_to_the_name_line_without_annotations():
+    view = build_view(GENES, "go").set_index("symbol")
+    assert len(view) == len(GENES)
+    assert "Molecular function: DNA binding; p53 binding." in view.loc["TP53", "text"]
+    assert "Cellular component: nucleus." in view.loc["TP53", "text"]
+    assert view.loc["TP53", "source"] == VIEWS["go"].primary_source
+    others = view.drop(index="TP53")
+    assert set(others["source"]) <= {"full_name_fallback", "symbol_fallback"}
+    assert not others["text"].str.contains("function|process|component").any()
 
 
 def test_every_view_declares_its_sources():

@@ -29,8 +29,7 @@ def gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame):
     context.log.info(f"Embedding {len(texts)} {view} texts with {backbone.name}")
     started = time.perf_counter()
     matrix = encoder.embed(
-        texts["entrez_id"].to_numpy(),
-        texts["text"].tolist(),
+        texts,
         progress=lambda done, total: context.log.info(f"{backbone.name}/{view}: {done}/{total} texts embedded"),
     )
     seconds = time.perf_counter() - started

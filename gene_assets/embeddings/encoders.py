@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
+import pandas as pd
 
 from ..storage import sha256_file
 from .registry import Backbone
@@ -22,20 +23,38 @@ class BackboneUnavailableError(RuntimeError):
 class Encoder(Protocol):
     backbone: Backbone
 
-    def embed(self, entrez_ids: np.ndarray, texts: list[str], progress: Progress | None = None) -> np.ndarray: ...
+    def embed(self, texts: pd.DataFrame, progress: Progress | None = None) -> np.ndarray:
+        """One float32 row per row of `texts` (columns entrez_id, text, source)."""
+
+
+def random_gene_vectors(entrez_ids, dims: int, seed: int) -> np.ndarray:
+    """N(0, 1) vectors seeded by (seed, Entrez id): the same gene gets the same vector in any subset."""
+    if len(entrez_ids) == 0:
+        return np.zeros((0, dims), dtype=np.float32)
+    return np.stack([np.random.default_rng([seed, int(g)]).standard_normal(dims) for g in entrez_ids]).astype(np.float32)
 
 
 class RandomEncoder:
-    """N(0, 1) vectors seeded by (seed, Entrez id): the same gene gets the same vector in any subset."""
+    """The negative control: random vectors that ignore the text."""
 
     def __init__(self, backbone: Backbone):
         self.backbone = backbone
 
-    def embed(self, entrez_ids, texts, progress=None):
-        seed = self.backbone.seed or 0
-        return np.stack(
-            [np.random.default_rng([seed, int(g)]).standard_normal(self.backbone.dims) for g in entrez_ids]
-        ).astype(np.float32)
+    def embed(self, texts, progress=None):
+        return random_gene_vectors(texts["entrez_id"].to_numpy(), self.backbone.dims, self.backbone.seed or 0)
+
+
+class TextAvailabilityEncoder:
+    """The confound control: [has the view's full text (not a fallback), log(1 + words in the text)]."""
+
+    def __init__(self, backbone: Backbone, primary_sources: dict[str, str]):
+        self.backbone = backbone
+        self.primary_sources = set(primary_sources.values())
+
+    def embed(self, texts, progress=None):
+        available = texts["source"].isin(self.primary_sources).to_numpy(dtype=np.float32)
+        words = np.log1p(texts["text"].str.split().str.len().to_numpy(dtype=np.float32))
+        return np.column_stack([available, words]).astype(np.float32)
 
 
 class BagOfWordsEncoder:
@@ -44,11 +63,11 @@ class BagOfWordsEncoder:
     def __init__(self, backbone: Backbone):
         self.backbone = backbone
 
-    def embed(self, entrez_ids, texts, progress=None):
+    def embed(self, texts, progress=None):
         from sklearn.feature_extraction.text import CountVectorizer
 
         vectorizer = CountVectorizer(max_features=self.backbone.dims, stop_words="english")
-        counts = vectorizer.fit_transform(texts).toarray().astype(np.float32)
+        counts = vectorizer.fit_transform(texts["text"].tolist()).toarray().astype(np.float32)
         if counts.shape[1] < self.backbone.dims:
             counts = np.pad(counts, ((0, 0), (0, self.backbone.dims - counts.shape[1])))
         return counts
@@ -77,7 +96,8 @@ class SentenceTransformerEncoder:
         if backbone.max_length:
             self.model.max_seq_length = backbone.max_length
 
-    def embed(self, entrez_ids, texts, progress=None):
+    def embed(self, texts, progress=None):
+        texts = texts["text"].tolist()
         chunk = 1024
         parts = []
         for start in range(0, len(texts), chunk):
@@ -132,6 +152,10 @@ def load_encoder(backbone: Backbone, device: str = "cpu") -> Encoder:
     if key not in _ENCODERS:
         if backbone.kind == "random":
             _ENCODERS[key] = RandomEncoder(backbone)
+        elif backbone.kind == "text_availability":
+            from ..texts.views import VIEWS
+
+            _ENCODERS[key] = TextAvailabilityEncoder(backbone, {name: v.primary_source for name, v in VIEWS.items()})
         elif backbone.kind == "bag_of_words":
             _ENCODERS[key] = BagOfWordsEncoder(backbone)
         elif backbone.kind == "sentence_transformers":

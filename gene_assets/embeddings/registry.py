@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-BackboneKind = Literal["sentence_transformers", "bag_of_words", "random"]
+BackboneKind = Literal["sentence_transformers", "bag_of_words", "random", "text_availability"]
 
 PARTITION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -73,6 +73,14 @@ BACKBONES: dict[str, Backbone] = {
             seed=0,
             offline=True,
             description="Negative control: N(0, 1) vectors, fixed per gene by (seed, Entrez id).",
+        ),
+        Backbone(
+            name="text-availability",
+            kind="text_availability",
+            dims=2,
+            offline=True,
+            description="Confound control: only whether the gene has the view's full text (e.g. a RefSeq summary) "
+            "and the text's length in words.",
         ),
         Backbone(
             name="bge-small-en-v1.5",

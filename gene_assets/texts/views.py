@@ -14,7 +14,9 @@ class TextView:
     name: str
     description: str
     contains: tuple[str, ...]
-    build: Callable[[dict], tuple[str, str] | None]
+    build: Callable[[dict], tuple[str, str]]
+    primary_source: str
+    """The source of a full text in this view; any other source is a fallback (used by the text-availability control)."""
 
 
 def _clean(text: str) -> str:
@@ -29,13 +31,20 @@ def _symbol_view(gene: dict):
     return gene["symbol"], "symbol"
 
 
+def _name_line(gene: dict) -> tuple[str, str]:
+    """Symbol and official full name only: the fallback of every view, so it never adds a gene-type word
+    that the name itself does not carry."""
+    if _present(gene["full_name"]):
+        return f"Gene {gene['symbol']}, {gene['full_name']}.", "full_name_fallback"
+    return f"Gene {gene['symbol']}.", "symbol_fallback"
+
+
 def _summary_view(gene: dict):
-    """GenePT style. Without a RefSeq summary the text is the symbol and the official full name only,
-    so it never adds a gene-type word that the name itself does not carry."""
-    head = f"Gene {gene['symbol']}" + (f", {gene['full_name']}." if _present(gene["full_name"]) else ".")
+    """GenePT style: the name line followed by the RefSeq summary."""
+    head, fallback = _name_line(gene)
     if _present(gene["summary"]):
         return f"{head} {gene['summary']}", "refseq_summary"
-    return head, "full_name_fallback" if _present(gene["full_name"]) else "symbol_fallback"
+    return head, fallback
 
 
 def _card_view(gene: dict):
@@ -52,7 +61,7 @@ def _card_view(gene: dict):
             parts.append(f"Also known as: {', '.join(aliases)}.")
     if _present(gene["summary"]):
         parts.append(f"Summary: {gene['summary']}")
-    return " ".join(parts), "ncbi_card" + ("" if _present(gene["summary"]) else "_without_summary")
+    return " ".join(parts), "ncbi_card" if _present(gene["summary"]) else "ncbi_card_without_summary"
 
 
 GO_ASPECTS = (("go_mf", "Molecular function"), ("go_bp", "Biological process"), ("go_cc", "Cellular component"))
@@ -61,42 +70,45 @@ GO_ASPECTS = (("go_mf", "Molecular function"), ("go_bp", "Biological process"), 
 def _go_view(gene: dict):
     sections = [f"{label}: {gene[column]}." for column, label in GO_ASPECTS if _present(gene.get(column))]
     if not sections:
-        return None
+        return _name_line(gene)
     return f"Gene {gene['symbol']}. " + " ".join(sections), "go_annotations"
 
 
 VIEWS: dict[str, TextView] = {
     view.name: view
     for view in (
-        TextView("symbol", "The gene symbol alone.", ("symbol",), _symbol_view),
+        TextView("symbol", "The gene symbol alone.", ("symbol",), _symbol_view, "symbol"),
         TextView(
             "summary",
             "Symbol, official full name and RefSeq summary (GenePT); symbol and full name when there is no summary.",
             ("symbol", "full_name", "refseq_summary"),
             _summary_view,
+            "refseq_summary",
         ),
         TextView(
             "card",
             "NCBI gene card: names, gene type, cytoband, aliases and summary.",
             ("symbol", "full_name", "gene_type", "location", "aliases", "refseq_summary"),
             _card_view,
+            "ncbi_card",
         ),
-        TextView("go", "Names of the gene's GO molecular function, biological process and cellular component terms.",
-                 ("symbol", "GO"), _go_view),
+        TextView(
+            "go",
+            "Names of the gene's GO molecular function, biological process and cellular component terms; "
+            "symbol and full name when the gene has no GO annotation.",
+            ("symbol", "full_name", "GO"),
+            _go_view,
+            "go_annotations",
+        ),
     )
 }
 
 
 def build_view(genes: pd.DataFrame, view: str) -> pd.DataFrame:
-    """entrez_id, symbol, view, text, source for every gene that has text in this view."""
+    """entrez_id, symbol, view, text, source: one row per gene (every view has a text for every gene)."""
     spec = VIEWS[view]
     rows = []
     for gene in genes.to_dict("records"):
-        built = spec.build(gene)
-        if built is None:
-            continue
-        text, source = built
-        text = _clean(text)
-        if text:
-            rows.append((int(gene["entrez_id"]), gene["symbol"], view, text, source))
+        text, source = spec.build(gene)
+        rows.append((int(gene["entrez_id"]), gene["symbol"], view, _clean(text), source))
     return pd.DataFrame(rows, columns=["entrez_id", "symbol", "view", "text", "source"])
