@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gene_assets.embeddings.encoders import BackboneUnavailableError, load_encoder, model_source
+from gene_assets.embeddings.encoders import (
+    BackboneUnavailableError,
+    FastPathSettings,
+    SentenceTransformerEncoder,
+    length_sorted_batches,
+    load_encoder,
+    model_source,
+)
 from gene_assets.embeddings.registry import BACKBONES, Backbone, UnknownBackboneError, get_backbone
 from gene_assets.embeddings.table import EmbeddingTableError, GeneEmbeddings
 
@@ -78,6 +85,62 @@ def test_minilm_loads_verified_packaged_weights_and_embeds():
     assert vectors.shape == (3, 384)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     assert unit[0] @ unit[1] > unit[0] @ unit[2]
+
+
+@pytest.fixture(scope="module")
+def real_summaries(data_dir) -> pd.DataFrame:
+    """50 real summary texts: the 10 longest (beyond MiniLM's 256 tokens) and 40 others, in shuffled order."""
+    genes = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet")
+    genes = genes.dropna(subset=["refseq_summary"])
+    genes = genes.assign(length=genes["refseq_summary"].str.len()).sort_values("length")
+    chosen = pd.concat([genes.tail(10), genes.head(-10).sample(40, random_state=0)]).sample(frac=1, random_state=1)
+    texts = [f"Gene {g.symbol}, {g.full_name}. {g.refseq_summary}" for g in chosen.itertuples()]
+    return texts_frame(chosen["entrez_id"].tolist(), texts)
+
+
+@pytest.fixture(scope="module")
+def plain_minilm():
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_source(get_backbone("all-MiniLM-L6-v2")), device="cpu")
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def test_fast_path_matches_plain_encode_row_for_row(real_summaries, plain_minilm):
+    encoder = load_encoder(get_backbone("all-MiniLM-L6-v2"))
+    assert encoder.settings.precision == "bf16"
+    tokens = encoder.token_lengths(real_summaries["text"].tolist())
+    untruncated = [len(ids) for ids in plain_minilm.tokenizer(real_summaries["text"].tolist())["input_ids"]]
+    assert sum(n > 256 for n in untruncated) >= 10 and tokens.max() == 256
+
+    fast = encoder.embed(real_summaries)
+    plain = plain_minilm.encode(real_summaries["text"].tolist())
+    assert fast.shape == plain.shape == (50, 384) and fast.dtype == np.float32
+    assert cosines(fast, plain).min() >= 0.99
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    assert (np.argmax(unit(fast) @ unit(plain).T, axis=1) == np.arange(50)).all()  # order preserved
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_int8_setting_quantizes_linear_layers(real_summaries, plain_minilm):
+    import torch
+
+    encoder = SentenceTransformerEncoder(get_backbone("all-MiniLM-L6-v2"), settings=FastPathSettings(precision="int8"))
+    assert not any(type(m) is torch.nn.Linear for m in encoder.model.modules())
+    vectors = encoder.embed(real_summaries)
+    assert cosines(vectors, plain_minilm.encode(real_summaries["text"].tolist())).min() > 0.8
+
+
+@pytest.mark.parametrize("budget", [1, 300, 4096])
+def test_length_sorted_batches_cover_every_row_within_the_budget(budget):
+    lengths = np.random.default_rng(0).integers(5, 257, size=500)
+    batches = length_sorted_batches(lengths, budget)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(500))
+    assert all(len(b) == 1 or lengths[b].max() * len(b) <= budget for b in batches)
+    assert all(lengths[a].min() >= lengths[b].max() for a, b in zip(batches, batches[1:]))
 
 
 def test_weights_with_wrong_sha256_are_refused():
