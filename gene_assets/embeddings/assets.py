@@ -6,10 +6,15 @@ import time
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset
 
-from .encoders import load_encoder
+from .cache import CachedEmbedding, EmbeddingCache
+from .encoders import load_encoder, vector_settings
 from .partitions import backbone_view_partitions
 from .registry import get_backbone
 from .table import GeneEmbeddings
+
+CACHED_KINDS = {"sentence_transformers"}
+"""Kinds whose vector depends on the text alone and is costly: cached per text. Bag-of-words depends on the whole
+corpus (its vocabulary), so it is never cached per text; the controls are cheaper to compute than to look up."""
 
 
 @asset(
@@ -25,19 +30,29 @@ def gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame):
     texts = gene_texts[gene_texts["view"] == view].reset_index(drop=True)
     if texts.empty:
         raise ValueError(f"gene_texts has no texts for view {view!r}: materialize gene_texts with this view enabled.")
-    encoder = load_encoder(backbone)
     context.log.info(f"Embedding {len(texts)} {view} texts with {backbone.name}")
+
+    def encode(missing: pd.DataFrame):
+        return load_encoder(backbone).embed(
+            missing,
+            progress=lambda done, total: context.log.info(f"{backbone.name}/{view}: {done}/{total} texts embedded"),
+        )
+
     started = time.perf_counter()
-    matrix = encoder.embed(
-        texts,
-        progress=lambda done, total: context.log.info(f"{backbone.name}/{view}: {done}/{total} texts embedded"),
-    )
-    seconds = time.perf_counter() - started
     attrs = {
         "backbone": backbone.name, "kind": backbone.kind, "model_id": backbone.model_id, "revision": backbone.revision,
         "view": view, "dims": backbone.dims,
     }
-    table = GeneEmbeddings(genes=texts[["entrez_id", "symbol", "text_sha256"]], matrix=matrix, attrs=attrs)
+    if backbone.kind in CACHED_KINDS:
+        cache = EmbeddingCache(vector_settings(backbone), log=context.log)
+        result = cache.embed(texts, view, encode)
+        attrs["precision"] = cache.settings["precision"]
+        cache_metadata = {"embedding_cache": MetadataValue.path(str(cache.directory))}
+    else:
+        result = CachedEmbedding(matrix=encode(texts), from_cache=0, embedded=len(texts))
+        cache_metadata = {}
+    seconds = time.perf_counter() - started
+    table = GeneEmbeddings(genes=texts[["entrez_id", "symbol", "text_sha256"]], matrix=result.matrix, attrs=attrs)
     yield Output(
         table,
         metadata={
@@ -45,6 +60,9 @@ def gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame):
             "n_genes": len(texts),
             "seconds": round(seconds, 2),
             "texts_per_second": round(len(texts) / max(seconds, 1e-9), 1),
+            "texts_from_cache": result.from_cache,
+            "texts_embedded": result.embedded,
+            **cache_metadata,
         },
     )
     zero = ~table.matrix.any(axis=1)
