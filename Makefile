@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test ui annotations clean
+.PHONY: setup run test bench ui annotations clean
 
 setup: $(VENV)/.installed annotations
 
@@ -33,6 +33,9 @@ run: setup
 
 test: setup
 	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m benchmarks
 
 ui: setup
 	$(BIN)/gene-assets register-backbones

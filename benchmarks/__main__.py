@@ -1,0 +1,33 @@
+"""Run the registered comparisons (all, or those named on the command line), print and save the results table."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from .embedding_cache import embedding_cache
+from .embedding_throughput import embedding_throughput
+from .harness import RESULTS_DIR, machine_description, write_results
+
+COMPARISONS = [embedding_throughput, embedding_cache]
+
+
+def main(names: list[str]) -> None:
+    known = {comparison.__name__: comparison for comparison in COMPARISONS}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        sys.exit(f"Unknown comparison(s) {unknown}; known: {sorted(known)}")
+    machine = machine_description()
+    print(machine, flush=True)
+    started = time.perf_counter()
+    rows = []
+    for comparison in [known[name] for name in names] or COMPARISONS:
+        print(f"running {comparison.__name__} ...", flush=True)
+        rows += comparison()
+    report = write_results(rows, machine, time.perf_counter() - started)
+    print(report)
+    print(f"Written to {RESULTS_DIR}/benchmarks.csv and benchmarks.md")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
