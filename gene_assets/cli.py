@@ -51,13 +51,19 @@ def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: l
 def print_leaderboard(io_base: Path) -> None:
     import pandas as pd
 
-    from .leaderboard.report import wide_table
+    from .leaderboard.report import family_summary, leakage_audit, wide_table
+    from .tasks.assets import TASKS
 
     path = io_base / "leaderboard.parquet"
     if not path.exists():
         raise SystemExit(f"No leaderboard at {path}: run `make run` first.")
-    table = wide_table(pd.read_parquet(path))
-    print(table.to_markdown(index=False))
+    summary = pd.read_parquet(path)
+    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique()}, {t: TASKS[t] for t in summary["task"].unique()})
+    for universe in ("all_genes", "with_summary"):
+        print(f"\n## {universe}: estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view shares the label source\n")
+        print(wide_table(summary, universe, leaks).to_markdown(index=False))
+    print("\n## Families (mean primary metric) and mean rank\n")
+    print(family_summary(summary).to_markdown(index=False))
 
 
 def main(argv: list[str] | None = None) -> int:

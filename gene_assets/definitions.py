@@ -9,6 +9,7 @@ from .leaderboard import assets as leaderboard_assets
 from .release import assets as release_assets
 from .resources import resources_for_environment
 from .tasks import assets as task_assets
+from .tasks.assets import RESULT_ASSETS
 from .texts import assets as text_assets
 
 MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, leaderboard_assets, release_assets]
@@ -18,14 +19,17 @@ all_asset_checks = load_asset_checks_from_modules(MODULES)
 
 sources_job = define_asset_job(
     "sources_job",
-    selection=AssetSelection.assets("gene_catalog", "gene_summaries", "gene_texts", "gene_task_labels"),
-    description="Gene catalog, summaries, text views and task labels.",
+    selection=AssetSelection.assets(
+        "gene_catalog", "gene_summaries", "gene_texts", "gene_universes",
+        "geneformer_labels", "gene_type_labels", "gene_property_labels", "gene_interaction_pairs",
+    ),
+    description="Gene catalog, summaries, text views, gene universes and task labels.",
 )
 backbone_job = define_asset_job(
     "backbone_job",
-    selection=AssetSelection.assets("gene_embeddings", "gene_task_results"),
+    selection=AssetSelection.assets("gene_embeddings", *RESULT_ASSETS),
     partitions_def=backbone_view_partitions,
-    description="Embed one (backbone, view) partition and score it on the gene tasks.",
+    description="Embed one (backbone, view) partition and score it on every gene task family.",
 )
 release_job = define_asset_job(
     "release_job",

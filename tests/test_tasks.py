@@ -1,70 +1,175 @@
-"""Task label mapping and the cross-validation engine."""
+"""Task label mapping on the real label files, the evaluation engine, and its statistics."""
+
+import gzip
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import balanced_accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
 
+from gene_assets.catalog.assets import read_ncbi_gene_info
 from gene_assets.catalog.resolver import GeneResolver
-from gene_assets.tasks.evaluation import cross_validated_auc
-from gene_assets.tasks.geneformer import GENEFORMER_TASKS, TaskLabelError, map_binary_task_labels
-
-CATALOG = pd.DataFrame(
-    {"entrez_id": [1, 2, 3, 4, 5], "symbol": ["A", "B", "C", "D", "E"], "aliases": [None] * 5,
-     "ensembl_ids": ["ENSG1", "ENSG2", "ENSG3", "ENSG4", None]}
+from gene_assets.tasks.evaluation import Protocol, evaluate_binary, evaluate_multiclass, evaluate_multilabel, evaluate_pairs
+from gene_assets.tasks.gene_properties import GENE_PROPERTY_TASKS, chromosome_labels, hgnc_group_labels, read_gmt, tf_labels
+from gene_assets.tasks.geneformer import GENEFORMER_TASKS, map_chen2020_labels, map_geneformer_labels
+from gene_assets.tasks.interaction import GGI_TASK, read_pair_split
+from gene_assets.tasks.spec import GeneTask, TaskLabelError
+from gene_assets.tasks.statistics import (
+    classification_metrics,
+    holm,
+    paired_p_value,
+    stratified_counts,
+    weighted_auc,
+    weighted_confusions,
 )
 
-
-def labels(rows):
-    return pd.DataFrame(rows, columns=["task", "label", "ensembl_id", "gene_name"])
-
-
-def test_mapping_drops_conflicts_and_counts_unmapped():
-    task = GENEFORMER_TASKS["bivalent_vs_lys4_only"]
-    table = labels([
-        ("bivalent_vs_lys4_only", "bivalent", "ENSG1", "A"),
-        ("bivalent_vs_lys4_only", "bivalent", "ENSG2", "B"),
-        ("bivalent_vs_lys4_only", "lys4_only", "ENSG2", "B"),  # in both classes
-        ("bivalent_vs_lys4_only", "lys4_only", "ENSG3", "C"),
-        ("bivalent_vs_lys4_only", "lys4_only", "ENSG99", "E"),  # Ensembl unknown, symbol maps
-        ("bivalent_vs_lys4_only", "lys4_only", "ENSG98", "ZZZ"),  # maps nowhere
-    ])
-    mapped, counts = map_binary_task_labels(table, task, GeneResolver(CATALOG))
-    assert sorted(mapped["entrez_id"]) == [1, 3, 5]
-    assert counts == {"n_source_genes": 5, "n_unmapped": 1, "n_conflicting": 1, "n_mapped": 3, "n_positive": 1, "n_negative": 2}
+BINARY = GeneTask("toy_binary", "toy", "binary", ("literature",), "toy", positive="yes")
+MULTICLASS = GeneTask("toy_multiclass", "toy", "multiclass", ("literature",), "toy")
+MULTILABEL = GeneTask("toy_multilabel", "toy", "multilabel", ("GO",), "toy")
+FAST = Protocol(n_bootstrap=200)
 
 
-def test_mapping_with_one_class_left_is_an_error():
-    task = GENEFORMER_TASKS["bivalent_vs_lys4_only"]
-    table = labels([("bivalent_vs_lys4_only", "bivalent", "ENSG1", "A"), ("bivalent_vs_lys4_only", "lys4_only", "ENSG77", "Q")])
-    with pytest.raises(TaskLabelError, match="only one class"):
-        map_binary_task_labels(table, task, GeneResolver(CATALOG))
+@pytest.fixture(scope="module")
+def resolver(data_dir):
+    return GeneResolver(read_ncbi_gene_info(data_dir / "gene_annotation/ncbi_Homo_sapiens.gene_info.2022-11.gz"))
 
 
-def test_real_task_labels_map_to_the_catalog(data_dir):
-    real = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str)
-    catalog = pd.DataFrame({"entrez_id": range(len(real)), "symbol": real["gene_name"].fillna("").to_numpy(),
-                            "aliases": None, "ensembl_ids": real["ensembl_id"].to_numpy()}).drop_duplicates("ensembl_ids")
-    mapped, counts = map_binary_task_labels(real, GENEFORMER_TASKS["dosage_sensitive_tfs"], GeneResolver(catalog))
-    assert counts["n_positive"] == 122 and counts["n_negative"] == 368
+def test_geneformer_tasks_map_with_counts_and_no_conflicting_genes(data_dir, resolver):
+    table = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str)
+    labels, counts = map_geneformer_labels(table, resolver)
+    assert set(labels["task"]) == {t.name for t in GENEFORMER_TASKS} - {"tf_range_chen2020"}
+    dosage = labels[labels["task"] == "dosage_sensitive_tfs"]["label"].value_counts()
+    assert dosage["Dosage-sensitive TFs"] >= 115 and dosage["Dosage-insensitive TFs"] >= 350
+    assert 1 <= counts["bivalent_vs_lys4_only"]["n_conflicting"] + counts["bivalent_vs_no_methylation"]["n_conflicting"] <= 3
+    assert not labels.duplicated(["task", "entrez_id"]).any()
+    for task, c in counts.items():
+        assert c["n_mapped"] + c["n_unmapped"] == c["n_source"], task
 
 
-def test_cv_separable_data_scores_one_and_noise_scores_near_half():
+def test_chen2020_list_is_kept_separately_and_disagrees_with_geneformer(data_dir, resolver):
+    chen, counts = map_chen2020_labels(
+        pd.read_csv(data_dir / "gene_tasks/geneformer/chen2020_natcommun_41467_2020_16106_MOESM4_ESM.csv", dtype=str), resolver)
+    assert counts["tf_range_chen2020"]["n_source"] == 60 and len(chen) >= 58
+    geneformer, _ = map_geneformer_labels(pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str), resolver)
+    ranges = geneformer[geneformer["task"] == "tf_range_geneformer"].set_index("entrez_id")["label"]
+    long_in_chen = chen[chen["label"] == "long-range TF"]["entrez_id"]
+    assert (ranges.reindex(long_in_chen).dropna() == "short_range").sum() >= 10
+
+
+def test_gene_property_labels_from_real_files(data_dir, resolver):
+    tfs, _ = tf_labels(pd.read_csv(data_dir / "gene_tasks/other/lambert2018_humantfs_DatabaseExtract_v_1.01.txt", sep="\t", dtype=str), resolver)
+    assert 1600 <= (tfs["label"] == "TF").sum() <= 1639 and 1100 <= (tfs["label"] == "non_TF").sum() <= 1126
+    groups, counts = hgnc_group_labels(pd.read_csv(data_dir / "gene_annotation/hgnc_gene_groups_long.2019-01.csv.gz", dtype=str), resolver)
+    multiclass = groups[groups["task"] == "hgnc_group"]
+    assert not multiclass["entrez_id"].duplicated().any() and multiclass["label"].value_counts().min() >= 50
+    assert groups[groups["task"] == "hgnc_groups"]["entrez_id"].duplicated().any()  # multilabel: genes in several groups
+    kegg = read_gmt(data_dir / "gene_tasks/other/ylab_gmt/KEGG_CPDB.gmt.gz")
+    assert kegg["label"].nunique() == 333 and kegg["entrez_id"].notna().all()
+    chromosomes, _ = chromosome_labels(resolver.catalog)
+    assert set(chromosomes["label"]) <= {str(i) for i in range(1, 23)} | {"X", "Y"} and len(chromosomes) > 19000
+    assert {t.kind for t in GENE_PROPERTY_TASKS} == {"binary", "multiclass", "multilabel"}
+
+
+def test_corrupt_gmt_and_misaligned_pairs_are_named(tmp_path):
+    broken = tmp_path / "broken.gmt.gz"
+    broken.write_bytes(gzip.compress(b"GO:1\tname\t1\t2\n")[:-6])
+    with pytest.raises(TaskLabelError, match="broken.gmt.gz"):
+        read_gmt(broken)
+    (tmp_path / "pairs.txt").write_text("TP53 MDM2\nBRCA1 BARD1\n")
+    (tmp_path / "labels.txt").write_text("1\n")
+    with pytest.raises(TaskLabelError, match="2 pairs but .*labels.txt has 1"):
+        read_pair_split(tmp_path / "pairs.txt", tmp_path / "labels.txt", "train")
+
+
+def test_weighted_auc_and_confusion_metrics_match_scikit_learn():
     rng = np.random.default_rng(0)
-    y = np.array([0, 1] * 100)
-    separable = rng.normal(size=(200, 8)) + y[:, None] * 4
-    folds = cross_validated_auc(separable, y)
-    assert set(folds["classifier"]) == {"logistic_regression", "random_forest"} and len(folds) == 10
-    assert folds["roc_auc"].min() > 0.99
-    noise = cross_validated_auc(rng.normal(size=(200, 8)), y)
-    assert 0.35 < noise["roc_auc"].mean() < 0.65
+    y = rng.integers(0, 2, 300)
+    score = np.round(rng.normal(size=300) + y, 1)  # rounding makes ties
+    weights = rng.integers(0, 3, size=(4, 300)).astype(float)
+    for w in weights:
+        assert weighted_auc(y, score, w)[0] == pytest.approx(roc_auc_score(y, score, sample_weight=w))
+    true, pred = rng.integers(0, 4, 500), rng.integers(0, 4, 500)
+    pred[:200] = true[:200]
+    metrics = classification_metrics(weighted_confusions(true, pred, 4, np.ones(500)))
+    assert metrics["balanced_accuracy"][0] == pytest.approx(balanced_accuracy_score(true, pred))
+    assert metrics["macro_f1"][0] == pytest.approx(f1_score(true, pred, average="macro"))
+    assert metrics["mcc"][0] == pytest.approx(matthews_corrcoef(true, pred))
 
 
-def test_cv_is_reproducible_with_a_fixed_seed():
+def test_resamples_keep_class_sizes_and_paired_tests_behave():
+    y = np.array([0] * 30 + [1] * 10)
+    counts = stratified_counts(y, 50, np.random.default_rng(0))
+    assert (counts[:, :30].sum(1) == 30).all() and (counts[:, 30:].sum(1) == 10).all()
     rng = np.random.default_rng(1)
-    X, y = rng.normal(size=(60, 5)), np.array([0, 1] * 30)
-    assert cross_validated_auc(X, y, seed=3).equals(cross_validated_auc(X, y, seed=3))
+    a = rng.normal(0.8, 0.01, 1000)
+    assert paired_p_value(a, a - 0.05) == pytest.approx(0.001)
+    assert paired_p_value(a, a + rng.normal(0, 0.01, 1000)) > 0.2
+    assert holm(np.array([0.01, 0.04, 0.03])).tolist() == pytest.approx([0.03, 0.06, 0.06])
 
 
-def test_cv_needs_enough_genes_per_class():
-    with pytest.raises(TaskLabelError, match="at least 5 genes per class"):
-        cross_validated_auc(np.zeros((8, 2)), np.array([0, 0, 0, 0, 0, 1, 1, 1]))
+def planted(n=300, dims=16, signal=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, dims))
+    X[:, 0] += signal * y
+    return X, pd.Series(np.where(y == 1, "yes", "no"))
+
+
+def test_binary_engine_finds_signal_and_random_features_score_chance():
+    X, labels = planted()
+    rows = evaluate_binary(BINARY, X, labels, FAST)
+    assert {r["classifier"] for r in rows} == {"logistic_regression", "random_forest"}
+    for row in rows:
+        assert row["estimate"] > 0.9 and len(row["fold_values"]) == 5 and len(row["bootstrap"]) == 200
+        assert np.percentile(row["bootstrap"], 2.5) <= row["estimate"] <= np.percentile(row["bootstrap"], 97.5)
+    noise = evaluate_binary(BINARY, np.random.default_rng(5).normal(size=X.shape), labels, FAST)
+    assert all(0.35 < r["estimate"] < 0.65 for r in noise)
+    assert evaluate_binary(BINARY, X, labels, FAST)[0] == rows[0]  # fixed seeds: identical
+
+
+def test_bootstrap_replicates_are_paired_across_backbones():
+    X, labels = planted()
+    weak, _ = planted(signal=0.5)
+    strong_rows = evaluate_binary(BINARY, X, labels, FAST, forest=False)
+    weak_rows = evaluate_binary(BINARY, weak, labels, FAST, forest=False)
+    assert paired_p_value(strong_rows[0]["bootstrap"], weak_rows[0]["bootstrap"]) < 0.01
+    same = evaluate_binary(BINARY, X * 2.0, labels, FAST, forest=False)  # a rescaled copy of the same features
+    assert paired_p_value(strong_rows[0]["bootstrap"], same[0]["bootstrap"]) > 0.05
+
+
+def test_binary_task_with_too_few_genes_per_class_is_an_error():
+    X, labels = planted(n=40)
+    labels.iloc[:] = "no"
+    labels.iloc[:3] = "yes"
+    with pytest.raises(TaskLabelError, match="toy_binary.*at least 5 genes"):
+        evaluate_binary(BINARY, X, labels, FAST)
+
+
+def test_multiclass_engine_reports_three_metrics_and_confusion():
+    rng = np.random.default_rng(2)
+    classes = rng.integers(0, 3, 300)
+    X = rng.normal(size=(300, 8)) + np.eye(3, 8)[classes] * 4
+    rows, confusion = evaluate_multiclass(MULTICLASS, X, pd.Series(np.array(["a", "b", "c"])[classes]), FAST)
+    assert {r["metric"] for r in rows} == {"balanced_accuracy", "macro_f1", "mcc"}
+    assert all(r["estimate"] > 0.9 for r in rows)
+    assert confusion.to_numpy().sum() == 300 and list(confusion.index) == ["a", "b", "c"]
+
+
+def test_multilabel_engine_scores_every_label_and_bootstraps_over_labels():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 10))
+    Y = np.column_stack([X[:, i] + rng.normal(scale=0.5, size=400) > 1 for i in range(6)] + [rng.random(400) < 0.2])
+    rows = evaluate_multilabel(MULTILABEL, X, Y, [f"L{i}" for i in range(7)], FAST)
+    assert rows[0]["n_classes"] == 7 and 0.8 < rows[0]["estimate"] < 0.97
+    assert len(rows[0]["bootstrap"]) == 200
+
+
+def test_pair_engine_learns_pairs_from_summed_embeddings():
+    rng = np.random.default_rng(4)
+    genes = rng.normal(size=(200, 8))
+    module = genes[:, 0] > 0
+    a, b = rng.integers(0, 200, 3000), rng.integers(0, 200, 3000)
+    y = (module[a] & module[b]).astype(int)
+    X = genes[a] + genes[b]
+    rows, scores = evaluate_pairs(GGI_TASK, X[:2000], y[:2000], X[2000:], y[2000:], FAST)
+    assert all(r["estimate"] > 0.85 for r in rows) and set(scores) == {"logistic_regression", "random_forest"}

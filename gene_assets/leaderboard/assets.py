@@ -1,27 +1,63 @@
-"""leaderboard: aggregates every available gene_task_results partition."""
+"""leaderboard: aggregates every available partition of every task family, with its blocking checks."""
 
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, TableRecord, asset
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, AssetIn, MetadataValue, Output, TableRecord, asset
 
-from .report import chart_png, png_markdown, summarize, wide_table
+from ..tasks.assets import RESULT_ASSETS, TASKS
+from ..texts.views import VIEWS
+from .report import (
+    family_summary,
+    heatmap_png,
+    leakage_audit,
+    pairwise_comparisons,
+    png_markdown,
+    random_band_at_chance,
+    summarize,
+    view_ablation,
+    wide_table,
+)
 
 
-@asset(group_name="leaderboard", ins={"gene_task_results": AssetIn()}, compute_kind="pandas")
-def leaderboard(context: AssetExecutionContext, gene_task_results: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Backbones × tasks: mean ± SD ROC-AUC over folds, as a table and a chart."""
-    if not gene_task_results:
-        raise ValueError("No gene_task_results partition is materialized yet: materialize at least one backbone first.")
-    summary = summarize(pd.concat(gene_task_results.values(), ignore_index=True))
-    table = wide_table(summary)
-    context.add_output_metadata(
-        {
-            "partitions": len(gene_task_results),
-            "leaderboard": MetadataValue.md(table.to_markdown(index=False)),
-            "chart": MetadataValue.md(png_markdown(chart_png(summary))),
-            "table": MetadataValue.table(
-                records=[TableRecord({k: str(v) for k, v in r.items()}) for r in table.to_dict("records")]
-            ),
-        }
+@asset(
+    group_name="leaderboard",
+    ins={name: AssetIn(name) for name in RESULT_ASSETS},
+    compute_kind="pandas",
+    check_specs=[
+        AssetCheckSpec("random_band_at_chance", asset="leaderboard", blocking=True,
+                       description="The random control's band mean is 0.45–0.55 AUC on every binary task with ≥ 100 genes."),
+    ],
+)
+def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFrame]):
+    """Backbones × tasks on one gene universe per comparison: estimates, 95% CIs, paired significance against
+    the best, per-family summaries and ranks, a heatmap, the leakage audit and the GO-vs-summary ablation."""
+    frames = [frame for partitions in results.values() for frame in partitions.values()]
+    if not frames:
+        raise ValueError("No task results are materialized yet: materialize at least one backbone partition first.")
+    summary = summarize(pd.concat(frames, ignore_index=True))
+    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique()}, {t: TASKS[t] for t in summary["task"].unique()})
+    table = wide_table(summary, leaks=leaks)
+    ablation = view_ablation(summary)
+    band = random_band_at_chance(summary)
+    metadata = {
+        "partitions": len(frames) // max(len(results), 1),
+        "leaderboard": MetadataValue.md(table.to_markdown(index=False)),
+        "leaderboard_with_summary_only": MetadataValue.md(wide_table(summary, "with_summary", leaks).to_markdown(index=False)),
+        "families": MetadataValue.md(family_summary(summary).to_markdown(index=False)),
+        "heatmap": MetadataValue.md(png_markdown(heatmap_png(summary))),
+        "leakage": MetadataValue.md(leaks[leaks["leaks"]].drop(columns="leaks").to_markdown(index=False) or "no shared sources"),
+        "go_minus_summary": MetadataValue.md(ablation.round(3).to_markdown(index=False) if len(ablation) else "needs the go and summary views"),
+        "comparisons": len(pairwise_comparisons(summary)),
+        "universes": MetadataValue.json(
+            summary[summary["primary"]].groupby(["universe", "task"])["n_genes"].max().unstack(0).to_dict()
+        ),
+        "table": MetadataValue.table(
+            records=[TableRecord({k: str(v) for k, v in r.items()}) for r in table.to_dict("records")]
+        ),
+    }
+    yield Output(summary, metadata=metadata)
+    yield AssetCheckResult(
+        check_name="random_band_at_chance",
+        passed=bool(band["at_chance"].all()),
+        metadata={"tasks_checked": len(band), "off_chance": MetadataValue.md(band[~band["at_chance"]].round(3).to_markdown(index=False) or "none")},
     )
-    return summary

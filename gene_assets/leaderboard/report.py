@@ -1,65 +1,173 @@
-"""Leaderboard tables and chart, built from per-fold task results."""
+"""Leaderboard tables and figures, built from the per-family task results of every backbone."""
 
 from __future__ import annotations
 
 import base64
 import io
 
+import numpy as np
 import pandas as pd
 
-CLASSIFIER_ABBREVIATIONS = {"logistic_regression": "LR", "random_forest": "RF"}
+from ..tasks.statistics import holm, paired_p_value, percentile_interval
+
+KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
+CONTROLS = ("random-gaussian", "text-availability")
+PRIMARY_CLASSIFIER = {"binary": "logistic_regression", "pairs": "logistic_regression",
+                      "multiclass": "ridge", "multilabel": "ridge"}
+PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc"}
+ALPHA = 0.05
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Long table: one row per (backbone, view, task, classifier) with mean, SD, folds and genes."""
-    grouped = results.groupby(["backbone", "view", "task", "classifier"], sort=True)
-    summary = grouped.agg(
-        roc_auc_mean=("roc_auc", "mean"), roc_auc_sd=("roc_auc", "std"), n_folds=("fold", "nunique"),
-        n_genes=("n_genes", "first"),
+    """One row per (backbone, view, universe, task, classifier, metric): estimate, SD over folds, 95% CI, n,
+    the random control's band over draws, and the bootstrap replicates used for paired comparisons."""
+    first = results[results["draw"] == 0].copy()
+    first["sd"] = [float(np.std(v, ddof=1)) if len(v) > 1 else np.nan for v in first["fold_values"]]
+    intervals = [percentile_interval(np.asarray(b, float)) for b in first["bootstrap"]]
+    first["ci_low"], first["ci_high"] = [i[0] for i in intervals], [i[1] for i in intervals]
+    draws = results.groupby(KEYS)["estimate"].agg(
+        n_draws="size", band_mean="mean",
+        band_low=lambda e: np.percentile(e, 2.5), band_high=lambda e: np.percentile(e, 97.5),
     ).reset_index()
+    summary = first.merge(draws, on=KEYS, how="left")
+    multi = summary["n_draws"] > 1
+    summary.loc[~multi, ["band_mean", "band_low", "band_high"]] = np.nan
+    summary.loc[multi, "estimate"] = summary.loc[multi, "band_mean"]
+    summary["primary"] = (summary["classifier"] == summary["kind"].map(PRIMARY_CLASSIFIER)) & (
+        summary["metric"] == summary["kind"].map(PRIMARY_METRIC)
+    )
+    columns = KEYS + ["family", "kind", "primary", "estimate", "sd", "ci_low", "ci_high", "n_genes", "n_classes",
+                      "n_excluded", "n_draws", "band_low", "band_high", "genes_digest", "dims", "bootstrap"]
+    return mark_significance(summary[columns].sort_values(KEYS).reset_index(drop=True))
+
+
+def mark_significance(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (view, universe, task, classifier, metric): the best backbone among those scored on the genes most of
+    them share (others are marked not comparable) and, for every other comparable one, the Holm-adjusted paired bootstrap p-value of its gap to the best; p ≥ 0.05 means 'tied'."""
+    summary = summary.assign(best=False, p_vs_best=np.nan, tied_with_best=False, comparable=True)
+    for _, group in summary.groupby(["view", "universe", "task", "classifier", "metric"]):
+        comparable = group["genes_digest"] == group["genes_digest"].mode().iloc[0]
+        summary.loc[group.index, "comparable"] = comparable.to_numpy()
+        best = group.loc[comparable.to_numpy(), "estimate"].idxmax()
+        summary.at[best, "best"] = True
+        others = group.index[comparable.to_numpy() & (group.index != best)]
+        if len(others):
+            p = [paired_p_value(summary.at[best, "bootstrap"], summary.at[i, "bootstrap"]) for i in others]
+            adjusted = holm(np.nan_to_num(p, nan=1.0))
+            summary.loc[others, "p_vs_best"] = adjusted
+            summary.loc[others, "tied_with_best"] = adjusted >= ALPHA
     return summary
 
 
-def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Backbone/view rows × task/classifier columns of 'mean ± sd', best mean first."""
-    cells = summary.assign(
-        column=summary["task"] + " " + summary["classifier"].map(CLASSIFIER_ABBREVIATIONS).fillna(summary["classifier"]),
-        cell=summary["roc_auc_mean"].map("{:.3f}".format) + " ± " + summary["roc_auc_sd"].map("{:.3f}".format),
-    )
-    table = cells.pivot(index=["backbone", "view"], columns="column", values="cell")
-    order = summary.groupby(["backbone", "view"])["roc_auc_mean"].mean().sort_values(ascending=False)
+def pairwise_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of backbones on the same genes: difference, its paired 95% CI and Holm-adjusted p-value."""
+    rows = []
+    primary = summary[summary["primary"]]
+    for keys, group in primary.groupby(["view", "universe", "task", "classifier", "metric", "genes_digest"]):
+        records = group.to_dict("records")
+        for i, a in enumerate(records):
+            for b in records[i + 1 :]:
+                diff = np.asarray(a["bootstrap"], float) - np.asarray(b["bootstrap"], float)
+                low, high = percentile_interval(diff)
+                rows.append({**dict(zip(["view", "universe", "task", "classifier", "metric"], keys[:5])),
+                             "backbone_a": a["backbone"], "backbone_b": b["backbone"],
+                             "difference": a["estimate"] - b["estimate"], "ci_low": low, "ci_high": high,
+                             "p_value": paired_p_value(a["bootstrap"], b["bootstrap"])})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_holm"] = table.groupby(["view", "universe", "task"])["p_value"].transform(lambda p: holm(p.to_numpy()))
+    return table
+
+
+def view_ablation(summary: pd.DataFrame, view: str = "go", baseline: str = "summary") -> pd.DataFrame:
+    """Per backbone and task: `view` minus `baseline` view on the same genes, with a paired 95% CI."""
+    primary = summary[summary["primary"]]
+    a = primary[primary["view"] == view].set_index(["backbone", "universe", "task"])
+    b = primary[primary["view"] == baseline].set_index(["backbone", "universe", "task"])
+    rows = []
+    for key in a.index.intersection(b.index):
+        x, y = a.loc[key], b.loc[key]
+        if x["genes_digest"] != y["genes_digest"]:
+            continue
+        diff = np.asarray(x["bootstrap"], float) - np.asarray(y["bootstrap"], float)
+        low, high = percentile_interval(diff)
+        rows.append({"backbone": key[0], "universe": key[1], "task": key[2], "metric": x["metric"],
+                     f"{view}_view": x["estimate"], f"{baseline}_view": y["estimate"],
+                     "gap": x["estimate"] - y["estimate"], "ci_low": low, "ci_high": high,
+                     "p_value": paired_p_value(x["bootstrap"], y["bootstrap"])})
+    return pd.DataFrame(rows)
+
+
+def leakage_audit(views: dict, tasks: dict) -> pd.DataFrame:
+    """(view, task) pairs whose text contains a source the labels were derived from."""
+    rows = []
+    for view_name, view in views.items():
+        for task in tasks.values():
+            shared = sorted(set(view.contains) & set(task.label_sources))
+            rows.append({"view": view_name, "task": task.name, "label_sources": ", ".join(task.label_sources),
+                         "view_contains": ", ".join(view.contains), "shared_source": ", ".join(shared), "leaks": bool(shared)})
+    return pd.DataFrame(rows)
+
+
+def family_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean primary metric per family and the mean rank over tasks, per backbone/view/universe."""
+    primary = summary[summary["primary"]].copy()
+    primary["rank"] = primary.groupby(["view", "universe", "task"])["estimate"].rank(ascending=False, method="min")
+    families = primary.pivot_table(index=["backbone", "view", "universe"], columns="family", values="estimate", aggfunc="mean")
+    families["mean_rank"] = primary.groupby(["backbone", "view", "universe"])["rank"].mean()
+    return families.sort_values("mean_rank").round(3).reset_index()
+
+
+def _cell(row) -> str:
+    if row["n_draws"] > 1:
+        return f"{row['estimate']:.3f} (band {row['band_low']:.2f}–{row['band_high']:.2f})"
+    mark = " ★" if row["best"] else (" ≈" if row["tied_with_best"] else "")
+    return f"{row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]{mark}"
+
+
+def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Backbone/view rows × task columns (primary metric): estimate [95% CI]; ★ best, ≈ not significantly worse
+    than the best (Holm-adjusted paired bootstrap, p ≥ 0.05); ⚠ the view shares a source with the labels."""
+    primary = summary[summary["primary"] & (summary["universe"] == universe)]
+    if primary.empty:
+        return pd.DataFrame()
+    cells = primary.assign(cell=primary.apply(_cell, axis=1))
+    if leaks is not None and len(leaks):
+        leaking = set(map(tuple, leaks.loc[leaks["leaks"], ["view", "task"]].to_numpy()))
+        flagged = [(v, t) in leaking for v, t in zip(cells["view"], cells["task"])]
+        cells.loc[flagged, "cell"] = cells.loc[flagged, "cell"] + " ⚠"
+    table = cells.pivot(index=["backbone", "view"], columns="task", values="cell")
+    order = primary.groupby(["backbone", "view"])["estimate"].mean().sort_values(ascending=False)
     table = table.loc[order.index]
-    table.insert(0, "mean AUC", order.map("{:.3f}".format))
+    table.insert(0, "mean", order.map("{:.3f}".format))
     table.columns.name = None
     return table.reset_index()
 
 
-def chart_png(summary: pd.DataFrame) -> bytes:
-    """Grouped bars of mean ROC-AUC (± SD) per task and classifier, one colour per backbone/view."""
+def heatmap_png(summary: pd.DataFrame, universe: str = "all_genes") -> bytes:
+    """Backbone/view × task heatmap of the primary metric, annotated; ★ marks the best per task."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    data = summary.assign(
-        model=summary["backbone"] + " / " + summary["view"],
-        column=summary["task"] + "\n" + summary["classifier"].map(CLASSIFIER_ABBREVIATIONS).fillna(summary["classifier"]),
-    )
-    columns = sorted(data["column"].unique())
-    models = data.groupby("model")["roc_auc_mean"].mean().sort_values(ascending=False).index.tolist()
-    width = 0.8 / max(len(models), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(columns)), 4.5))
-    x = np.arange(len(columns))
-    for i, model in enumerate(models):
-        rows = data[data["model"] == model].set_index("column").reindex(columns)
-        ax.bar(x + i * width - 0.4 + width / 2, rows["roc_auc_mean"], width, yerr=rows["roc_auc_sd"], label=model, capsize=2)
-    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set_xticks(x, columns, fontsize=8)
-    ax.set_ylim(0.0, 1.0)
-    ax.set_ylabel("ROC-AUC (mean ± SD over folds)")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("gene_assets leaderboard")
+    primary = summary[summary["primary"] & (summary["universe"] == universe)]
+    grid = primary.pivot_table(index=["backbone", "view"], columns="task", values="estimate")
+    grid = grid.loc[grid.mean(axis=1).sort_values(ascending=False).index]
+    best = set(map(tuple, primary.loc[primary["best"], ["backbone", "view", "task"]].to_numpy()))
+    fig, ax = plt.subplots(figsize=(max(8, 0.75 * grid.shape[1] + 3), max(3, 0.5 * grid.shape[0] + 2)))
+    image = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for i, (backbone, view) in enumerate(grid.index):
+        for j, task in enumerate(grid.columns):
+            value = grid.iat[i, j]
+            if np.isfinite(value):
+                star = "★" if (backbone, view, task) in best else ""
+                ax.text(j, i, f"{value:.2f}{star}", ha="center", va="center", fontsize=7,
+                        color="white" if value < 0.6 else "black")
+    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(grid.shape[0]), [f"{b} / {v}" for b, v in grid.index], fontsize=8)
+    ax.set_title(f"gene_assets leaderboard ({universe}; AUC, balanced accuracy for multiclass)")
+    fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -68,4 +176,13 @@ def chart_png(summary: pd.DataFrame) -> bytes:
 
 
 def png_markdown(png: bytes) -> str:
-    return f"![leaderboard](data:image/png;base64,{base64.b64encode(png).decode()})"
+    return f"![figure](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def random_band_at_chance(summary: pd.DataFrame, low: float = 0.45, high: float = 0.55, min_genes: int = 100) -> pd.DataFrame:
+    """The random control's band mean on every binary task with at least `min_genes` genes, and whether it is at chance."""
+    rows = summary[(summary["backbone"] == "random-gaussian") & summary["kind"].isin(["binary", "pairs"])
+                   & (summary["metric"] == "roc_auc") & (summary["n_genes"] >= min_genes)]
+    return rows.assign(at_chance=rows["estimate"].between(low, high))[
+        ["view", "universe", "task", "classifier", "n_genes", "n_draws", "estimate", "band_low", "band_high", "at_chance"]
+    ]

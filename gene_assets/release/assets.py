@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from ..embeddings.table import GeneEmbeddings
-from ..leaderboard.report import chart_png, wide_table
+from ..leaderboard.report import heatmap_png, pairwise_comparisons, view_ablation, wide_table
 from .dvc_repository import DvcReleaseRepository
 
 
@@ -43,8 +43,10 @@ def embeddings_release(
         files[name] = parquet_bytes(table.to_arrow())
         models.append({**table.attrs, "n_genes": len(table.genes), "file": name})
     files["leaderboard.csv"] = wide_table(leaderboard).to_csv(index=False).encode()
-    files["leaderboard_long.csv"] = leaderboard.to_csv(index=False).encode()
-    files["leaderboard.png"] = chart_png(leaderboard)
+    files["leaderboard_long.csv"] = leaderboard.drop(columns="bootstrap").to_csv(index=False).encode()
+    files["leaderboard_comparisons.csv"] = pairwise_comparisons(leaderboard).to_csv(index=False).encode()
+    files["leaderboard_go_minus_summary.csv"] = view_ablation(leaderboard).to_csv(index=False).encode()
+    files["leaderboard.png"] = heatmap_png(leaderboard)
     release = release_repository.publish(files, describe={"models": models})
     context.log.info(
         f"Release {release.version} at {release.revision[:12]}" + ("" if release.created else " (unchanged, reused)")

@@ -22,6 +22,36 @@ DATA_FILES = {
         "gene_tasks/geneformer/geneformer_gene_tasks_long.csv",
         "Geneformer gene classification labels with columns task, label, ensembl_id, gene_name",
     ),
+    "chen2020_tf_range": (
+        "gene_tasks/geneformer/chen2020_natcommun_41467_2020_16106_MOESM4_ESM.csv",
+        "Chen et al. 2020 TF table: first column the TF symbol, column assignment (long-range TF / short-range TF)",
+    ),
+    "gene_type_table": (
+        "gene_tasks/genept_geneformer_gene_info_table.csv.gz",
+        "Geneformer's gene_info_table (CSV.gz) with columns ensembl_id, gene_name, gene_type",
+    ),
+    "human_tfs": (
+        "gene_tasks/other/lambert2018_humantfs_DatabaseExtract_v_1.01.txt",
+        "the Human TFs v1.01 DatabaseExtract TSV with columns Ensembl ID, HGNC symbol, Is TF?, EntrezGene ID",
+    ),
+    "hgnc_gene_groups": (
+        "gene_annotation/hgnc_gene_groups_long.2019-01.csv.gz",
+        "HGNC (gene, gene group) pairs (CSV.gz) with columns symbol, entrez_id, gene_group",
+    ),
+    "kegg_gene_sets": ("gene_tasks/other/ylab_gmt/KEGG_CPDB.gmt.gz", "KEGG pathways as a gzipped GMT file of Entrez ids"),
+    "go_bp_gene_sets": (
+        "gene_tasks/other/ylab_gmt/hsa_EXP_ALL_BP_propagated.gmt.gz",
+        "GO biological process sets (experimental evidence, propagated) as a gzipped GMT file of Entrez ids",
+    ),
+    "omim_gene_sets": ("gene_tasks/other/ylab_gmt/omim.20231030.prop.gmt.gz", "OMIM disease gene sets as a gzipped GMT file"),
+    **{
+        f"ggi_{split}_{part}": (f"ggi/gene2vec_predictionData/{split}_{part}.txt", description)
+        for split in ("train", "test")
+        for part, description in (
+            ("text", "Gene2vec gene pairs, two space-separated symbols per line"),
+            ("label", "Gene2vec pair labels, 0 or 1 per line, aligned with the pairs file"),
+        )
+    },
 }
 
 

@@ -1,72 +1,298 @@
-"""gene_task_labels (mapped once) and gene_task_results (per backbone × view)."""
+"""Task labels (mapped once through the catalog), gene universes, and per-family results per backbone × view.
 
+Results are one asset per task family rather than a task partition dimension: Dagster multi-partitions have
+two dimensions and backbone × view already uses both; per-family assets can also be re-run, retried and
+inspected on their own (the gene-pair task takes minutes, the Geneformer tasks seconds)."""
 
+import time
+
+import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
 
 from ..catalog.resolver import GeneResolver
+from ..embeddings.encoders import random_gene_vectors
 from ..embeddings.partitions import backbone_view_partitions
+from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
+from ..leaderboard.report import png_markdown
 from ..sources.data_directory import DataDirectory
-from .evaluation import cross_validated_auc
-from .geneformer import GENEFORMER_TASKS, map_binary_task_labels
+from .evaluation import (
+    Protocol,
+    evaluate_binary,
+    evaluate_multiclass,
+    evaluate_multilabel,
+    evaluate_pairs,
+    genes_digest,
+)
+from .figures import confusion_png, roc_png
+from .gene_properties import GENE_PROPERTY_TASKS, chromosome_labels, gene_set_labels, hgnc_group_labels, tf_labels
+from .gene_type import GENE_TYPE_TASK, map_gene_type_labels
+from .geneformer import GENEFORMER_TASKS, map_chen2020_labels, map_geneformer_labels
+from .interaction import GGI_TASK, map_pairs, read_pair_split
+from .spec import GeneTask, TaskLabelError
 
-LABEL_COLUMNS = ["task", "label", "ensembl_id", "gene_name"]
+UNIVERSES = {
+    "all_genes": "every gene with a text (fallback texts included)",
+    "with_summary": "genes with a RefSeq summary only",
+}
+
+
+def _counts_metadata(counts: dict, files: list) -> dict:
+    return {
+        "mapping": MetadataValue.md(pd.DataFrame(counts).T.to_markdown()),
+        "label_files": MetadataValue.json([str(f) for f in files]),
+    }
 
 
 @asset(group_name="tasks", compute_kind="pandas")
-def gene_task_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
-    """Binary labels per task, mapped to Entrez ids through the catalog (Ensembl id, then symbol)."""
-    path = data_directory.file("geneformer_tasks")
-    labels = pd.read_csv(path, dtype=str)
-    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
-    if missing:
-        raise ValueError(f"{path} lacks columns {missing}; expected {LABEL_COLUMNS}.")
+def gene_universes(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_summaries: pd.DataFrame) -> pd.DataFrame:
+    """entrez_id and the universes it belongs to; every backbone is scored on the same universe genes."""
+    genes = pd.DataFrame({"entrez_id": np.sort(gene_texts["entrez_id"].unique())})
+    genes["all_genes"] = True
+    genes["with_summary"] = genes["entrez_id"].isin(gene_summaries["entrez_id"])
+    context.add_output_metadata({name: int(genes[name].sum()) for name in UNIVERSES})
+    return genes
+
+
+@asset(group_name="tasks", compute_kind="pandas")
+def geneformer_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
+    """The seven Geneformer tasks (Ensembl ids) and Chen 2020's TF range list (symbols) as Entrez-id labels."""
     resolver = GeneResolver(gene_catalog)
-    frames, summary = [], {}
-    for task in GENEFORMER_TASKS.values():
-        mapped, counts = map_binary_task_labels(labels, task, resolver)
-        frames.append(mapped)
-        summary[task.name] = counts
-    context.add_output_metadata(
-        {"tasks": MetadataValue.md(pd.DataFrame(summary).T.to_markdown()), "label_file": str(path)}
-    )
-    return pd.concat(frames, ignore_index=True)[["task", "entrez_id", "label"]]
+    geneformer_path, chen_path = data_directory.file("geneformer_tasks"), data_directory.file("chen2020_tf_range")
+    labels, counts = map_geneformer_labels(pd.read_csv(geneformer_path, dtype=str), resolver, geneformer_path)
+    chen, chen_counts = map_chen2020_labels(pd.read_csv(chen_path, dtype=str), resolver, chen_path)
+    context.add_output_metadata(_counts_metadata({**counts, **chen_counts}, [geneformer_path, chen_path]))
+    return pd.concat([labels, chen], ignore_index=True)
+
+
+@asset(group_name="tasks", compute_kind="pandas")
+def gene_type_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
+    """GenePT's gene functionality labels (Ensembl gene_type), mapped to Entrez ids."""
+    path = data_directory.file("gene_type_table")
+    labels, counts = map_gene_type_labels(pd.read_csv(path, dtype=str), GeneResolver(gene_catalog), path)
+    context.add_output_metadata(_counts_metadata(counts, [path]))
+    return labels
+
+
+@asset(group_name="tasks", compute_kind="pandas")
+def gene_property_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
+    """TF vs non-TF, HGNC groups, KEGG / GO-BP / OMIM gene sets and chromosome, as (task, entrez_id, label)."""
+    resolver = GeneResolver(gene_catalog)
+    files = {name: data_directory.file(name) for name in
+             ("human_tfs", "hgnc_gene_groups", "kegg_gene_sets", "go_bp_gene_sets", "omim_gene_sets")}
+    parts = [
+        tf_labels(pd.read_csv(files["human_tfs"], sep="\t", dtype=str), resolver, files["human_tfs"]),
+        hgnc_group_labels(pd.read_csv(files["hgnc_gene_groups"], dtype=str), resolver, files["hgnc_gene_groups"]),
+        gene_set_labels(files["kegg_gene_sets"], "kegg_pathways", resolver),
+        gene_set_labels(files["go_bp_gene_sets"], "go_bp_experimental", resolver),
+        gene_set_labels(files["omim_gene_sets"], "omim_disease", resolver),
+        chromosome_labels(gene_catalog),
+    ]
+    counts = {task: c for _, part in parts for task, c in part.items()}
+    context.add_output_metadata(_counts_metadata(counts, list(files.values())))
+    return pd.concat([labels for labels, _ in parts], ignore_index=True)[["task", "entrez_id", "label"]]
+
+
+@asset(group_name="tasks", compute_kind="pandas")
+def gene_interaction_pairs(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
+    """Gene2vec train and test pairs (2018 symbols) mapped to Entrez ids; unmapped pairs dropped and counted."""
+    files, splits = [], []
+    for split in ("train", "test"):
+        text, label = data_directory.file(f"ggi_{split}_text"), data_directory.file(f"ggi_{split}_label")
+        files += [text, label]
+        splits.append(read_pair_split(text, label, split))
+    pairs, counts = map_pairs(pd.concat(splits, ignore_index=True), GeneResolver(gene_catalog))
+    context.add_output_metadata(_counts_metadata(counts, files))
+    return pairs
 
 
 class TaskEvaluationConfig(Config):
     n_splits: int = 5
     seed: int = 0
+    pca_dims: int | None = None
+    n_bootstrap: int = 1000
+    random_draws: int = 20
+    """The random-gaussian control is scored with this many seeds (a band, not one draw)."""
+    universes: list[str] = list(UNIVERSES)
+
+    def protocol(self) -> Protocol:
+        return Protocol(n_splits=self.n_splits, seed=self.seed, pca_dims=self.pca_dims, n_bootstrap=self.n_bootstrap)
 
 
-@asset(group_name="tasks", partitions_def=backbone_view_partitions, compute_kind="scikit-learn")
-def gene_task_results(
-    context: AssetExecutionContext,
-    config: TaskEvaluationConfig,
-    gene_embeddings: GeneEmbeddings,
-    gene_task_labels: pd.DataFrame,
-) -> pd.DataFrame:
-    """ROC-AUC per task, classifier and fold; genes without an embedding are dropped and counted."""
-    keys = context.partition_key.keys_by_dimension
-    embedded = set(gene_embeddings.genes["entrez_id"])
-    frames = []
-    for task_name, labels in gene_task_labels.groupby("task", sort=False):
-        usable = labels[labels["entrez_id"].isin(embedded)]
-        X = gene_embeddings.aligned(usable["entrez_id"])
-        folds = cross_validated_auc(X, usable["label"].to_numpy(), n_splits=config.n_splits, seed=config.seed)
-        frames.append(
-            folds.assign(
-                task=task_name,
-                n_genes=len(usable),
-                n_positive=int(usable["label"].sum()),
-                n_negative=int((usable["label"] == 0).sum()),
-                n_without_embedding=len(labels) - len(usable),
-            )
-        )
-    results = pd.concat(frames, ignore_index=True).assign(backbone=keys["backbone"], view=keys["view"])
-    summary = results.groupby(["task", "classifier"])["roc_auc"].agg(["mean", "std"]).round(3)
-    context.add_output_metadata(
-        {"roc_auc": MetadataValue.md(summary.to_markdown()),
-         "genes_without_embedding": int(results.drop_duplicates("task")["n_without_embedding"].sum())}
+class FeatureDraws:
+    """Feature rows for gene ids: the partition's embeddings, or for the random control one fresh draw per seed."""
+
+    def __init__(self, embeddings: GeneEmbeddings, draws: int):
+        self.embeddings = embeddings
+        self.draws = list(range(draws)) if embeddings.attrs.get("kind") == "random" else [0]
+        self.index = pd.Index(embeddings.genes["entrez_id"])
+
+    def matrix(self, draw: int) -> np.ndarray:
+        if draw == 0:
+            return self.embeddings.matrix
+        return random_gene_vectors(self.embeddings.genes["entrez_id"].to_numpy(), self.embeddings.dims, seed=draw)
+
+    def rows(self, matrix: np.ndarray, entrez_ids) -> np.ndarray:
+        return matrix[self.index.get_indexer(np.asarray(entrez_ids))]
+
+
+def restrict(task: GeneTask, labels: pd.DataFrame, genes: set) -> tuple[pd.DataFrame, int]:
+    """Labels of genes in the universe (that have an embedding), with the task's class/label selection applied."""
+    inside = labels[labels["entrez_id"].isin(genes)]
+    excluded = labels["entrez_id"].nunique() - inside["entrez_id"].nunique()
+    if task.kind == "multiclass":
+        sizes = inside["label"].value_counts()
+        keep = sizes[sizes >= task.min_class_genes].index[: task.max_classes]
+        inside = inside[inside["label"].isin(keep)]
+    return inside.sort_values(["entrez_id", "label"]).reset_index(drop=True), int(excluded)
+
+
+def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, matrix: np.ndarray, protocol: Protocol,
+               extra_draw: bool = False) -> tuple[list[dict], dict]:
+    """Rows for one task on one universe (labels already restricted) and its figures' inputs. Extra draws of the
+    random control skip bootstrap replicates, the gene-pair task and tasks larger than `band_max_genes`."""
+    bootstrap = not extra_draw
+    if extra_draw and (task.kind == "pairs" or labels["entrez_id"].nunique() > protocol.band_max_genes):
+        return [], {}
+    if task.kind == "pairs":
+        train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
+        if train.empty or test.empty:
+            raise TaskLabelError(f"Task {task.name}: no train or no test pairs inside this universe.")
+        pair = lambda t: features.rows(matrix, t["entrez_a"]) + features.rows(matrix, t["entrez_b"])  # noqa: E731
+        rows, scores = evaluate_pairs(task, pair(train), train["label"].to_numpy(), pair(test), test["label"].to_numpy(),
+                                      protocol, bootstrap)
+        digest = genes_digest(labels[["entrez_a", "entrez_b", "label"]].to_numpy())
+        genes = pd.unique(labels[["entrez_a", "entrez_b"]].to_numpy().ravel())
+        for row in rows:
+            row.update(n_genes=len(genes), n_pairs_train=len(train), n_pairs_test=len(test))
+        return [dict(r, genes_digest=digest) for r in rows], {"roc": (test["label"].to_numpy(), scores)}
+    if labels.empty:
+        raise TaskLabelError(f"Task {task.name}: no labelled gene is inside this universe.")
+    if task.kind == "multilabel":
+        low, high = task.label_size_range
+        sizes = labels["label"].value_counts()
+        kept = sorted(sizes[(sizes >= low) & (sizes <= high)].index)
+        genes = np.sort(labels["entrez_id"].unique())
+        Y = pd.crosstab(labels["entrez_id"], labels["label"]).reindex(index=genes, columns=kept, fill_value=0).to_numpy() > 0
+        rows = evaluate_multilabel(task, features.rows(matrix, genes), Y, kept, protocol, bootstrap)
+        digest = genes_digest(genes, np.packbits(Y))
+        return [dict(r, genes_digest=digest) for r in rows], {}
+    X = features.rows(matrix, labels["entrez_id"])
+    digest = genes_digest(labels["entrez_id"].to_numpy(), pd.factorize(labels["label"], sort=True)[0])
+    if task.kind == "binary":
+        rows = evaluate_binary(task, X, labels["label"], protocol, bootstrap)
+        return [dict(r, genes_digest=digest) for r in rows], {}
+    rows, confusion = evaluate_multiclass(task, X, labels["label"], protocol, bootstrap)
+    return [dict(r, genes_digest=digest) for r in rows], {"confusion": confusion}
+
+
+RESULT_CHECKS = ("metrics_finite", "universes_non_empty")
+
+
+def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], description: str):
+    """A results asset for one task family, partitioned by backbone × view, with its checks beside it."""
+
+    @asset(
+        name=name,
+        group_name="tasks",
+        partitions_def=backbone_view_partitions,
+        ins={"embeddings": AssetIn("gene_embeddings"), "universes": AssetIn("gene_universes"), "labels": AssetIn(labels_asset)},
+        compute_kind="scikit-learn",
+        description=description,
+        check_specs=[
+            AssetCheckSpec("metrics_finite", asset=name, blocking=True, description="Every metric and fold value is finite."),
+            AssetCheckSpec("universes_non_empty", asset=name,
+                           description="Every task was scored on every gene universe (none empty or too small)."),
+        ],
     )
-    return results
+    def _results(context: AssetExecutionContext, config: TaskEvaluationConfig, embeddings: GeneEmbeddings,
+                 universes: pd.DataFrame, labels: pd.DataFrame):
+        keys = context.partition_key.keys_by_dimension
+        backbone = get_backbone(keys["backbone"])
+        protocol, features = config.protocol(), FeatureDraws(embeddings, config.random_draws)
+        embedded = set(features.index)
+        rows, skipped, figures, timings = [], [], {}, {}
+        for draw in features.draws:
+            matrix = features.matrix(draw)
+            for universe in config.universes:
+                genes = set(universes.loc[universes[universe], "entrez_id"]) & embedded
+                for task in tasks:
+                    task_labels = labels[labels["task"] == task.name] if "task" in labels else labels
+                    started = time.perf_counter()
+                    try:
+                        if task.kind == "pairs":
+                            inside = task_labels[task_labels["entrez_a"].isin(genes) & task_labels["entrez_b"].isin(genes)]
+                            excluded = len(task_labels) - len(inside)
+                        else:
+                            inside, excluded = restrict(task, task_labels, genes)
+                        scored, figure = score_task(task, inside, features, matrix, protocol, extra_draw=draw > 0)
+                    except TaskLabelError as exc:
+                        if draw == 0:
+                            skipped.append({"task": task.name, "universe": universe, "reason": str(exc)})
+                            context.log.warning(f"{task.name} on {universe}: {exc}")
+                        continue
+                    seconds = time.perf_counter() - started
+                    timings[task.name] = timings.get(task.name, 0.0) + seconds
+                    rows += [dict(r, universe=universe, draw=draw, n_excluded=excluded, seconds=seconds) for r in scored]
+                    if draw == 0 and universe == "all_genes" and figure:
+                        figures[task.name] = figure
+            context.log.info(f"{name} {backbone.name}/{keys['view']}: draw {draw} scored")
+        results = pd.DataFrame(rows).assign(backbone=backbone.name, view=keys["view"], dims=embeddings.dims)
+        yield Output(results, metadata=_results_metadata(results, skipped, figures, timings))
+        values = np.concatenate([results["estimate"].to_numpy(float)] + [np.asarray(v, float) for v in results["fold_values"]]) \
+            if len(results) else np.array([])
+        yield AssetCheckResult(check_name="metrics_finite", passed=bool(np.isfinite(values).all()),
+                               metadata={"values": len(values), "non_finite": int((~np.isfinite(values)).sum())})
+        yield AssetCheckResult(check_name="universes_non_empty", passed=not skipped, severity=AssetCheckSeverity.WARN,
+                               metadata={"skipped": MetadataValue.json(skipped)})
+
+    return _results
+
+
+def _results_metadata(results: pd.DataFrame, skipped: list, figures: dict, timings: dict) -> dict:
+    metadata = {"seconds_per_task": MetadataValue.json({k: round(v, 2) for k, v in timings.items()}),
+                "seconds": round(sum(timings.values()), 2)}
+    if len(results):
+        first = results[results["draw"] == 0]
+        summary = first.pivot_table(index=["task", "classifier", "metric"], columns="universe", values="estimate").round(3)
+        metadata["estimates"] = MetadataValue.md(summary.to_markdown())
+    if skipped:
+        metadata["skipped"] = MetadataValue.json(skipped)
+    for task, figure in figures.items():
+        if "roc" in figure:
+            metadata[f"{task}_roc"] = MetadataValue.md(png_markdown(roc_png(*figure["roc"], title=task)))
+        if "confusion" in figure:
+            metadata[f"{task}_confusion"] = MetadataValue.md(png_markdown(confusion_png(figure["confusion"], title=task)))
+    return metadata
+
+
+geneformer_results = task_results_asset(
+    "geneformer_results", "geneformer_labels", GENEFORMER_TASKS,
+    "ROC-AUC (LR, RF; stratified K-fold) on the Geneformer tasks and Chen 2020 TF range, per universe.",
+)
+gene_type_results = task_results_asset(
+    "gene_type_results", "gene_type_labels", [GENE_TYPE_TASK],
+    "Gene functionality: balanced accuracy, macro-F1 and MCC of multinomial LR (stratified K-fold), per universe.",
+)
+gene_property_results = task_results_asset(
+    "gene_property_results", "gene_property_labels", GENE_PROPERTY_TASKS,
+    "Gene-property families: binary AUC, multiclass balanced accuracy / F1 / MCC, multilabel mean per-label AUC.",
+)
+gene_interaction_results = task_results_asset(
+    "gene_interaction_results", "gene_interaction_pairs", [GGI_TASK],
+    "Gene-gene interaction: train-split fit, test-split ROC-AUC (LR, RF) on summed pair embeddings.",
+)
+
+TASKS = {t.name: t for t in [*GENEFORMER_TASKS, GENE_TYPE_TASK, *GENE_PROPERTY_TASKS, GGI_TASK]}
+RESULT_ASSETS = ["geneformer_results", "gene_type_results", "gene_property_results", "gene_interaction_results"]

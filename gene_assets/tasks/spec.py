@@ -1,0 +1,40 @@
+"""What a gene task is: its kind, its label source (for the leakage audit) and its family (for summaries)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TaskKind = Literal["binary", "multiclass", "multilabel", "pairs"]
+
+PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc"}
+
+
+@dataclass(frozen=True)
+class GeneTask:
+    name: str
+    family: str
+    kind: TaskKind
+    label_sources: tuple[str, ...]
+    """Where the labels come from (GO, KEGG, HGNC, gene_type, location, literature, …); a text view that
+    contains one of these is flagged by the leakage audit."""
+    description: str
+    positive: str | None = None
+    """Binary tasks: the label value of the positive class."""
+    min_class_genes: int = 0
+    max_classes: int | None = None
+    """Multiclass tasks: classes kept after restricting to a gene universe (the largest first)."""
+    label_size_range: tuple[int, int] = (20, 1000)
+    """Multilabel tasks: a label is scored when this many genes of the universe carry it."""
+
+    @property
+    def primary_metric(self) -> str:
+        return PRIMARY_METRIC[self.kind]
+
+
+class TaskLabelError(ValueError):
+    """Task labels are unusable (missing columns, a single class, too few examples, nothing maps)."""
+
+
+def mapping_counts(n_source: int, n_mapped: int, **extra) -> dict:
+    return {"n_source": int(n_source), "n_unmapped": int(n_source - n_mapped), "n_mapped": int(n_mapped), **extra}
