@@ -1,5 +1,6 @@
 """Shared fixtures: the real data directory, the verified annotation databases, release repositories."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,8 +8,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from gene_assets.embeddings.cache import CACHE_DIR_ENV
 from gene_assets.settings import default_data_dir, gene_assets_home
 from gene_assets.sources.data_directory import DataDirectory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _embedding_cache_in_a_temporary_directory(tmp_path_factory):
+    """Tests never read or write the user's embedding cache."""
+    previous = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("embedding_cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_DIR_ENV, None)
+    else:
+        os.environ[CACHE_DIR_ENV] = previous
 
 
 @pytest.fixture(scope="session")
