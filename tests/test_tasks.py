@@ -173,3 +173,13 @@ def test_pair_engine_learns_pairs_from_summed_embeddings():
     X = genes[a] + genes[b]
     rows, scores = evaluate_pairs(GGI_TASK, X[:2000], y[:2000], X[2000:], y[2000:], FAST)
     assert all(r["estimate"] > 0.85 for r in rows) and set(scores) == {"logistic_regression", "random_forest"}
+
+
+def test_pca_to_a_matched_dimension_is_fitted_inside_each_training_fold():
+    X, labels = planted(dims=16)
+    rows = evaluate_binary(BINARY, X, labels, Protocol(n_bootstrap=50, pca_dims=4), forest=False)
+    assert rows[0]["estimate"] > 0.85
+    from gene_assets.tasks.evaluation import with_pca
+
+    assert type(with_pca(object(), Protocol(pca_dims=128), 384)).__name__ == "Pipeline"
+    assert with_pca(marker := object(), Protocol(pca_dims=128), 64) is marker  # already small enough
