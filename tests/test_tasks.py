@@ -5,13 +5,34 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import balanced_accuracy_score, f1_score, matthews_corrcoef, roc_auc_score
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    f1_score,
+    matthews_corrcoef,
+    roc_auc_score,
+)
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
 from gene_assets.catalog.resolver import GeneResolver
-from gene_assets.tasks.evaluation import Protocol, evaluate_binary, evaluate_multiclass, evaluate_multilabel, evaluate_pairs
-from gene_assets.tasks.gene_properties import GENE_PROPERTY_TASKS, chromosome_labels, hgnc_group_labels, read_gmt, tf_labels
-from gene_assets.tasks.geneformer import GENEFORMER_TASKS, map_chen2020_labels, map_geneformer_labels
+from gene_assets.tasks.evaluation import (
+    Protocol,
+    evaluate_binary,
+    evaluate_multiclass,
+    evaluate_multilabel,
+    evaluate_pairs,
+)
+from gene_assets.tasks.gene_properties import (
+    GENE_PROPERTY_TASKS,
+    chromosome_labels,
+    hgnc_group_labels,
+    read_gmt,
+    tf_labels,
+)
+from gene_assets.tasks.geneformer import (
+    GENEFORMER_TASKS,
+    map_chen2020_labels,
+    map_geneformer_labels,
+)
 from gene_assets.tasks.interaction import GGI_TASK, read_pair_split
 from gene_assets.tasks.spec import GeneTask, TaskLabelError
 from gene_assets.tasks.statistics import (
@@ -59,7 +80,7 @@ def test_chen2020_list_is_kept_separately_and_disagrees_with_geneformer(data_dir
 def test_gene_property_labels_from_real_files(data_dir, resolver):
     tfs, _ = tf_labels(pd.read_csv(data_dir / "gene_tasks/other/lambert2018_humantfs_DatabaseExtract_v_1.01.txt", sep="\t", dtype=str), resolver)
     assert 1600 <= (tfs["label"] == "TF").sum() <= 1639 and 1100 <= (tfs["label"] == "non_TF").sum() <= 1126
-    groups, counts = hgnc_group_labels(pd.read_csv(data_dir / "gene_annotation/hgnc_gene_groups_long.2019-01.csv.gz", dtype=str), resolver)
+    groups, _ = hgnc_group_labels(pd.read_csv(data_dir / "gene_annotation/hgnc_gene_groups_long.2019-01.csv.gz", dtype=str), resolver)
     multiclass = groups[groups["task"] == "hgnc_group"]
     assert not multiclass["entrez_id"].duplicated().any() and multiclass["label"].value_counts().min() >= 50
     assert groups[groups["task"] == "hgnc_groups"]["entrez_id"].duplicated().any()  # multilabel: genes in several groups
@@ -159,7 +180,7 @@ def test_multilabel_engine_scores_every_label_and_bootstraps_over_labels():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(400, 10))
     Y = np.column_stack([X[:, i] + rng.normal(scale=0.5, size=400) > 1 for i in range(6)] + [rng.random(400) < 0.2])
-    rows = evaluate_multilabel(MULTILABEL, X, Y, [f"L{i}" for i in range(7)], FAST)
+    rows = evaluate_multilabel(MULTILABEL, X, Y, FAST)
     assert rows[0]["n_classes"] == 7 and 0.8 < rows[0]["estimate"] < 0.97
     assert len(rows[0]["bootstrap"]) == 200
 

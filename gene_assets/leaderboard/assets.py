@@ -2,16 +2,25 @@
 
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, AssetIn, MetadataValue, Output, TableRecord, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    MetadataValue,
+    Output,
+    TableRecord,
+    asset,
+)
 
 from ..tasks.assets import RESULT_ASSETS, TASKS
+from ..tasks.figures import png_markdown
 from ..texts.views import VIEWS
 from .report import (
     family_summary,
     heatmap_png,
     leakage_audit,
     pairwise_comparisons,
-    png_markdown,
     random_band_at_chance,
     summarize,
     view_ablation,

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import io
 
 import numpy as np
 import pandas as pd
 
+from ..tasks.spec import PRIMARY_METRIC
 from ..tasks.statistics import holm, paired_p_value, percentile_interval
 
 KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
-CONTROLS = ("random-gaussian", "text-availability")
 PRIMARY_CLASSIFIER = {"binary": "logistic_regression", "pairs": "logistic_regression",
                       "multiclass": "ridge", "multilabel": "ridge"}
-PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc"}
 ALPHA = 0.05
 
 
@@ -173,10 +171,6 @@ def heatmap_png(summary: pd.DataFrame, universe: str = "all_genes") -> bytes:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return buffer.getvalue()
-
-
-def png_markdown(png: bytes) -> str:
-    return f"![figure](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def random_band_at_chance(summary: pd.DataFrame, low: float = 0.45, high: float = 0.55, min_genes: int = 100) -> pd.DataFrame:

@@ -25,7 +25,6 @@ from ..embeddings.encoders import random_gene_vectors
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
-from ..leaderboard.report import png_markdown
 from ..sources.data_directory import DataDirectory
 from .evaluation import (
     Protocol,
@@ -35,8 +34,14 @@ from .evaluation import (
     evaluate_pairs,
     genes_digest,
 )
-from .figures import confusion_png, roc_png
-from .gene_properties import GENE_PROPERTY_TASKS, chromosome_labels, gene_set_labels, hgnc_group_labels, tf_labels
+from .figures import confusion_png, png_markdown, roc_png
+from .gene_properties import (
+    GENE_PROPERTY_TASKS,
+    chromosome_labels,
+    gene_set_labels,
+    hgnc_group_labels,
+    tf_labels,
+)
 from .gene_type import GENE_TYPE_TASK, map_gene_type_labels
 from .geneformer import GENEFORMER_TASKS, map_chen2020_labels, map_geneformer_labels
 from .interaction import GGI_TASK, map_pairs, read_pair_split
@@ -169,7 +174,9 @@ def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, mat
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
         if train.empty or test.empty:
             raise TaskLabelError(f"Task {task.name}: no train or no test pairs inside this universe.")
-        pair = lambda t: features.rows(matrix, t["entrez_a"]) + features.rows(matrix, t["entrez_b"])  # noqa: E731
+        def pair(t):
+            return features.rows(matrix, t["entrez_a"]) + features.rows(matrix, t["entrez_b"])
+
         rows, scores = evaluate_pairs(task, pair(train), train["label"].to_numpy(), pair(test), test["label"].to_numpy(),
                                       protocol, bootstrap)
         digest = genes_digest(labels[["entrez_a", "entrez_b", "label"]].to_numpy())
@@ -185,7 +192,7 @@ def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, mat
         kept = sorted(sizes[(sizes >= low) & (sizes <= high)].index)
         genes = np.sort(labels["entrez_id"].unique())
         Y = pd.crosstab(labels["entrez_id"], labels["label"]).reindex(index=genes, columns=kept, fill_value=0).to_numpy() > 0
-        rows = evaluate_multilabel(task, features.rows(matrix, genes), Y, kept, protocol, bootstrap)
+        rows = evaluate_multilabel(task, features.rows(matrix, genes), Y, protocol, bootstrap)
         digest = genes_digest(genes, np.packbits(Y))
         return [dict(r, genes_digest=digest) for r in rows], {}
     X = features.rows(matrix, labels["entrez_id"])

@@ -151,7 +151,7 @@ def column_aucs(Y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
-def evaluate_multilabel(task: GeneTask, X: np.ndarray, Y: np.ndarray, label_names, protocol: Protocol, bootstrap: bool = True) -> list[dict]:
+def evaluate_multilabel(task: GeneTask, X: np.ndarray, Y: np.ndarray, protocol: Protocol, bootstrap: bool = True) -> list[dict]:
     """One ridge probe for all labels at once (standardized features); per-label AUC, averaged over folds."""
     if Y.shape[1] == 0:
         raise TaskLabelError(f"Task {task.name}: no label has {task.label_size_range[0]}–{task.label_size_range[1]} genes.")

@@ -11,7 +11,6 @@ GGI_TASK = GeneTask(
     "gene_interaction", "interaction", "pairs", ("GO",),
     "Gene2vec gene-gene interaction pairs (GO co-annotation derived); train on the train split, score the test split.",
 )
-SPLITS = ("train", "test")
 
 
 def read_pair_split(text, label, split: str) -> pd.DataFrame:

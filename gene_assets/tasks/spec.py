@@ -27,10 +27,6 @@ class GeneTask:
     label_size_range: tuple[int, int] = (20, 1000)
     """Multilabel tasks: a label is scored when this many genes of the universe carry it."""
 
-    @property
-    def primary_metric(self) -> str:
-        return PRIMARY_METRIC[self.kind]
-
 
 class TaskLabelError(ValueError):
     """Task labels are unusable (missing columns, a single class, too few examples, nothing maps)."""
