@@ -7,9 +7,10 @@ import time
 
 from .embedding_cache import embedding_cache
 from .embedding_throughput import embedding_throughput
+from .gene_pair_probe import gene_pair_probe
 from .harness import RESULTS_DIR, machine_description, write_results
 
-COMPARISONS = [embedding_throughput, embedding_cache]
+COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe]
 
 
 def main(names: list[str]) -> None:

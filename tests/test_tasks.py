@@ -5,6 +5,7 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     balanced_accuracy_score,
     f1_score,
@@ -14,6 +15,8 @@ from sklearn.metrics import (
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
 from gene_assets.catalog.resolver import GeneResolver
+from gene_assets.embeddings.encoders import BagOfWordsEncoder
+from gene_assets.embeddings.registry import get_backbone
 from gene_assets.tasks.evaluation import (
     Protocol,
     evaluate_binary,
@@ -34,6 +37,7 @@ from gene_assets.tasks.geneformer import (
     map_geneformer_labels,
 )
 from gene_assets.tasks.interaction import GGI_TASK, read_pair_split
+from gene_assets.tasks.linear_probes import PairLogisticRegression
 from gene_assets.tasks.spec import GeneTask, TaskLabelError
 from gene_assets.tasks.statistics import (
     classification_metrics,
@@ -191,9 +195,29 @@ def test_pair_engine_learns_pairs_from_summed_embeddings():
     module = genes[:, 0] > 0
     a, b = rng.integers(0, 200, 3000), rng.integers(0, 200, 3000)
     y = (module[a] & module[b]).astype(int)
-    X = genes[a] + genes[b]
-    rows, scores = evaluate_pairs(GGI_TASK, X[:2000], y[:2000], X[2000:], y[2000:], FAST)
+    rows, scores = evaluate_pairs(GGI_TASK, genes, (a[:2000], b[:2000]), y[:2000], (a[2000:], b[2000:]), y[2000:], FAST)
     assert all(r["estimate"] > 0.85 for r in rows) and set(scores) == {"logistic_regression", "random_forest"}
+
+
+def test_pair_logistic_regression_matches_scikit_learn_on_real_gene_pairs(data_dir):
+    """The factorized fit reaches scikit-learn's optimum on real Gene2vec pairs and bag-of-words summary vectors."""
+    pairs = read_pair_split(data_dir / "ggi/gene2vec_predictionData/train_text.txt",
+                            data_dir / "ggi/gene2vec_predictionData/train_label.txt", "train")
+    pairs = pairs.sample(6000, random_state=0)
+    summaries = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
+                                columns=["symbol", "refseq_summary"]).dropna().drop_duplicates("symbol").set_index("symbol")
+    pairs = pairs[pairs["symbol_a"].isin(summaries.index) & pairs["symbol_b"].isin(summaries.index)]
+    symbols = pd.Index(pd.unique(pairs[["symbol_a", "symbol_b"]].to_numpy().ravel()))
+    texts = pd.DataFrame({"text": summaries.loc[symbols, "refseq_summary"].to_numpy()})
+    Z = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(texts)[:, :256].astype(np.float64)
+    a, b, y = symbols.get_indexer(pairs["symbol_a"]), symbols.get_indexer(pairs["symbol_b"]), pairs["label"].to_numpy()
+    train, test = slice(0, 4000), slice(4000, None)
+    reference = LogisticRegression(tol=1e-8, max_iter=20000).fit(Z[a[train]] + Z[b[train]], y[train])
+    fast = PairLogisticRegression().fit(Z, a[train], b[train], y[train])
+    assert np.abs(fast.coef_ - reference.coef_[0]).max() < 1e-4 and abs(fast.intercept_ - reference.intercept_[0]) < 1e-4
+    expected = reference.predict_proba(Z[a[test]] + Z[b[test]])[:, 1]
+    assert np.abs(fast.predict_proba(Z, a[test], b[test]) - expected).max() < 1e-5
+    assert roc_auc_score(y[test], expected) > 0.6
 
 
 def test_pca_to_a_matched_dimension_is_fitted_inside_each_training_fold():

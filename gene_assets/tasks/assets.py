@@ -174,11 +174,11 @@ def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, mat
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
         if train.empty or test.empty:
             raise TaskLabelError(f"Task {task.name}: no train or no test pairs inside this universe.")
-        def pair(t):
-            return features.rows(matrix, t["entrez_a"]) + features.rows(matrix, t["entrez_b"])
+        def rows_of(t):
+            return features.index.get_indexer(t["entrez_a"]), features.index.get_indexer(t["entrez_b"])
 
-        rows, scores = evaluate_pairs(task, pair(train), train["label"].to_numpy(), pair(test), test["label"].to_numpy(),
-                                      protocol, bootstrap)
+        rows, scores = evaluate_pairs(task, matrix, rows_of(train), train["label"].to_numpy(), rows_of(test),
+                                      test["label"].to_numpy(), protocol, bootstrap)
         digest = genes_digest(labels[["entrez_a", "entrez_b", "label"]].to_numpy())
         genes = pd.unique(labels[["entrez_a", "entrez_b"]].to_numpy().ravel())
         for row in rows:

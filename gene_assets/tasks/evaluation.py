@@ -20,6 +20,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .linear_probes import PairLogisticRegression
 from .spec import GeneTask, TaskLabelError
 from .statistics import (
     classification_metrics,
@@ -174,12 +175,18 @@ def evaluate_multilabel(task: GeneTask, X: np.ndarray, Y: np.ndarray, protocol: 
     return [row]
 
 
-def evaluate_pairs(task: GeneTask, X_train, y_train, X_test, y_test, protocol: Protocol, bootstrap: bool = True):
-    """Train on the dataset's train split, score its test split; returns rows and each classifier's test scores."""
+def evaluate_pairs(task: GeneTask, Z: np.ndarray, train: tuple, y_train, test: tuple, y_test, protocol: Protocol,
+                   bootstrap: bool = True):
+    """Train on the dataset's train split, score its test split; returns rows and each classifier's test scores.
+    `train` and `test` are (rows of gene a, rows of gene b) in Z; a pair's features are Z[a] + Z[b]. Logistic
+    regression is fitted without building those features (linear_probes.py) unless a PCA projection is set."""
     counts = stratified_counts(y_test, protocol.n_bootstrap, resample_rng(protocol.seed, task.name, 0)) if bootstrap else None
     rows, scores = [], {}
-    for name, make in binary_classifiers(protocol, X_train.shape[1], pairs=True).items():
-        score = make().fit(X_train, y_train).predict_proba(X_test)[:, 1]
+    for name, make in binary_classifiers(protocol, Z.shape[1], pairs=True).items():
+        if name == "logistic_regression" and not protocol.pca_dims:
+            score = PairLogisticRegression().fit(Z, *train, y_train).predict_proba(Z, *test)
+        else:
+            score = make().fit(Z[train[0]] + Z[train[1]], y_train).predict_proba(Z[test[0]] + Z[test[1]])[:, 1]
         scores[name] = score
         replicates = weighted_auc(y_test, score, counts) if bootstrap else None
         rows.append(_row(task, name, "roc_auc", [roc_auc_score(y_test, score)], replicates,

@@ -1,0 +1,64 @@
+"""Gene-pair logistic regression without building the pair features.
+
+The pair task's probe is scikit-learn's LogisticRegression (L2, C = 1, unpenalized intercept) on z_a + z_b for
+hundreds of thousands of pairs. Here X·θ = S·(Z·θ) with S the sparse pair × gene incidence, so a step costs
+O(genes · dims + pairs) instead of O(pairs · dims), and L-BFGS runs on whitened parameters θ = H₀^(-1/2)·v
+(H₀: the objective's Hessian at zero), which needs tens of steps rather than hundreds. The minimizer is the
+same; a test compares it with scikit-learn's fit on real gene pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import linalg, optimize, sparse
+from scipy.special import expit
+
+
+def _minimize_logistic(margins: Callable, transpose: Callable, gram: np.ndarray, y: np.ndarray, C: float,
+                       tol: float, max_iter: int) -> np.ndarray:
+    """θ (coefficients, then intercept) minimizing mean(log(1 + e^m) − y·m) + ‖w‖² / (2·C·n), m = X·θ, given
+    m = margins(θ), Xᵀr = transpose(r) and gram = XᵀX (X carries the intercept column last)."""
+    n = len(y)
+    penalty = np.full(len(gram), 1.0 / (C * n))
+    penalty[-1] = 0.0
+    values, vectors = linalg.eigh(gram / (4 * n) + np.diag(penalty))
+    whiten = (vectors / np.sqrt(np.maximum(values, values.max() * 1e-12))) @ vectors.T
+    target = np.asarray(y, dtype=np.float64)
+
+    def loss_and_gradient(v):
+        theta = whiten @ v
+        m = margins(theta)
+        loss = np.mean(np.logaddexp(0.0, m) - target * m) + 0.5 * theta @ (penalty * theta)
+        return loss, whiten @ (transpose((expit(m) - target) / n) + penalty * theta)
+
+    result = optimize.minimize(loss_and_gradient, np.zeros(len(gram)), jac=True, method="L-BFGS-B",
+                               options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps})
+    return whiten @ result.x
+
+
+class PairLogisticRegression:
+    """LogisticRegression(C) on pair features Z[a] + Z[b], fitted and applied without building them."""
+
+    def __init__(self, C: float = 1.0, tol: float = 1e-8, max_iter: int = 1000):
+        self.C, self.tol, self.max_iter = C, tol, max_iter
+
+    def fit(self, Z: np.ndarray, a: np.ndarray, b: np.ndarray, y: np.ndarray) -> PairLogisticRegression:
+        used, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+        n = len(a)
+        incidence = sparse.csr_matrix(
+            (np.ones(2 * n), (np.tile(np.arange(n), 2), inverse)), shape=(n, len(used))
+        )  # row i has a 1 at a_i and at b_i (a 2 when a_i == b_i)
+        # the intercept column holds ½ per gene: the two genes of a pair add up to 1
+        Zu = np.hstack([np.asarray(Z[used], dtype=np.float64), np.full((len(used), 1), 0.5)])
+        theta = _minimize_logistic(
+            lambda t: incidence @ (Zu @ t), lambda r: Zu.T @ (incidence.T @ r),
+            Zu.T @ ((incidence.T @ incidence) @ Zu), y, self.C, self.tol, self.max_iter,
+        )
+        self.coef_, self.intercept_ = theta[:-1], float(theta[-1])
+        return self
+
+    def predict_proba(self, Z: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Positive-class probability of each pair (a_i, b_i)."""
+        gene_margin = np.asarray(Z, dtype=np.float64) @ self.coef_
+        return expit(gene_margin[a] + gene_margin[b] + self.intercept_)
