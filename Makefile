@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test bench ui annotations clean
+.PHONY: setup run test bench ui annotations browser clean
 
 setup: $(VENV)/.installed annotations
 
@@ -28,10 +28,13 @@ annotations: $(VENV)/.installed
 	@command -v apt-get >/dev/null || { echo "apt-get is needed to fetch org.Hs.eg.db/GO.db from Debian"; exit 1; }
 	@$(BIN)/gene-assets fetch-annotations || { apt-get update -qq && $(BIN)/gene-assets fetch-annotations; }
 
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
 run: setup
 	$(BIN)/gene-assets run
 
-test: setup
+test: setup browser
 	$(BIN)/pytest
 
 bench: setup

@@ -10,7 +10,7 @@ from unittest import mock
 import pandas as pd
 from dagster import DagsterInstance, build_asset_context
 
-from gene_assets.embeddings.assets import gene_embeddings
+from gene_assets.embeddings.assets import GeneEmbeddingsConfig, gene_embeddings
 from gene_assets.embeddings.cache import CACHE_DIR_ENV
 from gene_assets.embeddings.encoders import load_encoder
 from gene_assets.embeddings.partitions import backbone_view_key
@@ -44,7 +44,7 @@ def embedding_cache() -> list[Row]:
         def materialize(name: str, gene_texts: pd.DataFrame):
             def run():
                 context = build_asset_context(partition_key=backbone_view_key(BACKBONE, "summary"), instance=instance)
-                output, _check = list(gene_embeddings(context, gene_texts=gene_texts))
+                output, _check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=gene_texts))
                 embedded[name] = output.metadata["texts_embedded"].value
             return run
 

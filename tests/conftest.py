@@ -1,15 +1,23 @@
 """Shared fixtures: the real data directory, the verified annotation databases, release repositories."""
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from gene_assets.embeddings.cache import CACHE_DIR_ENV
-from gene_assets.settings import default_data_dir, gene_assets_home
+from gene_assets.settings import PROJECT_ROOT, default_data_dir, gene_assets_home
 from gene_assets.sources.data_directory import DataDirectory
 
 
@@ -74,3 +82,64 @@ def release_repo(tmp_path) -> Path:
 @pytest.fixture(autouse=True)
 def _no_analytics(monkeypatch):
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["data"]
+
+
+def stop_process_tree(process: subprocess.Popen) -> None:
+    """Stop a process and everything it started, by PID; SIGKILL whatever ignores SIGTERM."""
+    try:
+        tree = [process.pid] + [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = [process.pid]
+
+    def running():
+        return [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in running():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 10
+        while time.time() < deadline and running():
+            time.sleep(0.2)
+    process.wait(timeout=10)
+    assert not running(), f"processes still running: {running()}"
+
+
+@contextmanager
+def running_ui(env: dict) -> Iterator[int]:
+    """`dg dev` on a free port with `env`, until the graph is served; stopped (with its children) on exit."""
+    port = free_port()
+    log_path = Path(env["DAGSTER_HOME"]) / "dg_dev.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)],
+                                   cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + 180
+            while True:
+                try:
+                    if graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]:
+                        break
+                except OSError:
+                    pass
+                assert time.time() < deadline and process.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(2)
+            yield port
+        finally:
+            stop_process_tree(process)

@@ -3,18 +3,19 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import psutil
+import numpy as np
+import pandas as pd
 import pytest
 
 from gene_assets.settings import PROJECT_ROOT
 from gene_assets.tasks.assets import RESULT_ASSETS
+
+from .conftest import graphql, running_ui
 
 BIN = Path(sys.executable).parent
 
@@ -45,70 +46,19 @@ def test_dagster_cli_string_selection_materializes(isolated_env):
     assert not (PROJECT_ROOT / "storage").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["data"]
-
-
-def _stop_tree(process: subprocess.Popen) -> None:
-    """Stop `dg dev` and everything it started, by PID; SIGKILL whatever ignores SIGTERM."""
-    try:
-        tree = [process.pid] + [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = [process.pid]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in tree:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.time() + 10
-        while time.time() < deadline and any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in tree):
-            time.sleep(0.2)
-    process.wait(timeout=10)
-    alive = [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"processes still running: {alive}"
-
-
 def test_ui_serves_graph_with_backbone_partitions(isolated_env):
     env = isolated_env
     subprocess.run([str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
-    port = _free_port()
-    log = open(Path(env["DAGSTER_HOME"]) / "dg_dev.log", "w")
-    process = subprocess.Popen([str(BIN / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 180
-        nodes = None
-        while time.time() < deadline and nodes is None:
-            try:
-                data = _graphql(port, "{ assetNodes { assetKey { path } } }")
-                if data["assetNodes"]:
-                    nodes = data["assetNodes"]
-            except OSError:
-                time.sleep(2)
-        assert nodes, (Path(env["DAGSTER_HOME"]) / "dg_dev.log").read_text()[-3000:]
+    with running_ui(env) as port:
+        nodes = graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         assert {n["assetKey"]["path"][-1] for n in nodes} >= {
             "gene_catalog", "gene_texts", "gene_embeddings", "gene_universes", "geneformer_labels", *RESULT_ASSETS,
             "leaderboard", "embeddings_release"}
-        partitions = _graphql(port, """{ assetNodeOrError(assetKey: {path: ["gene_embeddings"]}) {
+        partitions = graphql(port, """{ assetNodeOrError(assetKey: {path: ["gene_embeddings"]}) {
             ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""")
         dims = {d["name"]: d["partitionKeys"] for d in partitions["assetNodeOrError"]["partitionKeysByDimension"]}
         assert set(dims["backbone"]) >= {"all-MiniLM-L6-v2", "bag-of-words", "random-gaussian"}
         assert set(dims["view"]) == {"symbol", "summary", "card", "go"}
-    finally:
-        _stop_tree(process)
-        log.close()
 
 
 
@@ -124,3 +74,53 @@ def test_gene_assets_lists_backbones_and_verifies_releases(release_repo, tmp_pat
     result = subprocess.run([str(BIN / "gene-assets"), "verify", str(release_repo / "data")], capture_output=True, text=True)
     assert result.returncode == 2 and "a.csv" in result.stderr and "dvc pull --force" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _materialize(env: dict, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *args],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninterrupted_run(isolated_env, task_symbols, tmp_path):
+    """Kill `dagster asset materialize` with SIGKILL after two embedding checkpoints, re-run it: every stored shard
+    verifies, the re-run embeds only the rest, and the vectors equal those of an uninterrupted run."""
+    from gene_assets.embeddings.cache import CACHE_DIR_ENV, EmbeddingCache
+    from gene_assets.embeddings.encoders import vector_settings
+    from gene_assets.embeddings.registry import get_backbone
+
+    env = {**isolated_env, CACHE_DIR_ENV: str(tmp_path / "cache")}
+    texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:400]}}}}
+    _materialize(env, "--select", "gene_catalog,gene_summaries,gene_texts", "--config-json", json.dumps(texts))
+    subprocess.run([str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+    embed = ["--select", "gene_embeddings", "--partition", "all-MiniLM-L6-v2|summary", "--config-json",
+             json.dumps({"ops": {"gene_embeddings": {"config": {"checkpoint_texts": 32}}}})]
+    cache = EmbeddingCache(vector_settings(get_backbone("all-MiniLM-L6-v2")), root=tmp_path / "cache")
+
+    process = subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *embed],
+                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while len(cache.shard_paths("summary")) < 2:
+            assert process.poll() is None and time.time() < deadline, "the run ended before two checkpoints were stored"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    stored = cache.shard_paths("summary")
+    assert len(cache.shards("summary")) == len(stored) >= 2  # every shard passes its checksum; none was deleted
+    output = Path(env["GENE_ASSETS_HOME"]) / "storage" / "gene_embeddings" / "backbone=all-MiniLM-L6-v2" / "view=summary.parquet"
+    assert not output.exists()
+
+    _materialize(env, *embed)
+    resumed_table = pd.read_parquet(output)
+    checkpoints = -(-resumed_table["text_sha256"].nunique() // 32)
+    assert set(stored) <= set(cache.shard_paths("summary")) and len(cache.shard_paths("summary")) == checkpoints
+    output.unlink()
+    _materialize({**env, CACHE_DIR_ENV: str(tmp_path / "fresh_cache")}, *embed)
+    uninterrupted = pd.read_parquet(output)
+    assert len(resumed_table) > 300 and resumed_table["entrez_id"].tolist() == uninterrupted["entrez_id"].tolist()
+    assert np.array_equal(np.stack(resumed_table["embedding"]), np.stack(uninterrupted["embedding"]))
+    assert not list((tmp_path / "cache").rglob("*.tmp"))

@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInstance, build_asset_context
 
 from gene_assets.embeddings import cache as cache_module
-from gene_assets.embeddings.assets import gene_embeddings
+from gene_assets.embeddings.assets import GeneEmbeddingsConfig, gene_embeddings
 from gene_assets.embeddings.cache import CACHE_DIR_ENV, MAX_SHARDS, EmbeddingCache, embedding_cache_dir
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.texts.views import build_view
@@ -205,7 +205,7 @@ def materialize_partition(backbone: str, texts: pd.DataFrame):
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("backbone", [backbone])
         context = build_asset_context(partition_key=backbone_view_key(backbone, "summary"), instance=instance)
-        output, check = list(gene_embeddings(context, gene_texts=texts))
+        output, check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts))
     assert check.passed
     return output
 

@@ -1,18 +1,23 @@
 """The whole graph on real data for a small gene universe, materialized in a temporary instance."""
 
 import filecmp
+import os
+import shutil
 import subprocess
 
 import pytest
-from dagster import materialize
+from dagster import DagsterInstance, materialize
 
 from gene_assets.cli import register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.resources import temporary_resources
+from gene_assets.settings import PROJECT_ROOT
 from gene_assets.tasks.assets import RESULT_ASSETS
 
-from .conftest import dvc, git, make_release_repo
+from .conftest import dvc, git, make_release_repo, running_ui
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 BACKBONES = ["all-MiniLM-L6-v2", "bag-of-words", "random-gaussian", "text-availability"]
 SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_universes", "geneformer_labels", "gene_type_labels",
@@ -39,14 +44,20 @@ def materialize_all(instance, resources, symbols, backbones=BACKBONES, views=("s
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, task_symbols, annotation_cache, data_dir):
-    from dagster import DagsterInstance
-
+    """Everything materialized into a persistent temporary instance (the browser test serves it in the UI)."""
     tmp = tmp_path_factory.mktemp("pipeline")
     repo = make_release_repo(tmp / "release_repo")
     resources = temporary_resources(tmp, release_repo=repo, remote=tmp / "remote", annotation_cache=annotation_cache)
-    with DagsterInstance.ephemeral() as instance:
+    dagster_home = tmp / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", dagster_home)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(dagster_home))
+        instance = DagsterInstance.get()
+    with instance:
         runs = materialize_all(instance, resources, task_symbols)
-        yield {"instance": instance, "resources": resources, "runs": runs, "repo": repo, "tmp": tmp, "symbols": task_symbols}
+        yield {"instance": instance, "resources": resources, "runs": runs, "repo": repo, "tmp": tmp,
+               "symbols": task_symbols, "dagster_home": dagster_home}
 
 
 def output(pipeline, asset_name):
@@ -149,3 +160,35 @@ def test_random_control_off_chance_blocks_the_release(pipeline):
     assert not evaluation.passed and "gene_interaction" in evaluation.metadata["off_chance"].value
     assert not [e for e in blocked.get_asset_materialization_events() if e.asset_key.path[-1] == "embeddings_release"]
     assert git(pipeline["repo"], "tag", "--list").split() == ["embeddings-v1"]
+
+
+def test_browser_renders_the_asset_graph_and_the_leaderboard(pipeline):
+    """Headless Chromium on the UI serving the pipeline's instance; screenshots go to test-artifacts/."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium package is missing: `make setup` installs it (apt-get install chromium)."
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = {**os.environ, "DAGSTER_HOME": str(pipeline["dagster_home"])}
+    with running_ui(env) as port, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+
+        def open_page(path: str):
+            page.goto(f"http://127.0.0.1:{port}{path}", wait_until="networkidle")
+            skip = page.get_by_role("button", name="Skip")  # the UI's first-visit newsletter dialog
+            if skip.count():
+                skip.click()
+
+        open_page("/assets/leaderboard?view=lineage&lineageScope=upstream&lineageDepth=10")
+        for upstream in ("gene_catalog", "gene_texts", "gene_embeddings", "geneformer_results", "leaderboard"):
+            page.get_by_text(upstream, exact=True).first.wait_for()
+        page.screenshot(path=ARTIFACTS / "ui_asset_graph.png")
+
+        open_page("/assets/leaderboard")
+        page.get_by_text("[Show Markdown]").first.click()  # the leaderboard table, the first markdown entry
+        for text in ("dosage_sensitive_tfs", "all-MiniLM-L6-v2", "random-gaussian"):
+            page.get_by_text(text).first.wait_for()
+        page.screenshot(path=ARTIFACTS / "ui_leaderboard.png")
+        browser.close()
+    assert (ARTIFACTS / "ui_leaderboard.png").stat().st_size > 10_000

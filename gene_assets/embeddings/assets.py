@@ -4,9 +4,18 @@
 import time
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
 
-from .cache import CachedEmbedding, EmbeddingCache
+from .cache import CHECKPOINT_TEXTS, CachedEmbedding, EmbeddingCache
 from .encoders import load_encoder, vector_settings
 from .partitions import backbone_view_partitions
 from .registry import get_backbone
@@ -17,13 +26,18 @@ CACHED_KINDS = {"sentence_transformers"}
 corpus (its vocabulary), so it is never cached per text; the controls are cheaper to compute than to look up."""
 
 
+class GeneEmbeddingsConfig(Config):
+    checkpoint_texts: int = CHECKPOINT_TEXTS
+    """Texts encoded between two writes to the embedding cache: what an interrupted run can lose."""
+
+
 @asset(
     group_name="embeddings",
     partitions_def=backbone_view_partitions,
     compute_kind="torch",
     check_specs=[AssetCheckSpec("nonzero_vectors", asset="gene_embeddings", description="No gene has an all-zero vector.")],
 )
-def gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame):
+def gene_embeddings(context: AssetExecutionContext, config: GeneEmbeddingsConfig, gene_texts: pd.DataFrame):
     """Every gene's text in this view, embedded by this backbone (float32, one row per gene)."""
     keys = context.partition_key.keys_by_dimension
     backbone, view = get_backbone(keys["backbone"]), keys["view"]
@@ -45,7 +59,7 @@ def gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame):
     }
     if backbone.kind in CACHED_KINDS:
         cache = EmbeddingCache(vector_settings(backbone), log=context.log)
-        result = cache.embed(texts, view, encode)
+        result = cache.embed(texts, view, encode, checkpoint_texts=config.checkpoint_texts)
         attrs["precision"] = cache.settings["precision"]
         cache_metadata = {"embedding_cache": MetadataValue.path(str(cache.directory))}
     else:

@@ -34,6 +34,8 @@ CACHE_DIR_ENV = "GENE_ASSETS_EMBEDDING_CACHE"
 FORMAT_VERSION = 1
 MAX_SHARDS = 16
 """A view with more shards than this is compacted into one after a write."""
+CHECKPOINT_TEXTS = 2048
+"""Texts encoded between two shard writes: what an interrupted run can lose."""
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +71,35 @@ class EmbeddingCache:
         self.dims = int(settings["dims"])
         self.log = log
 
-    def embed(self, texts: pd.DataFrame, view: str, encode: Callable[[pd.DataFrame], np.ndarray]) -> CachedEmbedding:
-        """Vectors for `texts` (needs a text_sha256 column): cached ones are read, the others encoded and stored."""
+    def embed(self, texts: pd.DataFrame, view: str, encode: Callable[[pd.DataFrame], np.ndarray],
+              checkpoint_texts: int = CHECKPOINT_TEXTS) -> CachedEmbedding:
+        """Vectors for `texts` (needs a text_sha256 column): cached ones are read, the others encoded and stored.
+
+        Texts are encoded in fixed checkpoints of `checkpoint_texts` distinct texts (cut from the full list, so a
+        checkpoint is the same set whatever is cached), each stored as one shard as soon as it is done: an
+        interrupted run loses at most one checkpoint, and re-running it encodes exactly what an uninterrupted run
+        would have."""
         keys = texts["text_sha256"].to_numpy()
         cached_keys, cached = self.lookup(view, keys)
         positions = cached_keys.get_indexer(keys)
-        missing = texts[positions < 0].drop_duplicates("text_sha256")
         matrix = np.empty((len(texts), self.dims), dtype=np.float32)
         matrix[positions >= 0] = cached[positions[positions >= 0]]
-        if len(missing):
-            vectors = np.asarray(encode(missing), dtype=np.float32)
-            self.store(view, missing["text_sha256"].tolist(), vectors)
-            fresh = pd.Index(missing["text_sha256"]).get_indexer(keys[positions < 0])
-            matrix[positions < 0] = vectors[fresh]
-        return CachedEmbedding(matrix=matrix, from_cache=int((positions >= 0).sum()), embedded=len(missing))
+        distinct = texts.drop_duplicates("text_sha256")
+        cached_set = set(cached_keys)
+        checkpoints = [distinct.iloc[i : i + checkpoint_texts] for i in range(0, len(distinct), checkpoint_texts)]
+        pending = [c[~c["text_sha256"].isin(cached_set)] for c in checkpoints]
+        pending = [c for c in pending if len(c)]
+        fresh_keys, fresh = [], []
+        for number, chunk in enumerate(pending, 1):
+            vectors = np.asarray(encode(chunk), dtype=np.float32)
+            self.store(view, chunk["text_sha256"].tolist(), vectors)
+            fresh_keys += chunk["text_sha256"].tolist()
+            fresh.append(vectors)
+            self.log.info(f"embedding cache: checkpoint {number}/{len(pending)} stored ({len(chunk)} texts)")
+        if fresh:
+            rows = pd.Index(fresh_keys).get_indexer(keys[positions < 0])
+            matrix[positions < 0] = np.concatenate(fresh)[rows]
+        return CachedEmbedding(matrix=matrix, from_cache=int((positions >= 0).sum()), embedded=len(fresh_keys))
 
     def lookup(self, view: str, keys) -> tuple[pd.Index, np.ndarray]:
         """The cached entries among `keys`: their keys (unique) and vectors, row for row."""
