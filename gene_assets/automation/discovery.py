@@ -19,6 +19,13 @@ def built_in_models() -> set[tuple[str, str | None]]:
     return {(b.model_id, b.revision) for b in BACKBONES.values() if b.model_id}
 
 
+def full_dims(embed_dim) -> int | None:
+    """mteb gives one size, or the Matryoshka sizes of a model (its full output is the largest)."""
+    if isinstance(embed_dim, (list, tuple)):
+        return max(embed_dim) if embed_dim else None
+    return embed_dim
+
+
 def backbone_from_mteb(meta) -> Backbone:
     """A backbone entry for an mteb ModelMeta; the original name and revision are its model_id and revision."""
     import mteb
@@ -27,7 +34,7 @@ def backbone_from_mteb(meta) -> Backbone:
     return Backbone(
         name=partition_key(meta.name, meta.revision),
         kind="sentence_transformers",
-        dims=int(meta.embed_dim),
+        dims=int(full_dims(meta.embed_dim)),
         model_id=meta.name,
         revision=meta.revision,
         max_length=max_length,
@@ -39,9 +46,11 @@ def backbone_from_mteb(meta) -> Backbone:
 
 
 class ModelDiscovery(ConfigurableResource):
-    """Rules for adding models as backbones. Defaults: dense text-only models with open weights that
+    """Rules for adding models as backbones. Defaults: dense, text-only, English models with open weights that
     sentence-transformers loads, at most 1B parameters, with a known embedding size."""
 
+    languages: list[str] = ["eng"]
+    """ISO 639-3 codes; a model qualifies when it covers one of them (gene texts are English)."""
     model_types: list[str] = ["dense"]
     frameworks: list[str] = ["Sentence Transformers"]
     open_weights_only: bool = True
@@ -73,6 +82,7 @@ class ModelDiscovery(ConfigurableResource):
         import mteb
 
         metas = mteb.get_model_metas(
+            languages=self.languages or None,
             open_weights=True if self.open_weights_only else None,
             frameworks=self.frameworks,
             model_types=self.model_types,
@@ -80,7 +90,7 @@ class ModelDiscovery(ConfigurableResource):
             exclusive_modality_filter=True,
         )
         return [backbone_from_mteb(m) for m in metas
-                if m.revision and m.embed_dim and self.allowed(m.name, m.n_parameters, m.embed_dim)]
+                if m.revision and full_dims(m.embed_dim) and self.allowed(m.name, m.n_parameters, full_dims(m.embed_dim))]
 
     def hub_candidates(self, api=None) -> list[Backbone]:
         """MTEB-tagged sentence-transformers models on the Hub, most downloaded first, with their current commit,
