@@ -2,6 +2,7 @@
 discovery sensor, the weekly refresh and declarative automation, for one deployment profile (deployment.py)."""
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
@@ -18,6 +19,7 @@ from .automation.sensors import discovery_sensor, embedding_job
 from .catalog import assets as catalog_assets
 from .deployment import automation_running, current_profile, executor_for
 from .embeddings import assets as embedding_assets
+from .embeddings.assets import gene_embeddings_asset
 from .embeddings.partitions import backbone_view_partitions
 from .leaderboard import assets as leaderboard_assets
 from .release import assets as release_assets
@@ -28,7 +30,18 @@ from .texts import assets as text_assets
 
 MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, leaderboard_assets, release_assets]
 
-all_assets = map_asset_specs(with_automation, load_assets_from_modules(MODULES))
+
+
+def assets_for(profile: str) -> list:
+    """Every asset with its automation condition. On Dask the embedding step has no pool: dagster-dask 0.29.27
+    cannot send runs that carry pool limits to its workers (the cluster's workers bound concurrency there)."""
+    assets = load_assets_from_modules(MODULES)
+    if profile == "dask":
+        assets = [gene_embeddings_asset(pool=None) if a.key == AssetKey("gene_embeddings") else a for a in assets]
+    return map_asset_specs(with_automation, assets)
+
+
+all_assets = assets_for("local")
 all_asset_checks = load_asset_checks_from_modules(MODULES)
 
 sources_job = define_asset_job(
@@ -56,7 +69,7 @@ def build_definitions(profile: str) -> Definitions:
     running = automation_running(profile)
     sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
     return Definitions(
-        assets=all_assets,
+        assets=assets_for(profile),
         asset_checks=all_asset_checks,
         jobs=[sources_job, backbone_job, release_job, embedding_job],
         schedules=[weekly_refresh(sources_job, running)],

@@ -19,18 +19,29 @@ CACHED_KINDS = {"sentence_transformers", "openai"}
 corpus (its vocabulary), so it is never cached per text; the controls are cheaper to compute than to look up."""
 
 
-@asset(
-    group_name="embeddings",
-    partitions_def=backbone_view_partitions,
-    compute_kind="torch",
-    pool=GPU_POOL,
-    op_tags=k8s_gpu_tags(),
-    check_specs=[AssetCheckSpec("nonzero_vectors", asset="gene_embeddings", description="No gene has an all-zero vector.")],
-)
-def gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_catalog: pd.DataFrame,
+def gene_embeddings_asset(pool: str | None = GPU_POOL):
+    """The gene_embeddings asset; its step runs in `pool` (None: no pool, for executors that cannot carry one)."""
+
+    @asset(
+        name="gene_embeddings",
+        group_name="embeddings",
+        partitions_def=backbone_view_partitions,
+        compute_kind="torch",
+        pool=pool,
+        op_tags=k8s_gpu_tags(),
+        description="Every gene's text in this view, embedded by this backbone (float32, one row per gene); a "
+        "precomputed backbone contributes the genes its file covers.",
+        check_specs=[AssetCheckSpec("nonzero_vectors", asset="gene_embeddings", description="No gene has an all-zero vector.")],
+    )
+    def _gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_catalog: pd.DataFrame,
+                         embedding_device: EmbeddingDevice):
+        yield from embed_partition(context, gene_texts, gene_catalog, embedding_device)
+
+    return _gene_embeddings
+
+
+def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_catalog: pd.DataFrame,
                     embedding_device: EmbeddingDevice):
-    """Every gene's text in this view, embedded by this backbone (float32, one row per gene); a precomputed backbone
-    contributes the genes its file covers."""
     keys = context.partition_key.keys_by_dimension
     backbone, view = get_backbone(keys["backbone"]), keys["view"]
     texts = gene_texts[gene_texts["view"] == view].reset_index(drop=True)
@@ -89,3 +100,6 @@ def gene_embeddings(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
         severity=AssetCheckSeverity.WARN,
         metadata={"zero_vectors": int(zero.sum()), "examples": ", ".join(genes.loc[zero, "symbol"].astype(str).head(10))},
     )
+
+
+gene_embeddings = gene_embeddings_asset()
