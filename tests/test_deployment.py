@@ -1,9 +1,7 @@
 """Deployment profiles: the Kubernetes profile's executor and GPU requests, and a run on a Dask cluster."""
 
-import hashlib
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, execute_job, reconstructable, validate_run_config
@@ -12,6 +10,8 @@ from gene_assets.definitions import build_definitions
 from gene_assets.deployment import PROFILE_ENV, current_profile
 from gene_assets.embeddings.partitions import backbone_partitions
 from gene_assets.settings import HOME_ENV
+
+from .conftest import planted_inputs
 
 
 def test_k8s_profile_runs_steps_as_pods_and_requests_a_gpu_for_embedding(monkeypatch):
@@ -40,25 +40,6 @@ def test_k8s_profile_runs_steps_as_pods_and_requests_a_gpu_for_embedding(monkeyp
 def dask_backbone_job():
     """The backbone job as the `dask` profile defines it (a LocalCluster of 2 worker processes)."""
     return build_definitions("dask").resolve_job_def("backbone_job")
-
-
-def planted_inputs(storage) -> None:
-    """240 genes whose summaries name a kinase domain when the gene is dosage-sensitive, a zinc finger otherwise."""
-    rng = np.random.default_rng(0)
-    ids = np.arange(1, 241)
-    sensitive = ids % 2 == 0
-    filler = ["nuclear", "protein", "binding", "expressed", "tissue", "cell", "membrane", "regulates"]
-    texts = [f"Gene G{i}. {'kinase domain' if s else 'zinc finger'} " + " ".join(rng.choice(filler, 6))
-             for i, s in zip(ids, sensitive)]
-    storage.mkdir(parents=True)
-    pd.DataFrame({"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "aliases": "", "ensembl_ids": ""}
-                 ).to_parquet(storage / "gene_catalog.parquet")
-    pd.DataFrame({"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "view": "summary", "text": texts,
-                  "source": "refseq_summary", "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts]}
-                 ).to_parquet(storage / "gene_texts.parquet")
-    pd.DataFrame({"entrez_id": ids, "all_genes": True, "with_summary": True}).to_parquet(storage / "gene_universes.parquet")
-    labels = np.where(sensitive, "Dosage-sensitive TFs", "Dosage-insensitive TFs")
-    pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}).to_parquet(storage / "geneformer_labels.parquet")
 
 
 def test_backbone_job_runs_on_a_dask_cluster(tmp_path, monkeypatch):

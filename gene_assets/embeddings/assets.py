@@ -42,6 +42,7 @@ def gene_embeddings_asset(pool: str | None = GPU_POOL):
 
 def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_catalog: pd.DataFrame,
                     embedding_device: EmbeddingDevice):
+    """The partition's table with device, dtype, throughput and cache use in its metadata; the nonzero_vectors check."""
     keys = context.partition_key.keys_by_dimension
     backbone, view = get_backbone(keys["backbone"]), keys["view"]
     texts = gene_texts[gene_texts["view"] == view].reset_index(drop=True)
