@@ -237,3 +237,19 @@ def test_device_placement_uses_the_gpu_in_16_bits_and_the_registry_precision_on_
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="sees no GPU; set device: auto or cpu"):
         EmbeddingDevice(device="cuda").placement(minilm)
+
+
+def test_cli_adds_a_precomputed_backbone_by_hand(tmp_path, registry, monkeypatch, capsys):
+    from gene_assets.cli import main
+
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    write_vectors(tmp_path / "gene2vec.txt", VECTORS, "txt")
+    assert main(["add-backbone", "gene2vec-file", "--kind", "precomputed", "--dims", "3",
+                 "--source-path", str(tmp_path / "gene2vec.txt")]) == 0
+    assert get_backbone("gene2vec-file").source_path == str(tmp_path / "gene2vec.txt")
+    assert main(["add-backbone", "gene2vec-file", "--kind", "precomputed", "--dims", "4",
+                 "--source-path", str(tmp_path / "gene2vec.txt")]) == 2
+    assert "3 of 3 vectors do not have 4 dimensions" in capsys.readouterr().err
+    with DagsterInstance.get() as instance:
+        assert instance.get_dynamic_partitions(backbone_partitions.name) == ["gene2vec-file"]

@@ -15,6 +15,10 @@ Precision = Literal["fp32", "bf16", "fp16", "int8"]
 PARTITION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+class InvalidBackboneError(ValueError):
+    """A registry entry cannot be used (e.g. its name is not a valid partition key)."""
+
+
 @dataclass(frozen=True)
 class FastPathSettings:
     """How a sentence-transformers backbone runs on CPU; `precision` changes the vectors, so it is recorded with them."""
@@ -63,7 +67,7 @@ class Backbone:
 
     def __post_init__(self) -> None:
         if not PARTITION_KEY_PATTERN.match(self.name):
-            raise ValueError(
+            raise InvalidBackboneError(
                 f"Backbone name {self.name!r} is not a valid partition key: use letters, digits, '.', '_' or '-' "
                 "(at most 128 characters, starting with a letter or digit)."
             )
