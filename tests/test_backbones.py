@@ -175,15 +175,17 @@ def test_pickles_naming_other_classes_and_tables_without_symbols_are_refused(tmp
         read_gene_vectors(tmp_path / "t.csv", dims=1)
 
 
-def test_current_symbol_wins_when_two_file_symbols_name_one_gene(tmp_path):
-    catalog = pd.DataFrame({"entrez_id": [1, 2], "symbol": ["NEW1", "B"], "aliases": ["OLD1", ""], "ensembl_ids": ""})
-    texts = pd.DataFrame({"entrez_id": [1, 2], "symbol": ["NEW1", "B"], "text_sha256": ["a", "b"]})
-    write_vectors(tmp_path / "v.txt", {"OLD1": [0, 0, 1], "NEW1": [1, 0, 0], "ZZZ": [0, 1, 0]}, "txt")
+def test_current_symbol_wins_when_two_file_symbols_name_one_gene_and_shared_symbols_are_left_out(tmp_path):
+    catalog = pd.DataFrame({"entrez_id": [1, 2, 3, 4], "symbol": ["NEW1", "B", "ATP6", "ATP6"],
+                            "aliases": ["OLD1", "", "", ""], "ensembl_ids": ""})
+    texts = catalog[["entrez_id", "symbol"]].assign(text_sha256="x")
+    write_vectors(tmp_path / "v.txt", {"OLD1": [0, 0, 1], "NEW1": [1, 0, 0], "ZZZ": [0, 1, 0], "ATP6": [1, 1, 1]}, "txt")
     backbone = Backbone(name="p", kind="precomputed", dims=3, source_path=str(tmp_path / "v.txt"))
     imported = import_precomputed(backbone, catalog, texts)
     assert imported.genes["entrez_id"].tolist() == [1] and imported.matrix.tolist() == [[1, 0, 0]]
-    assert imported.mapping | {} == {"file_vectors": 3, "mapped_by_symbol": 1, "mapped_by_alias": 1, "unmapped": 1,
-                                     "same_gene_dropped": 1, "view_genes_covered": 1, "view_genes_without_vector": 1}
+    assert imported.mapping == {"file_vectors": 4, "mapped_by_symbol": 2, "mapped_by_alias": 1, "unmapped": 1,
+                                "symbol_of_several_genes": 1, "same_gene_dropped": 1, "view_genes_covered": 1,
+                                "view_genes_without_vector": 3}
 
 
 class _EmbeddingsApi(http.server.BaseHTTPRequestHandler):

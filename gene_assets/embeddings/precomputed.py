@@ -4,7 +4,7 @@ Formats (by suffix, optionally gzipped): `.csv` / `.tsv` / `.parquet` with a sym
 column `embedding` or one numeric column per dimension; `.pkl` / `.pickle` with a {symbol: vector} dict (as GenePT
 distributes its embeddings); `.txt` / `.w2v` / `.vec` in word2vec text format (`SYMBOL v1 … vD` per line, an
 optional `N D` header; as Gene2vec distributes its vectors). Symbols are mapped to Entrez ids with the catalog's
-GeneResolver (current symbol, then an unambiguous alias)."""
+GeneResolver (current symbol, then an unambiguous alias); a symbol that several catalog genes carry is left out."""
 
 from __future__ import annotations
 
@@ -157,7 +157,10 @@ def import_precomputed(backbone: Backbone, catalog: pd.DataFrame, texts: pd.Data
     symbols, matrix = read_gene_vectors(Path(backbone.source_path), backbone.dims, backbone.symbol_column)
     resolution = GeneResolver(catalog).symbols(symbols)
     mapped = pd.DataFrame({"entrez_id": resolution.entrez_ids, "method": resolution.methods, "row": np.arange(len(symbols))})
-    mapped = mapped.dropna(subset=["entrez_id"])
+    # A symbol that several catalog genes carry (e.g. mitochondrial ATP6) cannot say which gene its vector is for.
+    sizes = catalog["symbol"].str.upper().value_counts()
+    shared = pd.Series(symbols).str.upper().isin(sizes[sizes > 1].index).to_numpy()
+    mapped = mapped[~shared].dropna(subset=["entrez_id"])
     # Two file symbols naming one gene (e.g. a current symbol and an old one): the current symbol's vector is kept.
     mapped = mapped.sort_values(["entrez_id", "method"], key=lambda c: c.map({"symbol": 0}).fillna(1) if c.name == "method" else c)
     ambiguous = int(mapped["entrez_id"].duplicated().sum())
@@ -173,6 +176,7 @@ def import_precomputed(backbone: Backbone, catalog: pd.DataFrame, texts: pd.Data
             "mapped_by_symbol": counts.get("symbol", 0),
             "mapped_by_alias": counts.get("alias", 0),
             "unmapped": counts.get("unmapped", 0),
+            "symbol_of_several_genes": int(shared.sum()),
             "same_gene_dropped": ambiguous,
             "view_genes_covered": len(genes),
             "view_genes_without_vector": len(texts) - len(genes),

@@ -82,7 +82,7 @@ def gene_texts(
     gene_catalog: pd.DataFrame,
     gene_summaries: pd.DataFrame,
     annotation_databases: AnnotationDatabases,
-) -> pd.DataFrame:
+) -> Output[pd.DataFrame]:
     """One row per (gene, view): the text a backbone embeds, its source and its sha256."""
     unknown = sorted(set(config.views) - set(VIEWS))
     if unknown:
