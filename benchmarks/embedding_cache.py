@@ -12,6 +12,7 @@ from dagster import DagsterInstance, build_asset_context
 
 from gene_assets.embeddings.assets import GeneEmbeddingsConfig, gene_embeddings
 from gene_assets.embeddings.cache import CACHE_DIR_ENV
+from gene_assets.embeddings.device import EmbeddingDevice
 from gene_assets.embeddings.encoders import load_encoder
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.embeddings.registry import get_backbone
@@ -43,8 +44,10 @@ def embedding_cache() -> list[Row]:
 
         def materialize(name: str, gene_texts: pd.DataFrame):
             def run():
-                context = build_asset_context(partition_key=backbone_view_key(BACKBONE, "summary"), instance=instance)
-                output, _check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=gene_texts))
+                context = build_asset_context(partition_key=backbone_view_key(BACKBONE, "summary"), instance=instance,
+                                              resources={"embedding_device": EmbeddingDevice(device="cpu")})
+                output, _check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=gene_texts,
+                                                      gene_catalog=pd.DataFrame()))
                 embedded[name] = output.metadata["texts_embedded"].value
             return run
 

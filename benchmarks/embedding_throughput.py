@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gene_assets.embeddings.encoders import FastPathSettings, SentenceTransformerEncoder, load_encoder, model_source
+from gene_assets.embeddings.device import Placement
+from gene_assets.embeddings.encoders import SentenceTransformerEncoder, load_encoder, model_source
 from gene_assets.embeddings.registry import get_backbone
 
 from .harness import Row, median, summary_texts, timed_rounds
@@ -26,7 +27,7 @@ def embedding_throughput() -> list[Row]:
     strings = texts["text"].tolist()
     plain = SentenceTransformer(model_source(backbone))
     project = load_encoder(backbone)
-    int8 = SentenceTransformerEncoder(backbone, settings=FastPathSettings(precision="int8"))
+    int8 = SentenceTransformerEncoder(backbone, Placement("cpu", "int8", backbone.fast_path.token_budget))
     vectors = {}
 
     def keep(name, run):
@@ -44,7 +45,7 @@ def embedding_throughput() -> list[Row]:
     )
     baseline = TEXTS / median(seconds["plain"])
     rows = []
-    for name, case in (("project", f"project encoder ({project.settings.precision}, the registry setting)"),
+    for name, case in (("project", f"project encoder ({project.placement.precision}, the registry setting)"),
                        ("int8", "project encoder with int8 dynamic quantization")):
         speed = TEXTS / median(seconds[name])
         rows.append(Row(

@@ -9,7 +9,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance
 
 from .embeddings.partitions import backbone_partitions, backbone_view_key
-from .embeddings.registry import BACKBONES, OFFLINE_BACKBONES, get_backbone
+from .embeddings.registry import OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
 from .texts.views import VIEWS
 
 
@@ -22,6 +22,27 @@ def register_backbones(instance: DagsterInstance, names: list[str]) -> list[str]
     if new:
         instance.add_dynamic_partitions(backbone_partitions.name, new)
     return new
+
+
+def add_backbone(instance: DagsterInstance, args) -> int:
+    """Write the entry to the persisted registry (after checking a precomputed file) and add its partition."""
+    from .embeddings.discovered import DiscoveredRegistry
+    from .embeddings.precomputed import read_gene_vectors
+
+    backbone = Backbone(name=args.name, kind=args.kind, dims=args.dims, model_id=args.model_id, revision=args.revision,
+                        prompt=args.prompt, max_length=args.max_length, symbol_column=args.symbol_column,
+                        source_path=str(Path(args.source_path).resolve()) if args.source_path else None, origin="manual")
+    if backbone.kind == "precomputed":
+        symbols, _ = read_gene_vectors(Path(backbone.source_path or ""), backbone.dims, backbone.symbol_column)
+        print(f"{backbone.source_path}: {len(symbols)} vectors of {backbone.dims} dimensions")
+    elif not backbone.model_id:
+        raise SystemExit("gene-assets add-backbone: --model-id is needed for a sentence_transformers backbone.")
+    if args.name in all_backbones():
+        raise SystemExit(f"gene-assets add-backbone: {args.name!r} is already a backbone; choose another name.")
+    DiscoveredRegistry().add([backbone])
+    register_backbones(instance, [backbone.name])
+    print(f"Added {backbone.name}; materialize it with `gene-assets run --backbones {backbone.name}` or from the UI.")
+    return 0
 
 
 def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: list[str], release: bool = True) -> dict:
@@ -68,14 +89,17 @@ def print_leaderboard(io_base: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from .embeddings.encoders import BackboneUnavailableError
-    from .embeddings.registry import UnknownBackboneError
+    from .embeddings.precomputed import PrecomputedEmbeddingError
+    from .embeddings.discovered import DiscoveredRegistryError
+    from .embeddings.registry import InvalidBackboneError, UnknownBackboneError
     from .release.dvc_repository import ReleaseError
     from .sources.bioconductor import AnnotationDatabaseError
     from .sources.data_directory import DataDirectoryError
 
     try:
         return _main(argv)
-    except (DataDirectoryError, AnnotationDatabaseError, UnknownBackboneError, BackboneUnavailableError, ReleaseError) as exc:
+    except (DataDirectoryError, AnnotationDatabaseError, UnknownBackboneError, BackboneUnavailableError, ReleaseError,
+            PrecomputedEmbeddingError, InvalidBackboneError, DiscoveredRegistryError) as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)
         return 2
 
@@ -87,7 +111,18 @@ def _main(argv: list[str] | None) -> int:
     run.add_argument("--backbones", nargs="+", default=OFFLINE_BACKBONES)
     run.add_argument("--views", nargs="+", default=["summary"], choices=list(VIEWS))
     run.add_argument("--no-release", action="store_true", help="skip the DVC release")
-    sub.add_parser("backbones", help="list registered backbones")
+    sub.add_parser("backbones", help="list registered and discovered backbones")
+    add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")
+    add.add_argument("name", help="partition key: letters, digits, '.', '_' or '-'")
+    add.add_argument("--kind", choices=["sentence_transformers", "precomputed"], required=True)
+    add.add_argument("--dims", type=int, required=True)
+    add.add_argument("--model-id", help="Hub model id or local model directory (sentence_transformers)")
+    add.add_argument("--revision", help="Hub commit to pin (sentence_transformers)")
+    add.add_argument("--prompt")
+    add.add_argument("--max-length", type=int)
+    add.add_argument("--source-path", help="embedding file (precomputed)")
+    add.add_argument("--symbol-column", default="symbol")
+    sub.add_parser("discover", help="list the models discovery would add now (mteb registry, default rules)")
     sub.add_parser("register-backbones", help="add the offline backbones as partitions (for the UI)")
     sub.add_parser("leaderboard", help="print the stored leaderboard")
     sub.add_parser("fetch-annotations", help="download and verify org.Hs.eg.db and GO.db")
@@ -96,9 +131,17 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "backbones":
-        for b in BACKBONES.values():
-            where = "offline" if b.offline else "needs weights"
-            print(f"{b.name:24} {b.kind:22} {b.dims:5}d  {where:13} {b.model_id or ''}")
+        for b in all_backbones().values():
+            where = ("offline" if b.offline else "needs API key" if b.kind == "openai"
+                     else "needs weights" if b.origin == "registry" else b.origin)
+            print(f"{b.name:32} {b.kind:22} {b.dims:5}d  {where:15} {b.model_id or b.source_path or ''}")
+        return 0
+    if args.command == "discover":
+        from .automation.discovery import ModelDiscovery
+
+        known = set(all_backbones())
+        for b in ModelDiscovery().candidates():
+            print(f"{b.name:60} {b.dims:5}d  {b.n_parameters or 0:>14,} parameters  {'known' if b.name in known else 'new'}")
         return 0
     if args.command == "verify":
         from .release.dvc_repository import verify_release
@@ -119,6 +162,8 @@ def _main(argv: list[str] | None) -> int:
         print_leaderboard(io_base)
         return 0
     instance = DagsterInstance.get()
+    if args.command == "add-backbone":
+        return add_backbone(instance, args)
     if args.command == "register-backbones":
         print("new partitions:", register_backbones(instance, OFFLINE_BACKBONES) or "none")
         return 0

@@ -1,20 +1,47 @@
-"""All gene_assets definitions: sources → catalog → texts → embeddings → tasks → leaderboard → release."""
+"""All gene_assets definitions: sources → catalog → texts → embeddings → tasks → leaderboard → release, with the
+discovery sensor, the weekly refresh and declarative automation, for one deployment profile (deployment.py)."""
 
-from dagster import AssetSelection, Definitions, define_asset_job, load_asset_checks_from_modules, load_assets_from_modules
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+    define_asset_job,
+    load_asset_checks_from_modules,
+    load_assets_from_modules,
+    map_asset_specs,
+)
 
+from .automation.conditions import with_automation
+from .automation.schedules import weekly_refresh
+from .automation.sensors import discovery_sensor, embedding_job
 from .catalog import assets as catalog_assets
+from .deployment import automation_running, current_profile, executor_for
 from .embeddings import assets as embedding_assets
+from .embeddings.assets import gene_embeddings_asset
 from .embeddings.partitions import backbone_view_partitions
 from .leaderboard import assets as leaderboard_assets
 from .release import assets as release_assets
-from .resources import resources_for_environment
+from .resources import local_resources
 from .tasks import assets as task_assets
 from .tasks.assets import RESULT_ASSETS
 from .texts import assets as text_assets
 
 MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, leaderboard_assets, release_assets]
 
-all_assets = load_assets_from_modules(MODULES)
+
+
+def assets_for(profile: str) -> list:
+    """Every asset with its automation condition. On Dask the embedding step has no pool: dagster-dask 0.29.27
+    cannot send runs that carry pool limits to its workers (the cluster's workers bound concurrency there)."""
+    assets = load_assets_from_modules(MODULES)
+    if profile == "dask":
+        assets = [gene_embeddings_asset(pool=None) if a.key == AssetKey("gene_embeddings") else a for a in assets]
+    return map_asset_specs(with_automation, assets)
+
+
+all_assets = assets_for("local")
 all_asset_checks = load_asset_checks_from_modules(MODULES)
 
 sources_job = define_asset_job(
@@ -37,9 +64,25 @@ release_job = define_asset_job(
     description="Aggregate every available partition into the leaderboard and publish a DVC release.",
 )
 
-defs = Definitions(
-    assets=all_assets,
-    asset_checks=all_asset_checks,
-    jobs=[sources_job, backbone_job, release_job],
-    resources=resources_for_environment(),
-)
+
+def build_definitions(profile: str) -> Definitions:
+    running = automation_running(profile)
+    sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
+    return Definitions(
+        assets=assets_for(profile),
+        asset_checks=all_asset_checks,
+        jobs=[sources_job, backbone_job, release_job, embedding_job],
+        schedules=[weekly_refresh(sources_job, running)],
+        sensors=[
+            discovery_sensor(sensor_status),
+            AutomationConditionSensorDefinition(
+                "leaderboard_automation", target=AssetSelection.all(), default_status=sensor_status,
+                description="Scores new or re-embedded partitions, then refreshes the leaderboard and the release.",
+            ),
+        ],
+        resources=local_resources(),
+        executor=executor_for(profile),
+    )
+
+
+defs = build_definitions(current_profile())

@@ -1,10 +1,13 @@
-"""Resources per environment: `local` (this machine's defaults) and temporary resources for tests (storage and release under one temp dir)."""
+"""Resources: this machine's defaults (paths from the environment, so every deployment profile uses them) and
+temporary resources for tests (storage and release under one temp dir)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from .automation.discovery import ModelDiscovery
+from .embeddings.device import EmbeddingDevice
 from .release.dvc_repository import DvcReleaseRepository
 from .settings import DVC_REMOTE_ENV, PROJECT_ROOT, RELEASE_REPO_ENV, default_data_dir, gene_assets_home
 from .sources.bioconductor import AnnotationDatabases
@@ -32,6 +35,8 @@ def local_resources() -> dict:
         "release_repository": DvcReleaseRepository(
             repo_dir=os.environ.get(RELEASE_REPO_ENV, str(PROJECT_ROOT)), remote_url=default_remote_url()
         ),
+        "embedding_device": EmbeddingDevice(),
+        "model_discovery": ModelDiscovery(),
     }
 
 
@@ -46,11 +51,3 @@ def temporary_resources(tmp_dir: Path, release_repo: Path, remote: Path, annotat
     return resources
 
 
-RESOURCES_BY_ENVIRONMENT = {"local": local_resources}
-
-
-def resources_for_environment() -> dict:
-    name = os.environ.get("GENE_ASSETS_ENV", "local")
-    if name not in RESOURCES_BY_ENVIRONMENT:
-        raise ValueError(f"GENE_ASSETS_ENV={name!r} is unknown; choose one of {sorted(RESOURCES_BY_ENVIRONMENT)}.")
-    return RESOURCES_BY_ENVIRONMENT[name]()

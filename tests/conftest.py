@@ -1,5 +1,6 @@
 """Shared fixtures: the real data directory, the verified annotation databases, release repositories."""
 
+import hashlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -143,3 +145,21 @@ def running_ui(env: dict) -> Iterator[int]:
             yield port
         finally:
             stop_process_tree(process)
+def planted_inputs(storage) -> None:
+    """Storage with 240 genes G1..G240 (previous symbols OLD1..OLD240) whose summaries name a kinase domain when the
+    gene is dosage-sensitive, a zinc finger otherwise."""
+    rng = np.random.default_rng(0)
+    ids = np.arange(1, 241)
+    sensitive = ids % 2 == 0
+    filler = ["nuclear", "protein", "binding", "expressed", "tissue", "cell", "membrane", "regulates"]
+    texts = [f"Gene G{i}. {'kinase domain' if s else 'zinc finger'} " + " ".join(rng.choice(filler, 6))
+             for i, s in zip(ids, sensitive)]
+    storage.mkdir(parents=True)
+    pd.DataFrame({"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "aliases": [f"OLD{i}" for i in ids], "ensembl_ids": ""}
+                 ).to_parquet(storage / "gene_catalog.parquet")
+    pd.DataFrame({"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "view": "summary", "text": texts,
+                  "source": "refseq_summary", "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts]}
+                 ).to_parquet(storage / "gene_texts.parquet")
+    pd.DataFrame({"entrez_id": ids, "all_genes": True, "with_summary": True}).to_parquet(storage / "gene_universes.parquet")
+    labels = np.where(sensitive, "Dosage-sensitive TFs", "Dosage-insensitive TFs")
+    pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}).to_parquet(storage / "geneformer_labels.parquet")

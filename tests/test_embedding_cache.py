@@ -13,6 +13,7 @@ from dagster import DagsterInstance, build_asset_context
 from gene_assets.embeddings import cache as cache_module
 from gene_assets.embeddings.assets import GeneEmbeddingsConfig, gene_embeddings
 from gene_assets.embeddings.cache import CACHE_DIR_ENV, MAX_SHARDS, EmbeddingCache, embedding_cache_dir
+from gene_assets.embeddings.device import EmbeddingDevice
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.texts.views import build_view
 
@@ -204,8 +205,9 @@ def summary_texts(data_dir) -> pd.DataFrame:
 def materialize_partition(backbone: str, texts: pd.DataFrame):
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("backbone", [backbone])
-        context = build_asset_context(partition_key=backbone_view_key(backbone, "summary"), instance=instance)
-        output, check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts))
+        context = build_asset_context(partition_key=backbone_view_key(backbone, "summary"), instance=instance,
+                                      resources={"embedding_device": EmbeddingDevice(device="cpu")})
+        output, check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts, gene_catalog=pd.DataFrame()))
     assert check.passed
     return output
 
@@ -214,7 +216,7 @@ def test_asset_reads_unchanged_texts_from_cache(monkeypatch, tmp_path, summary_t
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     cold = materialize_partition("all-MiniLM-L6-v2", summary_texts)
     assert (cold.metadata["texts_from_cache"].value, cold.metadata["texts_embedded"].value) == (0, 30)
-    assert cold.metadata["precision"].text == "bf16"
+    assert cold.metadata["precision"].text == "bf16" and cold.metadata["device"].text == "cpu"
     assert str(tmp_path / "cache") in cold.metadata["embedding_cache"].path
 
     changed = summary_texts.copy()

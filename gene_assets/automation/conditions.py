@@ -1,0 +1,60 @@
+"""Declarative automation: after new or changed partitions, the task results of exactly those partitions, then the
+leaderboard, then a release. Conditions are attached to the assets in definitions.py (`with_automation`)."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, AssetSpec, AutomationCondition
+
+from ..tasks.assets import RESULT_ASSETS
+
+
+def when_handled(trigger: AutomationCondition) -> AutomationCondition:
+    """`trigger` happened since this asset (partition) was last requested or updated, and nothing it needs or it
+    itself is running."""
+    return (
+        trigger.since_last_handled()
+        & ~AutomationCondition.any_deps_in_progress()
+        & ~AutomationCondition.in_progress()
+    )
+
+
+EMBEDDINGS_CONDITION = (
+    when_handled(
+        AutomationCondition.any_deps_match(AutomationCondition.data_version_changed())
+        .ignore(AssetSelection.assets("gene_catalog"))
+    )
+    & ~AutomationCondition.missing()
+).with_label("re-embed when the texts changed")
+"""Existing partitions re-embed when gene_texts has new content (its data version is a digest of the texts); new
+partitions are requested by the discovery sensor for the configured views only."""
+
+RESULTS_CONDITION = (
+    when_handled(AutomationCondition.any_deps_updated().allow(AssetSelection.assets("gene_embeddings")))
+    & ~AutomationCondition.any_deps_missing()
+).with_label("score a new or re-embedded partition")
+"""Score exactly the partitions whose embeddings were (re)materialized."""
+
+LEADERBOARD_CONDITION = (
+    when_handled(AutomationCondition.any_deps_updated())
+    & ~AutomationCondition.any_deps_match(AutomationCondition.any_deps_in_progress())
+).with_label("aggregate new results")
+"""Re-aggregate after new results, once no partition is still being embedded or scored. Partitions that failed
+(e.g. weights not available here) are never materialized and do not hold it back."""
+
+RELEASE_CONDITION = (
+    when_handled(AutomationCondition.any_deps_updated().allow(AssetSelection.assets("leaderboard")))
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("publish a new leaderboard")
+"""Publish after a new leaderboard whose blocking checks passed."""
+
+CONDITIONS = {
+    "gene_embeddings": EMBEDDINGS_CONDITION,
+    **{name: RESULTS_CONDITION for name in RESULT_ASSETS},
+    "leaderboard": LEADERBOARD_CONDITION,
+    "embeddings_release": RELEASE_CONDITION,
+}
+
+
+def with_automation(spec: AssetSpec) -> AssetSpec:
+    condition = CONDITIONS.get(spec.key.to_user_string())
+    return spec if condition is None else spec.replace_attributes(automation_condition=condition)

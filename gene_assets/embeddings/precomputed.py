@@ -1,0 +1,184 @@
+"""The `precomputed` backbone kind: published gene embeddings imported from a file into the partitioned table.
+
+Formats (by suffix, optionally gzipped): `.csv` / `.tsv` / `.parquet` with a symbol column and either one list
+column `embedding` or one numeric column per dimension; `.pkl` / `.pickle` with a {symbol: vector} dict (as GenePT
+distributes its embeddings); `.txt` / `.w2v` / `.vec` in word2vec text format (`SYMBOL v1 … vD` per line, an
+optional `N D` header; as Gene2vec distributes its vectors). Symbols are mapped to Entrez ids with the catalog's
+GeneResolver (current symbol, then an unambiguous alias); a symbol that several catalog genes carry is left out."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..catalog.resolver import GeneResolver
+from .registry import Backbone
+
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None}
+PICKLE_SUFFIXES = {".pkl", ".pickle"}
+WORD2VEC_SUFFIXES = {".txt", ".w2v", ".vec"}
+SAFE_PICKLE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class PrecomputedEmbeddingError(ValueError):
+    """A precomputed embedding file is missing, unreadable or malformed."""
+
+
+@dataclass
+class ImportedVectors:
+    """Vectors for the genes of a texts table that the file covers, and how the file's symbols mapped."""
+
+    genes: pd.DataFrame
+    matrix: np.ndarray
+    mapping: dict[str, int]
+
+
+def _format(path: Path) -> str:
+    suffix = Path(path.name.removesuffix(".gz")).suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        return "table"
+    if suffix in PICKLE_SUFFIXES:
+        return "pickle"
+    if suffix in WORD2VEC_SUFFIXES:
+        return "word2vec"
+    raise PrecomputedEmbeddingError(
+        f"{path}: unknown embedding file type {suffix!r}; use one of "
+        f"{sorted([*TABLE_SUFFIXES, *PICKLE_SUFFIXES, *WORD2VEC_SUFFIXES])} (optionally .gz)."
+    )
+
+
+def _open(path: Path, mode: str):
+    return gzip.open(path, mode) if path.name.endswith(".gz") else open(path, mode)
+
+
+class _VectorUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a pickle naming any other class is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"the pickle refers to {module}.{name}; only dicts of vectors are accepted")
+
+
+def _read_table(path: Path, symbol_column: str) -> tuple[list[str], list]:
+    sep = TABLE_SUFFIXES[Path(path.name.removesuffix(".gz")).suffix.lower()]
+    table = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep)
+    if symbol_column not in table.columns:
+        raise PrecomputedEmbeddingError(
+            f"{path}: no symbol column {symbol_column!r} (columns: {', '.join(map(str, table.columns[:10]))}). "
+            "Set symbol_column in the backbone's registry entry."
+        )
+    symbols = table[symbol_column].astype(str).tolist()
+    if "embedding" in table.columns:
+        return symbols, list(table["embedding"])
+    values = table.drop(columns=[symbol_column])
+    non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
+    if non_numeric:
+        raise PrecomputedEmbeddingError(
+            f"{path}: columns {non_numeric[:5]} are not numeric; a table needs the symbol column and either an "
+            "`embedding` list column or numeric columns only."
+        )
+    return symbols, list(values.to_numpy(dtype=np.float64))
+
+
+def _read_pickle(path: Path) -> tuple[list[str], list]:
+    try:
+        with _open(path, "rb") as fh:
+            content = _VectorUnpickler(fh).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise PrecomputedEmbeddingError(f"{path}: not a pickle of {{symbol: vector}} ({exc}).") from exc
+    if not isinstance(content, dict):
+        raise PrecomputedEmbeddingError(f"{path}: the pickle holds a {type(content).__name__}, expected a {{symbol: vector}} dict.")
+    return [str(k) for k in content], list(content.values())
+
+
+def _read_word2vec(path: Path) -> tuple[list[str], list]:
+    symbols, rows = [], []
+    with _open(path, "rt") as fh:
+        for number, line in enumerate(fh, start=1):
+            parts = line.split()
+            if not parts or (number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts)):
+                continue  # blank line or the `N D` header
+            try:
+                rows.append([float(v) for v in parts[1:]])
+            except ValueError as exc:
+                raise PrecomputedEmbeddingError(f"{path}, line {number} ({parts[0]}): {exc}.") from exc
+            symbols.append(parts[0])
+    return symbols, rows
+
+
+def read_gene_vectors(path: Path, dims: int, symbol_column: str = "symbol") -> tuple[list[str], np.ndarray]:
+    """Symbols and a (genes × dims) float32 matrix from a file; duplicates, NaN rows and wrong sizes are refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrecomputedEmbeddingError(f"Precomputed embedding file {path} does not exist: set source_path in the registry entry.")
+    kind = _format(path)
+    symbols, rows = (_read_table(path, symbol_column) if kind == "table"
+                     else _read_pickle(path) if kind == "pickle" else _read_word2vec(path))
+    if not symbols:
+        raise PrecomputedEmbeddingError(f"{path}: no vectors in the file.")
+    sizes = np.array([np.size(row) for row in rows])
+    wrong = np.flatnonzero(sizes != dims)
+    if len(wrong):
+        examples = ", ".join(f"{symbols[i]} ({sizes[i]})" for i in wrong[:5])
+        raise PrecomputedEmbeddingError(
+            f"{path}: {len(wrong)} of {len(rows)} vectors do not have {dims} dimensions (e.g. {examples}). "
+            "Fix the file, or the dims of the backbone's registry entry if the file is right."
+        )
+    duplicated = pd.Series(symbols).duplicated(keep=False)
+    if duplicated.any():
+        examples = ", ".join(sorted(set(pd.Series(symbols)[duplicated]))[:5])
+        raise PrecomputedEmbeddingError(f"{path}: {int(duplicated.sum())} rows share a symbol (e.g. {examples}); keep one vector per symbol.")
+    matrix = np.asarray(np.stack([np.asarray(row, dtype=np.float64) for row in rows]), dtype=np.float32)
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        examples = ", ".join(np.asarray(symbols)[bad][:5])
+        raise PrecomputedEmbeddingError(f"{path}: {int(bad.sum())} vectors contain NaN or infinite values (e.g. {examples}); drop or fix them.")
+    return symbols, matrix
+
+
+def import_precomputed(backbone: Backbone, catalog: pd.DataFrame, texts: pd.DataFrame) -> ImportedVectors:
+    """The file's vectors for the genes of `texts` (in its order) that the file covers, mapped through the catalog."""
+    if not backbone.source_path:
+        raise PrecomputedEmbeddingError(f"Backbone {backbone.name!r} is precomputed but has no source_path.")
+    symbols, matrix = read_gene_vectors(Path(backbone.source_path), backbone.dims, backbone.symbol_column)
+    resolution = GeneResolver(catalog).symbols(symbols)
+    mapped = pd.DataFrame({"entrez_id": resolution.entrez_ids, "method": resolution.methods, "row": np.arange(len(symbols))})
+    # A symbol that several catalog genes carry (e.g. mitochondrial ATP6) cannot say which gene its vector is for.
+    sizes = catalog["symbol"].str.upper().value_counts()
+    shared = pd.Series(symbols).str.upper().isin(sizes[sizes > 1].index).to_numpy()
+    mapped = mapped[~shared].dropna(subset=["entrez_id"])
+    # Two file symbols naming one gene (e.g. a current symbol and an old one): the current symbol's vector is kept.
+    mapped = mapped.sort_values(["entrez_id", "method"], key=lambda c: c.map({"symbol": 0}).fillna(1) if c.name == "method" else c)
+    ambiguous = int(mapped["entrez_id"].duplicated().sum())
+    mapped = mapped.drop_duplicates("entrez_id").astype({"entrez_id": "int64"})
+    rows = texts[["entrez_id"]].reset_index().merge(mapped, on="entrez_id").sort_values("index")
+    genes = texts.loc[rows["index"], ["entrez_id", "symbol", "text_sha256"]].reset_index(drop=True)
+    counts = resolution.counts
+    return ImportedVectors(
+        genes=genes,
+        matrix=matrix[rows["row"].to_numpy()],
+        mapping={
+            "file_vectors": len(symbols),
+            "mapped_by_symbol": counts.get("symbol", 0),
+            "mapped_by_alias": counts.get("alias", 0),
+            "unmapped": counts.get("unmapped", 0),
+            "symbol_of_several_genes": int(shared.sum()),
+            "same_gene_dropped": ambiguous,
+            "view_genes_covered": len(genes),
+            "view_genes_without_vector": len(texts) - len(genes),
+        },
+    )

@@ -1,0 +1,65 @@
+"""Deployment profiles: the Kubernetes profile's executor and GPU requests, and a run on a Dask cluster."""
+
+import os
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance, execute_job, reconstructable, validate_run_config
+
+from gene_assets.definitions import build_definitions
+from gene_assets.deployment import PROFILE_ENV, current_profile
+from gene_assets.embeddings.partitions import backbone_partitions
+from gene_assets.settings import HOME_ENV
+
+from .conftest import planted_inputs
+
+
+def test_k8s_profile_runs_steps_as_pods_and_requests_a_gpu_for_embedding(monkeypatch):
+    from dagster_k8s.job import get_user_defined_k8s_config
+
+    monkeypatch.setenv("GENE_ASSETS_K8S_NAMESPACE", "genes")
+    monkeypatch.setenv("GENE_ASSETS_K8S_SECRET", "gene-assets-keys")
+    defs = build_definitions("k8s")
+    job = defs.resolve_job_def("backbone_job")
+    assert job.executor_def.name == "k8s_gpu_executor"
+    executor = validate_run_config(job, {})["execution"]["k8s_gpu_executor"]  # dagster-k8s's schema accepts it
+    assert executor["job_namespace"] == "genes" and executor["env_secrets"] == ["gene-assets-keys"]
+    assert executor["volume_mounts"][0]["mount_path"] == next(
+        v.split("=", 1)[1] for v in executor["env_vars"] if v.startswith(f"{HOME_ENV}="))
+    step = get_user_defined_k8s_config(job.get_node_named("gene_embeddings").tags)
+    assert step.container_config["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    scoring = get_user_defined_k8s_config(job.get_node_named("geneformer_results").tags)
+    assert "resources" not in scoring.container_config  # only the embedding step holds a GPU
+    assert defs.resolve_sensor_def("model_discovery_sensor").default_status.value == "RUNNING"
+    assert build_definitions("local").resolve_sensor_def("model_discovery_sensor").default_status.value == "STOPPED"
+    monkeypatch.setenv(PROFILE_ENV, "cloud")
+    with pytest.raises(ValueError, match="GENE_ASSETS_ENV='cloud' is unknown"):
+        current_profile()
+
+
+def dask_backbone_job():
+    """The backbone job as the `dask` profile defines it (a LocalCluster of 2 worker processes)."""
+    return build_definitions("dask").resolve_job_def("backbone_job")
+
+
+def test_backbone_job_runs_on_a_dask_cluster(tmp_path, monkeypatch):
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))  # storage for the run and its dask workers
+    planted_inputs(tmp_path / "home" / "storage")
+    config = {"n_bootstrap": 50, "random_draws": 1, "universes": ["all_genes"]}
+    (tmp_path / "dagster_home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
+        instance.add_dynamic_partitions(backbone_partitions.name, ["bag-of-words"])
+        result = execute_job(
+            reconstructable(dask_backbone_job), instance,
+            run_config={"ops": {"geneformer_results": {"config": config}}},
+            tags={"dagster/partition": "bag-of-words|summary", "dagster/partition/backbone": "bag-of-words",
+                  "dagster/partition/view": "summary"},
+            asset_selection=[AssetKey("gene_embeddings"), AssetKey("geneformer_results")],
+        )
+        assert result.success
+        step_pids = {e.step_key: e.pid for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
+    assert set(step_pids) == {"gene_embeddings", "geneformer_results"}
+    assert os.getpid() not in step_pids.values()  # every step ran in a dask worker process
+    results = pd.read_parquet(tmp_path / "home/storage/geneformer_results/backbone=bag-of-words/view=summary.parquet")
+    auc = results.query("task == 'dosage_sensitive_tfs' and classifier == 'logistic_regression' and metric == 'roc_auc'")
+    assert auc["estimate"].item() > 0.95 and auc["n_genes"].item() == 240
