@@ -1,8 +1,10 @@
-"""All gene_assets definitions: sources → catalog → texts → embeddings → tasks → leaderboard → release."""
+"""All gene_assets definitions: sources → catalog → texts → embeddings → tasks and cells → leaderboard → release."""
 
 from dagster import AssetSelection, Definitions, define_asset_job, load_asset_checks_from_modules, load_assets_from_modules
 
 from .catalog import assets as catalog_assets
+from .cells import assets as cell_assets
+from .cells.partitions import backbone_dataset_partitions, cell_dataset_partitions
 from .embeddings import assets as embedding_assets
 from .embeddings.partitions import backbone_view_partitions
 from .leaderboard import assets as leaderboard_assets
@@ -12,7 +14,7 @@ from .tasks import assets as task_assets
 from .tasks.assets import RESULT_ASSETS
 from .texts import assets as text_assets
 
-MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, leaderboard_assets, release_assets]
+MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, cell_assets, leaderboard_assets, release_assets]
 
 all_assets = load_assets_from_modules(MODULES)
 all_asset_checks = load_asset_checks_from_modules(MODULES)
@@ -31,6 +33,18 @@ backbone_job = define_asset_job(
     partitions_def=backbone_view_partitions,
     description="Embed one (backbone, view) partition and score it on every gene task family.",
 )
+cell_datasets_job = define_asset_job(
+    "cell_datasets_job",
+    selection=AssetSelection.assets("cell_datasets", "cell_baseline_results"),
+    partitions_def=cell_dataset_partitions,
+    description="Harmonize one single-cell dataset's genes to the catalog and score the expression-PCA baseline on it.",
+)
+cells_job = define_asset_job(
+    "cells_job",
+    selection=AssetSelection.assets("cell_embeddings", "cell_type_results"),
+    partitions_def=backbone_dataset_partitions,
+    description="Cell embeddings (GenePT-w, GenePT-s) of one dataset from one backbone, scored on the cell-type tasks.",
+)
 release_job = define_asset_job(
     "release_job",
     selection=AssetSelection.assets("leaderboard", "embeddings_release"),
@@ -40,6 +54,6 @@ release_job = define_asset_job(
 defs = Definitions(
     assets=all_assets,
     asset_checks=all_asset_checks,
-    jobs=[sources_job, backbone_job, release_job],
+    jobs=[sources_job, backbone_job, cell_datasets_job, cells_job, release_job],
     resources=resources_for_environment(),
 )
