@@ -128,14 +128,15 @@ def detect_input_scale(sample: sparse.csr_matrix, name: str) -> InputScale:
 
 
 def log_normalize(block: sparse.csr_matrix, scale: InputScale) -> sparse.csr_matrix:
-    """log1p of counts scaled to TARGET_SUM per cell (totals over every gene); log-normalized input is kept."""
+    """log1p of counts scaled to TARGET_SUM per cell (totals over every gene); log-normalized input is kept.
+    The result shares the block's indices (only a new data array is allocated)."""
     if scale == "log_normalized":
         return block
-    totals = np.asarray(block.sum(axis=1)).ravel()
-    factors = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0).astype(np.float32)
-    scaled = sparse.csr_matrix(sparse.diags(factors) @ block, dtype=np.float32)
-    scaled.data = np.log1p(scaled.data)
-    return scaled
+    totals = np.asarray(block.sum(axis=1), dtype=np.float32).ravel()
+    factors = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+    data = block.data * np.repeat(factors, np.diff(block.indptr))
+    np.log1p(data, out=data)
+    return sparse.csr_matrix((data, block.indices, block.indptr), shape=block.shape, copy=False)
 
 
 ENSEMBL_PATTERN = re.compile(r"^ENSG\d+", re.IGNORECASE)
