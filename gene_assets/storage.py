@@ -142,6 +142,9 @@ class LazyPartitions(Mapping):
     def __getitem__(self, key):
         return self._read(self._paths[str(key)])
 
+    def __contains__(self, key) -> bool:
+        return str(key) in self._paths
+
     def __iter__(self):
         return iter(self._paths)
 

@@ -14,7 +14,9 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, silhouette_samples
 from sklearn.model_selection import StratifiedShuffleSplit, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
 
+from ..embeddings.encoders import idle_cores
 from ..tasks.evaluation import genes_digest
 from ..tasks.figures import png_bytes, pyplot
 from ..tasks.statistics import classification_metrics, resample_rng, stratified_counts, weighted_confusions
@@ -60,7 +62,13 @@ def _row(task: str, classifier: str, metric: str, fold_values, replicates, n_cel
 
 def score_cells(X: np.ndarray, labels: pd.Series, dataset: str, method: str, protocol: CellProtocol) -> list[dict]:
     """Long-schema rows (without backbone/view/universe) of kNN, k-means and silhouette for one embedding.
-    `n_genes` holds the number of cells scored (the items of a cell task)."""
+    `n_genes` holds the number of cells scored (the items of a cell task). BLAS/OpenMP run on the idle cores only:
+    k-means threads that wait for busy cores spin and run many times slower."""
+    with threadpool_limits(idle_cores()):
+        return _score_cells(X, labels, dataset, method, protocol)
+
+
+def _score_cells(X: np.ndarray, labels: pd.Series, dataset: str, method: str, protocol: CellProtocol) -> list[dict]:
     names, y = np.unique(labels.astype(str).to_numpy(), return_inverse=True)
     X = unit_rows(X)
     task, stream = cell_task(dataset, method), f"cells/{dataset}"
