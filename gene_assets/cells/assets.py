@@ -5,6 +5,7 @@ cell_datasets[dataset] ─► cell_embeddings[backbone × dataset] ─► cell_t
 """
 
 import time
+from dataclasses import fields
 from typing import Literal
 
 import numpy as np
@@ -242,8 +243,7 @@ class CellEvaluationConfig(Config):
     """Draw a UMAP of each embedding coloured by label (metadata PNG)."""
 
     def protocol(self) -> CellProtocol:
-        return CellProtocol(k_neighbors=self.k_neighbors, test_fraction=self.test_fraction, n_splits=self.n_splits,
-                            n_bootstrap=self.n_bootstrap, seed=self.seed, silhouette_max_cells=self.silhouette_max_cells)
+        return CellProtocol(**{f.name: getattr(self, f.name) for f in fields(CellProtocol)})
 
 
 def scored_embeddings(context: AssetExecutionContext, config: CellEvaluationConfig, embeddings: dict[str, np.ndarray],
