@@ -7,8 +7,8 @@ import hashlib
 import importlib
 import os
 import tempfile
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Iterator
 
 import pandas as pd

@@ -77,7 +77,7 @@ def gains_table(gains: pd.DataFrame, classifier: str = "knn", metric: str = "mac
         f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]{' *' if lo > 0 or hi < 0 else ''}"
         for g, lo, hi in zip(selected["gain"], selected["ci_low"], selected["ci_high"])
     ])
-    table = text.pivot(index=["dataset", "embedding"], columns="baseline", values="cell")
+    table = text.pivot(index=["dataset", "embedding"], columns="baseline", values="cell").fillna("—")  # a baseline vs itself
     table.columns = [f"gain vs {c}" for c in table.columns]
     estimates = selected.groupby(["dataset", "embedding"])["estimate"].first().map("{:.3f}".format)
     return table.assign(**{metric: estimates}).reset_index()[["dataset", "embedding", metric, *table.columns]]
