@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 import time
 
+from .cell_embeddings import cell_embeddings
 from .embedding_cache import embedding_cache
 from .embedding_throughput import embedding_throughput
 from .gene_pair_probe import gene_pair_probe
 from .harness import RESULTS_DIR, machine_description, write_results
 
-COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe]
+COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe, cell_embeddings]
 
 
 def main(names: list[str]) -> None:

@@ -8,20 +8,27 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
 
+from .cells.datasets import CELL_DATASETS
+from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
 from .embeddings.registry import OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
 from .texts.views import VIEWS
+
+
+def register_partitions(instance: DagsterInstance, dimension: str, names: list[str]) -> list[str]:
+    """Add keys to a dynamic partition dimension; returns the ones that were new."""
+    known = set(instance.get_dynamic_partitions(dimension))
+    new = [n for n in names if n not in known]
+    if new:
+        instance.add_dynamic_partitions(dimension, new)
+    return new
 
 
 def register_backbones(instance: DagsterInstance, names: list[str]) -> list[str]:
     """Add backbones as partitions; returns the ones that were new."""
     for name in names:
         get_backbone(name)
-    known = set(instance.get_dynamic_partitions(backbone_partitions.name))
-    new = [n for n in names if n not in known]
-    if new:
-        instance.add_dynamic_partitions(backbone_partitions.name, new)
-    return new
+    return register_partitions(instance, backbone_partitions.name, names)
 
 
 def add_backbone(instance: DagsterInstance, args) -> int:
@@ -45,8 +52,32 @@ def add_backbone(instance: DagsterInstance, args) -> int:
     return 0
 
 
-def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: list[str], release: bool = True) -> dict:
-    """Sources once, then every (backbone, view) partition, then the leaderboard and the release."""
+def run_cells(defs, instance: DagsterInstance, backbones: list[str], view: str, datasets: dict[str, dict],
+              outcome: dict) -> None:
+    """Every cell dataset (genes harmonized, PCA baseline), then its cell embeddings and results per backbone.
+    `datasets` maps a dataset name to its cell_datasets config (empty for built-in datasets)."""
+    register_partitions(instance, cell_dataset_partitions.name, list(datasets))
+    for dataset, config in datasets.items():
+        result = defs.resolve_job_def("cell_datasets_job").execute_in_process(
+            instance=instance, partition_key=dataset, raise_on_error=False,
+            run_config={"ops": {"cell_datasets": {"config": config}}},
+        )
+        if not result.success:
+            outcome["failed_partitions"].append(f"cells {dataset}")
+            continue
+        for backbone in backbones:
+            result = defs.resolve_job_def("cells_job").execute_in_process(
+                instance=instance, partition_key=backbone_dataset_key(backbone, dataset), raise_on_error=False,
+                run_config={"ops": {"cell_embeddings": {"config": {"view": view}}}},
+            )
+            if not result.success:
+                outcome["failed_partitions"].append(f"cells {backbone}|{dataset}")
+
+
+def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: list[str], release: bool = True,
+                 cell_datasets: dict[str, dict] | None = None) -> dict:
+    """Sources once, then every (backbone, view) partition, the cell datasets × backbones, then the leaderboard and
+    the release."""
     register_backbones(instance, backbones)
     outcome = {"failed_partitions": []}
     result = defs.resolve_job_def("sources_job").execute_in_process(
@@ -61,6 +92,8 @@ def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: l
             )
             if not result.success:
                 outcome["failed_partitions"].append(f"{backbone}|{view}")
+    if cell_datasets:
+        run_cells(defs, instance, backbones, "summary" if "summary" in views else views[0], cell_datasets, outcome)
     selection = None if release else [AssetKey("leaderboard")]
     result = defs.resolve_job_def("release_job").execute_in_process(
         instance=instance, asset_selection=selection, raise_on_error=False
@@ -72,19 +105,26 @@ def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: l
 def print_leaderboard(io_base: Path) -> None:
     import pandas as pd
 
+    from .cells.report import cell_gains, cell_type_table, gains_table
+    from .leaderboard.assets import gene_tasks
     from .leaderboard.report import family_summary, leakage_audit, wide_table
-    from .tasks.assets import TASKS
 
     path = io_base / "leaderboard.parquet"
     if not path.exists():
         raise SystemExit(f"No leaderboard at {path}: run `make run` first.")
     summary = pd.read_parquet(path)
-    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique()}, {t: TASKS[t] for t in summary["task"].unique()})
+    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, gene_tasks(summary))
     for universe in ("all_genes", "with_summary"):
         print(f"\n## {universe}: estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view shares the label source\n")
         print(wide_table(summary, universe, leaks).to_markdown(index=False))
     print("\n## Families (mean primary metric) and mean rank\n")
     print(family_summary(summary).to_markdown(index=False))
+    cells = cell_type_table(summary)
+    if len(cells):
+        print("\n## Cell types: kNN macro-F1 [95% CI]; ★ best on the dataset, ≈ not significantly worse\n")
+        print(cells.to_markdown(index=False))
+        print("\n## Cell types: macro-F1 gain over the expression-PCA and random-gaussian baselines [paired 95% CI]\n")
+        print(gains_table(cell_gains(summary)).to_markdown(index=False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +151,11 @@ def _main(argv: list[str] | None) -> int:
     run.add_argument("--backbones", nargs="+", default=OFFLINE_BACKBONES)
     run.add_argument("--views", nargs="+", default=["summary"], choices=list(VIEWS))
     run.add_argument("--no-release", action="store_true", help="skip the DVC release")
+    run.add_argument("--cell-datasets", nargs="*", default=list(CELL_DATASETS), choices=list(CELL_DATASETS),
+                     help="built-in single-cell datasets to embed and score (none: skip the cell assets)")
+    run.add_argument("--cell-h5ad", nargs=3, action="append", default=[], metavar=("NAME", "PATH", "LABEL_COLUMN"),
+                     help="also embed and score your own h5ad (repeatable)")
+    run.add_argument("--max-cells", type=int, default=20_000, help="cells scored per dataset (a stratified sample)")
     sub.add_parser("backbones", help="list registered and discovered backbones")
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")
     add.add_argument("name", help="partition key: letters, digits, '.', '_' or '-'")
@@ -123,7 +168,7 @@ def _main(argv: list[str] | None) -> int:
     add.add_argument("--source-path", help="embedding file (precomputed)")
     add.add_argument("--symbol-column", default="symbol")
     sub.add_parser("discover", help="list the models discovery would add now (mteb registry, default rules)")
-    sub.add_parser("register-backbones", help="add the offline backbones as partitions (for the UI)")
+    sub.add_parser("register-backbones", help="add the offline backbones and built-in cell datasets as partitions (for the UI)")
     sub.add_parser("leaderboard", help="print the stored leaderboard")
     sub.add_parser("fetch-annotations", help="download and verify org.Hs.eg.db and GO.db")
     verify = sub.add_parser("verify", help="check a pulled release against its MANIFEST.json")
@@ -165,9 +210,15 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "add-backbone":
         return add_backbone(instance, args)
     if args.command == "register-backbones":
-        print("new partitions:", register_backbones(instance, OFFLINE_BACKBONES) or "none")
+        new = register_backbones(instance, OFFLINE_BACKBONES)
+        new += register_partitions(instance, cell_dataset_partitions.name, list(CELL_DATASETS))
+        print("new partitions:", new or "none")
         return 0
-    outcome = run_pipeline(defs, instance, args.backbones, args.views, release=not args.no_release)
+    cell_datasets = {name: {"max_cells": args.max_cells} for name in args.cell_datasets}
+    cell_datasets.update({name: {"h5ad_path": str(Path(path).resolve()), "label_key": label, "max_cells": args.max_cells}
+                          for name, path, label in args.cell_h5ad})
+    outcome = run_pipeline(defs, instance, args.backbones, args.views, release=not args.no_release,
+                           cell_datasets=cell_datasets)
     print_leaderboard(io_base)
     if outcome["failed_partitions"]:
         print(f"\nFailed partitions (see the Dagster logs): {', '.join(outcome['failed_partitions'])}", file=sys.stderr)

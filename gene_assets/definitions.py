@@ -1,5 +1,5 @@
-"""All gene_assets definitions: sources → catalog → texts → embeddings → tasks → leaderboard → release, with the
-discovery sensor, the weekly refresh and declarative automation, for one deployment profile (deployment.py)."""
+"""All gene_assets definitions: sources → catalog → texts → embeddings → tasks and cells → leaderboard → release,
+with the discovery sensor, the weekly refresh and declarative automation, for one deployment profile (deployment.py)."""
 
 from dagster import (
     AssetKey,
@@ -17,6 +17,8 @@ from .automation.conditions import with_automation
 from .automation.schedules import weekly_refresh
 from .automation.sensors import discovery_sensor, embedding_job
 from .catalog import assets as catalog_assets
+from .cells import assets as cell_assets
+from .cells.partitions import backbone_dataset_partitions, cell_dataset_partitions
 from .deployment import automation_running, current_profile, executor_for
 from .embeddings import assets as embedding_assets
 from .embeddings.assets import gene_embeddings_asset
@@ -28,7 +30,7 @@ from .tasks import assets as task_assets
 from .tasks.assets import RESULT_ASSETS
 from .texts import assets as text_assets
 
-MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, leaderboard_assets, release_assets]
+MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, cell_assets, leaderboard_assets, release_assets]
 
 
 
@@ -58,6 +60,18 @@ backbone_job = define_asset_job(
     partitions_def=backbone_view_partitions,
     description="Embed one (backbone, view) partition and score it on every gene task family.",
 )
+cell_datasets_job = define_asset_job(
+    "cell_datasets_job",
+    selection=AssetSelection.assets("cell_datasets", "cell_baseline_results"),
+    partitions_def=cell_dataset_partitions,
+    description="Harmonize one single-cell dataset's genes to the catalog and score the expression-PCA baseline on it.",
+)
+cells_job = define_asset_job(
+    "cells_job",
+    selection=AssetSelection.assets("cell_embeddings", "cell_type_results"),
+    partitions_def=backbone_dataset_partitions,
+    description="Cell embeddings (GenePT-w, GenePT-s) of one dataset from one backbone, scored on the cell-type tasks.",
+)
 release_job = define_asset_job(
     "release_job",
     selection=AssetSelection.assets("leaderboard", "embeddings_release"),
@@ -71,7 +85,7 @@ def build_definitions(profile: str) -> Definitions:
     return Definitions(
         assets=assets_for(profile),
         asset_checks=all_asset_checks,
-        jobs=[sources_job, backbone_job, release_job, embedding_job],
+        jobs=[sources_job, backbone_job, cell_datasets_job, cells_job, release_job, embedding_job],
         schedules=[weekly_refresh(sources_job, running)],
         sensors=[
             discovery_sensor(sensor_status),

@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Iterator
 
@@ -68,8 +69,10 @@ def partition_parts(key: str | MultiPartitionKey) -> list[str]:
 class ParquetIOManager(ConfigurableIOManager):
     """Stores DataFrames and Arrow-convertible objects as parquet under `base_dir`.
 
-    Objects other than DataFrames provide `to_arrow()` and a classmethod `from_arrow()`.
-    Loading a multi-partition input returns {partition key: object} for the partitions that exist.
+    Objects other than DataFrames provide `to_arrow()` and a classmethod `from_arrow()`; objects that also provide
+    `to_anndata()` are written as an h5ad beside the parquet file.
+    Loading a multi-partition input returns {partition key: object} for the partitions that exist; with the input
+    metadata `{"lazy": True}` each partition is read only when it is looked up.
     """
 
     base_dir: str
@@ -93,6 +96,11 @@ class ParquetIOManager(ConfigurableIOManager):
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"gene_assets.type": type_name.encode()})
         write_table(table, path)
         context.add_output_metadata({"path": str(path)})
+        if hasattr(obj, "to_anndata"):
+            h5ad = path.with_suffix(".h5ad")
+            with atomic_path(h5ad) as tmp:
+                obj.to_anndata().write_h5ad(tmp)
+            context.add_output_metadata({"h5ad_path": str(h5ad)})
 
     def load_input(self, context: InputContext):
         asset_key_path = context.asset_key.path
@@ -101,11 +109,10 @@ class ParquetIOManager(ConfigurableIOManager):
             partitions_def = context.asset_partitions_def
             if context.has_partition_key and len(keys) == 1:
                 return self._read(self._path(asset_key_path, _as_key(partitions_def, keys[0])))
-            found = {}
-            for key in keys:
-                path = self._path(asset_key_path, _as_key(partitions_def, key))
-                if path.exists():
-                    found[key] = self._read(path)
+            paths = {key: self._path(asset_key_path, _as_key(partitions_def, key)) for key in keys}
+            paths = {key: path for key, path in paths.items() if path.exists()}
+            lazy = (context.definition_metadata or {}).get("lazy", False)
+            found = LazyPartitions(paths, self._read) if lazy else {key: self._read(path) for key, path in paths.items()}
             missing = len(keys) - len(found)
             if missing:
                 context.log.info(f"{'/'.join(asset_key_path)}: {len(found)} partitions available, {missing} not materialized")
@@ -123,6 +130,26 @@ class ParquetIOManager(ConfigurableIOManager):
         module_name, _, qualname = type_name.partition(":")
         cls = getattr(importlib.import_module(module_name), qualname)
         return cls.from_arrow(table)
+
+
+class LazyPartitions(Mapping):
+    """{partition key: object} whose objects are read from their files when looked up."""
+
+    def __init__(self, paths: dict, read):
+        self._paths = {str(key): path for key, path in paths.items()}
+        self._read = read
+
+    def __getitem__(self, key):
+        return self._read(self._paths[str(key)])
+
+    def __contains__(self, key) -> bool:
+        return str(key) in self._paths
+
+    def __iter__(self):
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
 def _as_key(partitions_def, key: str):

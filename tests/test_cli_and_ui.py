@@ -46,19 +46,23 @@ def test_dagster_cli_string_selection_materializes(isolated_env):
     assert not (PROJECT_ROOT / "storage").exists()
 
 
-def test_ui_serves_graph_with_backbone_partitions(isolated_env):
+def test_ui_serves_graph_with_backbone_and_cell_dataset_partitions(isolated_env):
     env = isolated_env
     subprocess.run([str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
     with running_ui(env) as port:
         nodes = graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         assert {n["assetKey"]["path"][-1] for n in nodes} >= {
             "gene_catalog", "gene_texts", "gene_embeddings", "gene_universes", "geneformer_labels", *RESULT_ASSETS,
-            "leaderboard", "embeddings_release"}
+            "cell_datasets", "cell_embeddings", "cell_type_results", "cell_baseline_results", "leaderboard", "embeddings_release"}
         partitions = graphql(port, """{ assetNodeOrError(assetKey: {path: ["gene_embeddings"]}) {
             ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""")
         dims = {d["name"]: d["partitionKeys"] for d in partitions["assetNodeOrError"]["partitionKeysByDimension"]}
         assert set(dims["backbone"]) >= {"all-MiniLM-L6-v2", "bag-of-words", "random-gaussian"}
         assert set(dims["view"]) == {"symbol", "summary", "card", "go"}
+        partitions = graphql(port, """{ assetNodeOrError(assetKey: {path: ["cell_embeddings"]}) {
+            ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""")
+        dims = {d["name"]: d["partitionKeys"] for d in partitions["assetNodeOrError"]["partitionKeysByDimension"]}
+        assert set(dims["cell_dataset"]) == {"pbmc68k_reduced", "pbmc3k", "xin", "wang", "headneck"}
 
 
 

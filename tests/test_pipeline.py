@@ -5,10 +5,13 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
+import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
-from gene_assets.cli import register_backbones
+from gene_assets.cells.partitions import backbone_dataset_key
+from gene_assets.cli import register_backbones, register_partitions
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.resources import temporary_resources
@@ -25,6 +28,23 @@ SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_universes", "ge
 EVALUATION = {"n_bootstrap": 200}
 # The gene-pair task is left out of the small universe: see test_random_control_off_chance_blocks_the_release.
 GENE_TASK_RESULTS = [name for name in RESULT_ASSETS if name != "gene_interaction_results"]
+CELL_DATASET = "wang"
+CELLS = {"cell_datasets": {"max_cells": 300}, "cell_baseline_results": {"n_bootstrap": 200, "umap": False},
+         "cell_type_results": {"n_bootstrap": 200}}
+"""Wang's pancreas cells (its genes are added to the small gene universe), 300 of them; one UMAP (MiniLM's)."""
+
+
+def materialize_cells(instance, resources, everything, backbones):
+    register_partitions(instance, "cell_dataset", [CELL_DATASET])
+    runs = [materialize(everything, selection=["cell_datasets", "cell_baseline_results"], instance=instance,
+                        resources=resources, partition_key=CELL_DATASET,
+                        run_config={"ops": {k: {"config": CELLS[k]} for k in ("cell_datasets", "cell_baseline_results")}})]
+    for backbone in backbones:
+        results_config = {**CELLS["cell_type_results"], "umap": backbone == "all-MiniLM-L6-v2"}
+        runs.append(materialize(everything, selection=["cell_embeddings", "cell_type_results"], instance=instance,
+                                resources=resources, partition_key=backbone_dataset_key(backbone, CELL_DATASET),
+                                run_config={"ops": {"cell_type_results": {"config": results_config}}}))
+    return runs
 
 
 def materialize_all(instance, resources, symbols, backbones=BACKBONES, views=("summary",)):
@@ -37,6 +57,7 @@ def materialize_all(instance, resources, symbols, backbones=BACKBONES, views=("s
             runs.append(materialize(everything, selection=["gene_embeddings", *GENE_TASK_RESULTS], instance=instance,
                                     resources=resources, partition_key=backbone_view_key(backbone, view),
                                     run_config={"ops": {name: {"config": EVALUATION} for name in GENE_TASK_RESULTS}}))
+    runs += materialize_cells(instance, resources, everything, backbones)
     runs.append(materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources))
     assert all(r.success for r in runs)
     return runs
@@ -45,9 +66,13 @@ def materialize_all(instance, resources, symbols, backbones=BACKBONES, views=("s
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, task_symbols, annotation_cache, data_dir):
     """Everything materialized into a persistent temporary instance (the browser test serves it in the UI)."""
+    import anndata
+
     tmp = tmp_path_factory.mktemp("pipeline")
     repo = make_release_repo(tmp / "release_repo")
     resources = temporary_resources(tmp, release_repo=repo, remote=tmp / "remote", annotation_cache=annotation_cache)
+    cell_genes = anndata.read_h5ad(data_dir / "single_cell/wang.h5ad", backed="r").var_names.tolist()
+    symbols = sorted(set(task_symbols) | set(cell_genes))
     dagster_home = tmp / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", dagster_home)
@@ -55,9 +80,9 @@ def pipeline(tmp_path_factory, task_symbols, annotation_cache, data_dir):
         patch.setenv("DAGSTER_HOME", str(dagster_home))
         instance = DagsterInstance.get()
     with instance:
-        runs = materialize_all(instance, resources, task_symbols)
-        yield {"instance": instance, "resources": resources, "runs": runs, "repo": repo, "tmp": tmp,
-               "symbols": task_symbols, "dagster_home": dagster_home}
+        runs = materialize_all(instance, resources, symbols)
+        yield {"instance": instance, "resources": resources, "runs": runs, "repo": repo, "tmp": tmp, "symbols": symbols,
+               "dagster_home": dagster_home}
 
 
 def output(pipeline, asset_name):
@@ -70,6 +95,7 @@ def output(pipeline, asset_name):
 
 def test_leaderboard_scores_every_backbone_on_the_same_genes(pipeline):
     board = output(pipeline, "leaderboard")
+    board = board[board["kind"] != "cells"]
     assert set(board["backbone"]) == set(BACKBONES)
     assert {"dosage_sensitive_tfs", "bivalent_vs_lys4_only", "bivalent_vs_no_methylation", "tf_range_geneformer",
             "tf_range_chen2020", "tf_vs_non_tf", "hgnc_groups"} <= set(board["task"])
@@ -98,7 +124,8 @@ def test_leaderboard_check_passes_and_results_carry_checks(pipeline):
         for run in pipeline["runs"] for e in run.get_asset_check_evaluations()
     }
     assert checks[("leaderboard", "random_band_at_chance")]
-    assert all(checks[(name, "metrics_finite")] for name in GENE_TASK_RESULTS)
+    assert all(checks[(name, "metrics_finite")] for name in [*GENE_TASK_RESULTS, "cell_type_results", "cell_baseline_results"])
+    assert checks[("cell_embeddings", "unit_vectors")] and checks[("cell_datasets", "genes_matched")]
 
 
 def test_embeddings_are_float32_with_provenance(pipeline):
@@ -124,7 +151,8 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     dvc(clone, "pull", "--quiet")
     comparison = filecmp.dircmp(repo / "data", clone / "data")
     names = sorted(p.relative_to(repo / "data").as_posix() for p in (repo / "data").rglob("*") if p.is_file())
-    assert "MANIFEST.json" in names and "leaderboard.csv" in names
+    assert "MANIFEST.json" in names and "leaderboard.csv" in names and "leaderboard_cells.csv" in names
+    assert {f"cells/{b}__{CELL_DATASET}.parquet" for b in BACKBONES} <= set(names)
     for name in names:
         assert (clone / "data" / name).read_bytes() == (repo / "data" / name).read_bytes(), name
     assert not comparison.diff_files
@@ -192,3 +220,70 @@ def test_browser_renders_the_asset_graph_and_the_leaderboard(pipeline):
         page.screenshot(path=ARTIFACTS / "ui_leaderboard.png")
         browser.close()
     assert (ARTIFACTS / "ui_leaderboard.png").stat().st_size > 10_000
+
+
+def cell_run(pipeline, backbone):
+    for run in pipeline["runs"]:
+        if run.dagster_run.tags.get("dagster/partition") == str(backbone_dataset_key(backbone, CELL_DATASET)):
+            return run
+    raise AssertionError(f"no cell run for {backbone}")
+
+
+def test_cell_types_of_every_backbone_and_both_baselines_reach_the_leaderboard(pipeline):
+    board = output(pipeline, "leaderboard")
+    cells = board[board["kind"] == "cells"]
+    assert set(cells["backbone"]) == {*BACKBONES, "expression-pca"} and set(cells["universe"]) == {"cells"}
+    assert set(cells["task"]) == {"wang_genept_w", "wang_genept_s", "wang_pca"}
+    assert set(cells.loc[cells["task"] == "wang_genept_s", "backbone"]) == {"all-MiniLM-L6-v2"}
+    assert cells["genes_digest"].nunique() == 1 and (cells["n_genes"] == 300).all() and (cells["n_classes"] == 7).all()
+    f1 = cells[cells["metric"] == "macro_f1"].set_index(["backbone", "task"])["estimate"]
+    assert f1[("all-MiniLM-L6-v2", "wang_genept_w")] > 0.5 and f1[("expression-pca", "wang_pca")] > 0.5
+    assert f1[("text-availability", "wang_genept_w")] < f1[("all-MiniLM-L6-v2", "wang_genept_w")]
+    metadata = [e for r in pipeline["runs"] for e in r.get_asset_materialization_events()
+                if e.asset_key.path[-1] == "leaderboard"][0].materialization.metadata
+    table = metadata["cell_types_macro_f1"].value
+    assert "all-MiniLM-L6-v2 · GenePT-s" in table and "expression-pca · PCA" in table and "★" in table
+    assert "gain vs PCA" in metadata["cell_gains_macro_f1"].value and "gain vs random" in metadata["cell_gains_ari"].value
+
+
+def test_cell_embeddings_are_stored_as_h5ad_with_one_obsm_key_per_method(pipeline):
+    import anndata
+
+    run = cell_run(pipeline, "all-MiniLM-L6-v2")
+    events = {e.asset_key.path[-1]: e.materialization.metadata for e in run.get_asset_materialization_events()}
+    stored = anndata.read_h5ad(events["cell_embeddings"]["h5ad_path"].value)
+    assert stored.n_obs == 300 and set(stored.obsm) == {"X_genept_w", "X_genept_s"}
+    assert stored.obsm["X_genept_w"].shape == (300, 384)
+    np.testing.assert_allclose(np.linalg.norm(stored.obsm["X_genept_s"], axis=1), 1, atol=1e-3)
+    assert stored.obs["label"].nunique() == 7
+    assert events["cell_type_results"]["umap_genept_s"].value.startswith("![figure](data:image/png;base64,")
+    assert set(cell_run(pipeline, "bag-of-words").output_for_node("cell_embeddings").embeddings) == {"genept_w"}
+    dataset = [r for r in pipeline["runs"] if r.dagster_run.tags.get("dagster/partition") == CELL_DATASET][0]
+    matched = dataset.get_asset_materialization_events()[0].materialization.metadata
+    assert matched["match_rate"].value > 0.8 and "log_normalized" in matched["input_scale"].value
+
+
+def test_user_h5ad_is_read_by_path_and_label_column_and_unmatched_genes_fail_clearly(pipeline, tmp_path, data_dir):
+    import anndata
+
+    wang = anndata.read_h5ad(data_dir / "single_cell/wang.h5ad")
+    mine = anndata.AnnData(X=wang.X, obs=pd.DataFrame({"my_type": wang.obs["cell_type"].to_numpy()}, index=wang.obs_names),
+                           var=pd.DataFrame(index=wang.var_names))
+    mine.write_h5ad(tmp_path / "mine.h5ad")
+    mine.var_names = [f"feature{i}" for i in range(mine.n_vars)]
+    mine.write_h5ad(tmp_path / "unmatched.h5ad")
+    instance, resources = pipeline["instance"], pipeline["resources"]
+    register_partitions(instance, "cell_dataset", ["mine", "unmatched"])
+    everything = [*all_assets, *all_asset_checks]
+
+    def dataset(name):
+        config = {"h5ad_path": str(tmp_path / f"{name}.h5ad"), "label_key": "my_type"}
+        return materialize(everything, selection=["cell_datasets"], instance=instance, resources=resources,
+                           partition_key=name, run_config={"ops": {"cell_datasets": {"config": config}}}, raise_on_error=False)
+
+    read = dataset("mine")
+    assert read.success and len(read.output_for_node("cell_datasets").cells) == 501
+    failed = dataset("unmatched")
+    assert not failed.success
+    message = failed.get_step_failure_events()[0].event_specific_data.error.cause.message
+    assert "'unmatched': only 0 of 219 genes" in message and "feature0" in message

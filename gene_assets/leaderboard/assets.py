@@ -13,6 +13,8 @@ from dagster import (
     asset,
 )
 
+from ..cells.assets import CELL_RESULT_ASSETS
+from ..cells.report import cell_gains, cell_type_table, clustering_table, gains_table
 from ..tasks.assets import RESULT_ASSETS, TASKS
 from ..tasks.figures import png_markdown
 from ..texts.views import VIEWS
@@ -28,9 +30,18 @@ from .report import (
 )
 
 
+LEADERBOARD_INPUTS = [*RESULT_ASSETS, *CELL_RESULT_ASSETS]
+"""Every results asset (long results schema) the leaderboard aggregates."""
+
+
+def gene_tasks(summary: pd.DataFrame) -> dict:
+    """The gene tasks in the summary (cell tasks have no text-view leakage to audit)."""
+    return {t: TASKS[t] for t in summary["task"].unique() if t in TASKS}
+
+
 @asset(
     group_name="leaderboard",
-    ins={name: AssetIn(name) for name in RESULT_ASSETS},
+    ins={name: AssetIn(name) for name in LEADERBOARD_INPUTS},
     compute_kind="pandas",
     check_specs=[
         AssetCheckSpec("random_band_at_chance", asset="leaderboard", blocking=True,
@@ -39,17 +50,19 @@ from .report import (
 )
 def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFrame]):
     """Backbones × tasks on one gene universe per comparison: estimates, 95% CIs, paired significance against
-    the best, per-family summaries and ranks, a heatmap, the leakage audit and the GO-vs-summary ablation."""
+    the best, per-family summaries and ranks, a heatmap, the leakage audit and the GO-vs-summary ablation; and the
+    cell-type section (cell embeddings × datasets, gains over the PCA and random baselines)."""
     frames = [frame for partitions in results.values() for frame in partitions.values()]
     if not frames:
         raise ValueError("No task results are materialized yet: materialize at least one backbone partition first.")
     summary = summarize(pd.concat(frames, ignore_index=True))
-    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique()}, {t: TASKS[t] for t in summary["task"].unique()})
+    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, gene_tasks(summary))
+    gains = cell_gains(summary)
     table = wide_table(summary, leaks=leaks)
     ablation = view_ablation(summary)
     band = random_band_at_chance(summary)
     metadata = {
-        "partitions": len(frames) // max(len(results), 1),
+        "partitions": MetadataValue.json({name: len(partitions) for name, partitions in results.items()}),
         "leaderboard": MetadataValue.md(table.to_markdown(index=False)),
         "leaderboard_with_summary_only": MetadataValue.md(wide_table(summary, "with_summary", leaks).to_markdown(index=False)),
         "families": MetadataValue.md(family_summary(summary).to_markdown(index=False)),
@@ -60,6 +73,10 @@ def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFram
         "universes": MetadataValue.json(
             summary[summary["primary"]].groupby(["universe", "task"])["n_genes"].max().unstack(0).to_dict()
         ),
+        "cell_types_macro_f1": MetadataValue.md(_markdown(cell_type_table(summary), "no cell-type results yet")),
+        "cell_gains_macro_f1": MetadataValue.md(_markdown(gains_table(gains), "needs the PCA and random-gaussian baselines")),
+        "cell_gains_ari": MetadataValue.md(_markdown(gains_table(gains, "kmeans", "ari"), "needs the PCA and random-gaussian baselines")),
+        "cell_clustering_ari_ami_asw": MetadataValue.md(_markdown(clustering_table(summary), "no cell-type results yet")),
         "table": MetadataValue.table(
             records=[TableRecord({k: str(v) for k, v in r.items()}) for r in table.to_dict("records")]
         ),
@@ -70,3 +87,7 @@ def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFram
         passed=bool(band["at_chance"].all()),
         metadata={"tasks_checked": len(band), "off_chance": MetadataValue.md(band[~band["at_chance"]].round(3).to_markdown(index=False) or "none")},
     )
+
+
+def _markdown(table: pd.DataFrame, empty: str) -> str:
+    return table.to_markdown(index=False) if len(table) else empty

@@ -116,7 +116,7 @@ def family_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return families.sort_values("mean_rank").round(3).reset_index()
 
 
-def _cell(row) -> str:
+def format_estimate(row) -> str:
     if row["n_draws"] > 1:
         return f"{row['estimate']:.3f} (band {row['band_low']:.2f}–{row['band_high']:.2f})"
     mark = " ★" if row["best"] else (" ≈" if row["tied_with_best"] else "")
@@ -129,7 +129,7 @@ def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.Dat
     primary = summary[summary["primary"] & (summary["universe"] == universe)]
     if primary.empty:
         return pd.DataFrame()
-    cells = primary.assign(cell=primary.apply(_cell, axis=1))
+    cells = primary.assign(cell=primary.apply(format_estimate, axis=1))
     if leaks is not None and len(leaks):
         leaking = set(map(tuple, leaks.loc[leaks["leaks"], ["view", "task"]].to_numpy()))
         flagged = [(v, t) in leaking for v, t in zip(cells["view"], cells["task"])]

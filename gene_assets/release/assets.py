@@ -7,6 +7,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
+from ..cells.embedding import CellEmbeddings
+from ..cells.report import cell_gains, cell_type_table
 from ..embeddings.table import GeneEmbeddings
 from ..leaderboard.report import heatmap_png, pairwise_comparisons, view_ablation, wide_table
 from .dvc_repository import DvcReleaseRepository
@@ -24,16 +26,18 @@ def parquet_bytes(table) -> bytes:
 
 @asset(
     group_name="release",
-    ins={"gene_embeddings": AssetIn(), "leaderboard": AssetIn()},
+    ins={"gene_embeddings": AssetIn(), "cell_embeddings": AssetIn(), "leaderboard": AssetIn()},
     compute_kind="dvc",
 )
 def embeddings_release(
     context: AssetExecutionContext,
     gene_embeddings: dict[str, GeneEmbeddings],
+    cell_embeddings: dict[str, CellEmbeddings],
     leaderboard: pd.DataFrame,
     release_repository: DvcReleaseRepository,
 ) -> pd.DataFrame:
-    """data/ with one parquet per (backbone, view), leaderboard.csv/.png and MANIFEST.json; `dvc add`, push, tag."""
+    """data/ with one parquet per (backbone, view) gene embedding and per (backbone, dataset) cell embedding,
+    leaderboard CSVs (gene tasks and the cell-type section), leaderboard.png and MANIFEST.json; `dvc add`, push, tag."""
     if not gene_embeddings:
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
     files, models = {}, []
@@ -42,7 +46,14 @@ def embeddings_release(
         name = embedding_file_name(table.attrs)
         files[name] = parquet_bytes(table.to_arrow())
         models.append({**table.attrs, "n_genes": len(table.genes), "file": name})
+    for key in sorted(cell_embeddings):
+        cells = cell_embeddings[key]
+        name = f"cells/{cells.attrs['backbone']}__{cells.attrs['dataset']}.parquet"
+        files[name] = parquet_bytes(cells.to_arrow())
+        models.append({**cells.attrs, "file": name})
     files["leaderboard.csv"] = wide_table(leaderboard).to_csv(index=False).encode()
+    files["leaderboard_cells.csv"] = cell_type_table(leaderboard).to_csv(index=False).encode()
+    files["leaderboard_cell_gains.csv"] = cell_gains(leaderboard).to_csv(index=False).encode()
     files["leaderboard_long.csv"] = leaderboard.drop(columns="bootstrap").to_csv(index=False).encode()
     files["leaderboard_comparisons.csv"] = pairwise_comparisons(leaderboard).to_csv(index=False).encode()
     files["leaderboard_go_minus_summary.csv"] = view_ablation(leaderboard).to_csv(index=False).encode()

@@ -45,6 +45,16 @@ DATA_FILES = {
     ),
     "omim_gene_sets": ("gene_tasks/other/ylab_gmt/omim.20231030.prop.gmt.gz", "OMIM disease gene sets as a gzipped GMT file"),
     **{
+        f"single_cell_{name}": (f"single_cell/{file}.h5ad", f"{description}: an AnnData h5ad with cells × genes X (gene "
+                                "symbols as var names) and the cell type in obs['cell_type']")
+        for name, file, description in (
+            ("pbmc3k", "pbmc3k_seurat_lognorm", "10x PBMC3k, Seurat LogNormalize values"),
+            ("xin", "xin", "Xin et al. 2016 human islets, log-scaled values"),
+            ("wang", "wang", "Wang et al. 2016 human pancreas, log-scaled values"),
+            ("headneck", "headneck", "Puram et al. 2017 head-and-neck tumour microenvironment, log-scaled values"),
+        )
+    },
+    **{
         f"ggi_{split}_{part}": (f"ggi/gene2vec_predictionData/{split}_{part}.txt", description)
         for split in ("train", "test")
         for part, description in (

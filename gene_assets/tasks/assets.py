@@ -204,7 +204,12 @@ def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, mat
     return [dict(r, genes_digest=digest) for r in rows], {"confusion": confusion}
 
 
-RESULT_CHECKS = ("metrics_finite", "universes_non_empty")
+def metrics_finite(results: pd.DataFrame) -> AssetCheckResult:
+    """The `metrics_finite` check of a results table: every estimate and fold value is finite."""
+    values = np.concatenate([results["estimate"].to_numpy(float)] + [np.asarray(v, float) for v in results["fold_values"]]) \
+        if len(results) else np.array([])
+    return AssetCheckResult(check_name="metrics_finite", passed=bool(np.isfinite(values).all()),
+                            metadata={"values": len(values), "non_finite": int((~np.isfinite(values)).sum())})
 
 
 def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], description: str):
@@ -257,10 +262,7 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             context.log.info(f"{name} {backbone.name}/{keys['view']}: draw {draw} scored")
         results = pd.DataFrame(rows).assign(backbone=backbone.name, view=keys["view"], dims=embeddings.dims)
         yield Output(results, metadata=_results_metadata(results, skipped, figures, timings))
-        values = np.concatenate([results["estimate"].to_numpy(float)] + [np.asarray(v, float) for v in results["fold_values"]]) \
-            if len(results) else np.array([])
-        yield AssetCheckResult(check_name="metrics_finite", passed=bool(np.isfinite(values).all()),
-                               metadata={"values": len(values), "non_finite": int((~np.isfinite(values)).sum())})
+        yield metrics_finite(results)
         yield AssetCheckResult(check_name="universes_non_empty", passed=not skipped, severity=AssetCheckSeverity.WARN,
                                metadata={"skipped": MetadataValue.json(skipped)})
 

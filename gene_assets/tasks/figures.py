@@ -14,7 +14,7 @@ def png_markdown(png: bytes) -> str:
     return f"![figure](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,17 +23,17 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
 def roc_png(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> bytes:
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for name, score in scores.items():
         fpr, tpr, _ = roc_curve(y, score)
@@ -42,11 +42,11 @@ def roc_png(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> bytes:
     ax.set(xlabel="False positive rate", ylabel="True positive rate", title=title)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confusion_png(confusion: pd.DataFrame, title: str) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     normalized = confusion.div(confusion.sum(1).replace(0, np.nan), axis=0).fillna(0)
     size = max(5.0, 0.45 * len(confusion))
     fig, ax = plt.subplots(figsize=(size + 1, size))
@@ -56,4 +56,4 @@ def confusion_png(confusion: pd.DataFrame, title: str) -> bytes:
     ax.set(xlabel="predicted", ylabel="true", title=f"{title} (rows normalized)")
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)

@@ -52,18 +52,21 @@ def weighted_confusions(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, 
 
 
 def classification_metrics(confusions: np.ndarray) -> dict[str, np.ndarray]:
-    """Balanced accuracy, macro-F1 and MCC (as scikit-learn defines them) from replicates × k × k confusions."""
+    """Balanced accuracy (macro recall), macro-F1, MCC, accuracy and macro precision (as scikit-learn defines them,
+    zero_division=0) from replicates × k × k confusions."""
     diag = np.diagonal(confusions, axis1=1, axis2=2)
     true, pred = confusions.sum(2), confusions.sum(1)
     total = true.sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         recall = np.where(true > 0, diag / true, np.nan)
         present = (true + pred) > 0
+        precision = np.where(present, np.where(pred > 0, diag / pred, 0.0), np.nan)
         f1 = np.where(present, 2 * diag / (true + pred), np.nan)
         covariance = diag.sum(1) * total - (pred * true).sum(1)
         denominator = np.sqrt((total**2 - (pred**2).sum(1)) * (total**2 - (true**2).sum(1)))
         mcc = np.where(denominator > 0, covariance / denominator, 0.0)
-    return {"balanced_accuracy": np.nanmean(recall, axis=1), "macro_f1": np.nanmean(f1, axis=1), "mcc": mcc}
+    return {"balanced_accuracy": np.nanmean(recall, axis=1), "macro_f1": np.nanmean(f1, axis=1), "mcc": mcc,
+            "accuracy": diag.sum(1) / total, "macro_precision": np.nanmean(precision, axis=1)}
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:

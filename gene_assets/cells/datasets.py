@@ -1,0 +1,216 @@
+"""Single-cell datasets with cell-type labels: the registry, row-chunked reading, gene harmonization, cell selection.
+
+Every dataset is an AnnData whose expression matrix is read in row chunks (backed h5ad, sparse CSR), so a dataset
+is never densified or loaded whole; only obs (labels) and var (gene names) are read into memory."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy import sparse
+
+from ..catalog.resolver import GeneResolver
+
+InputScale = Literal["counts", "log_normalized", "unlogged"]
+
+TARGET_SUM = 10_000
+"""GenePT-w normalizes counts to this many per cell before log1p."""
+LOG_SCALE_MAX = 30.0
+"""Non-integer values that never exceed this are taken as already log-normalized (log1p of 1e4-scaled counts
+stays below ~12; raw counts and TPM/RPKM values exceed it)."""
+SCALE_SAMPLE_CELLS = 2_000
+
+
+class CellDatasetError(ValueError):
+    """A single-cell dataset is unusable: missing file or label column, CSC storage, negative values, too few genes."""
+
+
+@dataclass(frozen=True)
+class CellDatasetSpec:
+    """Where a dataset's h5ad is and which obs column holds its labels."""
+
+    name: str
+    label_key: str
+    data_file: str | None = None
+    """Key of the file in the data directory (sources/data_directory.py DATA_FILES)."""
+    scanpy_dataset: str | None = None
+    """A dataset shipped inside scanpy (`scanpy.datasets.<name>()`)."""
+    use_raw: bool = False
+    """Read `.raw` (e.g. the log-normalized matrix kept beside scaled values in X)."""
+    description: str = ""
+
+
+CELL_DATASETS: dict[str, CellDatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        CellDatasetSpec("pbmc68k_reduced", "bulk_labels", scanpy_dataset="pbmc68k_reduced", use_raw=True,
+                        description="700 PBMCs, 10 bulk-sorted types, 765 genes (scanpy; log-normalized .raw)"),
+        CellDatasetSpec("pbmc3k", "cell_type", data_file="single_cell_pbmc3k",
+                        description="2,638 PBMCs, 9 types, 13,714 genes (10x; Seurat LogNormalize)"),
+        CellDatasetSpec("xin", "cell_type", data_file="single_cell_xin",
+                        description="674 islet cells, 4 types, 980 genes (Xin 2016)"),
+        CellDatasetSpec("wang", "cell_type", data_file="single_cell_wang",
+                        description="501 pancreas cells, 7 types, 219 genes (Wang 2016)"),
+        CellDatasetSpec("headneck", "cell_type", data_file="single_cell_headneck",
+                        description="180 tumour-microenvironment cells, 9 types, 7,943 genes (Puram 2017)"),
+    )
+}
+
+
+def open_anndata(source: dict):
+    """The AnnData a dataset record points at: backed (read-only) for files, in memory for scanpy's datasets."""
+    import anndata as ad
+
+    if source.get("scanpy_dataset"):
+        import scanpy as sc
+
+        return getattr(sc.datasets, source["scanpy_dataset"])()
+    path = Path(source["path"])
+    if not path.is_file():
+        raise CellDatasetError(f"Cell dataset {source['name']!r}: {path} does not exist. Give the path of an h5ad file.")
+    return ad.read_h5ad(path, backed="r")
+
+
+class CellMatrix:
+    """Row chunks of a dataset's expression matrix (X or .raw.X) as CSR blocks; never the whole matrix."""
+
+    def __init__(self, adata, use_raw: bool, name: str):
+        if use_raw and adata.raw is None:
+            raise CellDatasetError(f"Cell dataset {name!r} has no .raw matrix; set use_raw to false to read X.")
+        self.name = name
+        self.matrix = adata.raw.X if use_raw else adata.X
+        self.var_names = pd.Index(adata.raw.var_names if use_raw else adata.var_names).astype(str)
+        self.n_obs = adata.n_obs
+        if getattr(self.matrix, "format", None) == "csc":
+            raise CellDatasetError(
+                f"Cell dataset {name!r}: the matrix is stored column-compressed (CSC) on disk; reading cells in row "
+                "chunks needs CSR. Rewrite it once with `adata.X = adata.X.tocsr(); adata.write_h5ad(path)`."
+            )
+
+    def block(self, start: int, stop: int) -> sparse.csr_matrix:
+        rows = self.matrix[start:stop]
+        return sparse.csr_matrix(rows, dtype=np.float32) if not sparse.issparse(rows) else rows.tocsr().astype(np.float32, copy=False)
+
+    def chunks(self, rows: np.ndarray, chunk_cells: int) -> Iterator[tuple[slice, sparse.csr_matrix]]:
+        """(positions in `rows`, CSR block of those cells) for the sorted cell indices `rows`, one window of
+        `chunk_cells` consecutive cells of the file at a time."""
+        rows = np.asarray(rows)
+        done = 0
+        for start in range(0, self.n_obs, chunk_cells):
+            stop = min(start + chunk_cells, self.n_obs)
+            end = done + int(np.searchsorted(rows[done:], stop))
+            if end > done:
+                block = self.block(start, stop)
+                yield slice(done, end), block[rows[done:end] - start]
+            done = end
+
+
+def detect_input_scale(sample: sparse.csr_matrix, name: str) -> InputScale:
+    """counts (integers), log_normalized (non-integer, at most LOG_SCALE_MAX) or unlogged (larger non-integers)."""
+    values = sample.data
+    if values.size == 0:
+        raise CellDatasetError(f"Cell dataset {name!r}: the first {sample.shape[0]} cells have no non-zero value.")
+    if (values < 0).any():
+        raise CellDatasetError(
+            f"Cell dataset {name!r} has negative values: the matrix looks scaled (z-scores). Give counts or "
+            "log-normalized values (for example .raw, with use_raw)."
+        )
+    if np.all(values == np.round(values)):
+        return "counts"
+    return "log_normalized" if values.max() <= LOG_SCALE_MAX else "unlogged"
+
+
+def log_normalize(block: sparse.csr_matrix, scale: InputScale) -> sparse.csr_matrix:
+    """log1p of counts scaled to TARGET_SUM per cell (totals over every gene); log-normalized input is kept.
+    The result shares the block's indices (only a new data array is allocated)."""
+    if scale == "log_normalized":
+        return block
+    totals = np.asarray(block.sum(axis=1), dtype=np.float32).ravel()
+    factors = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+    data = block.data * np.repeat(factors, np.diff(block.indptr))
+    np.log1p(data, out=data)
+    return sparse.csr_matrix((data, block.indices, block.indptr), shape=block.shape, copy=False)
+
+
+ENSEMBL_PATTERN = re.compile(r"^ENSG\d+", re.IGNORECASE)
+
+
+def match_genes(var_names: pd.Index, resolver: GeneResolver, embeddable: set[int]) -> pd.DataFrame:
+    """One row per var column: var_index, name, entrez_id, catalog symbol and how it matched (symbol, alias,
+    ensembl; unmapped; no_text when the gene has no text to embed)."""
+    names = pd.Series(var_names, dtype=str)
+    is_ensembl = names.str.match(ENSEMBL_PATTERN).to_numpy()
+    entrez = pd.Series(pd.NA, index=names.index, dtype="Int64")
+    method = pd.Series("unmapped", index=names.index, dtype="string")
+    for mask, resolve in ((is_ensembl, resolver.ensembl), (~is_ensembl, resolver.symbols)):
+        if mask.any():
+            resolution = resolve(names[mask].tolist())
+            entrez[mask] = resolution.entrez_ids.to_numpy()
+            method[mask] = resolution.methods.to_numpy()
+    outside = entrez.notna() & ~entrez.isin(list(embeddable))
+    method[outside] = "no_text"
+    entrez[outside] = pd.NA
+    symbols = resolver.catalog.drop_duplicates("entrez_id").set_index("entrez_id")["symbol"]
+    return pd.DataFrame({
+        "var_index": np.arange(len(names)), "name": names, "entrez_id": entrez,
+        "symbol": entrez.map(symbols).fillna(names).astype(str), "match": method,
+    })
+
+
+def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: int) -> tuple[np.ndarray, dict]:
+    """Sorted positions of the cells to score: labelled, in classes of at least `min_class_cells`, and a
+    class-stratified sample of `max_cells` when there are more; with the counts of what was left out."""
+    labels = labels.astype("string")
+    labelled = labels.notna().to_numpy()
+    sizes = labels[labelled].value_counts()
+    small = sizes[sizes < min_class_cells].index
+    keep = labelled & ~labels.isin(small).fillna(False).to_numpy()
+    positions = np.flatnonzero(keep)
+    capped = len(positions) > max_cells
+    if capped:
+        from sklearn.model_selection import train_test_split
+
+        positions, _ = train_test_split(positions, train_size=max_cells, random_state=seed,
+                                        stratify=labels.to_numpy()[positions])
+        positions = np.sort(positions)
+    excluded = {"unlabelled": int((~labelled).sum()), "in_small_classes": int(labels.isin(small).fillna(False).sum()),
+                "over_cap": int(keep.sum() - len(positions)), "small_classes": [str(c) for c in small]}
+    return positions, excluded
+
+
+@dataclass
+class CellDataset:
+    """The cells to score (file position, obs name, label), the matched genes, and how to read the matrix."""
+
+    cells: pd.DataFrame
+    genes: pd.DataFrame
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def matched(self) -> pd.DataFrame:
+        return self.genes[self.genes["entrez_id"].notna()]
+
+    def matrix(self) -> CellMatrix:
+        return CellMatrix(open_anndata(self.attrs["source"]), self.attrs["source"]["use_raw"], self.attrs["name"])
+
+    def to_arrow(self) -> pa.Table:
+        table = pa.Table.from_pandas(self.cells, preserve_index=False)
+        genes = self.genes.astype({"entrez_id": "float64"}).to_dict(orient="list")
+        metadata = {**(table.schema.metadata or {}), b"gene_assets.attrs": json.dumps(self.attrs).encode(),
+                    b"gene_assets.genes": json.dumps(genes).encode()}
+        return table.replace_schema_metadata(metadata)
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> "CellDataset":
+        metadata = table.schema.metadata or {}
+        genes = pd.DataFrame(json.loads(metadata[b"gene_assets.genes"]))
+        genes["entrez_id"] = genes["entrez_id"].astype("Int64")
+        cells = table.to_pandas()
+        return cls(cells=cells, genes=genes, attrs=json.loads(metadata[b"gene_assets.attrs"]))

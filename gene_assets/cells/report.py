@@ -1,0 +1,96 @@
+"""The leaderboard's cell-type section: embeddings × datasets tables and every embedding's gain over the baselines.
+
+An "embedding" is a backbone with a cell method (GenePT-w, GenePT-s) or the expression-PCA baseline. All
+embeddings of a dataset are scored on the same cells with paired resamples, so differences get paired CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..leaderboard.report import format_estimate, mark_significance
+from ..tasks.statistics import paired_p_value, percentile_interval
+from .evaluation import KIND
+
+METHOD_LABELS = {"genept_w": "GenePT-w", "genept_s": "GenePT-s", "pca": "PCA"}
+BASELINES = {"PCA": ("expression-pca", "pca"), "random": ("random-gaussian", "genept_w")}
+"""Baseline name → (backbone, method) of the rows every embedding is compared with."""
+GAIN_METRICS = [("knn", "macro_f1"), ("kmeans", "ari")]
+
+
+def cell_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard's cell-task rows with dataset, method and embedding ('backbone · method') columns."""
+    cells = summary[summary["kind"] == KIND].copy()
+    if cells.empty:
+        return cells.assign(dataset=[], method=[], embedding=[])
+    cells["method"] = [next(m for m in METHOD_LABELS if task.endswith(f"_{m}")) for task in cells["task"]]
+    cells["dataset"] = [task[: -len(m) - 1] for task, m in zip(cells["task"], cells["method"])]
+    cells["embedding"] = cells["backbone"] + " · " + cells["method"].map(METHOD_LABELS)
+    return cells
+
+
+def cell_type_table(summary: pd.DataFrame, classifier: str = "knn", metric: str = "macro_f1") -> pd.DataFrame:
+    """Embedding rows × dataset columns: estimate [95% CI]; ★ best on the dataset, ≈ not significantly worse
+    (Holm-adjusted paired bootstrap, every embedding and baseline of the dataset compared)."""
+    cells = cell_rows(summary)
+    cells = cells[(cells["classifier"] == classifier) & (cells["metric"] == metric)]
+    if cells.empty:
+        return pd.DataFrame()
+    marked = mark_significance(cells.assign(backbone=cells["embedding"], task=cells["dataset"], view="cells").reset_index(drop=True))
+    marked["cell"] = marked.apply(format_estimate, axis=1)
+    table = marked.pivot(index="backbone", columns="task", values="cell")
+    order = marked.groupby("backbone")["estimate"].mean().sort_values(ascending=False)
+    table = table.loc[order.index]
+    table.insert(0, "mean", order.map("{:.3f}".format))
+    table.index.name, table.columns.name = "embedding", None
+    return table.reset_index()
+
+
+def cell_gains(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every embedding minus each baseline on the same dataset, cells and metric: gain, paired 95% CI, p-value."""
+    cells = cell_rows(summary)
+    rows = []
+    for (dataset, classifier, metric), group in cells.groupby(["dataset", "classifier", "metric"]):
+        for baseline, (backbone, method) in BASELINES.items():
+            reference = group[(group["backbone"] == backbone) & (group["method"] == method)]
+            if reference.empty:
+                continue
+            reference = reference.iloc[0]
+            for _, row in group.iterrows():
+                if row["embedding"] == reference["embedding"] or row["genes_digest"] != reference["genes_digest"]:
+                    continue
+                difference = np.asarray(row["bootstrap"], float) - np.asarray(reference["bootstrap"], float)
+                low, high = percentile_interval(difference)
+                rows.append({"dataset": dataset, "embedding": row["embedding"], "classifier": classifier, "metric": metric,
+                             "estimate": row["estimate"], "baseline": baseline, "baseline_estimate": reference["estimate"],
+                             "gain": row["estimate"] - reference["estimate"], "ci_low": low, "ci_high": high,
+                             "p_value": paired_p_value(row["bootstrap"], reference["bootstrap"])})
+    return pd.DataFrame(rows)
+
+
+def gains_table(gains: pd.DataFrame, classifier: str = "knn", metric: str = "macro_f1") -> pd.DataFrame:
+    """Per dataset and embedding: the metric and its gain over each baseline as 'gain [CI]' (* when the CI excludes 0)."""
+    selected = gains[(gains["classifier"] == classifier) & (gains["metric"] == metric)]
+    if selected.empty:
+        return pd.DataFrame()
+    text = selected.assign(cell=[
+        f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]{' *' if lo > 0 or hi < 0 else ''}"
+        for g, lo, hi in zip(selected["gain"], selected["ci_low"], selected["ci_high"])
+    ])
+    table = text.pivot(index=["dataset", "embedding"], columns="baseline", values="cell").fillna("—")  # a baseline vs itself
+    table.columns = [f"gain vs {c}" for c in table.columns]
+    estimates = selected.groupby(["dataset", "embedding"])["estimate"].first().map("{:.3f}".format)
+    return table.assign(**{metric: estimates}).reset_index()[["dataset", "embedding", metric, *table.columns]]
+
+
+def clustering_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Embedding rows × dataset columns: 'ARI / AMI / ASW' of k-means (k = number of labels) and the true labels."""
+    cells = cell_rows(summary)
+    cells = cells[cells["classifier"].isin(["kmeans", "silhouette"])]
+    if cells.empty:
+        return pd.DataFrame()
+    wide = cells.pivot_table(index=["embedding", "dataset"], columns="metric", values="estimate").reset_index()
+    wide["cell"] = [f"{a:.2f} / {b:.2f} / {c:.2f}" for a, b, c in zip(wide["ari"], wide["ami"], wide["asw"])]
+    table = wide.pivot(index="embedding", columns="dataset", values="cell")
+    table.columns.name = None
+    return table.reset_index()
