@@ -51,19 +51,23 @@ def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: l
 def print_leaderboard(io_base: Path) -> None:
     import pandas as pd
 
-    from .leaderboard.report import family_summary, leakage_audit, wide_table
-    from .tasks.assets import TASKS
+    from .leaderboard.inputs import task_spec
+    from .leaderboard.report import family_summary, leakage_audit, perturbation_table, wide_table
 
     path = io_base / "leaderboard.parquet"
     if not path.exists():
         raise SystemExit(f"No leaderboard at {path}: run `make run` first.")
     summary = pd.read_parquet(path)
-    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique()}, {t: TASKS[t] for t in summary["task"].unique()})
+    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique()}, {t: task_spec(t) for t in summary["task"].unique()})
     for universe in ("all_genes", "with_summary"):
         print(f"\n## {universe}: estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view shares the label source\n")
         print(wide_table(summary, universe, leaks).to_markdown(index=False))
     print("\n## Families (mean primary metric) and mean rank\n")
     print(family_summary(summary).to_markdown(index=False))
+    perturbation = perturbation_table(summary)
+    if len(perturbation):
+        print("\n## Unseen perturbation (all_genes): mean ± SD over folds; gap to the mean-signature baseline, paired 95% CI\n")
+        print(perturbation.to_markdown(index=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from ..embeddings.table import GeneEmbeddings
-from ..leaderboard.report import heatmap_png, pairwise_comparisons, view_ablation, wide_table
+from ..leaderboard.report import baseline_gaps, heatmap_png, pairwise_comparisons, perturbation_table, view_ablation, wide_table
 from .dvc_repository import DvcReleaseRepository
 
 
@@ -33,7 +33,8 @@ def embeddings_release(
     leaderboard: pd.DataFrame,
     release_repository: DvcReleaseRepository,
 ) -> pd.DataFrame:
-    """data/ with one parquet per (backbone, view), leaderboard.csv/.png and MANIFEST.json; `dvc add`, push, tag."""
+    """data/ with one parquet per (backbone, view), leaderboard CSVs (gene tasks, perturbation tasks)/.png and
+    MANIFEST.json; `dvc add`, push, tag."""
     if not gene_embeddings:
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
     files, models = {}, []
@@ -46,6 +47,8 @@ def embeddings_release(
     files["leaderboard_long.csv"] = leaderboard.drop(columns="bootstrap").to_csv(index=False).encode()
     files["leaderboard_comparisons.csv"] = pairwise_comparisons(leaderboard).to_csv(index=False).encode()
     files["leaderboard_go_minus_summary.csv"] = view_ablation(leaderboard).to_csv(index=False).encode()
+    files["leaderboard_perturbation.csv"] = perturbation_table(leaderboard).to_csv(index=False).encode()
+    files["leaderboard_perturbation_vs_mean_signature.csv"] = baseline_gaps(leaderboard).to_csv(index=False).encode()
     files["leaderboard.png"] = heatmap_png(leaderboard)
     release = release_repository.publish(files, describe={"models": models})
     context.log.info(
