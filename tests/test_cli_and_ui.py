@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from gene_assets.settings import PROJECT_ROOT
-from gene_assets.tasks.assets import RESULT_ASSETS
+from gene_assets.leaderboard.inputs import LEADERBOARD_INPUTS
 
 BIN = Path(sys.executable).parent
 
@@ -99,7 +99,8 @@ def test_ui_serves_graph_with_backbone_partitions(isolated_env):
                 time.sleep(2)
         assert nodes, (Path(env["DAGSTER_HOME"]) / "dg_dev.log").read_text()[-3000:]
         assert {n["assetKey"]["path"][-1] for n in nodes} >= {
-            "gene_catalog", "gene_texts", "gene_embeddings", "gene_universes", "geneformer_labels", *RESULT_ASSETS,
+            "gene_catalog", "gene_texts", "gene_embeddings", "gene_universes", "geneformer_labels",
+            "perturbation_signatures", *LEADERBOARD_INPUTS,
             "leaderboard", "embeddings_release"}
         partitions = _graphql(port, """{ assetNodeOrError(assetKey: {path: ["gene_embeddings"]}) {
             ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""")

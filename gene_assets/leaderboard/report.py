@@ -242,10 +242,11 @@ def perturbation_table(summary: pd.DataFrame, universe: str = "all_genes") -> pd
 
 
 def random_near_mean_signature(summary: pd.DataFrame, tolerance: float = 0.02, min_perturbations: int = 100) -> pd.DataFrame:
-    """Perturbation tasks: the random control's band mean on the primary metric, per model, must lie within
+    """Perturbation tasks: the random control's band mean on the primary metric, for every model, must lie within
     `tolerance` of the mean-signature baseline (a random embedding carries no gene identity the model can use;
     far above the baseline means leakage, far below means the model fits noise)."""
-    rows = summary[(summary["family"] == PERTURBATION_FAMILY) & summary["primary"] & (summary["n_genes"] >= min_perturbations)]
+    rows = summary[(summary["family"] == PERTURBATION_FAMILY) & (summary["metric"] == summary["kind"].map(PRIMARY_METRIC))
+                   & (summary["n_genes"] >= min_perturbations)]
     keys = ["view", "universe", "task", "classifier", "metric"]
     random = rows[rows["backbone"] == "random-gaussian"]
     baseline = rows[rows["backbone"] == BASELINE][keys + ["estimate"]].rename(columns={"estimate": "mean_signature"})
