@@ -105,9 +105,8 @@ def planted_expression(path, n_perturbations=108, n_genes=150, dims=12, seed=0):
     for symbol, delta in zip(symbols + ["PG0+PG1", "NOTAGENE"], np.vstack([shift, shift[:2]])):
         labels += [symbol if "+" in symbol else f"{symbol}+ctrl"] * 5
         cells.append(base + delta + 0.3 * rng.normal(size=(5, n_genes)))
-    data = anndata.AnnData(np.vstack(cells).astype(np.float32), obs=pd.DataFrame({"condition": labels}),
-                           var=pd.DataFrame(index=[f"G{i}" for i in range(n_genes)]))
-    data.obs_names = [f"cell{i}" for i in range(len(labels))]
+    obs = pd.DataFrame({"condition": labels}, index=[f"cell{i}" for i in range(len(labels))])
+    data = anndata.AnnData(np.vstack(cells).astype(np.float32), obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(n_genes)]))
     data.write_h5ad(path)
     return catalog, embedding.astype(np.float32)
 

@@ -16,6 +16,8 @@ PRIMARY_CLASSIFIER = {"binary": "logistic_regression", "pairs": "logistic_regres
                       "multiclass": "ridge", "multilabel": "ridge",
                       "perturbation_signature": "mlp", "perturbation_mean_shift": "mlp"}
 PERTURBATION_FAMILY = "perturbation"
+PERTURBATION_METRIC_ORDER = ["roc_auc", "average_precision", "precision_at_20", "precision_at_50", "precision_at_100",
+                             "pearson_top20_de", "pearson_top50_de", "pearson_top100_de", "relative_mae"]
 ALPHA = 0.05
 
 
@@ -222,7 +224,9 @@ def perturbation_table(summary: pd.DataFrame, universe: str = "all_genes") -> pd
     cells = rows.assign(cell=[f"{e:.3f} ± {sd:.3f}" for e, sd in zip(rows["estimate"], rows["sd"])])
     index = ["task", "view", "backbone", "classifier"]
     table = cells.pivot_table(index=index, columns="metric", values="cell", aggfunc="first")
-    primary = rows[rows["primary"]].set_index(index)
+    table = table[[m for m in PERTURBATION_METRIC_ORDER if m in table.columns]
+                  + sorted(set(table.columns) - set(PERTURBATION_METRIC_ORDER))]
+    primary = rows[rows["metric"] == rows["kind"].map(PRIMARY_METRIC)].set_index(index)
     table.insert(0, "scored", primary["n_genes"].reindex(table.index))
     table.insert(1, "excluded", primary["n_excluded"].reindex(table.index))
     table["primary [95% CI]"] = [f"{p['metric']} {p['estimate']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]"
