@@ -184,6 +184,7 @@ def test_mean_shift_asset_reaches_the_leaderboard_beside_the_mean_signature(tmp_
     primary = board[board["primary"]].set_index("backbone")
     assert set(primary.index) == {"bag-of-words", "random-gaussian", BASELINE}  # the baseline once, not per partition
     assert primary.loc["bag-of-words", "best"] and primary.loc["random-gaussian", "n_draws"] == 2
+    assert board[board["metric"] == "relative_mae"].set_index("backbone").loc["bag-of-words", "best"]  # lower is better
     metadata = board_run.get_asset_materialization_events()[0].materialization.metadata
     assert "mean_shift_planted" in metadata["perturbation"].value and "mean-signature" in metadata["perturbation"].value
     checks = {e.check_name: e.passed for e in board_run.get_asset_check_evaluations()}
