@@ -25,7 +25,13 @@ from gene_assets.perturbation.evaluation import (
     precision_at,
     signature_metrics,
 )
-from gene_assets.perturbation.mean_shift import MeanShiftInputError, MeanShiftSource, mean_shift_targets
+from gene_assets.perturbation.mean_shift import (
+    MeanShiftInputError,
+    MeanShiftSource,
+    mean_shift_targets,
+    perturbed_gene,
+    read_mean_shift,
+)
 from gene_assets.perturbation.models import MlpSettings, ResponseBasis, mlp_response
 from gene_assets.perturbation.signatures import map_perturbations, read_signatures, signature_targets
 from gene_assets.resources import temporary_resources
@@ -141,6 +147,24 @@ def test_mean_shift_input_errors_name_the_problem(tmp_path):
         mean_shift_targets(MeanShiftSource(path), GeneResolver(catalog.assign(symbol=catalog["symbol"] + "X")))
     with pytest.raises(MeanShiftInputError, match="does not exist"):
         mean_shift_targets(MeanShiftSource(str(tmp_path / "missing.h5ad")), resolver)
+
+
+def test_pseudobulk_rows_sparse_matrix_and_gene_column(tmp_path):
+    """Pseudobulk rows (two per label), a sparse matrix, symbols in a var column, a custom control label."""
+    from scipy import sparse
+
+    X = np.array([[1, 0, 2], [3, 0, 2], [4, 1, 2], [6, 1, 2], [0, 5, 0], [2, 5, 4], [9, 9, 9], [9, 9, 9]], dtype=np.float32)
+    labels = ["non-targeting"] * 2 + ["KLF1"] * 2 + ["ctrl+GATA1"] * 2 + ["KLF1+GATA1"] * 2
+    obs = pd.DataFrame({"target": labels}, index=[f"row{i}" for i in range(8)])
+    var = pd.DataFrame({"gene_name": ["HBB", "HBG1", "TAL1"]}, index=["ENSG1", "ENSG2", "ENSG3"])
+    anndata.AnnData(sparse.csr_matrix(X), obs=obs, var=var).write_h5ad(tmp_path / "pseudobulk.h5ad")
+    table, genes, delta, counts = read_mean_shift(MeanShiftSource(str(tmp_path / "pseudobulk.h5ad"), "target",
+                                                                  "non-targeting", gene_column="gene_name"))
+    assert list(genes) == ["HBB", "HBG1", "TAL1"] and list(table["gene"]) == ["KLF1", "GATA1"]
+    assert np.allclose(delta, [[3, 1, 0], [-1, 5, 0]]) and counts["n_two_gene_conditions"] == 1
+    assert perturbed_gene("A+ctrl", "ctrl") == "A" and perturbed_gene("A+B", "ctrl") is None
+    with pytest.raises(MeanShiftInputError, match=r"var has no column 'symbol'.*gene_name"):
+        read_mean_shift(MeanShiftSource(str(tmp_path / "pseudobulk.h5ad"), "target", "non-targeting", gene_column="symbol"))
 
 
 def store_embeddings(base, backbone: str, genes: pd.DataFrame, matrix: np.ndarray, kind: str) -> None:

@@ -49,8 +49,9 @@ def mean_shift_task(dataset: str) -> GeneTask:
 
 
 def perturbed_gene(label: str, control: str) -> str | None:
-    """The perturbed gene of a label (`A`, `A+ctrl`, `ctrl+A`); None for a two-gene condition."""
-    parts = [p.strip() for p in str(label).split("+") if p.strip() and p.strip() != control]
+    """The perturbed gene of a label (`A`, `A+ctrl`, `ctrl+A`; GEARS' `ctrl` placeholder whatever the control
+    label); None for a two-gene condition."""
+    parts = [p.strip() for p in str(label).split("+") if p.strip() and p.strip() not in (control, "ctrl")]
     return parts[0] if len(parts) == 1 else None
 
 
