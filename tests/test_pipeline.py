@@ -113,7 +113,7 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     dvc(clone, "pull", "--quiet")
     comparison = filecmp.dircmp(repo / "data", clone / "data")
     names = sorted(p.relative_to(repo / "data").as_posix() for p in (repo / "data").rglob("*") if p.is_file())
-    assert "MANIFEST.json" in names and "leaderboard.csv" in names
+    assert "MANIFEST.json" in names and "leaderboard.csv" in names and "leaderboard_perturbation.csv" in names
     for name in names:
         assert (clone / "data" / name).read_bytes() == (repo / "data" / name).read_bytes(), name
     assert not comparison.diff_files
