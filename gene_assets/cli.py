@@ -106,14 +106,15 @@ def print_leaderboard(io_base: Path) -> None:
     import pandas as pd
 
     from .cells.report import cell_gains, cell_type_table, gains_table
-    from .leaderboard.assets import gene_tasks
-    from .leaderboard.report import family_summary, leakage_audit, wide_table
+    from .leaderboard.inputs import task_spec
+    from .leaderboard.report import family_summary, leakage_audit, perturbation_table, wide_table
 
     path = io_base / "leaderboard.parquet"
     if not path.exists():
         raise SystemExit(f"No leaderboard at {path}: run `make run` first.")
     summary = pd.read_parquet(path)
-    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, gene_tasks(summary))
+    text_tasks = summary.loc[summary["kind"] != "cells", "task"].unique()
+    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks})
     for universe in ("all_genes", "with_summary"):
         print(f"\n## {universe}: estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view shares the label source\n")
         print(wide_table(summary, universe, leaks).to_markdown(index=False))
@@ -125,6 +126,10 @@ def print_leaderboard(io_base: Path) -> None:
         print(cells.to_markdown(index=False))
         print("\n## Cell types: macro-F1 gain over the expression-PCA and random-gaussian baselines [paired 95% CI]\n")
         print(gains_table(cell_gains(summary)).to_markdown(index=False))
+    perturbation = perturbation_table(summary)
+    if len(perturbation):
+        print("\n## Unseen perturbation (all_genes): mean ± SD over folds; gap to the mean-signature baseline, paired 95% CI\n")
+        print(perturbation.to_markdown(index=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""All gene_assets definitions: sources → catalog → texts → embeddings → tasks and cells → leaderboard → release,
-with the discovery sensor, the weekly refresh and declarative automation, for one deployment profile (deployment.py)."""
+"""All gene_assets definitions: sources → catalog → texts → embeddings → tasks, cells and perturbation → leaderboard →
+release, with the discovery sensor, the weekly refresh and declarative automation, for one deployment profile
+(deployment.py)."""
 
 from dagster import (
     AssetKey,
@@ -24,13 +25,15 @@ from .embeddings import assets as embedding_assets
 from .embeddings.assets import gene_embeddings_asset
 from .embeddings.partitions import backbone_view_partitions
 from .leaderboard import assets as leaderboard_assets
+from .perturbation import assets as perturbation_assets
 from .release import assets as release_assets
 from .resources import local_resources
 from .tasks import assets as task_assets
 from .tasks.assets import RESULT_ASSETS
 from .texts import assets as text_assets
 
-MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, cell_assets, leaderboard_assets, release_assets]
+MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, cell_assets, perturbation_assets,
+           leaderboard_assets, release_assets]
 
 
 
@@ -51,14 +54,16 @@ sources_job = define_asset_job(
     selection=AssetSelection.assets(
         "gene_catalog", "gene_summaries", "gene_texts", "gene_universes",
         "geneformer_labels", "gene_type_labels", "gene_property_labels", "gene_interaction_pairs",
+        "perturbation_signatures",
     ),
-    description="Gene catalog, summaries, text views, gene universes and task labels.",
+    description="Gene catalog, summaries, text views, gene universes, task labels and perturbation signatures.",
 )
 backbone_job = define_asset_job(
     "backbone_job",
-    selection=AssetSelection.assets("gene_embeddings", *RESULT_ASSETS),
+    selection=AssetSelection.assets("gene_embeddings", *RESULT_ASSETS, "perturbation_results"),
     partitions_def=backbone_view_partitions,
-    description="Embed one (backbone, view) partition and score it on every gene task family.",
+    description="Embed one (backbone, view) partition and score it on every gene task family and the Replogle "
+                "unseen-perturbation task.",
 )
 cell_datasets_job = define_asset_job(
     "cell_datasets_job",

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from gene_assets.settings import PROJECT_ROOT
-from gene_assets.tasks.assets import RESULT_ASSETS
+from gene_assets.leaderboard.inputs import LEADERBOARD_INPUTS
 
 from .conftest import graphql, running_ui
 
@@ -52,8 +52,9 @@ def test_ui_serves_graph_with_backbone_and_cell_dataset_partitions(isolated_env)
     with running_ui(env) as port:
         nodes = graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         assert {n["assetKey"]["path"][-1] for n in nodes} >= {
-            "gene_catalog", "gene_texts", "gene_embeddings", "gene_universes", "geneformer_labels", *RESULT_ASSETS,
-            "cell_datasets", "cell_embeddings", "cell_type_results", "cell_baseline_results", "leaderboard", "embeddings_release"}
+            "gene_catalog", "gene_texts", "gene_embeddings", "gene_universes", "geneformer_labels",
+            "perturbation_signatures", "cell_datasets", "cell_embeddings", *LEADERBOARD_INPUTS,
+            "leaderboard", "embeddings_release"}
         partitions = graphql(port, """{ assetNodeOrError(assetKey: {path: ["gene_embeddings"]}) {
             ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""")
         dims = {d["name"]: d["partitionKeys"] for d in partitions["assetNodeOrError"]["partitionKeysByDimension"]}

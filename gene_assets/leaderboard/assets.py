@@ -13,30 +13,24 @@ from dagster import (
     asset,
 )
 
-from ..cells.assets import CELL_RESULT_ASSETS
 from ..cells.report import cell_gains, cell_type_table, clustering_table, gains_table
-from ..tasks.assets import RESULT_ASSETS, TASKS
+from ..perturbation.evaluation import BASELINE
 from ..tasks.figures import png_markdown
 from ..texts.views import VIEWS
+from .inputs import LEADERBOARD_INPUTS, task_spec
 from .report import (
+    KEYS,
     family_summary,
     heatmap_png,
     leakage_audit,
     pairwise_comparisons,
+    perturbation_table,
     random_band_at_chance,
+    random_near_mean_signature,
     summarize,
     view_ablation,
     wide_table,
 )
-
-
-LEADERBOARD_INPUTS = [*RESULT_ASSETS, *CELL_RESULT_ASSETS]
-"""Every results asset (long results schema) the leaderboard aggregates."""
-
-
-def gene_tasks(summary: pd.DataFrame) -> dict:
-    """The gene tasks in the summary (cell tasks have no text-view leakage to audit)."""
-    return {t: TASKS[t] for t in summary["task"].unique() if t in TASKS}
 
 
 @asset(
@@ -46,27 +40,30 @@ def gene_tasks(summary: pd.DataFrame) -> dict:
     check_specs=[
         AssetCheckSpec("random_band_at_chance", asset="leaderboard", blocking=True,
                        description="The random control's band mean is 0.45–0.55 AUC on every binary task with ≥ 100 genes."),
+        AssetCheckSpec("random_near_mean_signature", asset="leaderboard", blocking=True,
+                       description="On every perturbation task with ≥ 100 perturbations, the random control's band mean "
+                                   "(primary metric) is within 0.02 of the mean-signature baseline."),
     ],
 )
 def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFrame]):
     """Backbones × tasks on one gene universe per comparison: estimates, 95% CIs, paired significance against
-    the best, per-family summaries and ranks, a heatmap, the leakage audit and the GO-vs-summary ablation; and the
-    cell-type section (cell embeddings × datasets, gains over the PCA and random baselines)."""
-    frames = [frame for partitions in results.values() for frame in partitions.values()]
+    the best, per-family summaries and ranks, a heatmap, the leakage audit and the GO-vs-summary ablation; the
+    cell-type section (cell embeddings × datasets, gains over the PCA and random baselines); the perturbation tasks
+    in their own table beside the mean-signature baseline."""
+    frames = [frame for partitions in results.values() for frame in partitions.values() if len(frame)]
     if not frames:
         raise ValueError("No task results are materialized yet: materialize at least one backbone partition first.")
-    summary = summarize(pd.concat(frames, ignore_index=True))
-    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, gene_tasks(summary))
+    summary = summarize(combine_results(frames))
+    text_tasks = summary.loc[summary["kind"] != "cells", "task"].unique()  # cell tasks have no text view to audit
+    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks})
     gains = cell_gains(summary)
     table = wide_table(summary, leaks=leaks)
     ablation = view_ablation(summary)
     band = random_band_at_chance(summary)
+    near = random_near_mean_signature(summary)
+    perturbation = perturbation_table(summary)
     metadata = {
-        "partitions": MetadataValue.json({name: len(partitions) for name, partitions in results.items()}),
-        "leaderboard": MetadataValue.md(table.to_markdown(index=False)),
-        "leaderboard_with_summary_only": MetadataValue.md(wide_table(summary, "with_summary", leaks).to_markdown(index=False)),
-        "families": MetadataValue.md(family_summary(summary).to_markdown(index=False)),
-        "heatmap": MetadataValue.md(png_markdown(heatmap_png(summary))),
+        "partitions": summary.loc[summary["backbone"] != BASELINE, ["backbone", "view"]].drop_duplicates().shape[0],
         "leakage": MetadataValue.md(leaks[leaks["leaks"]].drop(columns="leaks").to_markdown(index=False) or "no shared sources"),
         "go_minus_summary": MetadataValue.md(ablation.round(3).to_markdown(index=False) if len(ablation) else "needs the go and summary views"),
         "comparisons": len(pairwise_comparisons(summary)),
@@ -77,16 +74,33 @@ def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFram
         "cell_gains_macro_f1": MetadataValue.md(_markdown(gains_table(gains), "needs the PCA and random-gaussian baselines")),
         "cell_gains_ari": MetadataValue.md(_markdown(gains_table(gains, "kmeans", "ari"), "needs the PCA and random-gaussian baselines")),
         "cell_clustering_ari_ami_asw": MetadataValue.md(_markdown(clustering_table(summary), "no cell-type results yet")),
-        "table": MetadataValue.table(
-            records=[TableRecord({k: str(v) for k, v in r.items()}) for r in table.to_dict("records")]
-        ),
+        "perturbation": MetadataValue.md(_markdown(perturbation, "no perturbation results yet")),
     }
+    if len(table):
+        metadata.update({
+            "leaderboard": MetadataValue.md(table.to_markdown(index=False)),
+            "leaderboard_with_summary_only": MetadataValue.md(wide_table(summary, "with_summary", leaks).to_markdown(index=False)),
+            "families": MetadataValue.md(family_summary(summary).to_markdown(index=False)),
+            "heatmap": MetadataValue.md(png_markdown(heatmap_png(summary))),
+            "table": MetadataValue.table(records=[TableRecord({k: str(v) for k, v in r.items()}) for r in table.to_dict("records")]),
+        })
     yield Output(summary, metadata=metadata)
     yield AssetCheckResult(
         check_name="random_band_at_chance",
         passed=bool(band["at_chance"].all()),
         metadata={"tasks_checked": len(band), "off_chance": MetadataValue.md(band[~band["at_chance"]].round(3).to_markdown(index=False) or "none")},
     )
+    yield AssetCheckResult(
+        check_name="random_near_mean_signature",
+        passed=bool(near["near"].all()),
+        metadata={"rows_checked": len(near), "checked": MetadataValue.md(near.round(3).to_markdown(index=False) or "none")},
+    )
+
+
+def combine_results(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """All result rows; the mean-signature baseline, which every partition of a view scores identically, once."""
+    combined = pd.concat(frames, ignore_index=True)
+    return combined.drop_duplicates(subset=[*KEYS, "draw", "genes_digest"]).reset_index(drop=True)
 
 
 def _markdown(table: pd.DataFrame, empty: str) -> str:

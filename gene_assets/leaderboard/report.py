@@ -7,12 +7,17 @@ import io
 import numpy as np
 import pandas as pd
 
-from ..tasks.spec import PRIMARY_METRIC
+from ..perturbation.evaluation import BASELINE
+from ..tasks.spec import LOWER_IS_BETTER, PRIMARY_METRIC
 from ..tasks.statistics import holm, paired_p_value, percentile_interval
 
 KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
 PRIMARY_CLASSIFIER = {"binary": "logistic_regression", "pairs": "logistic_regression",
-                      "multiclass": "ridge", "multilabel": "ridge"}
+                      "multiclass": "ridge", "multilabel": "ridge",
+                      "perturbation_signature": "mlp", "perturbation_mean_shift": "mlp"}
+PERTURBATION_FAMILY = "perturbation"
+PERTURBATION_METRIC_ORDER = ["roc_auc", "average_precision", "precision_at_20", "precision_at_50", "precision_at_100",
+                             "pearson_top20_de", "pearson_top50_de", "pearson_top100_de", "relative_mae"]
 ALPHA = 0.05
 
 
@@ -46,7 +51,8 @@ def mark_significance(summary: pd.DataFrame) -> pd.DataFrame:
     for _, group in summary.groupby(["view", "universe", "task", "classifier", "metric"]):
         comparable = group["genes_digest"] == group["genes_digest"].mode().iloc[0]
         summary.loc[group.index, "comparable"] = comparable.to_numpy()
-        best = group.loc[comparable.to_numpy(), "estimate"].idxmax()
+        estimates = group.loc[comparable.to_numpy(), "estimate"]
+        best = estimates.idxmin() if group["metric"].iloc[0] in LOWER_IS_BETTER else estimates.idxmax()
         summary.at[best, "best"] = True
         others = group.index[comparable.to_numpy() & (group.index != best)]
         if len(others):
@@ -107,9 +113,15 @@ def leakage_audit(views: dict, tasks: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def gene_tasks(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the gene tasks (the perturbation tasks have their own table: other metrics, other scale)."""
+    return summary[summary["family"] != PERTURBATION_FAMILY]
+
+
 def family_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean primary metric per family and the mean rank over tasks, per backbone/view/universe."""
-    primary = summary[summary["primary"]].copy()
+    """Mean primary metric per family and the mean rank over tasks, per backbone/view/universe (gene tasks)."""
+    primary = gene_tasks(summary)
+    primary = primary[primary["primary"]].copy()
     primary["rank"] = primary.groupby(["view", "universe", "task"])["estimate"].rank(ascending=False, method="min")
     families = primary.pivot_table(index=["backbone", "view", "universe"], columns="family", values="estimate", aggfunc="mean")
     families["mean_rank"] = primary.groupby(["backbone", "view", "universe"])["rank"].mean()
@@ -125,7 +137,9 @@ def format_estimate(row) -> str:
 
 def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Backbone/view rows × task columns (primary metric): estimate [95% CI]; ★ best, ≈ not significantly worse
-    than the best (Holm-adjusted paired bootstrap, p ≥ 0.05); ⚠ the view shares a source with the labels."""
+    than the best (Holm-adjusted paired bootstrap, p ≥ 0.05); ⚠ the view shares a source with the labels. Gene
+    tasks only (see perturbation_table)."""
+    summary = gene_tasks(summary)
     primary = summary[summary["primary"] & (summary["universe"] == universe)]
     if primary.empty:
         return pd.DataFrame()
@@ -149,6 +163,7 @@ def heatmap_png(summary: pd.DataFrame, universe: str = "all_genes") -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    summary = gene_tasks(summary)
     primary = summary[summary["primary"] & (summary["universe"] == universe)]
     grid = primary.pivot_table(index=["backbone", "view"], columns="task", values="estimate")
     grid = grid.loc[grid.mean(axis=1).sort_values(ascending=False).index]
@@ -180,3 +195,65 @@ def random_band_at_chance(summary: pd.DataFrame, low: float = 0.45, high: float 
     return rows.assign(at_chance=rows["estimate"].between(low, high))[
         ["view", "universe", "task", "classifier", "n_genes", "n_draws", "estimate", "band_low", "band_high", "at_chance"]
     ]
+
+
+def baseline_gaps(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every perturbation row minus the mean-signature baseline on the same perturbations, model and metric:
+    difference, paired 95% bootstrap CI and p-value (replicates resample the same held-out perturbations)."""
+    rows = summary[summary["family"] == PERTURBATION_FAMILY]
+    baseline = rows[rows["backbone"] == BASELINE].set_index(["view", "universe", "task", "classifier", "metric", "genes_digest"])
+    out = []
+    for row in rows[rows["backbone"] != BASELINE].to_dict("records"):
+        key = (row["view"], row["universe"], row["task"], row["classifier"], row["metric"], row["genes_digest"])
+        if key not in baseline.index:
+            continue
+        base = baseline.loc[key]
+        low, high = percentile_interval(np.asarray(row["bootstrap"], float) - np.asarray(base["bootstrap"], float))
+        out.append({**{k: row[k] for k in KEYS}, "estimate": row["estimate"], "mean_signature": base["estimate"],
+                    "gap": row["estimate"] - base["estimate"], "gap_ci_low": low, "gap_ci_high": high,
+                    "p_value": paired_p_value(row["bootstrap"], base["bootstrap"])})
+    return pd.DataFrame(out, columns=[*KEYS, "estimate", "mean_signature", "gap", "gap_ci_low", "gap_ci_high", "p_value"])
+
+
+def perturbation_table(summary: pd.DataFrame, universe: str = "all_genes") -> pd.DataFrame:
+    """One row per (task, view, backbone, model): every metric as mean ± SD over folds (the random control: its
+    band mean over draws), the primary metric's 95% CI, and its gap to the mean-signature baseline with a paired CI."""
+    rows = summary[(summary["family"] == PERTURBATION_FAMILY) & (summary["universe"] == universe)]
+    if rows.empty:
+        return pd.DataFrame()
+    cells = rows.assign(cell=[f"{e:.3f} ± {sd:.3f}" for e, sd in zip(rows["estimate"], rows["sd"])])
+    index = ["task", "view", "backbone", "classifier"]
+    table = cells.pivot_table(index=index, columns="metric", values="cell", aggfunc="first")
+    table = table[[m for m in PERTURBATION_METRIC_ORDER if m in table.columns]
+                  + sorted(set(table.columns) - set(PERTURBATION_METRIC_ORDER))]
+    primary = rows[rows["metric"] == rows["kind"].map(PRIMARY_METRIC)].set_index(index)
+    table.insert(0, "scored", primary["n_genes"].reindex(table.index))
+    table.insert(1, "excluded", primary["n_excluded"].reindex(table.index))
+    table["primary [95% CI]"] = [f"{p['metric']} {p['estimate']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]"
+                                 for _, p in primary.reindex(table.index).iterrows()]
+    gaps = baseline_gaps(rows)
+    gaps = gaps.merge(primary.reset_index()[index + ["metric"]], on=index + ["metric"]).set_index(index)
+
+    def gap_cell(key) -> str:
+        if key not in gaps.index:
+            return ""
+        g = gaps.loc[key]
+        return f"{g['gap']:+.3f} [{g['gap_ci_low']:+.3f}, {g['gap_ci_high']:+.3f}] p={g['p_value']:.3g}"
+
+    table["vs mean-signature [95% CI]"] = [gap_cell(key) for key in table.index]
+    table.columns.name = None
+    return table.rename_axis(index=["task", "view", "backbone", "model"]).reset_index()
+
+
+def random_near_mean_signature(summary: pd.DataFrame, tolerance: float = 0.02, min_perturbations: int = 100) -> pd.DataFrame:
+    """Perturbation tasks: the random control's band mean on the primary metric, for every model, must lie within
+    `tolerance` of the mean-signature baseline (a random embedding carries no gene identity the model can use;
+    far above the baseline means leakage, far below means the model fits noise)."""
+    rows = summary[(summary["family"] == PERTURBATION_FAMILY) & (summary["metric"] == summary["kind"].map(PRIMARY_METRIC))
+                   & (summary["n_genes"] >= min_perturbations)]
+    keys = ["view", "universe", "task", "classifier", "metric"]
+    random = rows[rows["backbone"] == "random-gaussian"]
+    baseline = rows[rows["backbone"] == BASELINE][keys + ["estimate"]].rename(columns={"estimate": "mean_signature"})
+    checked = random.merge(baseline, on=keys)
+    checked = checked.assign(near=(checked["estimate"] - checked["mean_signature"]).abs() <= tolerance)
+    return checked[keys + ["n_genes", "n_draws", "estimate", "band_low", "band_high", "mean_signature", "near"]]

@@ -10,7 +10,7 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 from ..cells.embedding import CellEmbeddings
 from ..cells.report import cell_gains, cell_type_table
 from ..embeddings.table import GeneEmbeddings
-from ..leaderboard.report import heatmap_png, pairwise_comparisons, view_ablation, wide_table
+from ..leaderboard.report import baseline_gaps, heatmap_png, pairwise_comparisons, perturbation_table, view_ablation, wide_table
 from .dvc_repository import DvcReleaseRepository
 
 
@@ -37,7 +37,8 @@ def embeddings_release(
     release_repository: DvcReleaseRepository,
 ) -> pd.DataFrame:
     """data/ with one parquet per (backbone, view) gene embedding and per (backbone, dataset) cell embedding,
-    leaderboard CSVs (gene tasks and the cell-type section), leaderboard.png and MANIFEST.json; `dvc add`, push, tag."""
+    leaderboard CSVs (gene tasks, the cell-type section, perturbation tasks), leaderboard.png and MANIFEST.json;
+    `dvc add`, push, tag."""
     if not gene_embeddings:
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
     files, models = {}, []
@@ -57,6 +58,8 @@ def embeddings_release(
     files["leaderboard_long.csv"] = leaderboard.drop(columns="bootstrap").to_csv(index=False).encode()
     files["leaderboard_comparisons.csv"] = pairwise_comparisons(leaderboard).to_csv(index=False).encode()
     files["leaderboard_go_minus_summary.csv"] = view_ablation(leaderboard).to_csv(index=False).encode()
+    files["leaderboard_perturbation.csv"] = perturbation_table(leaderboard).to_csv(index=False).encode()
+    files["leaderboard_perturbation_vs_mean_signature.csv"] = baseline_gaps(leaderboard).to_csv(index=False).encode()
     files["leaderboard.png"] = heatmap_png(leaderboard)
     release = release_repository.publish(files, describe={"models": models})
     context.log.info(

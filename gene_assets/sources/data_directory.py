@@ -44,6 +44,10 @@ DATA_FILES = {
         "GO biological process sets (experimental evidence, propagated) as a gzipped GMT file of Entrez ids",
     ),
     "omim_gene_sets": ("gene_tasks/other/ylab_gmt/omim.20231030.prop.gmt.gz", "OMIM disease gene sets as a gzipped GMT file"),
+    "replogle_signatures": (
+        "perturbation/replogle2022_k562_rpe1_deseq2_up_signatures.parquet",
+        "Replogle 2022 CRISPRi up-regulated signatures (parquet) with columns cell_line, perturbation, rank, gene, in_up_set",
+    ),
     **{
         f"single_cell_{name}": (f"single_cell/{file}.h5ad", f"{description}: an AnnData h5ad with cells × genes X (gene "
                                 "symbols as var names) and the cell type in obs['cell_type']")

@@ -53,7 +53,7 @@ UNIVERSES = {
 }
 
 
-def _counts_metadata(counts: dict, files: list) -> dict:
+def counts_metadata(counts: dict, files: list) -> dict:
     return {
         "mapping": MetadataValue.md(pd.DataFrame(counts).T.to_markdown()),
         "label_files": MetadataValue.json([str(f) for f in files]),
@@ -77,7 +77,7 @@ def geneformer_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame
     geneformer_path, chen_path = data_directory.file("geneformer_tasks"), data_directory.file("chen2020_tf_range")
     labels, counts = map_geneformer_labels(pd.read_csv(geneformer_path, dtype=str), resolver, geneformer_path)
     chen, chen_counts = map_chen2020_labels(pd.read_csv(chen_path, dtype=str), resolver, chen_path)
-    context.add_output_metadata(_counts_metadata({**counts, **chen_counts}, [geneformer_path, chen_path]))
+    context.add_output_metadata(counts_metadata({**counts, **chen_counts}, [geneformer_path, chen_path]))
     return pd.concat([labels, chen], ignore_index=True)
 
 
@@ -86,7 +86,7 @@ def gene_type_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame,
     """GenePT's gene functionality labels (Ensembl gene_type), mapped to Entrez ids."""
     path = data_directory.file("gene_type_table")
     labels, counts = map_gene_type_labels(pd.read_csv(path, dtype=str), GeneResolver(gene_catalog), path)
-    context.add_output_metadata(_counts_metadata(counts, [path]))
+    context.add_output_metadata(counts_metadata(counts, [path]))
     return labels
 
 
@@ -105,7 +105,7 @@ def gene_property_labels(context: AssetExecutionContext, gene_catalog: pd.DataFr
         chromosome_labels(gene_catalog),
     ]
     counts = {task: c for _, part in parts for task, c in part.items()}
-    context.add_output_metadata(_counts_metadata(counts, list(files.values())))
+    context.add_output_metadata(counts_metadata(counts, list(files.values())))
     return pd.concat([labels for labels, _ in parts], ignore_index=True)[["task", "entrez_id", "label"]]
 
 
@@ -118,7 +118,7 @@ def gene_interaction_pairs(context: AssetExecutionContext, gene_catalog: pd.Data
         files += [text, label]
         splits.append(read_pair_split(text, label, split))
     pairs, counts = map_pairs(pd.concat(splits, ignore_index=True), GeneResolver(gene_catalog))
-    context.add_output_metadata(_counts_metadata(counts, files))
+    context.add_output_metadata(counts_metadata(counts, files))
     return pairs
 
 
@@ -212,6 +212,21 @@ def metrics_finite(results: pd.DataFrame) -> AssetCheckResult:
                             metadata={"values": len(values), "non_finite": int((~np.isfinite(values)).sum())})
 
 
+def result_check_specs(name: str) -> list[AssetCheckSpec]:
+    """The checks beside every results asset (gene tasks and perturbation tasks)."""
+    return [
+        AssetCheckSpec("metrics_finite", asset=name, blocking=True, description="Every metric and fold value is finite."),
+        AssetCheckSpec("universes_non_empty", asset=name,
+                       description="Every task was scored on every gene universe (none empty or too small)."),
+    ]
+
+
+def result_checks(results: pd.DataFrame, skipped: list):
+    yield metrics_finite(results)
+    yield AssetCheckResult(check_name="universes_non_empty", passed=not skipped, severity=AssetCheckSeverity.WARN,
+                           metadata={"skipped": MetadataValue.json(skipped)})
+
+
 def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], description: str):
     """A results asset for one task family, partitioned by backbone × view, with its checks beside it."""
 
@@ -222,11 +237,7 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
         ins={"embeddings": AssetIn("gene_embeddings"), "universes": AssetIn("gene_universes"), "labels": AssetIn(labels_asset)},
         compute_kind="scikit-learn",
         description=description,
-        check_specs=[
-            AssetCheckSpec("metrics_finite", asset=name, blocking=True, description="Every metric and fold value is finite."),
-            AssetCheckSpec("universes_non_empty", asset=name,
-                           description="Every task was scored on every gene universe (none empty or too small)."),
-        ],
+        check_specs=result_check_specs(name),
     )
     def _results(context: AssetExecutionContext, config: TaskEvaluationConfig, embeddings: GeneEmbeddings,
                  universes: pd.DataFrame, labels: pd.DataFrame):
@@ -262,9 +273,7 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             context.log.info(f"{name} {backbone.name}/{keys['view']}: draw {draw} scored")
         results = pd.DataFrame(rows).assign(backbone=backbone.name, view=keys["view"], dims=embeddings.dims)
         yield Output(results, metadata=_results_metadata(results, skipped, figures, timings))
-        yield metrics_finite(results)
-        yield AssetCheckResult(check_name="universes_non_empty", passed=not skipped, severity=AssetCheckSeverity.WARN,
-                               metadata={"skipped": MetadataValue.json(skipped)})
+        yield from result_checks(results, skipped)
 
     return _results
 

@@ -70,7 +70,7 @@ def binary_classifiers(protocol: Protocol, dims: int, pairs: bool = False) -> di
     }
 
 
-def _row(task: GeneTask, classifier: str, metric: str, fold_values, replicates, **extra) -> dict:
+def result_row(task: GeneTask, classifier: str, metric: str, fold_values, replicates, **extra) -> dict:
     fold_values = np.asarray(fold_values, dtype=float)
     return {
         "task": task.name, "family": task.family, "kind": task.kind, "classifier": classifier, "metric": metric,
@@ -106,7 +106,7 @@ def evaluate_binary(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: 
             aucs.append(roc_auc_score(y[test], score))
             if bootstrap:
                 replicates.append(weighted_auc(y[test], score, counts[f]))
-        rows.append(_row(task, name, "roc_auc", aucs, np.mean(replicates, axis=0) if bootstrap else None,
+        rows.append(result_row(task, name, "roc_auc", aucs, np.mean(replicates, axis=0) if bootstrap else None,
                          n_genes=len(y), n_positive=int(y.sum()), n_classes=2))
     return rows
 
@@ -135,7 +135,7 @@ def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protoc
             if bootstrap:
                 replicates[metric].append(resampled[metric])
     rows = [
-        _row(task, "ridge", metric, per_fold[metric],
+        result_row(task, "ridge", metric, per_fold[metric],
              np.mean(replicates[metric], axis=0) if bootstrap else None, n_genes=len(y), n_classes=len(names))
         for metric in per_fold
     ]
@@ -169,7 +169,7 @@ def evaluate_multilabel(task: GeneTask, X: np.ndarray, Y: np.ndarray, protocol: 
     if bootstrap:
         picks = resample_rng(protocol.seed, task.name, 0).integers(0, scored.sum(), size=(protocol.n_bootstrap, scored.sum()))
         replicates = per_label[scored][picks].mean(1)
-    row = _row(task, "ridge", "mean_roc_auc", np.nanmean(per_fold[:, scored], axis=1), replicates,
+    row = result_row(task, "ridge", "mean_roc_auc", np.nanmean(per_fold[:, scored], axis=1), replicates,
                n_genes=len(Y), n_classes=int(scored.sum()))
     row["estimate"] = float(per_label[scored].mean())
     return [row]
@@ -189,6 +189,6 @@ def evaluate_pairs(task: GeneTask, Z: np.ndarray, train: tuple, y_train, test: t
             score = make().fit(Z[train[0]] + Z[train[1]], y_train).predict_proba(Z[test[0]] + Z[test[1]])[:, 1]
         scores[name] = score
         replicates = weighted_auc(y_test, score, counts) if bootstrap else None
-        rows.append(_row(task, name, "roc_auc", [roc_auc_score(y_test, score)], replicates,
+        rows.append(result_row(task, name, "roc_auc", [roc_auc_score(y_test, score)], replicates,
                          n_genes=len(y_train) + len(y_test), n_positive=int(y_test.sum()), n_classes=2))
     return rows, scores

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-TaskKind = Literal["binary", "multiclass", "multilabel", "pairs"]
+TaskKind = Literal["binary", "multiclass", "multilabel", "pairs", "perturbation_signature", "perturbation_mean_shift"]
 
-PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc"}
+PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc",
+                  "perturbation_signature": "average_precision", "perturbation_mean_shift": "pearson_top20_de"}
+LOWER_IS_BETTER = {"relative_mae"}
 
 
 @dataclass(frozen=True)
