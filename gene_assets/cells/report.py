@@ -70,6 +70,8 @@ def cell_gains(summary: pd.DataFrame) -> pd.DataFrame:
 
 def gains_table(gains: pd.DataFrame, classifier: str = "knn", metric: str = "macro_f1") -> pd.DataFrame:
     """Per dataset and embedding: the metric and its gain over each baseline as 'gain [CI]' (* when the CI excludes 0)."""
+    if gains.empty:
+        return pd.DataFrame()
     selected = gains[(gains["classifier"] == classifier) & (gains["metric"] == metric)]
     if selected.empty:
         return pd.DataFrame()
