@@ -13,12 +13,16 @@ from dagster import (
     evaluate_automation_conditions,
 )
 
+from gene_assets.automation.conditions import SCORED_PER_PARTITION
 from gene_assets.automation.discovery import ModelDiscovery
 from gene_assets.definitions import build_definitions
-from gene_assets.embeddings.discovered import REGISTRY_ENV, DiscoveredRegistry, partition_key
+from gene_assets.embeddings.discovered import (
+    REGISTRY_ENV,
+    DiscoveredRegistry,
+    partition_key,
+)
 from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key
 from gene_assets.embeddings.registry import PARTITION_KEY_PATTERN, get_backbone
-from gene_assets.tasks.assets import RESULT_ASSETS
 
 RULES = ModelDiscovery(max_parameters=150_000_000)
 N = 5
@@ -132,20 +136,20 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, ["new-model", "old-model", "never-loaded"])
         for asset in ("gene_catalog", "gene_universes", "geneformer_labels", "gene_type_labels",
-                      "gene_property_labels", "gene_interaction_pairs"):
+                      "gene_property_labels", "gene_interaction_pairs", "perturbation_signatures"):
             materialized(instance, asset)
         materialized(instance, "gene_texts", data_version="texts-v1")
         materialized(instance, "gene_embeddings", old)
-        for asset in RESULT_ASSETS:
+        for asset in SCORED_PER_PARTITION:
             materialized(instance, asset, old)
         result = evaluate_automation_conditions(defs, instance)
         cursor = result.cursor
 
         materialized(instance, "gene_embeddings", new)  # the discovery sensor's run; never-loaded failed
         result = evaluate_automation_conditions(defs, instance, cursor=cursor)
-        assert requested(result) == {asset: {new} for asset in RESULT_ASSETS}
+        assert requested(result) == {asset: {new} for asset in SCORED_PER_PARTITION}
 
-        for asset in RESULT_ASSETS:
+        for asset in SCORED_PER_PARTITION:
             materialized(instance, asset, new)
         result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
         # One run: its blocking check random_band_at_chance stops the release there if the leaderboard fails it.
@@ -159,7 +163,7 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
 
         materialized(instance, "gene_texts", data_version="texts-v2")  # changed texts: existing partitions only
         result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
-        assert requested(result) == {asset: {new, old} for asset in ["gene_embeddings", *RESULT_ASSETS]}
+        assert requested(result) == {asset: {new, old} for asset in ["gene_embeddings", *SCORED_PER_PARTITION]}
 
 
 def test_leaderboard_materialized_alone_is_released_only_when_its_blocking_check_passed():

@@ -7,6 +7,9 @@ from dagster import AssetSelection, AssetSpec, AutomationCondition
 
 from ..tasks.assets import RESULT_ASSETS
 
+SCORED_PER_PARTITION = [*RESULT_ASSETS, "perturbation_results"]
+"""Results assets partitioned like gene_embeddings (backbone × view), scored when their partition is (re)embedded."""
+
 
 def when_handled(trigger: AutomationCondition) -> AutomationCondition:
     """`trigger` happened since this asset (partition) was last requested or updated, and nothing it needs or it
@@ -50,7 +53,7 @@ materialized do not hold it back)."""
 
 CONDITIONS = {
     "gene_embeddings": EMBEDDINGS_CONDITION,
-    **{name: RESULTS_CONDITION for name in RESULT_ASSETS},
+    **{name: RESULTS_CONDITION for name in SCORED_PER_PARTITION},
     "leaderboard": LEADERBOARD_CONDITION,
     "embeddings_release": RELEASE_CONDITION,
 }
