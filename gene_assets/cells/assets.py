@@ -29,6 +29,7 @@ from scipy import sparse
 
 from ..catalog.resolver import GeneResolver
 from ..embeddings.cache import EmbeddingCache
+from ..embeddings.device import EmbeddingDevice
 from ..embeddings.encoders import load_encoder, vector_settings
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
@@ -184,7 +185,8 @@ class CellEmbeddingConfig(Config):
     check_specs=[AssetCheckSpec("unit_vectors", asset="cell_embeddings", blocking=True,
                                 description="Every cell vector is finite with norm 1 (0 only for a cell without matched expression).")],
 )
-def cell_embeddings(context: AssetExecutionContext, config: CellEmbeddingConfig, gene_embeddings, cell_datasets: CellDataset):
+def cell_embeddings(context: AssetExecutionContext, config: CellEmbeddingConfig, gene_embeddings, cell_datasets: CellDataset,
+                    embedding_device: EmbeddingDevice):
     """GenePT-w (X·Z over matched genes / the cell's total weight, l2-normalized; X streamed in row chunks) and, for
     text backbones, GenePT-s (the cell's genes by decreasing expression as a sentence). Also written as an h5ad with
     obsm X_genept_w / X_genept_s."""
@@ -207,8 +209,10 @@ def cell_embeddings(context: AssetExecutionContext, config: CellEmbeddingConfig,
         started = time.perf_counter()
         symbols = dataset.genes["symbol"].to_numpy(dtype=object)
         sentences = [s for _, block in matrix.chunks(rows, config.chunk_cells) for s in cell_sentences(block, symbols, config.sentence_genes)]
-        cache = EmbeddingCache(vector_settings(backbone), log=context.log)
-        result = cache.embed(sentence_table(sentences), SENTENCE_VIEW, lambda missing: load_encoder(backbone).embed(missing))
+        placement = embedding_device.placement(backbone)
+        cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=context.log)
+        result = cache.embed(sentence_table(sentences), SENTENCE_VIEW,
+                             lambda missing: load_encoder(backbone, placement).embed(missing))
         embeddings["genept_s"] = unit_rows(result.matrix)
         seconds["genept_s"] = round(time.perf_counter() - started, 2)
         metadata.update({"sentence_example": MetadataValue.text(sentences[0][:500]),
