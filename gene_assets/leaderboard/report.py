@@ -12,7 +12,7 @@ from ..tasks.statistics import holm, paired_p_value, percentile_interval
 
 KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
 PRIMARY_CLASSIFIER = {"binary": "logistic_regression", "pairs": "logistic_regression",
-                      "multiclass": "ridge", "multilabel": "ridge"}
+                      "multiclass": "ridge", "multilabel": "ridge", "cells": "knn"}
 ALPHA = 0.05
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-TaskKind = Literal["binary", "multiclass", "multilabel", "pairs"]
+TaskKind = Literal["binary", "multiclass", "multilabel", "pairs", "cells"]
 
-PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc"}
+PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc",
+                  "cells": "macro_f1"}
+"""Primary metric per task kind; `cells` is the cell-type kind (kNN on cell embeddings, gene_assets/cells/)."""
 
 
 @dataclass(frozen=True)
