@@ -141,6 +141,8 @@ def test_leaderboard_cell_section_reports_gains_over_both_baselines():
         cell_results("expression-pca", "pca", X[:, :4], cells, view="expression"),
     ], ignore_index=True)
     summary = summarize(results)
+    primary = summary[summary["primary"]]
+    assert set(zip(primary["classifier"], primary["metric"])) == {("knn", "macro_f1")} and len(primary) == 3
     gains = cell_gains(summary)
     over_random = gains[(gains["embedding"] == "good-model · GenePT-w") & (gains["baseline"] == "random")
                         & (gains["metric"] == "macro_f1")].iloc[0]

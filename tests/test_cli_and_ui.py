@@ -101,7 +101,8 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     subprocess.run([str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
     embed = ["--select", "gene_embeddings", "--partition", "all-MiniLM-L6-v2|summary", "--config-json",
              json.dumps({"ops": {"gene_embeddings": {"config": {"checkpoint_texts": 32}}}})]
-    cache = EmbeddingCache(vector_settings(get_backbone("all-MiniLM-L6-v2")), root=tmp_path / "cache")
+    minilm = get_backbone("all-MiniLM-L6-v2")
+    cache = EmbeddingCache(vector_settings(minilm, minilm.fast_path.precision), root=tmp_path / "cache")
 
     process = subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *embed],
                                cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..leaderboard.report import format_estimate, mark_significance
+from ..leaderboard.report import PRIMARY_CLASSIFIER, format_estimate, mark_significance
+from ..tasks.spec import PRIMARY_METRIC
 from ..tasks.statistics import paired_p_value, percentile_interval
 from .evaluation import KIND
 
 METHOD_LABELS = {"genept_w": "GenePT-w", "genept_s": "GenePT-s", "pca": "PCA"}
 BASELINES = {"PCA": ("expression-pca", "pca"), "random": ("random-gaussian", "genept_w")}
 """Baseline name → (backbone, method) of the rows every embedding is compared with."""
-GAIN_METRICS = [("knn", "macro_f1"), ("kmeans", "ari")]
 
 
 def cell_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -29,7 +29,8 @@ def cell_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
-def cell_type_table(summary: pd.DataFrame, classifier: str = "knn", metric: str = "macro_f1") -> pd.DataFrame:
+def cell_type_table(summary: pd.DataFrame, classifier: str = PRIMARY_CLASSIFIER[KIND],
+                    metric: str = PRIMARY_METRIC[KIND]) -> pd.DataFrame:
     """Embedding rows × dataset columns: estimate [95% CI]; ★ best on the dataset, ≈ not significantly worse
     (Holm-adjusted paired bootstrap, every embedding and baseline of the dataset compared)."""
     cells = cell_rows(summary)
@@ -68,7 +69,7 @@ def cell_gains(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def gains_table(gains: pd.DataFrame, classifier: str = "knn", metric: str = "macro_f1") -> pd.DataFrame:
+def gains_table(gains: pd.DataFrame, classifier: str = PRIMARY_CLASSIFIER[KIND], metric: str = PRIMARY_METRIC[KIND]) -> pd.DataFrame:
     """Per dataset and embedding: the metric and its gain over each baseline as 'gain [CI]' (* when the CI excludes 0)."""
     if gains.empty:
         return pd.DataFrame()

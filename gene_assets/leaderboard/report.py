@@ -13,7 +13,7 @@ from ..tasks.statistics import holm, paired_p_value, percentile_interval
 
 KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
 PRIMARY_CLASSIFIER = {"binary": "logistic_regression", "pairs": "logistic_regression",
-                      "multiclass": "ridge", "multilabel": "ridge",
+                      "multiclass": "ridge", "multilabel": "ridge", "cells": "knn",
                       "perturbation_signature": "mlp", "perturbation_mean_shift": "mlp"}
 PERTURBATION_FAMILY = "perturbation"
 PERTURBATION_METRIC_ORDER = ["roc_auc", "average_precision", "precision_at_20", "precision_at_50", "precision_at_100",

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-TaskKind = Literal["binary", "multiclass", "multilabel", "pairs", "perturbation_signature", "perturbation_mean_shift"]
+TaskKind = Literal["binary", "multiclass", "multilabel", "pairs", "cells", "perturbation_signature",
+                   "perturbation_mean_shift"]
 
 PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc",
-                  "perturbation_signature": "average_precision", "perturbation_mean_shift": "pearson_top20_de"}
+                  "cells": "macro_f1", "perturbation_signature": "average_precision",
+                  "perturbation_mean_shift": "pearson_top20_de"}
+"""Primary metric per task kind; `cells` is the cell-type kind (kNN on cell embeddings, gene_assets/cells/)."""
 LOWER_IS_BETTER = {"relative_mae"}
 
 
