@@ -1,8 +1,9 @@
-"""`gene-assets`: run the pipeline, register backbones, show the leaderboard, verify a release."""
+"""`gene-assets`: run the pipeline or any selection, list backbones, show the leaderboard, release, pull and verify."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
 from .embeddings.registry import OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
 from .texts.views import VIEWS
+
+
+class UsageError(ValueError):
+    """A command that cannot run as given; the message says what to change."""
 
 
 def register_partitions(instance: DagsterInstance, dimension: str, names: list[str]) -> list[str]:
@@ -43,9 +48,9 @@ def add_backbone(instance: DagsterInstance, args) -> int:
         symbols, _ = read_gene_vectors(Path(backbone.source_path or ""), backbone.dims, backbone.symbol_column)
         print(f"{backbone.source_path}: {len(symbols)} vectors of {backbone.dims} dimensions")
     elif not backbone.model_id:
-        raise SystemExit("gene-assets add-backbone: --model-id is needed for a sentence_transformers backbone.")
+        raise UsageError("add-backbone: --model-id is needed for a sentence_transformers backbone.")
     if args.name in all_backbones():
-        raise SystemExit(f"gene-assets add-backbone: {args.name!r} is already a backbone; choose another name.")
+        raise UsageError(f"add-backbone: {args.name!r} is already a backbone; choose another name.")
     DiscoveredRegistry().add([backbone])
     register_backbones(instance, [backbone.name])
     print(f"Added {backbone.name}; materialize it with `gene-assets run --backbones {backbone.name}` or from the UI.")
@@ -102,6 +107,72 @@ def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: l
     return outcome
 
 
+def recover(instance: DagsterInstance) -> None:
+    """Fail the runs whose process died and free their pool slots, so this run does not wait on them."""
+    from .runs import recover_dead_runs
+
+    for run in recover_dead_runs(instance):
+        print(f"Run {run.run_id} ({run.job_name}) lost its process {', '.join(map(str, run.pids))}: marked failed"
+              + (", its gpu pool slot freed" if run.held_pool_slots else ""), file=sys.stderr)
+
+
+def partition_of(args) -> str | None:
+    """--partition as given, or built from --backbone with --view or --dataset; new backbones are registered."""
+    if args.partition:
+        return args.partition
+    if not args.backbone:
+        return args.dataset
+    if bool(args.view) == bool(args.dataset):
+        raise UsageError("materialize: --backbone needs one of --view (gene assets) or --dataset (cells).")
+    return backbone_view_key(args.backbone, args.view) if args.view else backbone_dataset_key(args.backbone, args.dataset)
+
+
+def check_partitioning(defs, selection: list[str], partition: str | None) -> None:
+    """The selected assets exist, share one partitioning, and get a partition key exactly when they have one."""
+    from dagster import AssetSelection, DagsterInvalidSubsetError
+
+    graph = defs.resolve_asset_graph()
+    try:
+        keys = AssetSelection.from_coercible(selection).resolve(graph)
+    except DagsterInvalidSubsetError as exc:
+        raise UsageError(f"materialize: {str(exc).split('. ')[0]}. Assets: "
+                         f"{', '.join(sorted(k.to_user_string() for k in graph.get_all_asset_keys()))}.") from exc
+    partitioned = {k.to_user_string(): graph.get(k).partitions_def for k in keys if graph.get(k).partitions_def}
+    kinds = {str(p) for p in partitioned.values()}
+    if len(kinds) > 1:
+        raise UsageError("materialize: the selection mixes partitionings ("
+                         + "; ".join(f"{name}: {' '.join(str(p).split())}" for name, p in sorted(partitioned.items()))
+                         + "). Materialize assets that share one partitioning per run.")
+    if partitioned and not partition:
+        raise UsageError(f"materialize: {', '.join(sorted(partitioned))} "
+                         f"{'is' if len(partitioned) == 1 else 'are'} partitioned: give --backbone with --view or "
+                         "--dataset, --dataset alone, or --partition.")
+    if partition and not partitioned:
+        raise UsageError("materialize: none of the selected assets is partitioned; drop the partition.")
+
+
+def materialize_selection(defs, instance: DagsterInstance, args) -> int:
+    """One in-process run of the selected assets (and their checks) for one partition, as the UI would launch it."""
+    from dagster import materialize
+
+    partition = partition_of(args)
+    check_partitioning(defs, args.selection, partition)
+    if args.backbone:
+        register_backbones(instance, [args.backbone])
+    if args.dataset:
+        register_partitions(instance, cell_dataset_partitions.name, [args.dataset])
+    try:
+        run_config = json.loads(args.config_json) if args.config_json else None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"materialize: --config-json is not JSON ({exc}).") from exc
+    result = materialize([*defs.assets, *defs.asset_checks], selection=args.selection, partition_key=partition,
+                         instance=instance, resources=defs.resources, run_config=run_config, raise_on_error=False)
+    done = sorted({"/".join(e.asset_key.path) for e in result.get_asset_materialization_events()})
+    print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; materialized "
+          f"{', '.join(done) or 'nothing'}" + (f" for {partition}" if partition else ""))
+    return 0 if result.success else 1
+
+
 def print_leaderboard(io_base: Path) -> None:
     import pandas as pd
 
@@ -111,7 +182,7 @@ def print_leaderboard(io_base: Path) -> None:
 
     path = io_base / "leaderboard.parquet"
     if not path.exists():
-        raise SystemExit(f"No leaderboard at {path}: run `make run` first.")
+        raise UsageError(f"No leaderboard at {path}: run `make run` first.")
     summary = pd.read_parquet(path)
     text_tasks = summary.loc[summary["kind"] != "cells", "task"].unique()
     leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks})
@@ -133,6 +204,12 @@ def print_leaderboard(io_base: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    from dagster import BetaWarning, PreviewWarning
+
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
     from .embeddings.encoders import BackboneUnavailableError
     from .embeddings.precomputed import PrecomputedEmbeddingError
     from .embeddings.discovered import DiscoveredRegistryError
@@ -144,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except (DataDirectoryError, AnnotationDatabaseError, UnknownBackboneError, BackboneUnavailableError, ReleaseError,
-            PrecomputedEmbeddingError, InvalidBackboneError, DiscoveredRegistryError) as exc:
+            PrecomputedEmbeddingError, InvalidBackboneError, DiscoveredRegistryError, UsageError) as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)
         return 2
 
@@ -178,6 +255,21 @@ def _main(argv: list[str] | None) -> int:
     sub.add_parser("fetch-annotations", help="download and verify org.Hs.eg.db and GO.db")
     verify = sub.add_parser("verify", help="check a pulled release against its MANIFEST.json")
     verify.add_argument("data_dir", nargs="?", default="data")
+    mat = sub.add_parser("materialize", help="materialize selected assets (one partition) in one run, like the UI",
+                         epilog="examples: materialize gene_embeddings gene_type_results --backbone bag-of-words "
+                                "--view summary;  materialize cell_datasets --dataset pbmc3k;  materialize gene_catalog")
+    mat.add_argument("selection", nargs="+", help="asset names or Dagster selection strings")
+    mat.add_argument("--partition", help="a partition key as the UI shows it, e.g. 'all-MiniLM-L6-v2|summary'")
+    mat.add_argument("--backbone", help="backbone of a backbone×view or backbone×dataset partition (registered if new)")
+    mat.add_argument("--view", choices=list(VIEWS))
+    mat.add_argument("--dataset", help="cell dataset (alone for cell_datasets, or with --backbone)")
+    mat.add_argument("--config-json", help="run config, as for `dagster asset materialize --config-json`")
+    sub.add_parser("release", help="refresh the leaderboard and publish a DVC release of everything materialized")
+    pull = sub.add_parser("pull", help="fetch a release at a version with DVC and verify every file")
+    pull.add_argument("version", nargs="?", help="e.g. embeddings-v3 (default: the latest)")
+    pull.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
+    pull.add_argument("--out", help="directory to create (default: ./gene-embeddings-<version>)")
+    sub.add_parser("recover", help="mark runs whose process died as failed and free their pool slots")
     args = parser.parse_args(argv)
 
     if args.command == "backbones":
@@ -200,6 +292,17 @@ def _main(argv: list[str] | None) -> int:
         print(f"{args.data_dir}: release {manifest['version']}, {len(manifest['files'])} files verified")
         return 0
 
+    if args.command == "pull":
+        from .release.dvc_repository import pull_release, release_versions
+        from .resources import local_resources
+
+        repo = args.repo or local_resources()["release_repository"].repo_dir
+        version = args.version or (release_versions(repo) or [None])[-1]
+        out = Path(args.out or f"gene-embeddings-{version}")
+        manifest = pull_release(repo, version, out)
+        print(f"{out}: release {manifest['version']} from {repo}, {len(manifest['files'])} files verified")
+        return 0
+
     from .definitions import defs
 
     resources = defs.resources
@@ -212,6 +315,22 @@ def _main(argv: list[str] | None) -> int:
         print_leaderboard(io_base)
         return 0
     instance = DagsterInstance.get()
+    recover(instance)
+    if args.command == "recover":
+        return 0
+    if args.command == "materialize":
+        return materialize_selection(defs, instance, args)
+    if args.command == "release":
+        result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, raise_on_error=False)
+        if not result.success:
+            print("The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
+                  "unchanged.", file=sys.stderr)
+            return 1
+        release = result.output_for_node("embeddings_release")
+        version = release["version"].iloc[0]
+        print(f"Release {version} ({len(release)} files) at {release['git_revision'].iloc[0][:12]}; consume it with "
+              f"`gene-assets pull {version} --repo {resources['release_repository'].repo_dir}`")
+        return 0
     if args.command == "add-backbone":
         return add_backbone(instance, args)
     if args.command == "register-backbones":

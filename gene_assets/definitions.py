@@ -16,7 +16,7 @@ from dagster import (
 
 from .automation.conditions import with_automation
 from .automation.schedules import weekly_refresh
-from .automation.sensors import discovery_sensor, embedding_job
+from .automation.sensors import dead_run_recovery, discovery_sensor, embedding_job
 from .catalog import assets as catalog_assets
 from .cells import assets as cell_assets
 from .cells.partitions import backbone_dataset_partitions, cell_dataset_partitions
@@ -85,6 +85,7 @@ release_job = define_asset_job(
 
 
 def build_definitions(profile: str) -> Definitions:
+    """Dead runs are recovered by their pids only in the local profile; elsewhere run monitoring does it."""
     running = automation_running(profile)
     sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
     return Definitions(
@@ -98,6 +99,7 @@ def build_definitions(profile: str) -> Definitions:
                 "leaderboard_automation", target=AssetSelection.all(), default_status=sensor_status,
                 description="Scores new or re-embedded partitions, then refreshes the leaderboard and the release.",
             ),
+            *([dead_run_recovery] if profile == "local" else []),
         ],
         resources=local_resources(),
         executor=executor_for(profile),

@@ -33,7 +33,8 @@ def local_resources() -> dict:
             cache_dir=str(home / "cache" / "ncbi_esummary"),
         ),
         "release_repository": DvcReleaseRepository(
-            repo_dir=os.environ.get(RELEASE_REPO_ENV, str(PROJECT_ROOT)), remote_url=default_remote_url()
+            repo_dir=os.environ.get(RELEASE_REPO_ENV, str(PROJECT_ROOT)), remote_url=default_remote_url(),
+            create_remote=DVC_REMOTE_ENV not in os.environ,
         ),
         "embedding_device": EmbeddingDevice(),
         "model_discovery": ModelDiscovery(),

@@ -89,10 +89,10 @@ def _materialize(env: dict, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.skip(reason="since embedding steps run in the gpu pool, the re-run after SIGKILL waits on the killed run's pool slot; being fixed")
 def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninterrupted_run(isolated_env, task_symbols, tmp_path):
-    """Kill `dagster asset materialize` with SIGKILL after two embedding checkpoints, re-run it: every stored shard
-    verifies, the re-run embeds only the rest, and the vectors equal those of an uninterrupted run."""
+    """Kill `dagster asset materialize` with SIGKILL after two embedding checkpoints, re-run it with `gene-assets
+    materialize`: the dead run is failed and its gpu pool slot freed, every stored shard verifies, the re-run embeds
+    only the rest, and the vectors equal those of an uninterrupted run."""
     from gene_assets.embeddings.cache import CACHE_DIR_ENV, EmbeddingCache
     from gene_assets.embeddings.encoders import vector_settings
     from gene_assets.embeddings.registry import get_backbone
@@ -101,8 +101,8 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:400]}}}}
     _materialize(env, "--select", "gene_catalog,gene_summaries,gene_texts", "--config-json", json.dumps(texts))
     subprocess.run([str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
-    embed = ["--select", "gene_embeddings", "--partition", "all-MiniLM-L6-v2|summary", "--config-json",
-             json.dumps({"ops": {"gene_embeddings": {"config": {"checkpoint_texts": 32}}}})]
+    checkpoints_of_32 = json.dumps({"ops": {"gene_embeddings": {"config": {"checkpoint_texts": 32}}}})
+    embed = ["--select", "gene_embeddings", "--partition", "all-MiniLM-L6-v2|summary", "--config-json", checkpoints_of_32]
     minilm = get_backbone("all-MiniLM-L6-v2")
     cache = EmbeddingCache(vector_settings(minilm, minilm.fast_path.precision), root=tmp_path / "cache")
 
@@ -117,17 +117,22 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    with pytest.MonkeyPatch.context() as patch:  # what run monitoring does for a killed run: frees its gpu pool slot
-        patch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
-        with DagsterInstance.get() as instance:
-            for run in instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED])):
-                instance.report_run_failed(run)
     stored = cache.shard_paths("summary")
     assert len(cache.shards("summary")) == len(stored) >= 2  # every shard passes its checksum; none was deleted
     output = Path(env["GENE_ASSETS_HOME"]) / "storage" / "gene_embeddings" / "backbone=all-MiniLM-L6-v2" / "view=summary.parquet"
     assert not output.exists()
 
-    _materialize(env, *embed)
+    rerun = subprocess.run([str(BIN / "gene-assets"), "materialize", "gene_embeddings", "--backbone", "all-MiniLM-L6-v2",
+                            "--view", "summary", "--config-json", checkpoints_of_32],
+                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "marked failed, its gpu pool slot freed" in rerun.stderr and "succeeded" in rerun.stdout
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+        with DagsterInstance.get() as instance:
+            statuses = [r.status for r in instance.get_runs(filters=RunsFilter(job_name="__ASSET_JOB"))]
+            assert not instance.event_log_storage.get_concurrency_run_ids()
+    assert DagsterRunStatus.FAILURE in statuses and DagsterRunStatus.STARTED not in statuses
     resumed_table = pd.read_parquet(output)
     checkpoints = -(-resumed_table["text_sha256"].nunique() // 32)
     assert set(stored) <= set(cache.shard_paths("summary")) and len(cache.shard_paths("summary")) == checkpoints
@@ -137,3 +142,46 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     assert len(resumed_table) > 300 and resumed_table["entrez_id"].tolist() == uninterrupted["entrez_id"].tolist()
     assert np.array_equal(np.stack(resumed_table["embedding"]), np.stack(uninterrupted["embedding"]))
     assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_cli_materializes_a_partition_releases_and_pulls_a_verified_version(isolated_env, task_symbols, tmp_path):
+    """gene-assets materialize → release → pull at the version → verify, as a user drives it from a terminal; bad
+    selections and backbones exit 2 with the reason and no traceback."""
+    from .conftest import make_release_repo
+
+    repo = make_release_repo(tmp_path / "releases")
+    env = {**isolated_env, "GENE_ASSETS_RELEASE_REPO": str(repo), "GENE_ASSETS_DVC_REMOTE": str(tmp_path / "remote")}
+    (tmp_path / "remote").mkdir()
+
+    def gene_assets(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "gene-assets"), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:300]}}}}
+    sources = gene_assets("materialize", "gene_catalog", "gene_summaries", "gene_texts", "gene_universes",
+                          "geneformer_labels", "--config-json", json.dumps(texts))
+    assert sources.returncode == 0 and "succeeded" in sources.stdout, sources.stderr[-3000:]
+    scored = gene_assets("materialize", "gene_embeddings", "geneformer_results", "--backbone", "bag-of-words",
+                         "--view", "summary",
+                         "--config-json", json.dumps({"ops": {"geneformer_results": {"config": {"n_bootstrap": 100}}}}))
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert "materialized gene_embeddings, geneformer_results for bag-of-words|summary" in scored.stdout
+    assert "embedded" in scored.stderr  # progress in the terminal
+
+    unknown = gene_assets("materialize", "gene_embeddings", "--backbone", "not-a-model", "--view", "summary")
+    assert unknown.returncode == 2 and "not-a-model" in unknown.stderr and "Traceback" not in unknown.stderr
+    mixed = gene_assets("materialize", "cell_datasets", "gene_embeddings", "--backbone", "bag-of-words", "--view", "summary")
+    assert mixed.returncode == 2 and "mixes partitionings" in mixed.stderr and "Traceback" not in mixed.stderr
+    unpartitioned = gene_assets("materialize", "geneformer_results")
+    assert unpartitioned.returncode == 2 and "give --backbone with --view" in unpartitioned.stderr
+
+    released = gene_assets("release")
+    assert released.returncode == 0, released.stderr[-3000:]
+    assert "Release embeddings-v1" in released.stdout
+    pulled = gene_assets("pull", "embeddings-v1", "--repo", str(repo), "--out", str(tmp_path / "consumer"))
+    assert pulled.returncode == 0 and "files verified" in pulled.stdout, pulled.stderr[-2000:]
+    table = pd.read_parquet(tmp_path / "consumer" / "embeddings" / "bag-of-words__summary.parquet")
+    assert len(table) > 250 and (tmp_path / "consumer" / "leaderboard.csv").exists()
+    assert gene_assets("verify", str(tmp_path / "consumer")).returncode == 0
+    missing = gene_assets("pull", "embeddings-v7", "--repo", str(repo), "--out", str(tmp_path / "v7"))
+    assert missing.returncode == 2 and "has no release 'embeddings-v7'" in missing.stderr

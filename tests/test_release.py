@@ -74,3 +74,88 @@ def test_verify_detects_corrupted_files(release_repo, tmp_path):
     (release_repo / "data" / "b.csv").write_bytes(b"tampered")
     with pytest.raises(ReleaseError, match="1 files missing or corrupted \\(b.csv\\)"):
         verify_release(release_repo / "data")
+
+
+def state(release_repo):
+    """What a failed release must leave as it was: data/, data.dvc, HEAD and the tags."""
+    data = {p.relative_to(release_repo).as_posix(): p.read_bytes()
+            for p in (release_repo / "data").rglob("*") if p.is_file()} if (release_repo / "data").exists() else {}
+    pointer = (release_repo / "data.dvc").read_bytes() if (release_repo / "data.dvc").exists() else None
+    return data, pointer, git(release_repo, "rev-parse", "HEAD"), git(release_repo, "tag", "--list")
+
+
+def test_missing_configured_remote_is_an_error_not_a_new_local_directory(release_repo, tmp_path):
+    repo = repository(release_repo, tmp_path)
+    repo.publish({"a.csv": b"1"}, {})
+    before = state(release_repo)
+    unmounted = tmp_path / "nas" / "gene_assets"
+    with pytest.raises(ReleaseError, match=f"DVC remote {unmounted} does not exist .*GENE_ASSETS_DVC_REMOTE"):
+        repository(release_repo, tmp_path, create_remote=False).model_copy(
+            update={"remote_url": str(unmounted)}).publish({"a.csv": b"2"}, {})
+    assert not unmounted.exists() and state(release_repo) == before
+
+
+@pytest.mark.parametrize("dirt", ["modified pointer", "staged dvc config", "merge in progress"])
+def test_release_refuses_a_tree_whose_release_files_are_dirty(release_repo, tmp_path, dirt):
+    repo = repository(release_repo, tmp_path)
+    repo.publish({"a.csv": b"1"}, {})
+    if dirt == "modified pointer":
+        (release_repo / "data.dvc").write_text((release_repo / "data.dvc").read_text() + "# a hand edit\n")
+        expected = "uncommitted changes in data.dvc.*commit or `git restore`"
+    elif dirt == "staged dvc config":
+        (release_repo / ".dvc" / "config").write_text("[core]\n    remote = elsewhere\n")
+        git(release_repo, "add", ".dvc/config")
+        expected = "uncommitted changes in .dvc/config"
+    else:
+        (release_repo / ".git" / "MERGE_HEAD").write_text(git(release_repo, "rev-parse", "HEAD"))
+        expected = "in the middle of a merge: finish or abort it"
+    before = state(release_repo)
+    with pytest.raises(ReleaseError, match=expected):
+        repo.publish({"a.csv": b"2"}, {})
+    assert state(release_repo) == before and repo.versions() == ["embeddings-v1"]
+
+
+def test_disk_full_while_writing_a_release_changes_nothing(release_repo, tmp_path, monkeypatch):
+    import errno
+
+    from gene_assets.release import dvc_repository
+
+    repo = repository(release_repo, tmp_path)
+    repo.publish({"a.csv": b"1", "b.csv": b"2"}, {})
+    before = state(release_repo)
+    real_write = dvc_repository.write_bytes_atomic
+
+    def fills_the_disk(path, content):
+        if path.name == "b.csv":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, content)
+
+    monkeypatch.setattr(dvc_repository, "write_bytes_atomic", fills_the_disk)
+    with pytest.raises(ReleaseError, match="Writing b.csv .*No space left on device.*free some space.*unchanged"):
+        repo.publish({"a.csv": b"3", "b.csv": b"4"}, {})
+    assert state(release_repo) == before
+    assert not [p for p in release_repo.iterdir() if p.name.startswith(".data.")]
+
+
+def test_pull_fetches_a_version_verifies_it_and_refuses_a_corrupted_remote(release_repo, tmp_path):
+    from gene_assets.release.dvc_repository import pull_release, release_versions
+
+    repo = repository(release_repo, tmp_path)
+    repo.publish({"embeddings/a.parquet": b"one", "leaderboard.csv": b"x\n"}, {})
+    repo.publish({"embeddings/a.parquet": b"two", "leaderboard.csv": b"x\n"}, {})
+    assert release_versions(str(release_repo)) == ["embeddings-v1", "embeddings-v2"]
+    first = pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1")
+    assert first["version"] == "embeddings-v1" and (tmp_path / "v1" / "embeddings" / "a.parquet").read_bytes() == b"one"
+    assert pull_release(str(release_repo), None, tmp_path / "latest")["version"] == "embeddings-v2"
+    with pytest.raises(ReleaseError, match="has no release 'embeddings-v9'; it has embeddings-v1, embeddings-v2"):
+        pull_release(str(release_repo), "embeddings-v9", tmp_path / "v9")
+    with pytest.raises(ReleaseError, match="already exists"):
+        pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1")
+    stores = [*(tmp_path / "remote").rglob("*"), *(release_repo / ".dvc" / "cache").rglob("*")]
+    for blob in stores:  # every stored copy of one file is damaged
+        if blob.is_file() and blob.read_bytes() == b"one":
+            blob.chmod(0o644)
+            blob.write_bytes(b"bad")
+    with pytest.raises(ReleaseError, match="embeddings/a.parquet"):
+        pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1_again")
+    assert not (tmp_path / "v1_again").exists() and not [p for p in tmp_path.iterdir() if ".pulling-" in p.name]

@@ -12,12 +12,14 @@ from dagster import (
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     define_asset_job,
     sensor,
 )
 
 from ..embeddings.discovered import DiscoveredRegistry
 from ..embeddings.partitions import backbone_partitions, backbone_view_key, backbone_view_partitions
+from ..runs import recover_dead_runs
 from .discovery import ModelDiscovery
 
 DISCOVERY_INTERVAL_ENV = "GENE_ASSETS_DISCOVERY_INTERVAL_S"
@@ -65,3 +67,13 @@ def discovery_sensor(default_status: DefaultSensorStatus):
         )
 
     return model_discovery_sensor
+
+
+@sensor(name="dead_run_recovery", minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+        description="Marks runs whose process on this machine died (SIGKILL, out of memory) as failed and frees "
+        "their pool slots, so later embedding runs do not wait for the gpu pool forever.")
+def dead_run_recovery(context: SensorEvaluationContext) -> SkipReason:
+    recovered = recover_dead_runs(context.instance)
+    for run in recovered:
+        context.log.warning(f"Run {run.run_id} ({run.job_name}) lost its process {run.pids}: marked failed")
+    return SkipReason(f"{len(recovered)} dead runs recovered." if recovered else "No dead run.")

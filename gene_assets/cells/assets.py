@@ -33,6 +33,7 @@ from ..embeddings.device import EmbeddingDevice
 from ..embeddings.encoders import load_encoder, vector_settings
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
+from ..progress import ProgressLog
 from ..sources.data_directory import DataDirectory
 from ..tasks.assets import metrics_finite
 from ..tasks.figures import png_markdown
@@ -200,8 +201,10 @@ def cell_embeddings(context: AssetExecutionContext, config: CellEmbeddingConfig,
     weights = GeneWeights.for_dataset(dataset, genes)
     matrix, rows = dataset.matrix(), dataset.cells["obs_index"].to_numpy()
     started = time.perf_counter()
+    progress = ProgressLog(context.log, f"GenePT-w {backbone.name}/{keys['cell_dataset']}",
+                           "cells", total=len(rows))
     vectors, stats = stream_genept_w(matrix, rows, dataset.attrs["input_scale"], weights, config.chunk_cells,
-                                     progress=lambda done, total: context.log.info(f"GenePT-w {done}/{total} cells"))
+                                     progress=progress.part())
     seconds = {"genept_w": round(time.perf_counter() - started, 2)}
     embeddings = {"genept_w": vectors}
     metadata = {}

@@ -15,6 +15,7 @@ from dagster import (
     asset,
 )
 
+from ..progress import ProgressLog
 from .cache import CHECKPOINT_TEXTS, CachedEmbedding, EmbeddingCache
 from .device import GPU_POOL, EmbeddingDevice, k8s_gpu_tags
 from .encoders import load_encoder, vector_settings
@@ -64,12 +65,13 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
         raise ValueError(f"gene_texts has no texts for view {view!r}: materialize gene_texts with this view enabled.")
     context.log.info(f"Embedding {len(texts)} {view} texts with {backbone.name}")
     placement = embedding_device.placement(backbone)
+    progress = ProgressLog(context.log, f"{backbone.name}/{view}", "texts embedded", total=len(texts))
 
     def encode(missing: pd.DataFrame):
-        return load_encoder(backbone, placement).embed(
-            missing,
-            progress=lambda done, total: context.log.info(f"{backbone.name}/{view}: {done}/{total} texts embedded"),
-        )
+        base = progress.done
+        vectors = load_encoder(backbone, placement).embed(missing, progress=progress.part())
+        progress.update(base + len(missing))
+        return vectors
 
     started = time.perf_counter()
     attrs = {
@@ -85,7 +87,7 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
         extra_metadata["symbol_mapping"] = MetadataValue.json(imported.mapping)
     elif backbone.kind in CACHED_KINDS:
         cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=context.log)
-        result = cache.embed(texts, view, encode, checkpoint_texts=checkpoint_texts)
+        result = cache.embed(texts, view, encode, checkpoint_texts=checkpoint_texts, expect=progress.expect)
         attrs["precision"] = placement.precision
         extra_metadata["embedding_cache"] = MetadataValue.path(str(cache.directory))
     else:

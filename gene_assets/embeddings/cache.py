@@ -72,13 +72,13 @@ class EmbeddingCache:
         self.log = log
 
     def embed(self, texts: pd.DataFrame, view: str, encode: Callable[[pd.DataFrame], np.ndarray],
-              checkpoint_texts: int = CHECKPOINT_TEXTS) -> CachedEmbedding:
+              checkpoint_texts: int = CHECKPOINT_TEXTS, expect: Callable[[int], None] | None = None) -> CachedEmbedding:
         """Vectors for `texts` (needs a text_sha256 column): cached ones are read, the others encoded and stored.
 
         Texts are encoded in fixed checkpoints of `checkpoint_texts` distinct texts (cut from the full list, so a
         checkpoint is the same set whatever is cached), each stored as one shard as soon as it is done: an
         interrupted run loses at most one checkpoint, and re-running it encodes exactly what an uninterrupted run
-        would have."""
+        would have. `expect` is told how many texts will be encoded."""
         keys = texts["text_sha256"].to_numpy()
         cached_keys, cached = self.lookup(view, keys)
         positions = cached_keys.get_indexer(keys)
@@ -89,6 +89,11 @@ class EmbeddingCache:
         checkpoints = [distinct.iloc[i : i + checkpoint_texts] for i in range(0, len(distinct), checkpoint_texts)]
         pending = [c[~c["text_sha256"].isin(cached_set)] for c in checkpoints]
         pending = [c for c in pending if len(c)]
+        to_embed = sum(len(c) for c in pending)
+        self.log.info(f"embedding cache: {len(distinct) - to_embed:,} of {len(distinct):,} distinct texts cached; "
+                      f"{to_embed:,} to embed in {len(pending)} checkpoints")
+        if expect:
+            expect(to_embed)
         fresh_keys, fresh = [], []
         for number, chunk in enumerate(pending, 1):
             vectors = np.asarray(encode(chunk), dtype=np.float32)

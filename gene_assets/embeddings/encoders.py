@@ -133,10 +133,6 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-PROGRESS_EVERY = 1024
-"""Texts between two progress reports."""
-
-
 class SentenceTransformerEncoder:
     """Length-sorted, token-budgeted batches through the sentence-transformers model at the backbone's precision."""
 
@@ -179,7 +175,7 @@ class SentenceTransformerEncoder:
         vectors = np.zeros((len(strings), self.backbone.dims), dtype=np.float32)
         if not strings:
             return vectors
-        done = reported = 0
+        done = 0
         on_cpu = self.placement.device == "cpu"
         threads = idle_cores() if on_cpu else torch.get_num_threads()
         logger.info(f"{self.backbone.name}: {len(strings)} texts on {self.placement.device}, {self.placement.precision}"
@@ -190,9 +186,8 @@ class SentenceTransformerEncoder:
                 features = batch_to_device(features, self.model.device)
                 vectors[rows] = self.model(features)["sentence_embedding"].float().cpu().numpy()
                 done += len(rows)
-                if progress and (done - reported >= PROGRESS_EVERY or done == len(strings)):
+                if progress:
                     progress(done, len(strings))
-                    reported = done
         return vectors
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -42,6 +43,9 @@ class DvcReleaseRepository(ConfigurableResource):
     remote_name: str = "storage"
     data_dir_name: str = "data"
     tag_prefix: str = "embeddings-v"
+    create_remote: bool = True
+    """Create a missing local remote directory (with its parents); off for a configured remote, which must exist
+    (a missing mount point is an error, not a new directory on the local disk)."""
 
     # --- commands -----------------------------------------------------------------------------
     def _run(self, args: list[str], what: str) -> str:
@@ -86,12 +90,16 @@ class DvcReleaseRepository(ConfigurableResource):
         if not (self.root / ".git").exists():
             raise ReleaseError(f"{self.repo_dir} is not a git repository: releases are git commits tagged "
                                f"{self.tag_prefix}N. Run `git init` there or set the release repository.")
+        self.refuse_dirty_tree()
         if not (self.root / ".dvc").is_dir():
             self.dvc("init", "--quiet")
         self.dvc("config", "core.analytics", "false")
         self.dvc("config", "core.site_cache_dir", ".dvc/tmp/site_cache")
         if "://" not in self.remote_url:
             remote = Path(self.remote_url)
+            if not self.create_remote and not remote.is_dir():
+                raise ReleaseError(f"DVC remote {self.remote_url} does not exist (is its disk mounted?). Create the "
+                                   "directory, or set GENE_ASSETS_DVC_REMOTE to an existing directory or a DVC remote URL.")
             try:
                 remote.mkdir(parents=True, exist_ok=True)
                 probe = remote / f".write-probe-{uuid.uuid4().hex}"
@@ -101,6 +109,24 @@ class DvcReleaseRepository(ConfigurableResource):
                 raise ReleaseError(f"DVC remote {self.remote_url} is not writable ({exc.strerror}). "
                                    "Set GENE_ASSETS_DVC_REMOTE to a writable directory or a DVC remote URL.") from exc
         self.dvc("remote", "add", "--default", "--force", self.remote_name, self.remote_url)
+
+    def release_paths(self) -> list[str]:
+        """What a release commits: the data pointer and DVC's own files."""
+        return [f"{self.data_dir_name}.dvc", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore"]
+
+    def refuse_dirty_tree(self) -> None:
+        """A release commits only its own files; refuse when those carry someone's uncommitted changes or git is in
+        the middle of a merge, rebase or cherry-pick (a release commit would mix into it)."""
+        git_dir = Path(self.git("rev-parse", "--absolute-git-dir").strip())
+        for marker, what in (("MERGE_HEAD", "a merge"), ("rebase-merge", "a rebase"), ("rebase-apply", "a rebase"),
+                             ("CHERRY_PICK_HEAD", "a cherry-pick")):
+            if (git_dir / marker).exists():
+                raise ReleaseError(f"{self.repo_dir} is in the middle of {what}: finish or abort it, then release.")
+        status = self.git("status", "--porcelain", "--untracked-files=no", "--", *self.release_paths())
+        changed = [line[3:] for line in status.splitlines() if line.strip()]
+        if changed:
+            raise ReleaseError(f"{self.repo_dir} has uncommitted changes in {', '.join(changed)}, which a release "
+                               "commits: commit or `git restore` them first.")
 
     # --- publishing ---------------------------------------------------------------------------
     def publish(self, files: dict[str, bytes], describe: dict) -> Release:
@@ -130,17 +156,14 @@ class DvcReleaseRepository(ConfigurableResource):
         pointer_before = pointer.read_bytes() if pointer.exists() else None
         head_before = self.git("rev-parse", "HEAD").strip() if self._has_commits() else None
         try:
-            for name, content in files.items():
-                write_bytes_atomic(staging / name, content)
-            write_bytes_atomic(staging / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+            self._write(staging, {**files, MANIFEST: (json.dumps(manifest, indent=2) + "\n").encode()})
             self._verify(staging, digests)
             if self.data_path.exists():
                 self.data_path.rename(previous)
             staging.rename(self.data_path)
             self.dvc("add", self.data_dir_name, "--quiet")
             self.dvc("push", "--remote", self.remote_name, "--quiet")
-            paths = [p for p in (pointer.name, ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore")
-                     if (self.root / p).exists()]
+            paths = [p for p in self.release_paths() if (self.root / p).exists()]
             self.git("add", "--", *paths)
             self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths)
             self.git("tag", "-a", version, "-m", f"gene embeddings {version}")
@@ -150,6 +173,16 @@ class DvcReleaseRepository(ConfigurableResource):
         shutil.rmtree(previous, ignore_errors=True)
         revision = self.git("rev-parse", "HEAD").strip()
         return Release(version, revision, manifest, created=True)
+
+    @staticmethod
+    def _write(directory: Path, files: dict[str, bytes]) -> None:
+        for name, content in files.items():
+            try:
+                write_bytes_atomic(directory / name, content)
+            except OSError as exc:
+                hint = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the directory"
+                raise ReleaseError(f"Writing {name} of the release to {directory} failed ({exc.strerror}): {hint} and "
+                                   "release again. data/, data.dvc and the tags are unchanged.") from exc
 
     def _has_commits(self) -> bool:
         return subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=self.repo_dir, capture_output=True).returncode == 0
@@ -195,4 +228,47 @@ def verify_release(data_dir: Path) -> dict:
     if bad:
         raise ReleaseError(f"Release {manifest.get('version')} in {data_dir}: {len(bad)} files missing or corrupted "
                            f"({', '.join(bad[:5])}). Run `dvc pull --force` to restore them.")
+    return manifest
+
+
+def release_versions(repo: str, tag_prefix: str = "embeddings-v") -> list[str]:
+    """The release tags of a git repository (a path or a URL), oldest first."""
+    result = subprocess.run(["git", "ls-remote", "--tags", repo], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ReleaseError(f"Cannot list the releases of {repo}: {result.stderr.strip() or 'git ls-remote failed'}.")
+    pattern = re.compile(rf"refs/tags/({re.escape(tag_prefix)}(\d+))$")
+    found = [m for m in map(pattern.search, result.stdout.splitlines()) if m]
+    return [m.group(1) for m in sorted(found, key=lambda m: int(m.group(2)))]
+
+
+def pull_release(repo: str, version: str | None, out: Path, data_dir_name: str = "data") -> dict:
+    """`dvc get` the release's data/ at `version` (the latest when None) into `out`, then verify every file against
+    MANIFEST.json. Nothing appears at `out` unless the whole release arrived intact."""
+    versions = release_versions(repo)
+    if not versions:
+        raise ReleaseError(f"{repo} has no release tags: make one with `gene-assets release`.")
+    version = version or versions[-1]
+    if version not in versions:
+        raise ReleaseError(f"{repo} has no release {version!r}; it has {', '.join(versions)}.")
+    out = Path(out).resolve()
+    if out.exists():
+        raise ReleaseError(f"{out} already exists: choose another --out or remove it.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.pulling-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(out.parent / f"{staging.name}.dvc-site")}
+    try:
+        result = subprocess.run([sys.executable, "-m", "dvc", "get", repo, data_dir_name, "--rev", version,
+                                 "-o", str(staging)], cwd=out.parent, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            detail = " / ".join((result.stderr.strip() or result.stdout.strip()).splitlines()[-3:])
+            raise ReleaseError(f"dvc get of {version} from {repo} failed: {detail}. Check that its DVC remote is "
+                               "reachable from here.")
+        manifest = verify_release(staging)
+        if manifest.get("version") != version:
+            raise ReleaseError(f"{repo} at {version} holds a MANIFEST.json of {manifest.get('version')!r}: the tag "
+                               "points at the wrong data.dvc.")
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(env["DVC_SITE_CACHE_DIR"], ignore_errors=True)
     return manifest

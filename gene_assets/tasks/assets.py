@@ -25,6 +25,7 @@ from ..embeddings.encoders import random_gene_vectors
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
+from ..progress import ProgressLog
 from ..sources.data_directory import DataDirectory
 from .evaluation import (
     Protocol,
@@ -246,6 +247,8 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
         protocol, features = config.protocol(), FeatureDraws(embeddings, config.random_draws)
         embedded = set(features.index)
         rows, skipped, figures, timings = [], [], {}, {}
+        progress = ProgressLog(context.log, f"{name} {backbone.name}/{keys['view']}", "task evaluations",
+                               total=len(features.draws) * len(config.universes) * len(tasks), every_seconds=0.0)
         for draw in features.draws:
             matrix = features.matrix(draw)
             for universe in config.universes:
@@ -264,13 +267,14 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
                         if draw == 0:
                             skipped.append({"task": task.name, "universe": universe, "reason": str(exc)})
                             context.log.warning(f"{task.name} on {universe}: {exc}")
+                        progress.advance(note=f"{task.name} on {universe} skipped")
                         continue
                     seconds = time.perf_counter() - started
+                    progress.advance(note=f"{task.name} on {universe}, draw {draw}: {seconds:.1f}s")
                     timings[task.name] = timings.get(task.name, 0.0) + seconds
                     rows += [dict(r, universe=universe, draw=draw, n_excluded=excluded, seconds=seconds) for r in scored]
                     if draw == 0 and universe == "all_genes" and figure:
                         figures[task.name] = figure
-            context.log.info(f"{name} {backbone.name}/{keys['view']}: draw {draw} scored")
         results = pd.DataFrame(rows).assign(backbone=backbone.name, view=keys["view"], dims=embeddings.dims)
         yield Output(results, metadata=_results_metadata(results, skipped, figures, timings))
         yield from result_checks(results, skipped)
