@@ -216,12 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     from .embeddings.registry import InvalidBackboneError, UnknownBackboneError
     from .release.dvc_repository import ReleaseError
     from .sources.bioconductor import AnnotationDatabaseError
-    from .sources.data_directory import DataDirectoryError
+    from .sources.data_directory import DataDirectoryError, DataFileError
+    from .tasks.spec import TaskLabelError
+    from .texts.views import GeneTextError
 
     try:
         return _main(argv)
     except (DataDirectoryError, AnnotationDatabaseError, UnknownBackboneError, BackboneUnavailableError, ReleaseError,
-            PrecomputedEmbeddingError, InvalidBackboneError, DiscoveredRegistryError, UsageError) as exc:
+            PrecomputedEmbeddingError, InvalidBackboneError, DiscoveredRegistryError, DataFileError, TaskLabelError,
+            GeneTextError, UsageError) as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)
         return 2
 

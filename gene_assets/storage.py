@@ -66,6 +66,10 @@ def partition_parts(key: str | MultiPartitionKey) -> list[str]:
     return [str(key)]
 
 
+class StoredOutputError(ValueError):
+    """A stored asset output exists but cannot be read (truncated or corrupt)."""
+
+
 class ParquetIOManager(ConfigurableIOManager):
     """Stores DataFrames and Arrow-convertible objects as parquet under `base_dir`.
 
@@ -119,11 +123,17 @@ class ParquetIOManager(ConfigurableIOManager):
             return found
         return self._read(self._path(asset_key_path))
 
-    @staticmethod
-    def _read(path: Path):
+    def _read(self, path: Path):
         if not path.exists():
             raise FileNotFoundError(f"No stored output at {path}: materialize the upstream asset first.")
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except pa.ArrowException as exc:
+            stored = path.relative_to(self.base_dir).with_suffix("").as_posix()
+            raise StoredOutputError(
+                f"Stored output of {stored} ({path}) cannot be read ({exc}): the file is truncated or corrupt. "
+                "Re-materialize that asset (and partition) to rewrite it."
+            ) from exc
         type_name = (table.schema.metadata or {}).get(b"gene_assets.type", b"").decode()
         if not type_name or type_name.startswith("pandas."):
             return table.to_pandas()

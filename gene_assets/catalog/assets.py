@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, asset, asset_check
 
 from ..sources.bioconductor import PACKAGES, AnnotationDatabases
-from ..sources.data_directory import DataDirectory
+from ..sources.data_directory import DataDirectory, read_data_csv
 
 ORG_HS_QUERY = """
 SELECT CAST(g.gene_id AS INTEGER) AS entrez_id, gi.symbol, gi.gene_name AS full_name, gt.gene_type,
@@ -29,7 +29,7 @@ def read_org_hs_genes(annotation_databases: AnnotationDatabases) -> pd.DataFrame
 
 def read_ncbi_gene_info(path) -> pd.DataFrame:
     """NCBI gene_info → entrez_id, symbol, full_name, gene_type, chromosome, map_location, aliases, ensembl_ids, hgnc_id."""
-    info = pd.read_csv(path, sep="\t", dtype=str, na_values=["-"], keep_default_na=False)
+    info = read_data_csv(path, sep="\t", dtype=str, na_values=["-"], keep_default_na=False)
     if "GeneID" not in info.columns or "Symbol" not in info.columns:
         raise ValueError(f"{path} is not an NCBI gene_info table (columns GeneID and Symbol are missing).")
     xrefs = info["dbXrefs"].fillna("").str.split("|")

@@ -75,7 +75,13 @@ def open_anndata(source: dict):
     path = Path(source["path"])
     if not path.is_file():
         raise CellDatasetError(f"Cell dataset {source['name']!r}: {path} does not exist. Give the path of an h5ad file.")
-    return ad.read_h5ad(path, backed="r")
+    try:
+        return ad.read_h5ad(path, backed="r")
+    except OSError as exc:
+        raise CellDatasetError(
+            f"Cell dataset {source['name']!r}: {path} is not a readable h5ad file ({exc}); it is truncated or corrupt. "
+            "Write it again with `adata.write_h5ad(path)` (or restore it from its source)."
+        ) from exc
 
 
 class CellMatrix:
@@ -88,6 +94,15 @@ class CellMatrix:
         self.matrix = adata.raw.X if use_raw else adata.X
         self.var_names = pd.Index(adata.raw.var_names if use_raw else adata.var_names).astype(str)
         self.n_obs = adata.n_obs
+        positions = pd.Index(np.arange(len(self.var_names)).astype(str))
+        if (self.var_names.str.strip() == "").all() or self.var_names.equals(positions):
+            var = adata.raw.var if use_raw else adata.var
+            examples = ", ".join(map(repr, self.var_names[:3]))
+            raise CellDatasetError(
+                f"Cell dataset {name!r} has no gene names (var names {examples}, …). Set them to human gene symbols or "
+                "Ensembl gene ids (e.g. `adata.var_names = adata.var[column]`; var columns: "
+                f"{', '.join(map(str, var.columns)) or 'none'}) and write the h5ad again."
+            )
         if getattr(self.matrix, "format", None) == "csc":
             raise CellDatasetError(
                 f"Cell dataset {name!r}: the matrix is stored column-compressed (CSC) on disk; reading cells in row "

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..catalog.resolver import GeneResolver
+from ..sources.data_directory import utf8_error_position
 from .registry import Backbone
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None}
@@ -60,8 +63,8 @@ def _format(path: Path) -> str:
     )
 
 
-def _open(path: Path, mode: str):
-    return gzip.open(path, mode) if path.name.endswith(".gz") else open(path, mode)
+def _open(path: Path, mode: str, **kwargs):
+    return gzip.open(path, mode, **kwargs) if path.name.endswith(".gz") else open(path, mode, **kwargs)
 
 
 class _VectorUnpickler(pickle.Unpickler):
@@ -107,7 +110,7 @@ def _read_pickle(path: Path) -> tuple[list[str], list]:
 
 def _read_word2vec(path: Path) -> tuple[list[str], list]:
     symbols, rows = [], []
-    with _open(path, "rt") as fh:
+    with _open(path, "rt", encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             parts = line.split()
             if not parts or (number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts)):
@@ -126,8 +129,16 @@ def read_gene_vectors(path: Path, dims: int, symbol_column: str = "symbol") -> t
     if not path.is_file():
         raise PrecomputedEmbeddingError(f"Precomputed embedding file {path} does not exist: set source_path in the registry entry.")
     kind = _format(path)
-    symbols, rows = (_read_table(path, symbol_column) if kind == "table"
-                     else _read_pickle(path) if kind == "pickle" else _read_word2vec(path))
+    try:
+        symbols, rows = (_read_table(path, symbol_column) if kind == "table"
+                         else _read_pickle(path) if kind == "pickle" else _read_word2vec(path))
+    except UnicodeDecodeError as exc:
+        raise PrecomputedEmbeddingError(
+            f"{path}, {utf8_error_position(path)}: not UTF-8 text ({exc.reason}). Convert the file to UTF-8 "
+            "(e.g. `iconv -f latin1 -t utf-8`)."
+        ) from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error, pa.ArrowException) as exc:
+        raise PrecomputedEmbeddingError(f"{path} is truncated or corrupt ({exc}); download or export it again.") from exc
     if not symbols:
         raise PrecomputedEmbeddingError(f"{path}: no vectors in the file.")
     sizes = np.array([np.size(row) for row in rows])

@@ -27,20 +27,29 @@ class GeneEmbeddings:
         self.validate()
 
     def validate(self) -> None:
-        name = self.attrs.get("backbone", "embeddings")
+        name = "/".join(str(self.attrs[key]) for key in ("backbone", "view") if key in self.attrs) or "embeddings"
         if self.matrix.ndim != 2 or self.matrix.shape[0] != len(self.genes):
             raise EmbeddingTableError(f"{name}: matrix shape {self.matrix.shape} does not match {len(self.genes)} genes.")
         expected = self.attrs.get("dims")
         if expected is not None and self.matrix.shape[1] != int(expected):
-            raise EmbeddingTableError(f"{name}: vectors have {self.matrix.shape[1]} dimensions, expected {expected}.")
+            raise EmbeddingTableError(
+                f"{name}: vectors have {self.matrix.shape[1]} dimensions, expected {expected}. Set dims in the backbone's "
+                "registry entry to the model's output size, then embed again."
+            )
         bad_rows = ~np.isfinite(self.matrix).all(axis=1)
         if bad_rows.any():
             examples = ", ".join(self.genes.loc[bad_rows, "symbol"].astype(str).head(5))
-            raise EmbeddingTableError(f"{name}: {int(bad_rows.sum())} genes have NaN or infinite values (e.g. {examples}).")
+            raise EmbeddingTableError(
+                f"{name}: {int(bad_rows.sum())} genes have NaN or infinite values (e.g. {examples}). Embed them again "
+                "at fp32 or bf16 precision (fp16 overflows to inf and NaN)."
+            )
         duplicated = self.genes["entrez_id"].duplicated()
         if duplicated.any():
             examples = ", ".join(self.genes.loc[duplicated, "entrez_id"].astype(str).head(5))
-            raise EmbeddingTableError(f"{name}: duplicate genes (Entrez ids {examples}).")
+            raise EmbeddingTableError(
+                f"{name}: duplicate genes (Entrez ids {examples}); a table holds one row per gene. Materialize gene_texts "
+                "again (one text per gene and view), then this partition."
+            )
 
     @property
     def dims(self) -> int:

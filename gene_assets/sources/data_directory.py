@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import ConfigurableResource
 
 from ..settings import DATA_DIR_ENV
@@ -71,6 +76,49 @@ DATA_FILES = {
 
 class DataDirectoryError(FileNotFoundError):
     """A data directory or one of its files is missing."""
+
+
+class DataFileError(ValueError):
+    """A data file is present but unusable: truncated or corrupt, not UTF-8 text, or contradicting itself."""
+
+
+RESTORE = "restore it from its source (the data directory's PROVENANCE.md names the origin of every file)"
+
+
+def utf8_error_position(path) -> str:
+    """'line N, byte M' of the first byte of a text file (gzipped or not) that is not UTF-8; M counts uncompressed bytes."""
+    offset = 0
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {number}, byte {offset + exc.start}"
+            offset += len(line)
+    return "no line (the file decodes as UTF-8)"
+
+
+def read_data_csv(path, **kwargs) -> pd.DataFrame:
+    """pd.read_csv of a data file; a truncated or corrupt gzip file or a non-UTF-8 byte is a DataFileError."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise DataFileError(
+            f"{path}, {utf8_error_position(path)}: not UTF-8 text ({exc.reason}). Convert the file to UTF-8 "
+            f"(e.g. `iconv -f latin1 -t utf-8`) or {RESTORE}."
+        ) from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataFileError(f"{path} is truncated or corrupt ({exc}): {RESTORE}.") from exc
+
+
+def read_data_parquet(path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet data file, validated (a truncated file or a string that is not UTF-8 is a DataFileError)."""
+    try:
+        table = pq.read_table(path, columns=columns)
+        table.validate(full=True)
+    except pa.ArrowException as exc:
+        raise DataFileError(f"{path} cannot be read as parquet ({exc}): {RESTORE}.") from exc
+    return table.to_pandas()
 
 
 class DataDirectory(ConfigurableResource):

@@ -26,7 +26,7 @@ from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
 from ..progress import ProgressLog
-from ..sources.data_directory import DataDirectory
+from ..sources.data_directory import DataDirectory, read_data_csv
 from .evaluation import (
     Protocol,
     evaluate_binary,
@@ -76,8 +76,8 @@ def geneformer_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame
     """The seven Geneformer tasks (Ensembl ids) and Chen 2020's TF range list (symbols) as Entrez-id labels."""
     resolver = GeneResolver(gene_catalog)
     geneformer_path, chen_path = data_directory.file("geneformer_tasks"), data_directory.file("chen2020_tf_range")
-    labels, counts = map_geneformer_labels(pd.read_csv(geneformer_path, dtype=str), resolver, geneformer_path)
-    chen, chen_counts = map_chen2020_labels(pd.read_csv(chen_path, dtype=str), resolver, chen_path)
+    labels, counts = map_geneformer_labels(read_data_csv(geneformer_path, dtype=str), resolver, geneformer_path)
+    chen, chen_counts = map_chen2020_labels(read_data_csv(chen_path, dtype=str), resolver, chen_path)
     context.add_output_metadata(counts_metadata({**counts, **chen_counts}, [geneformer_path, chen_path]))
     return pd.concat([labels, chen], ignore_index=True)
 
@@ -86,7 +86,7 @@ def geneformer_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame
 def gene_type_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
     """GenePT's gene functionality labels (Ensembl gene_type), mapped to Entrez ids."""
     path = data_directory.file("gene_type_table")
-    labels, counts = map_gene_type_labels(pd.read_csv(path, dtype=str), GeneResolver(gene_catalog), path)
+    labels, counts = map_gene_type_labels(read_data_csv(path, dtype=str), GeneResolver(gene_catalog), path)
     context.add_output_metadata(counts_metadata(counts, [path]))
     return labels
 
@@ -98,8 +98,8 @@ def gene_property_labels(context: AssetExecutionContext, gene_catalog: pd.DataFr
     files = {name: data_directory.file(name) for name in
              ("human_tfs", "hgnc_gene_groups", "kegg_gene_sets", "go_bp_gene_sets", "omim_gene_sets")}
     parts = [
-        tf_labels(pd.read_csv(files["human_tfs"], sep="\t", dtype=str), resolver, files["human_tfs"]),
-        hgnc_group_labels(pd.read_csv(files["hgnc_gene_groups"], dtype=str), resolver, files["hgnc_gene_groups"]),
+        tf_labels(read_data_csv(files["human_tfs"], sep="\t", dtype=str), resolver, files["human_tfs"]),
+        hgnc_group_labels(read_data_csv(files["hgnc_gene_groups"], dtype=str), resolver, files["hgnc_gene_groups"]),
         gene_set_labels(files["kegg_gene_sets"], "kegg_pathways", resolver),
         gene_set_labels(files["go_bp_gene_sets"], "go_bp_experimental", resolver),
         gene_set_labels(files["omim_gene_sets"], "omim_disease", resolver),

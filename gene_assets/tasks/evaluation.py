@@ -84,7 +84,8 @@ def _check_classes(task: GeneTask, y: np.ndarray, names, minimum: int) -> None:
     if len(names) < 2 or (counts < minimum).any():
         detail = ", ".join(f"{n}: {c}" for n, c in zip(names, counts))
         raise TaskLabelError(
-            f"Task {task.name}: every class needs at least {minimum} genes for {minimum}-fold CV, got {detail or 'no genes'}."
+            f"Task {task.name}: {minimum}-fold CV needs two classes or more with at least {minimum} genes each, got "
+            f"{detail or 'no genes'}. Add labelled genes to the small classes, or lower n_splits in the results asset's config."
         )
 
 

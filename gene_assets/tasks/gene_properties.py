@@ -8,7 +8,7 @@ import gzip
 import pandas as pd
 
 from ..catalog.resolver import GeneResolver
-from .spec import GeneTask, TaskLabelError, mapping_counts
+from .spec import GeneTask, TaskLabelError, mapping_counts, require_mapped
 
 GENE_PROPERTY_TASKS = [
     GeneTask("tf_vs_non_tf", "regulation", "binary", ("literature",),
@@ -45,6 +45,8 @@ def tf_labels(table: pd.DataFrame, resolver: GeneResolver, path="Human TFs file"
     entrez = by_entrez.fillna(resolver.ensembl(table["Ensembl ID"]).entrez_ids).fillna(
         resolver.symbols(table["HGNC symbol"]).entrez_ids
     )
+    tried = {"Entrez ids": table["EntrezGene ID"], "Ensembl ids": table["Ensembl ID"], "symbols": table["HGNC symbol"]}
+    require_mapped("tf_vs_non_tf", path, entrez, tried)
     labels = table["Is TF?"].map({"Yes": "TF", "No": "non_TF"}).to_numpy()
     mapped = pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": labels}).dropna().drop_duplicates()
     mapped = mapped[~mapped["entrez_id"].duplicated(keep=False)].astype({"entrez_id": "int64"})
@@ -60,6 +62,7 @@ def hgnc_group_labels(groups: pd.DataFrame, resolver: GeneResolver, path="HGNC g
     entrez = pd.to_numeric(groups["entrez_id"], errors="coerce")
     entrez = entrez.where(entrez.isin(known)).astype("Int64").reset_index(drop=True)
     entrez = entrez.fillna(resolver.symbols(groups["symbol"]).entrez_ids)
+    require_mapped("hgnc_groups", path, entrez, {"Entrez ids": groups["entrez_id"], "symbols": groups["symbol"]})
     pairs = pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": groups["gene_group"].to_numpy()}).dropna()
     pairs = pairs.drop_duplicates().astype({"entrez_id": "int64"})
     counts = {"hgnc_groups": mapping_counts(groups["symbol"].nunique(), pairs["entrez_id"].nunique())}
@@ -91,6 +94,7 @@ def gene_set_labels(path, task: str, resolver: GeneResolver) -> tuple[pd.DataFra
     """task, entrez_id, label (term id) for one GMT file, restricted to genes in the catalog."""
     table = read_gmt(path)
     known = table["entrez_id"].isin(set(resolver.catalog["entrez_id"]))
+    require_mapped(task, path, table["entrez_id"].where(known), {"Entrez ids": table["entrez_id"]})
     mapped = table[known].drop_duplicates().astype({"entrez_id": "int64"})
     counts = {task: mapping_counts(table["entrez_id"].nunique(), mapped["entrez_id"].nunique(), n_terms=table["label"].nunique())}
     return mapped.assign(task=task), counts

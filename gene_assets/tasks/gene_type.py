@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..catalog.resolver import GeneResolver
-from .spec import GeneTask, TaskLabelError, mapping_counts
+from .spec import GeneTask, TaskLabelError, mapping_counts, require_mapped
 
 GENE_TYPE_TASK = GeneTask(
     "gene_type", "gene_type", "multiclass", ("gene_type",),
@@ -21,11 +21,13 @@ def map_gene_type_labels(table: pd.DataFrame, resolver: GeneResolver, path="gene
     if missing:
         raise TaskLabelError(f"{path} lacks columns {missing}; expected ensembl_id, gene_name, gene_type.")
     entrez = resolver.ensembl(table["ensembl_id"]).entrez_ids.fillna(resolver.symbols(table["gene_name"]).entrez_ids)
+    require_mapped("gene_type", path, entrez, {"Ensembl ids": table["ensembl_id"], "symbols": table["gene_name"]})
     mapped = pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": table["gene_type"].to_numpy()}).dropna()
     mapped = mapped.drop_duplicates(["entrez_id", "label"])
     ambiguous = mapped["entrez_id"].duplicated(keep=False)
     n_conflicting = int(mapped.loc[ambiguous, "entrez_id"].nunique())
     mapped = mapped[~ambiguous].astype({"entrez_id": "int64"})
-    counts = {"gene_type": mapping_counts(table["ensembl_id"].nunique(), entrez.notna().sum(), n_conflicting=n_conflicting)}
+    n_mapped_ids = table.loc[entrez.notna().to_numpy(), "ensembl_id"].nunique()
+    counts = {"gene_type": mapping_counts(table["ensembl_id"].nunique(), n_mapped_ids, n_conflicting=n_conflicting)}
     return mapped.assign(task="gene_type").reset_index(drop=True), counts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..catalog.resolver import GeneResolver
-from .spec import GeneTask, TaskLabelError, mapping_counts
+from .spec import GeneTask, TaskLabelError, mapping_counts, require_mapped
 
 # (task, column value in the label file, positive class, negative class)
 GENEFORMER_SOURCES = {
@@ -60,6 +60,7 @@ def map_geneformer_labels(labels: pd.DataFrame, resolver: GeneResolver, path="la
         if rows.empty:
             raise TaskLabelError(f"{path}: no rows for task {source_task!r} with labels {positive!r}/{negative!r}.")
         entrez = resolver.ensembl(rows["ensembl_id"]).entrez_ids.fillna(resolver.symbols(rows["gene_name"]).entrez_ids)
+        require_mapped(task, path, entrez, {"Ensembl ids": rows["ensembl_id"], "symbols": rows["gene_name"]})
         mapped = pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": rows["label"].to_numpy()})
         n_mapped_ids = rows.loc[entrez.notna().to_numpy(), "ensembl_id"].nunique()
         mapped, n_conflicting = drop_conflicts(mapped)
@@ -74,6 +75,8 @@ def map_chen2020_labels(table: pd.DataFrame, resolver: GeneResolver, path="Chen 
         raise TaskLabelError(f"{path} has no 'assignment' column (expected 'long-range TF' / 'short-range TF').")
     symbols = table.iloc[:, 0]
     entrez = resolver.symbols(symbols).entrez_ids
+    require_mapped("tf_range_chen2020", path, entrez, {"symbols": symbols})
     mapped, n_conflicting = drop_conflicts(pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": table["assignment"].to_numpy()}))
-    counts = {"tf_range_chen2020": mapping_counts(symbols.nunique(), entrez.notna().sum(), n_conflicting=n_conflicting)}
+    n_mapped_symbols = symbols[entrez.notna().to_numpy()].nunique()
+    counts = {"tf_range_chen2020": mapping_counts(symbols.nunique(), n_mapped_symbols, n_conflicting=n_conflicting)}
     return mapped.assign(task="tf_range_chen2020"), counts

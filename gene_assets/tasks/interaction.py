@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..catalog.resolver import GeneResolver
-from .spec import GeneTask, TaskLabelError
+from ..sources.data_directory import read_data_csv
+from .spec import GeneTask, TaskLabelError, require_mapped
 
 GGI_TASK = GeneTask(
     "gene_interaction", "interaction", "pairs", ("GO",),
@@ -15,8 +16,8 @@ GGI_TASK = GeneTask(
 
 def read_pair_split(text, label, split: str) -> pd.DataFrame:
     """symbol_a, symbol_b, label, split for one Gene2vec split (pairs file and its aligned 0/1 label file)."""
-    pairs = pd.read_csv(text, sep=" ", header=None, names=["symbol_a", "symbol_b"], dtype=str, on_bad_lines="error")
-    labels = pd.read_csv(label, header=None, names=["label"])["label"]
+    pairs = read_data_csv(text, sep=" ", header=None, names=["symbol_a", "symbol_b"], dtype=str, on_bad_lines="error")
+    labels = read_data_csv(label, header=None, names=["label"])["label"]
     if len(pairs) != len(labels):
         raise TaskLabelError(f"{text} has {len(pairs)} pairs but {label} has {len(labels)} labels; they must align line by line.")
     if not labels.isin([0, 1]).all():
@@ -30,6 +31,7 @@ def map_pairs(pairs: pd.DataFrame, resolver: GeneResolver) -> tuple[pd.DataFrame
     b = resolver.symbols(pairs["symbol_b"]).entrez_ids
     mapped = pd.DataFrame({"entrez_a": a.to_numpy(), "entrez_b": b.to_numpy(), "label": pairs["label"].to_numpy(),
                            "split": pairs["split"].to_numpy()}).dropna()
+    require_mapped(GGI_TASK.name, "the Gene2vec pair files", mapped["entrez_a"], {"symbols": pairs["symbol_a"]})
     mapped = mapped.astype({"entrez_a": "int64", "entrez_b": "int64"}).reset_index(drop=True)
     symbols = pd.concat([pairs["symbol_a"], pairs["symbol_b"]]).unique()
     counts = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import pandas as pd
+
 TaskKind = Literal["binary", "multiclass", "multilabel", "pairs", "cells", "perturbation_signature",
                    "perturbation_mean_shift"]
 
@@ -35,6 +37,20 @@ class GeneTask:
 
 class TaskLabelError(ValueError):
     """Task labels are unusable (missing columns, a single class, too few examples, nothing maps)."""
+
+
+def require_mapped(task: str, path, entrez_ids, tried: dict) -> None:
+    """A task none of whose genes maps to a catalog gene is an error naming the identifiers that were tried
+    ({kind: the file's identifiers of that kind}, in the order they were tried)."""
+    if pd.Series(entrez_ids).notna().any():
+        return
+    attempts = ", then ".join(
+        f"{kind} (e.g. {', '.join(map(str, pd.Series(ids).dropna().unique()[:3]))})" for kind, ids in tried.items()
+    )
+    raise TaskLabelError(
+        f"Task {task}: no gene of {path} maps to a catalog gene; tried {attempts}. Check that the file lists human "
+        "genes by these identifiers, and that gene_catalog holds every human gene (org.Hs.eg.db and NCBI gene_info)."
+    )
 
 
 def mapping_counts(n_source: int, n_mapped: int, **extra) -> dict:

@@ -2,17 +2,35 @@
 
 
 import hashlib
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 from dagster import AssetCheckResult, AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset, asset_check
 
 from ..sources.bioconductor import AnnotationDatabases
-from ..sources.data_directory import DataDirectory
+from ..sources.data_directory import DataDirectory, DataFileError, read_data_parquet
 from ..sources.ncbi_eutils import NcbiEutils
 from .views import GO_ASPECTS, VIEWS, build_view
 
 DEFAULT_GENE_TYPES = ["protein-coding", "ncRNA", "pseudo", "snoRNA", "snRNA", "rRNA", "tRNA", "scRNA", "other"]
+
+
+def read_refseq_summaries(path) -> pd.DataFrame:
+    """entrez_id, summary, review_status, summary_source: the data directory's table, one row per gene with a summary.
+    A gene listed twice with the same summary is kept once; a gene with two different summaries is an error."""
+    table = read_data_parquet(path, columns=["entrez_id", "refseq_summary", "refseq_review_status"])
+    summaries = table.rename(columns={"refseq_summary": "summary", "refseq_review_status": "review_status"})
+    summaries = summaries.assign(summary=summaries["summary"].str.strip())
+    summaries = summaries[summaries["summary"].fillna("") != ""].drop_duplicates(["entrez_id", "summary"])
+    conflicting = summaries.loc[summaries["entrez_id"].duplicated(), "entrez_id"].unique()
+    if len(conflicting):
+        raise DataFileError(
+            f"{path}: {len(conflicting)} genes have more than one summary (Entrez ids "
+            f"{', '.join(map(str, conflicting[:5]))}). Keep one row per gene, the summary of the best RefSeq review "
+            "status (as PROVENANCE.md describes)."
+        )
+    return summaries.assign(summary_source=f"refseq:{Path(path).name}")
 
 
 class GeneSummariesConfig(Config):
@@ -35,13 +53,7 @@ def gene_summaries(
             review_status=None, summary_source="ncbi_eutils_esummary"
         )
     else:
-        path = data_directory.file("refseq_summaries")
-        table = pd.read_parquet(path, columns=["entrez_id", "refseq_summary", "refseq_review_status"])
-        summaries = (
-            table.dropna(subset=["refseq_summary"])
-            .rename(columns={"refseq_summary": "summary", "refseq_review_status": "review_status"})
-            .assign(summary_source=f"refseq:{path.name}")
-        )
+        summaries = read_refseq_summaries(data_directory.file("refseq_summaries"))
     summaries = summaries.assign(entrez_id=summaries["entrez_id"].astype("int64"), summary=summaries["summary"].str.strip())
     summaries = summaries[summaries["summary"] != ""].drop_duplicates("entrez_id").reset_index(drop=True)
     in_catalog = summaries["entrez_id"].isin(gene_catalog["entrez_id"])

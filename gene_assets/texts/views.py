@@ -9,6 +9,10 @@ from typing import Callable
 import pandas as pd
 
 
+class GeneTextError(ValueError):
+    """A gene cannot be given a text (it has no symbol, which every view starts from)."""
+
+
 @dataclass(frozen=True)
 class TextView:
     name: str
@@ -105,7 +109,15 @@ VIEWS: dict[str, TextView] = {
 
 
 def build_view(genes: pd.DataFrame, view: str) -> pd.DataFrame:
-    """entrez_id, symbol, view, text, source: one row per gene (every view has a text for every gene)."""
+    """entrez_id, symbol, view, text, source: one row per gene (every view has a text for every gene). Every text
+    starts from the symbol, so a gene without one is an error rather than an empty text."""
+    unnamed = ~genes["symbol"].map(_present)
+    if unnamed.any():
+        ids = ", ".join(genes.loc[unnamed, "entrez_id"].astype(str).head(5))
+        raise GeneTextError(
+            f"{int(unnamed.sum())} genes have an empty symbol (Entrez ids {ids}), so view {view!r} would give them an "
+            "empty text. Give them their symbol in gene_catalog (org.Hs.eg.db / NCBI gene_info) or leave them out."
+        )
     spec = VIEWS[view]
     rows = []
     for gene in genes.to_dict("records"):
