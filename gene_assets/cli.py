@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from .cells.datasets import CELL_DATASETS
 from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
 from .embeddings.registry import OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
+from .settings import PROJECT_ROOT
+from .sources.data_directory import DATA_FILES
 from .texts.views import VIEWS
 
 
@@ -317,6 +320,11 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "leaderboard":
         print_leaderboard(io_base)
         return 0
+    if args.command == "run":  # every input file, before anything runs
+        needed = [n for n in DATA_FILES if not n.startswith("single_cell_")]
+        needed += [CELL_DATASETS[d].data_file for d in args.cell_datasets if CELL_DATASETS[d].data_file]
+        resources["data_directory"].check(needed)
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     instance = DagsterInstance.get()
     recover(instance)
     if args.command == "recover":

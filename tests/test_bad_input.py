@@ -7,8 +7,10 @@ half-written (the previous stored output unchanged, no `*.tmp` file, no registry
 small files built in tmp_path, or the first 64 KiB of a real data file.
 
 The issue's list, and where each item is checked ([case ids] of parametrized tests):
- 1. data directory missing: test_missing_or_unreadable_label_file_fails_the_asset_... [missing_directory]
- 2. data file missing: test_missing_or_unreadable_label_file_fails_the_asset_... [missing_file]
+ 1. data directory missing: test_missing_or_unreadable_label_file_fails_the_asset_... [missing_directory],
+    test_cli_run_checks_every_input_file_before_it_starts [missing_directory]
+ 2. data file missing: test_missing_or_unreadable_label_file_fails_the_asset_... [missing_file],
+    test_cli_run_checks_every_input_file_before_it_starts [missing_files]
  3. truncated parquet: test_truncated_stored_output_names_the_file_and_says_to_re_materialize_the_asset,
     test_unreadable_summaries_parquet_... [truncated]; truncated h5ad: test_bad_h5ad_... [truncated_h5ad];
     truncated gzip: test_truncated_gzip_data_file_... [gene_info, gmt], test_missing_or_unreadable_label_file_...
@@ -37,6 +39,14 @@ The issue's list, and where each item is checked ([case ids] of parametrized tes
 15. label column missing from an h5ad: test_bad_h5ad_... [missing_label_column]
 16. partition key with forbidden characters: test_unknown_backbone_and_invalid_partition_key_...,
     test_cli_refuses_a_bad_backbone_name_... [add_backbone_bad_name]
+
+The release items are in tests/test_release.py, beside the other release tests:
+17. DVC remote missing or not writable: test_missing_configured_remote_is_an_error_not_a_new_local_directory,
+    test_unwritable_remote_is_refused_before_anything_changes
+18. a git working tree too dirty to release: test_release_refuses_a_tree_whose_release_files_are_dirty [modified
+    pointer, staged dvc config, merge in progress]
+19. disk full / write error during a release: test_disk_full_while_writing_a_release_changes_nothing (and a failed
+    push: test_failed_push_restores_data_pointer_and_tags)
 """
 
 import gzip
@@ -338,6 +348,28 @@ def test_cli_refuses_a_bad_backbone_name_with_exit_2_and_no_traceback(tmp_path, 
         patch.setenv("DAGSTER_HOME", cli_env["DAGSTER_HOME"])
         with DagsterInstance.get() as instance:
             assert instance.get_dynamic_partitions(backbone_partitions.name) == []
+
+
+@pytest.mark.parametrize("case", ["missing_directory", "missing_files"])
+def test_cli_run_checks_every_input_file_before_it_starts(tmp_path, cli_env, data_dir, case):
+    """1, 2 from the terminal: `gene-assets run` lists every missing input at once, before any run or output."""
+    partial = tmp_path / "data"
+    if case == "missing_files":
+        for source in data_dir.rglob("*"):
+            if source.is_file():
+                (partial / source.relative_to(data_dir)).parent.mkdir(parents=True, exist_ok=True)
+                (partial / source.relative_to(data_dir)).symlink_to(source)
+        (partial / "gene_annotation" / "ncbi_Homo_sapiens.gene_info.2022-11.gz").unlink()
+        (partial / "single_cell" / "xin.h5ad").unlink()
+    result = subprocess.run([str(BIN / "gene-assets"), "run"], cwd=tmp_path, env={**cli_env, "GENE_ASSETS_DATA_DIR": str(partial)},
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    if case == "missing_directory":
+        assert re.search(rf"Data directory {partial} does not exist\. Point GENE_ASSETS_DATA_DIR", result.stderr)
+    else:
+        assert re.search(r"2 input files are missing: .*ncbi_Homo_sapiens\.gene_info\.2022-11\.gz .*xin\.h5ad .*"
+                         r"Restore them in the data directory", result.stderr), result.stderr
+    assert not (tmp_path / "home" / "storage").exists() and not list((tmp_path / "dagster_home").rglob("runs.db"))
 
 
 # 4, 6, 10, 11: precomputed embedding files -----------------------------------------------------------------------------

@@ -136,6 +136,17 @@ class DataDirectory(ConfigurableResource):
             )
         return root
 
+    def check(self, names) -> None:
+        """Every named file is present: one error listing all the missing ones, before a run starts."""
+        missing = [(self.root() / DATA_FILES[n][0], DATA_FILES[n][1]) for n in names
+                   if not (self.root() / DATA_FILES[n][0]).is_file()]
+        if missing:
+            listing = "; ".join(f"{path} ({contents})" for path, contents in missing)
+            raise DataDirectoryError(
+                f"{len(missing)} input files are missing: {listing}. Restore them in the data directory {self.root()} "
+                f"(see its PROVENANCE.md) or point {DATA_DIR_ENV} at a complete copy."
+            )
+
     def file(self, name: str) -> Path:
         """Path of a known input file; a clear error names the path and what it should contain."""
         relative, contents = DATA_FILES[name]
