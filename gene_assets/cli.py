@@ -60,54 +60,68 @@ def add_backbone(instance: DagsterInstance, args) -> int:
     return 0
 
 
-def run_cells(defs, instance: DagsterInstance, backbones: list[str], view: str, datasets: dict[str, dict],
-              outcome: dict) -> None:
-    """Every cell dataset (genes harmonized, PCA baseline), then its cell embeddings and results per backbone.
-    `datasets` maps a dataset name to its cell_datasets config (empty for built-in datasets)."""
-    register_partitions(instance, cell_dataset_partitions.name, list(datasets))
-    for dataset, config in datasets.items():
-        result = defs.resolve_job_def("cell_datasets_job").execute_in_process(
-            instance=instance, partition_key=dataset, raise_on_error=False,
-            run_config={"ops": {"cell_datasets": {"config": config}}},
+class PipelineRunner:
+    """Launches the jobs of `gene-assets run` one partition at a time, skipping a run whose outputs already carry
+    its fingerprint (runs.py) unless `force`; records failed and skipped runs."""
+
+    def __init__(self, defs, instance: DagsterInstance, force: bool = False):
+        from .embeddings.discovered import DiscoveredRegistry
+
+        self.defs, self.instance, self.force = defs, instance, force
+        self.graph = defs.resolve_asset_graph()
+        root = Path(defs.resources["data_directory"].path)
+        self.input_files = [root / relative for relative, _ in DATA_FILES.values()] + [DiscoveredRegistry().path]
+        self.failed, self.skipped, self.launched = [], [], 0
+
+    def execute(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
+                selection: list[str] | None = None) -> bool:
+        from .runs import FINGERPRINT_TAG, fingerprint, up_to_date
+
+        job = self.defs.resolve_job_def(job_name)
+        keys = {AssetKey(name) for name in selection} if selection else set(job.asset_layer.executable_asset_keys)
+        digest = fingerprint(self.instance, self.graph, keys, partition, run_config, self.input_files, self.defs.resources)
+        label = f"{job_name}" + (f" {partition}" if partition else "")
+        if not self.force and up_to_date(self.instance, self.graph, keys, partition, digest):
+            self.skipped.append(label)
+            return True
+        self.launched += 1
+        result = job.execute_in_process(
+            instance=self.instance, partition_key=partition, run_config=run_config, raise_on_error=False,
+            asset_selection=[AssetKey(name) for name in selection] if selection else None,
+            tags={FINGERPRINT_TAG: digest},
         )
         if not result.success:
-            outcome["failed_partitions"].append(f"cells {dataset}")
+            self.failed.append(label)
+        return result.success
+
+
+def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets: dict[str, dict]) -> None:
+    """Every cell dataset (genes harmonized, PCA baseline), then its cell embeddings and results per backbone.
+    `datasets` maps a dataset name to its cell_datasets config (empty for built-in datasets)."""
+    register_partitions(runner.instance, cell_dataset_partitions.name, list(datasets))
+    for dataset, config in datasets.items():
+        if not runner.execute("cell_datasets_job", dataset, {"ops": {"cell_datasets": {"config": config}}}):
             continue
         for backbone in backbones:
-            result = defs.resolve_job_def("cells_job").execute_in_process(
-                instance=instance, partition_key=backbone_dataset_key(backbone, dataset), raise_on_error=False,
-                run_config={"ops": {"cell_embeddings": {"config": {"view": view}}}},
-            )
-            if not result.success:
-                outcome["failed_partitions"].append(f"cells {backbone}|{dataset}")
+            runner.execute("cells_job", backbone_dataset_key(backbone, dataset),
+                           {"ops": {"cell_embeddings": {"config": {"view": view}}}})
 
 
 def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: list[str], release: bool = True,
-                 cell_datasets: dict[str, dict] | None = None) -> dict:
+                 cell_datasets: dict[str, dict] | None = None, force: bool = False) -> PipelineRunner:
     """Sources once, then every (backbone, view) partition, the cell datasets × backbones, then the leaderboard and
-    the release."""
+    the release; runs whose outputs are up to date are skipped (all of them are launched with `force`)."""
     register_backbones(instance, backbones)
-    outcome = {"failed_partitions": []}
-    result = defs.resolve_job_def("sources_job").execute_in_process(
-        instance=instance, run_config={"ops": {"gene_texts": {"config": {"views": views}}}}
-    )
-    if not result.success:
+    runner = PipelineRunner(defs, instance, force)
+    if not runner.execute("sources_job", run_config={"ops": {"gene_texts": {"config": {"views": views}}}}):
         raise SystemExit("sources_job failed; see the log above.")
     for backbone in backbones:
         for view in views:
-            result = defs.resolve_job_def("backbone_job").execute_in_process(
-                instance=instance, partition_key=backbone_view_key(backbone, view), raise_on_error=False
-            )
-            if not result.success:
-                outcome["failed_partitions"].append(f"{backbone}|{view}")
+            runner.execute("backbone_job", backbone_view_key(backbone, view))
     if cell_datasets:
-        run_cells(defs, instance, backbones, "summary" if "summary" in views else views[0], cell_datasets, outcome)
-    selection = None if release else [AssetKey("leaderboard")]
-    result = defs.resolve_job_def("release_job").execute_in_process(
-        instance=instance, asset_selection=selection, raise_on_error=False
-    )
-    outcome["release_succeeded"] = result.success
-    return outcome
+        run_cells(runner, backbones, "summary" if "summary" in views else views[0], cell_datasets)
+    runner.execute("release_job", selection=None if release else ["leaderboard"])
+    return runner
 
 
 def recover(instance: DagsterInstance) -> None:
@@ -244,6 +258,7 @@ def _main(argv: list[str] | None) -> int:
     run.add_argument("--cell-h5ad", nargs=3, action="append", default=[], metavar=("NAME", "PATH", "LABEL_COLUMN"),
                      help="also embed and score your own h5ad (repeatable)")
     run.add_argument("--max-cells", type=int, default=20_000, help="cells scored per dataset (a stratified sample)")
+    run.add_argument("--force", action="store_true", help="run every job, even those whose outputs are up to date")
     sub.add_parser("backbones", help="list registered and discovered backbones")
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")
     add.add_argument("name", help="partition key: letters, digits, '.', '_' or '-'")
@@ -352,16 +367,19 @@ def _main(argv: list[str] | None) -> int:
     cell_datasets = {name: {"max_cells": args.max_cells} for name in args.cell_datasets}
     cell_datasets.update({name: {"h5ad_path": str(Path(path).resolve()), "label_key": label, "max_cells": args.max_cells}
                           for name, path, label in args.cell_h5ad})
-    outcome = run_pipeline(defs, instance, args.backbones, args.views, release=not args.no_release,
-                           cell_datasets=cell_datasets)
+    runner = run_pipeline(defs, instance, args.backbones, args.views, release=not args.no_release,
+                          cell_datasets=cell_datasets, force=args.force)
     print_leaderboard(io_base)
-    if outcome["failed_partitions"]:
-        print(f"\nFailed partitions (see the Dagster logs): {', '.join(outcome['failed_partitions'])}", file=sys.stderr)
-    if not outcome["release_succeeded"]:
+    if runner.skipped:
+        print(f"\nUp to date, not run again ({len(runner.skipped)} runs; --force runs them): "
+              f"{', '.join(runner.skipped)}", file=sys.stderr)
+    partitions = [f for f in runner.failed if not f.startswith("release_job")]
+    if partitions:
+        print(f"\nFailed runs (see the Dagster logs): {', '.join(partitions)}", file=sys.stderr)
+    if len(partitions) < len(runner.failed):
         print("The leaderboard or release step failed; data/ and data.dvc are unchanged.", file=sys.stderr)
         return 1
-    return 1 if outcome["failed_partitions"] else 0
-
+    return 1 if partitions else 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,13 +1,24 @@
-"""Runs whose process died (SIGKILL, out of memory, a closed terminal) stay STARTED and keep their pool slots, so the
+"""Runs on the local instance.
+
+Runs whose process died (SIGKILL, out of memory, a closed terminal) stay STARTED and keep their pool slots, so the
 next embedding run would wait for the `gpu` pool forever. On this machine such runs are found by their processes,
-marked failed and their slots freed; the caches they wrote stay valid (every entry is written atomically)."""
+marked failed and their slots freed; the caches they wrote stay valid (every entry is written atomically).
+
+Each run that `gene-assets run` launches is tagged with a fingerprint of what its outputs depend on; a run whose
+outputs already carry the current fingerprint is skipped, so an unchanged rerun costs seconds."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from .settings import PROJECT_ROOT
 
 UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
@@ -53,3 +64,64 @@ def recover_dead_runs(instance: DagsterInstance) -> list[RecoveredRun]:
             if run.is_finished:
                 instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
     return recovered
+
+
+FINGERPRINT_TAG = "gene_assets/fingerprint"
+"""Run tag: what a run's outputs were computed from (code, config, inputs, upstream materializations)."""
+
+
+@functools.cache
+def code_digest() -> str:
+    """sha256 of the package's source and the pinned requirements: any change makes every run stale."""
+    digest = hashlib.sha256()
+    for path in sorted([*(PROJECT_ROOT / "gene_assets").rglob("*.py"), PROJECT_ROOT / "requirements.lock"]):
+        if path.is_file():
+            digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def file_stamps(paths) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of each existing file: a changed input file changes the fingerprint."""
+    return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in map(Path, paths) if p.is_file())
+
+
+def config_paths(config) -> list[str]:
+    """Every string in a run config that names an existing file (a user's h5ad or expression file)."""
+    if isinstance(config, dict):
+        return [p for value in config.values() for p in config_paths(value)]
+    if isinstance(config, (list, tuple)):
+        return [p for value in config for p in config_paths(value)]
+    return [config] if isinstance(config, str) and len(config) < 4096 and Path(config).is_file() else []
+
+
+def latest_materialization(instance: DagsterInstance, key: AssetKey, partition: str | None):
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1).records
+    return records[0] if records else None
+
+
+def fingerprint(instance: DagsterInstance, graph, keys: set[AssetKey], partition: str | None, run_config: dict | None,
+                input_files: list, resources: dict) -> str:
+    """Digest of everything the run's outputs depend on: the code, the resources' settings, the partition and run
+    config, the input files, and the latest materialization of every upstream asset outside the run."""
+    upstream = {parent for key in keys for parent in graph.get(key).parent_keys} - keys
+    latest = {key.to_user_string(): getattr(latest_materialization(instance, key, None), "storage_id", None)
+              for key in upstream}
+    settings = {name: r.model_dump() for name, r in sorted(resources.items()) if hasattr(r, "model_dump")}
+    payload = {"code": code_digest(), "resources": settings, "partition": partition, "config": run_config or {}, "upstream": latest,
+               "files": file_stamps([*input_files, *config_paths(run_config or {})])}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def up_to_date(instance: DagsterInstance, graph, keys: set[AssetKey], partition: str | None, digest: str) -> bool:
+    """True when every asset's latest materialization (of this partition) came from a run with this fingerprint and
+    its stored file is still there."""
+    for key in keys:
+        record = latest_materialization(instance, key, partition if graph.get(key).partitions_def else None)
+        run = instance.get_run_by_id(record.run_id) if record else None
+        if run is None or run.tags.get(FINGERPRINT_TAG) != digest:
+            return False
+        stored = record.asset_materialization.metadata.get("path")
+        if stored is not None and not Path(stored.value).is_file():
+            return False
+    return True

@@ -185,3 +185,43 @@ def test_cli_materializes_a_partition_releases_and_pulls_a_verified_version(isol
     assert gene_assets("verify", str(tmp_path / "consumer")).returncode == 0
     missing = gene_assets("pull", "embeddings-v7", "--repo", str(repo), "--out", str(tmp_path / "v7"))
     assert missing.returncode == 2 and "has no release 'embeddings-v7'" in missing.stderr
+
+
+def test_unchanged_runs_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_path, task_symbols, annotation_cache):
+    """`gene-assets run` launches a job only when its fingerprint (code, resources, config, input files, upstream
+    materializations) differs from the one its outputs were made with, or an output file is gone."""
+    from dagster import Definitions
+
+    from gene_assets.automation.sensors import embedding_job
+    from gene_assets.cli import PipelineRunner, register_backbones
+    from gene_assets.definitions import all_asset_checks, all_assets, sources_job
+    from gene_assets.resources import temporary_resources
+
+    from .conftest import make_release_repo
+
+    resources = temporary_resources(tmp_path, release_repo=make_release_repo(tmp_path / "repo"), remote=tmp_path / "remote",
+                                    annotation_cache=annotation_cache)
+    defs = Definitions(assets=all_assets, asset_checks=all_asset_checks, jobs=[sources_job, embedding_job], resources=resources)
+
+    def texts(n: int) -> dict:
+        return {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:n]}}}}
+
+    with DagsterInstance.ephemeral() as instance:
+        register_backbones(instance, ["bag-of-words"])
+        runner = PipelineRunner(defs, instance)
+        partition = "bag-of-words|summary"
+        assert runner.execute("sources_job", run_config=texts(200)) and runner.execute("embedding_job", partition)
+        assert runner.launched == 2 and not runner.skipped
+        assert runner.execute("sources_job", run_config=texts(200)) and runner.execute("embedding_job", partition)
+        assert runner.launched == 2 and runner.skipped == ["sources_job", f"embedding_job {partition}"]
+
+        assert runner.execute("sources_job", run_config=texts(150))  # new config: sources and what follows run again
+        assert runner.execute("embedding_job", partition) and runner.launched == 4
+        stored = tmp_path / "storage" / "gene_embeddings" / "backbone=bag-of-words" / "view=summary.parquet"
+        assert len(pd.read_parquet(stored)) < 200
+        stored.unlink()  # an output file that is gone is made again
+        assert runner.execute("embedding_job", partition) and runner.launched == 5 and stored.exists()
+        forced = PipelineRunner(defs, instance, force=True)
+        assert forced.execute("embedding_job", partition) and forced.launched == 1
+        again = PipelineRunner(defs, instance)
+        assert again.execute("embedding_job", partition) and again.launched == 0  # the forced run is current
