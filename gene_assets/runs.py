@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.definitions.partitions.context import partition_loading_context
 
 from .settings import PROJECT_ROOT
 
@@ -103,13 +104,20 @@ def latest_materialization(instance: DagsterInstance, key: AssetKey, partition: 
 def fingerprint(instance: DagsterInstance, graph, keys: set[AssetKey], partition: str | None, run_config: dict | None,
                 input_files: list, resources: dict) -> str:
     """Digest of everything the run's outputs depend on: the code, the resources' settings, the partition and run
-    config, the input files, and the latest materialization of every upstream asset outside the run."""
-    upstream = {parent for key in keys for parent in graph.get(key).parent_keys} - keys
-    latest = {key.to_user_string(): getattr(latest_materialization(instance, key, None), "storage_id", None)
-              for key in upstream}
+    config, the input files, and the latest materialization of every upstream asset partition outside the run that
+    the run's partition reads (through the partition mappings)."""
+    latest = {}
+    with partition_loading_context(dynamic_partitions_store=instance):
+        for key in keys:
+            own = partition if graph.get(key).partitions_def else None
+            for parent in graph.get_parents_partitions(key, own).parent_partitions:
+                if parent.asset_key not in keys:
+                    record = latest_materialization(instance, parent.asset_key, parent.partition_key)
+                    latest[f"{parent.asset_key.to_user_string()}[{parent.partition_key or ''}]"] = (
+                        record.storage_id if record else None)
     settings = {name: r.model_dump() for name, r in sorted(resources.items()) if hasattr(r, "model_dump")}
-    payload = {"code": code_digest(), "resources": settings, "partition": partition, "config": run_config or {}, "upstream": latest,
-               "files": file_stamps([*input_files, *config_paths(run_config or {})])}
+    payload = {"code": code_digest(), "resources": settings, "partition": partition, "config": run_config or {},
+               "upstream": latest, "files": file_stamps([*input_files, *config_paths(run_config or {})])}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
