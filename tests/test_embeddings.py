@@ -141,7 +141,7 @@ def test_length_sorted_batches_cover_every_row_within_the_budget(budget):
     assert sorted(np.concatenate(batches).tolist()) == list(range(500))
     assert all(len(b) == 1 or lengths[b].max() * len(b) <= budget for b in batches)
     assert lengths[batches[0]].max() == lengths.max()  # the largest batch first
-    by_length = sorted(batches, key=lambda b: -lengths[b].max())  # batches are contiguous runs of the length order
+    by_length = sorted(batches, key=lambda b: (-lengths[b].max(), -lengths[b].min()))  # contiguous runs of the order
     assert all(lengths[a].min() >= lengths[b].max() for a, b in zip(by_length, by_length[1:]))
 
 
