@@ -14,6 +14,7 @@ from .cells.datasets import CELL_DATASETS
 from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
 from .embeddings.registry import OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
+from .runs import PipelineRunner
 from .settings import PROJECT_ROOT
 from .sources.data_directory import DATA_FILES
 from .texts.views import VIEWS
@@ -58,41 +59,6 @@ def add_backbone(instance: DagsterInstance, args) -> int:
     register_backbones(instance, [backbone.name])
     print(f"Added {backbone.name}; materialize it with `gene-assets run --backbones {backbone.name}` or from the UI.")
     return 0
-
-
-class PipelineRunner:
-    """Launches the jobs of `gene-assets run` one partition at a time, skipping a run whose outputs already carry
-    its fingerprint (runs.py) unless `force`; records failed and skipped runs."""
-
-    def __init__(self, defs, instance: DagsterInstance, force: bool = False):
-        from .embeddings.discovered import DiscoveredRegistry
-
-        self.defs, self.instance, self.force = defs, instance, force
-        self.graph = defs.resolve_asset_graph()
-        root = Path(defs.resources["data_directory"].path)
-        self.input_files = [root / relative for relative, _ in DATA_FILES.values()] + [DiscoveredRegistry().path]
-        self.failed, self.skipped, self.launched = [], [], 0
-
-    def execute(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
-                selection: list[str] | None = None) -> bool:
-        from .runs import FINGERPRINT_TAG, fingerprint, up_to_date
-
-        job = self.defs.resolve_job_def(job_name)
-        keys = {AssetKey(name) for name in selection} if selection else set(job.asset_layer.executable_asset_keys)
-        digest = fingerprint(self.instance, self.graph, keys, partition, run_config, self.input_files, self.defs.resources)
-        label = f"{job_name}" + (f" {partition}" if partition else "")
-        if not self.force and up_to_date(self.instance, self.graph, keys, partition, digest):
-            self.skipped.append(label)
-            return True
-        self.launched += 1
-        result = job.execute_in_process(
-            instance=self.instance, partition_key=partition, run_config=run_config, raise_on_error=False,
-            asset_selection=[AssetKey(name) for name in selection] if selection else None,
-            tags={FINGERPRINT_TAG: digest},
-        )
-        if not result.success:
-            self.failed.append(label)
-        return result.success
 
 
 def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets: dict[str, dict]) -> None:
@@ -314,13 +280,11 @@ def _main(argv: list[str] | None) -> int:
         return 0
 
     if args.command == "pull":
-        from .release.dvc_repository import pull_release, release_versions
+        from .release.dvc_repository import pull_release
         from .resources import local_resources
 
         repo = args.repo or local_resources()["release_repository"].repo_dir
-        version = args.version or (release_versions(repo) or [None])[-1]
-        out = Path(args.out or f"gene-embeddings-{version}")
-        manifest = pull_release(repo, version, out)
+        out, manifest = pull_release(repo, args.version, Path(args.out) if args.out else None)
         print(f"{out}: release {manifest['version']} from {repo}, {len(manifest['files'])} files verified")
         return 0
 

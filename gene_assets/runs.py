@@ -19,7 +19,9 @@ import psutil
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.definitions.partitions.context import partition_loading_context
 
+from .embeddings.discovered import DiscoveredRegistry
 from .settings import PROJECT_ROOT
+from .sources.data_directory import DATA_FILES
 
 UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
@@ -133,3 +135,34 @@ def up_to_date(instance: DagsterInstance, graph, keys: set[AssetKey], partition:
         if stored is not None and not Path(stored.value).is_file():
             return False
     return True
+
+
+class PipelineRunner:
+    """Launches the jobs of `gene-assets run` one partition at a time, skipping a run whose outputs already carry
+    its fingerprint unless `force`; records failed and skipped runs."""
+
+    def __init__(self, defs, instance: DagsterInstance, force: bool = False):
+        self.defs, self.instance, self.force = defs, instance, force
+        self.graph = defs.resolve_asset_graph()
+        root = Path(defs.resources["data_directory"].path)
+        self.input_files = [root / relative for relative, _ in DATA_FILES.values()] + [DiscoveredRegistry().path]
+        self.failed, self.skipped, self.launched = [], [], 0
+
+    def execute(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
+                selection: list[str] | None = None) -> bool:
+        job = self.defs.resolve_job_def(job_name)
+        keys = {AssetKey(name) for name in selection} if selection else set(job.asset_layer.executable_asset_keys)
+        digest = fingerprint(self.instance, self.graph, keys, partition, run_config, self.input_files, self.defs.resources)
+        label = f"{job_name}" + (f" {partition}" if partition else "")
+        if not self.force and up_to_date(self.instance, self.graph, keys, partition, digest):
+            self.skipped.append(label)
+            return True
+        self.launched += 1
+        result = job.execute_in_process(
+            instance=self.instance, partition_key=partition, run_config=run_config, raise_on_error=False,
+            asset_selection=[AssetKey(name) for name in selection] if selection else None,
+            tags={FINGERPRINT_TAG: digest},
+        )
+        if not result.success:
+            self.failed.append(label)
+        return result.success

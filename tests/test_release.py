@@ -144,9 +144,10 @@ def test_pull_fetches_a_version_verifies_it_and_refuses_a_corrupted_remote(relea
     repo.publish({"embeddings/a.parquet": b"one", "leaderboard.csv": b"x\n"}, {})
     repo.publish({"embeddings/a.parquet": b"two", "leaderboard.csv": b"x\n"}, {})
     assert release_versions(str(release_repo)) == ["embeddings-v1", "embeddings-v2"]
-    first = pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1")
+    _, first = pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1")
     assert first["version"] == "embeddings-v1" and (tmp_path / "v1" / "embeddings" / "a.parquet").read_bytes() == b"one"
-    assert pull_release(str(release_repo), None, tmp_path / "latest")["version"] == "embeddings-v2"
+    assert pull_release(str(release_repo), None, tmp_path / "latest") == (tmp_path / "latest", verify_release(tmp_path / "latest"))
+    assert verify_release(tmp_path / "latest")["version"] == "embeddings-v2"
     with pytest.raises(ReleaseError, match="has no release 'embeddings-v9'; it has embeddings-v1, embeddings-v2"):
         pull_release(str(release_repo), "embeddings-v9", tmp_path / "v9")
     with pytest.raises(ReleaseError, match="already exists"):

@@ -241,16 +241,17 @@ def release_versions(repo: str, tag_prefix: str = "embeddings-v") -> list[str]:
     return [m.group(1) for m in sorted(found, key=lambda m: int(m.group(2)))]
 
 
-def pull_release(repo: str, version: str | None, out: Path, data_dir_name: str = "data") -> dict:
-    """`dvc get` the release's data/ at `version` (the latest when None) into `out`, then verify every file against
-    MANIFEST.json. Nothing appears at `out` unless the whole release arrived intact."""
+def pull_release(repo: str, version: str | None, out: Path | None = None, data_dir_name: str = "data") -> tuple[Path, dict]:
+    """`dvc get` the release's data/ at `version` (the latest when None) into `out` (default
+    ./gene-embeddings-<version>), then verify every file against MANIFEST.json; returns `out` and the manifest.
+    Nothing appears at `out` unless the whole release arrived intact."""
     versions = release_versions(repo)
     if not versions:
         raise ReleaseError(f"{repo} has no release tags: make one with `gene-assets release`.")
     version = version or versions[-1]
     if version not in versions:
         raise ReleaseError(f"{repo} has no release {version!r}; it has {', '.join(versions)}.")
-    out = Path(out).resolve()
+    out = Path(out or f"gene-embeddings-{version}").resolve()
     if out.exists():
         raise ReleaseError(f"{out} already exists: choose another --out or remove it.")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -271,4 +272,4 @@ def pull_release(repo: str, version: str | None, out: Path, data_dir_name: str =
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(env["DVC_SITE_CACHE_DIR"], ignore_errors=True)
-    return manifest
+    return out, manifest
