@@ -228,3 +228,17 @@ def test_pca_to_a_matched_dimension_is_fitted_inside_each_training_fold():
 
     assert type(with_pca(object(), Protocol(pca_dims=128), 384)).__name__ == "Pipeline"
     assert with_pca(marker := object(), Protocol(pca_dims=128), 64) is marker  # already small enough
+
+
+def test_forest_scores_are_identical_from_run_to_run():
+    """Count-like features with repeated rows (as bag-of-words vectors of fallback texts have) give impure leaves;
+    a forest's threaded predict_proba would sum their fractions in a different order on every call."""
+    rng = np.random.default_rng(5)
+    genes = rng.integers(0, 3, size=(300, 6)).astype(np.float32)
+    a, b = rng.integers(0, 300, 40000), rng.integers(0, 300, 40000)
+    y = (genes[a, 0] + genes[b, 0] + rng.normal(size=40000) > 2).astype(int)
+    runs = [evaluate_pairs(GGI_TASK, genes, (a[:4000], b[:4000]), y[:4000], (a[4000:], b[4000:]), y[4000:], FAST)
+            for _ in range(3)]
+    forest_scores = [scores["random_forest"] for _, scores in runs]
+    assert all(np.array_equal(forest_scores[0], other) for other in forest_scores[1:])
+    assert all(rows == runs[0][0] for rows, _ in runs[1:])

@@ -17,7 +17,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .linear_probes import PairLogisticRegression
@@ -61,13 +61,24 @@ def with_pca(estimator, protocol: Protocol, dims: int):
 
 def binary_classifiers(protocol: Protocol, dims: int, pairs: bool = False) -> dict:
     """scikit-learn defaults as GenePT uses them; logistic regression gets enough iterations to converge."""
-    forest = RandomForestClassifier(
-        random_state=protocol.seed, n_jobs=-1, max_samples=protocol.rf_max_samples if pairs else None
-    )
+    def forest():
+        return RandomForestClassifier(random_state=protocol.seed, n_jobs=-1,
+                                      max_samples=protocol.rf_max_samples if pairs else None)
+
     return {
         "logistic_regression": lambda: with_pca(LogisticRegression(max_iter=5000), protocol, dims),
-        "random_forest": lambda: with_pca(forest, protocol, dims),
+        "random_forest": lambda: with_pca(forest(), protocol, dims),
     }
+
+
+def positive_scores(model, X: np.ndarray) -> np.ndarray:
+    """Positive-class probabilities of a fitted classifier. A forest predicts on one thread: its threaded
+    predict_proba adds the trees in completion order, which changes the last bits, and so near-tied ranks and
+    bootstrap bounds, from run to run."""
+    forest = model[-1] if isinstance(model, Pipeline) else model
+    if isinstance(forest, RandomForestClassifier):
+        forest.set_params(n_jobs=1)
+    return model.predict_proba(X)[:, 1]
 
 
 def result_row(task: GeneTask, classifier: str, metric: str, fold_values, replicates, **extra) -> dict:
@@ -103,7 +114,7 @@ def evaluate_binary(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: 
     for name, make in classifiers.items():
         aucs, replicates = [], []
         for f, (train, test) in enumerate(folds):
-            score = make().fit(X[train], y[train]).predict_proba(X[test])[:, 1]
+            score = positive_scores(make().fit(X[train], y[train]), X[test])
             aucs.append(roc_auc_score(y[test], score))
             if bootstrap:
                 replicates.append(weighted_auc(y[test], score, counts[f]))
@@ -187,7 +198,7 @@ def evaluate_pairs(task: GeneTask, Z: np.ndarray, train: tuple, y_train, test: t
         if name == "logistic_regression" and not protocol.pca_dims:
             score = PairLogisticRegression().fit(Z, *train, y_train).predict_proba(Z, *test)
         else:
-            score = make().fit(Z[train[0]] + Z[train[1]], y_train).predict_proba(Z[test[0]] + Z[test[1]])[:, 1]
+            score = positive_scores(make().fit(Z[train[0]] + Z[train[1]], y_train), Z[test[0]] + Z[test[1]])
         scores[name] = score
         replicates = weighted_auc(y_test, score, counts) if bootstrap else None
         rows.append(result_row(task, name, "roc_auc", [roc_auc_score(y_test, score)], replicates,
