@@ -5,13 +5,16 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.metrics import (
     balanced_accuracy_score,
     f1_score,
     matthews_corrcoef,
     roc_auc_score,
 )
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
 from gene_assets.catalog.resolver import GeneResolver
@@ -37,7 +40,7 @@ from gene_assets.tasks.geneformer import (
     map_geneformer_labels,
 )
 from gene_assets.tasks.interaction import GGI_TASK, read_pair_split
-from gene_assets.tasks.linear_probes import PairLogisticRegression
+from gene_assets.tasks.linear_probes import PairLogisticRegression, ridge_fold_predictions
 from gene_assets.tasks.spec import GeneTask, TaskLabelError
 from gene_assets.tasks.statistics import (
     classification_metrics,
@@ -218,6 +221,33 @@ def test_pair_logistic_regression_matches_scikit_learn_on_real_gene_pairs(data_d
     expected = reference.predict_proba(Z[a[test]] + Z[b[test]])[:, 1]
     assert np.abs(fast.predict_proba(Z, a[test], b[test]) - expected).max() < 1e-5
     assert roc_auc_score(y[test], expected) > 0.6
+
+
+def test_fold_ridge_matches_scikit_learn_pipelines_on_real_summary_vectors(data_dir):
+    """Ridge from shared fold statistics equals StandardScaler + Ridge fitted per training fold (float64) on
+    bag-of-words vectors of real RefSeq summaries, whose sparse counts include features constant within a fold;
+    the engine's multiclass rows equal those of scikit-learn's RidgeClassifier pipeline."""
+    genes = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
+                            columns=["symbol", "refseq_summary"]).dropna().drop_duplicates("symbol").head(300)
+    X = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(genes.rename(columns={"refseq_summary": "text"}))
+    words = genes["refseq_summary"].str.lower()
+    Y = np.column_stack([words.str.contains(w).to_numpy() for w in ("kinase", "membrane", "zinc finger")]).astype(float)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+    assert any((X[train].min(0) == X[train].max(0)).any() for train, _ in folds)
+    fast = ridge_fold_predictions(X, Y, folds)
+    for (train, test), predicted in zip(folds, fast):
+        reference = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(X[train].astype(float), Y[train])
+        assert np.abs(predicted - reference.predict(X[test].astype(float))).max() < 1e-8
+
+    labels = pd.Series(np.select([Y[:, 0] > 0, Y[:, 1] > 0], ["kinase", "membrane"], "other"))
+    rows, _ = evaluate_multiclass(MULTICLASS, X.astype(float), labels, Protocol(n_bootstrap=10))
+    names, y = np.unique(labels, return_inverse=True)
+    stratified = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
+    expected = []
+    for train, test in stratified:
+        model = make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0)).fit(X[train].astype(float), y[train])
+        expected.append(balanced_accuracy_score(y[test], model.predict(X[test].astype(float))))
+    assert rows[0]["metric"] == "balanced_accuracy" and np.allclose(rows[0]["fold_values"], expected)
 
 
 def test_pca_to_a_matched_dimension_is_fitted_inside_each_training_fold():

@@ -14,13 +14,13 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .linear_probes import PairLogisticRegression
+from .linear_probes import PairLogisticRegression, ridge_fold_predictions
 from .spec import GeneTask, TaskLabelError
 from .statistics import (
     classification_metrics,
@@ -123,6 +123,15 @@ def evaluate_binary(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: 
     return rows
 
 
+def ridge_predictions(X: np.ndarray, Y: np.ndarray, folds: list, protocol: Protocol) -> list[np.ndarray]:
+    """Test-fold outputs of ridge (alpha 1) on standardized features fitted on each training fold: from shared
+    fold statistics (linear_probes.py), or through a PCA pipeline per fold when the protocol projects first."""
+    if not (protocol.pca_dims and X.shape[1] > protocol.pca_dims):
+        return ridge_fold_predictions(X, Y, folds)
+    model = with_pca(make_pipeline(StandardScaler(), Ridge(alpha=1.0)), protocol, X.shape[1])
+    return [model.fit(X[train], Y[train].astype(float)).predict(X[test]).reshape(len(test), -1) for train, test in folds]
+
+
 def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: Protocol, bootstrap: bool = True):
     """One-vs-rest ridge classifier on standardized features (one linear solve for all classes; multinomial
     logistic regression needs minutes per fold at 40k genes × 1,024 dims here); returns rows and the pooled
@@ -133,9 +142,10 @@ def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protoc
     per_fold = {m: [] for m in ("balanced_accuracy", "macro_f1", "mcc")}
     replicates = {m: [] for m in per_fold}
     confusion = np.zeros((len(names), len(names)))
-    for f, (train, test) in enumerate(folds):
-        model = with_pca(make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0)), protocol, X.shape[1])
-        predicted = model.fit(X[train], y[train]).predict(X[test])
+    targets = np.where(np.arange(len(names)) == y[:, None], 1.0, -1.0)  # RidgeClassifier's one-vs-rest coding
+    decisions = ridge_predictions(X, targets, folds, protocol)
+    for f, (_, test) in enumerate(folds):
+        predicted = decisions[f].argmax(1)
         fold_confusion = weighted_confusions(y[test], predicted, len(names), np.ones(len(test)))
         confusion += fold_confusion[0]
         point = classification_metrics(fold_confusion)
@@ -168,12 +178,9 @@ def evaluate_multilabel(task: GeneTask, X: np.ndarray, Y: np.ndarray, protocol: 
     """One ridge probe for all labels at once (standardized features); per-label AUC, averaged over folds."""
     if Y.shape[1] == 0:
         raise TaskLabelError(f"Task {task.name}: no label has {task.label_size_range[0]}–{task.label_size_range[1]} genes.")
-    folds = KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X)
-    per_fold = []
-    for train, test in folds:
-        model = with_pca(make_pipeline(StandardScaler(), Ridge(alpha=1.0)), protocol, X.shape[1])
-        scores = model.fit(X[train], Y[train].astype(np.float32)).predict(X[test]).reshape(len(test), -1)
-        per_fold.append(column_aucs(Y[test], scores))
+    folds = list(KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X))
+    per_fold = [column_aucs(Y[test], scores)
+                for (_, test), scores in zip(folds, ridge_predictions(X, Y, folds, protocol))]
     per_fold = np.array(per_fold)
     per_label = np.nanmean(per_fold, axis=0)
     scored = np.isfinite(per_label)
