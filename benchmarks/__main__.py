@@ -9,9 +9,10 @@ from .cell_embeddings import cell_embeddings
 from .embedding_cache import embedding_cache
 from .embedding_throughput import embedding_throughput
 from .gene_pair_probe import gene_pair_probe
+from .gene_task_suite import gene_task_suite
 from .harness import RESULTS_DIR, machine_description, write_results
 
-COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe, cell_embeddings]
+COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe, gene_task_suite, cell_embeddings]
 
 
 def main(names: list[str]) -> None:

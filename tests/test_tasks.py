@@ -5,6 +5,7 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.metrics import (
     balanced_accuracy_score,
@@ -248,6 +249,21 @@ def test_fold_ridge_matches_scikit_learn_pipelines_on_real_summary_vectors(data_
         model = make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0)).fit(X[train].astype(float), y[train])
         expected.append(balanced_accuracy_score(y[test], model.predict(X[test].astype(float))))
     assert rows[0]["metric"] == "balanced_accuracy" and np.allclose(rows[0]["fold_values"], expected)
+
+
+def test_engine_forests_are_the_plain_forests_on_real_summary_vectors(data_dir):
+    """Column-major training features and single-threaded prediction change nothing: every fold's AUC equals that of
+    a default scikit-learn forest fitted and applied the plain way."""
+    genes = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
+                            columns=["symbol", "refseq_summary"]).dropna().drop_duplicates("symbol").head(600)
+    X = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(genes.rename(columns={"refseq_summary": "text"}))
+    labels = pd.Series(np.where(genes["refseq_summary"].str.contains("membrane").to_numpy(), "yes", "no"))
+    rows = evaluate_binary(BINARY, X, labels, FAST)
+    y = (labels == "yes").to_numpy().astype(int)
+    expected = [roc_auc_score(y[test], RandomForestClassifier(random_state=0).fit(X[train], y[train]).predict_proba(X[test])[:, 1])
+                for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)]
+    forest = next(r for r in rows if r["classifier"] == "random_forest")
+    assert forest["fold_values"] == expected and forest["estimate"] > 0.6
 
 
 def test_pca_to_a_matched_dimension_is_fitted_inside_each_training_fold():

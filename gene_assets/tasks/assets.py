@@ -154,7 +154,11 @@ class FeatureDraws:
 
 
 def restrict(task: GeneTask, labels: pd.DataFrame, genes: set) -> tuple[pd.DataFrame, int]:
-    """Labels of genes in the universe (that have an embedding), with the task's class/label selection applied."""
+    """Labels of genes in the universe (that have an embedding), with the task's class/label selection applied;
+    for the gene-pair task, the pairs whose two genes are inside. Also returns how many genes (pairs) were left out."""
+    if task.kind == "pairs":
+        inside = labels[labels["entrez_a"].isin(genes) & labels["entrez_b"].isin(genes)]
+        return inside, len(labels) - len(inside)
     inside = labels[labels["entrez_id"].isin(genes)]
     excluded = labels["entrez_id"].nunique() - inside["entrez_id"].nunique()
     if task.kind == "multiclass":
@@ -162,6 +166,11 @@ def restrict(task: GeneTask, labels: pd.DataFrame, genes: set) -> tuple[pd.DataF
         keep = sizes[sizes >= task.min_class_genes].index[: task.max_classes]
         inside = inside[inside["label"].isin(keep)]
     return inside.sort_values(["entrez_id", "label"]).reset_index(drop=True), int(excluded)
+
+
+def labels_of(task: GeneTask, labels: pd.DataFrame) -> pd.DataFrame:
+    """The task's rows of a family's labels table (the gene-pair and gene-type tables hold one task)."""
+    return labels[labels["task"] == task.name] if "task" in labels else labels
 
 
 def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, matrix: np.ndarray, protocol: Protocol,
@@ -254,14 +263,10 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             for universe in config.universes:
                 genes = set(universes.loc[universes[universe], "entrez_id"]) & embedded
                 for task in tasks:
-                    task_labels = labels[labels["task"] == task.name] if "task" in labels else labels
+                    task_labels = labels_of(task, labels)
                     started = time.perf_counter()
                     try:
-                        if task.kind == "pairs":
-                            inside = task_labels[task_labels["entrez_a"].isin(genes) & task_labels["entrez_b"].isin(genes)]
-                            excluded = len(task_labels) - len(inside)
-                        else:
-                            inside, excluded = restrict(task, task_labels, genes)
+                        inside, excluded = restrict(task, task_labels, genes)
                         scored, figure = score_task(task, inside, features, matrix, protocol, extra_draw=draw > 0)
                     except TaskLabelError as exc:
                         if draw == 0:
