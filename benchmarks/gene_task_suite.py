@@ -23,7 +23,7 @@ from gene_assets.cli import register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.resources import temporary_resources
-from gene_assets.tasks.assets import FeatureDraws, labels_of, restrict, score_task
+from gene_assets.tasks.assets import FeatureDraws, label_matrix, labels_of, restrict, score_task
 from gene_assets.tasks.evaluation import Protocol
 from gene_assets.tasks.gene_properties import GENE_PROPERTY_TASKS
 from gene_assets.tasks.gene_type import GENE_TYPE_TASK
@@ -71,11 +71,7 @@ def straightforward(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws
                                                  .predict_proba(built["test"])[:, 1])
                 for name, model in models.items()}
     if task.kind == "multilabel":
-        low, high = task.label_size_range
-        sizes = labels["label"].value_counts()
-        kept = sorted(sizes[(sizes >= low) & (sizes <= high)].index)
-        genes = np.sort(labels["entrez_id"].unique())
-        Y = pd.crosstab(labels["entrez_id"], labels["label"]).reindex(index=genes, columns=kept, fill_value=0).to_numpy() > 0
+        genes, Y = label_matrix(task, labels)
         X = features.rows(Z, genes)
         per_fold = []
         for train, test in KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X):

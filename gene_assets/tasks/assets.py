@@ -173,6 +173,16 @@ def labels_of(task: GeneTask, labels: pd.DataFrame) -> pd.DataFrame:
     return labels[labels["task"] == task.name] if "task" in labels else labels
 
 
+def label_matrix(task: GeneTask, labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A multilabel task's sorted genes and gene × label membership, for labels within the task's size range."""
+    low, high = task.label_size_range
+    sizes = labels["label"].value_counts()
+    kept = sorted(sizes[(sizes >= low) & (sizes <= high)].index)
+    genes = np.sort(labels["entrez_id"].unique())
+    Y = pd.crosstab(labels["entrez_id"], labels["label"]).reindex(index=genes, columns=kept, fill_value=0).to_numpy() > 0
+    return genes, Y
+
+
 def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, matrix: np.ndarray, protocol: Protocol,
                extra_draw: bool = False) -> tuple[list[dict], dict]:
     """Rows for one task on one universe (labels already restricted) and its figures' inputs. Extra draws of the
@@ -197,11 +207,7 @@ def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, mat
     if labels.empty:
         raise TaskLabelError(f"Task {task.name}: no labelled gene is inside this universe.")
     if task.kind == "multilabel":
-        low, high = task.label_size_range
-        sizes = labels["label"].value_counts()
-        kept = sorted(sizes[(sizes >= low) & (sizes <= high)].index)
-        genes = np.sort(labels["entrez_id"].unique())
-        Y = pd.crosstab(labels["entrez_id"], labels["label"]).reindex(index=genes, columns=kept, fill_value=0).to_numpy() > 0
+        genes, Y = label_matrix(task, labels)
         rows = evaluate_multilabel(task, features.rows(matrix, genes), Y, protocol, bootstrap)
         digest = genes_digest(genes, np.packbits(Y))
         return [dict(r, genes_digest=digest) for r in rows], {}
