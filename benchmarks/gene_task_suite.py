@@ -36,6 +36,7 @@ from .harness import Row, median, timed_rounds
 BACKBONE, VIEW, UNIVERSE = "bag-of-words", "summary", "all_genes"
 FAMILIES = {"geneformer_labels": GENEFORMER_TASKS, "gene_type_labels": [GENE_TYPE_TASK],
             "gene_property_labels": GENE_PROPERTY_TASKS, "gene_interaction_pairs": [GGI_TASK]}
+SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_universes"]
 REPEATS = 2
 
 
@@ -45,7 +46,7 @@ def suite_inputs() -> tuple[FeatureDraws, list[tuple[GeneTask, pd.DataFrame]]]:
     with tempfile.TemporaryDirectory() as scratch, DagsterInstance.ephemeral() as instance:
         resources = temporary_resources(Path(scratch), release_repo=Path(scratch) / "repo", remote=Path(scratch) / "remote")
         everything = [*all_assets, *all_asset_checks]
-        sources = materialize(everything, selection=["gene_catalog", "gene_summaries", "gene_texts", "gene_universes", *FAMILIES], instance=instance, resources=resources,
+        sources = materialize(everything, selection=[*SOURCES, *FAMILIES], instance=instance, resources=resources,
                               run_config={"ops": {"gene_texts": {"config": {"views": [VIEW]}}}})
         register_backbones(instance, [BACKBONE])
         embedded = materialize(everything, selection=["gene_embeddings"], instance=instance, resources=resources,
@@ -65,7 +66,7 @@ def straightforward(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
         built = {name: features.rows(Z, part["entrez_a"]) + features.rows(Z, part["entrez_b"])
                  for name, part in (("train", train), ("test", test))}
-        models = {"logistic_regression": LogisticRegression(max_iter=5000),
+        models = {"logistic_regression": LogisticRegression(max_iter=5000),  # one fit: the forest takes both cores
                   "random_forest": RandomForestClassifier(random_state=protocol.seed, n_jobs=-1)}
         return {(name, "roc_auc"): roc_auc_score(test["label"], model.fit(built["train"], train["label"])
                                                  .predict_proba(built["test"])[:, 1])

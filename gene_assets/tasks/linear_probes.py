@@ -1,10 +1,13 @@
-"""Gene-pair logistic regression without building the pair features.
+"""Linear probes fitted without the work the plain scikit-learn fit repeats.
 
-The pair task's probe is scikit-learn's LogisticRegression (L2, C = 1, unpenalized intercept) on z_a + z_b for
-hundreds of thousands of pairs. Here X·θ = S·(Z·θ) with S the sparse pair × gene incidence, so a step costs
-O(genes · dims + pairs) instead of O(pairs · dims), and L-BFGS runs on whitened parameters θ = H₀^(-1/2)·v
-(H₀: the objective's Hessian at zero), which needs tens of steps rather than hundreds. The minimizer is the
-same; a test compares it with scikit-learn's fit on real gene pairs."""
+Gene pairs: the pair task's probe is scikit-learn's LogisticRegression (L2, C = 1, unpenalized intercept) on
+z_a + z_b for hundreds of thousands of pairs. Here X·θ = S·(Z·θ) with S the sparse pair × gene incidence, so a step
+costs O(genes · dims + pairs) instead of O(pairs · dims), and L-BFGS runs on whitened parameters θ = H₀^(-1/2)·v
+(H₀: the objective's Hessian at zero), which needs tens of steps rather than hundreds.
+
+Folds: ridge on standardized features for every fold of a task from statistics that add up over folds.
+
+Each reaches the plain fit's answer; tests compare them with scikit-learn on real gene vectors."""
 
 from __future__ import annotations
 
@@ -72,20 +75,22 @@ def ridge_fold_predictions(X: np.ndarray, Y: np.ndarray, folds: list, alpha: flo
     total minus that share: one Gram product in all instead of one per fold. Solved in float64."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
-    shares = []
+    shares, lows, highs = [], [], []
     for _, test in folds:
         rows, targets = X[test], Y[test]
         shares.append((len(test), rows.sum(0), rows.T @ rows, rows.T @ targets, targets.sum(0)))
+        lows.append(rows.min(0))
+        highs.append(rows.max(0))
     total = [sum(parts) for parts in zip(*shares)]
     predictions = []
     for f, (_, test) in enumerate(folds):
-        train_minimum = np.min([X[other].min(0) for g, (_, other) in enumerate(folds) if g != f], axis=0)
-        train_maximum = np.max([X[other].max(0) for g, (_, other) in enumerate(folds) if g != f], axis=0)
+        others = [g for g in range(len(folds)) if g != f]
+        constant = np.min([lows[g] for g in others], axis=0) == np.max([highs[g] for g in others], axis=0)
         n, sums, gram, cross, target_sums = [whole - share for whole, share in zip(total, shares[f])]
         mean, target_mean = sums / n, target_sums / n
         centered_gram = gram - n * np.outer(mean, mean)
         scale = np.sqrt(np.maximum(np.diag(centered_gram), 0.0) / n)
-        scale[train_minimum == train_maximum] = 1.0  # StandardScaler leaves constant features unscaled
+        scale[constant] = 1.0  # StandardScaler leaves constant features unscaled
         system = centered_gram / np.outer(scale, scale) + alpha * np.eye(len(scale))
         right = (cross - n * np.outer(mean, target_mean)) / scale[:, None]
         weights = linalg.solve(system, right, assume_a="pos")
