@@ -23,7 +23,16 @@ from gene_assets.cli import register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.resources import temporary_resources
-from gene_assets.tasks.assets import FeatureDraws, label_matrix, labels_of, restrict, score_task
+from gene_assets.parallel import run_units, worker_count
+from gene_assets.tasks.assets import (
+    FeatureDraws,
+    TaskEvaluationConfig,
+    label_matrix,
+    labels_of,
+    restrict,
+    score_unit,
+    task_genes,
+)
 from gene_assets.tasks.evaluation import Protocol
 from gene_assets.tasks.gene_properties import GENE_PROPERTY_TASKS
 from gene_assets.tasks.gene_type import GENE_TYPE_TASK
@@ -61,10 +70,10 @@ def suite_inputs() -> tuple[FeatureDraws, list[tuple[GeneTask, pd.DataFrame]]]:
 
 def straightforward(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, protocol: Protocol) -> dict:
     """{(classifier, metric): estimate} from plain scikit-learn fits of the suite's models, one per fold."""
-    Z = features.embeddings.matrix
+    Z = features.genes(0, features.index)
     if task.kind == "pairs":
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
-        built = {name: features.rows(Z, part["entrez_a"]) + features.rows(Z, part["entrez_b"])
+        built = {name: Z.rows(part["entrez_a"]) + Z.rows(part["entrez_b"])
                  for name, part in (("train", train), ("test", test))}
         models = {"logistic_regression": LogisticRegression(max_iter=5000),  # one fit: the forest takes both cores
                   "random_forest": RandomForestClassifier(random_state=protocol.seed, n_jobs=-1)}
@@ -73,14 +82,14 @@ def straightforward(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws
                 for name, model in models.items()}
     if task.kind == "multilabel":
         genes, Y = label_matrix(task, labels)
-        X = features.rows(Z, genes)
+        X = Z.rows(genes)
         per_fold = []
         for train, test in KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X):
             scores = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(X[train], Y[train].astype(np.float32)).predict(X[test])
             per_fold.append([roc_auc_score(Y[test, j], scores[:, j]) if 0 < Y[test, j].sum() < len(test) else np.nan
                              for j in range(Y.shape[1])])
         return {("ridge", "mean_roc_auc"): float(np.nanmean(np.nanmean(per_fold, axis=0)))}
-    X = features.rows(Z, labels["entrez_id"])
+    X = Z.rows(labels["entrez_id"])
     if task.kind == "binary":
         y = (labels["label"].to_numpy() == task.positive).astype(int)
         models = {"logistic_regression": LogisticRegression(max_iter=5000),
@@ -112,8 +121,9 @@ def gene_task_suite() -> list[Row]:
                     estimates["baseline"][(task.name, *key)] = value
 
     def project():
-        for task, labels in tasks:
-            rows, _ = score_task(task, labels, features, Z, protocol)
+        engine = TaskEvaluationConfig().protocol()
+        units = ((task, labels, features.genes(0, task_genes(task, labels)), engine, False) for task, labels in tasks)
+        for (task, _), (rows, _, _) in zip(tasks, run_units(score_unit, units, worker_count(), engine.threads)):
             for row in rows:
                 estimates["project"][(task.name, row["classifier"], row["metric"])] = row["estimate"]
 

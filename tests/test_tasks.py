@@ -288,3 +288,30 @@ def test_forest_scores_are_identical_from_run_to_run():
     forest_scores = [scores["random_forest"] for _, scores in runs]
     assert all(np.array_equal(forest_scores[0], other) for other in forest_scores[1:])
     assert all(rows == runs[0][0] for rows, _ in runs[1:])
+
+
+def test_units_on_worker_processes_equal_units_in_this_process(data_dir, resolver):
+    """The random control's band on the real Geneformer tasks (three draws, forests included): scored on two worker
+    processes with one thread each, every row equals the row scored here on every core."""
+    from gene_assets.embeddings.encoders import random_gene_vectors
+    from gene_assets.embeddings.table import GeneEmbeddings
+    from gene_assets.parallel import run_units
+    from gene_assets.tasks.assets import FeatureDraws, in_band, restrict, score_unit, task_genes
+
+    table = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str)
+    labels, _ = map_geneformer_labels(table, resolver)
+    ids = np.sort(labels["entrez_id"].unique())
+    embeddings = GeneEmbeddings(pd.DataFrame({"entrez_id": ids, "symbol": ids.astype(str)}),
+                                random_gene_vectors(ids, 64, seed=0), attrs={"kind": "random"})
+    features, protocol = FeatureDraws(embeddings, draws=3), Protocol(n_bootstrap=100)
+    units = []
+    for draw in features.draws:
+        for task in GENEFORMER_TASKS[:3]:
+            inside, _ = restrict(task, labels[labels["task"] == task.name], set(ids))
+            if draw == 0 or in_band(task, inside, protocol):
+                units.append((task, inside, features.genes(draw, task_genes(task, inside)), protocol, draw > 0))
+    here = [outcome[0] for outcome in run_units(score_unit, units, workers=1, threads=2)]
+    pooled = [outcome[0] for outcome in run_units(score_unit, units, workers=2, threads=1)]
+    assert len(here) == len(units) and sum(map(len, here)) >= 12
+    assert pooled == here
+    assert {row["classifier"] for rows in here for row in rows} == {"logistic_regression", "random_forest"}

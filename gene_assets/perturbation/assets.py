@@ -10,8 +10,9 @@ from ..catalog.resolver import GeneResolver
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
+from ..parallel import run_units, worker_count
 from ..sources.data_directory import DataDirectory
-from ..tasks.assets import UNIVERSES, FeatureDraws, counts_metadata, result_check_specs, result_checks
+from ..tasks.assets import UNIVERSES, FeatureDraws, GeneMatrix, counts_metadata, result_check_specs, result_checks
 from ..tasks.spec import TaskLabelError
 from .evaluation import BASELINE, MODELS, PerturbationProtocol, evaluate_perturbations
 from .mean_shift import MeanShiftSource, mean_shift_targets
@@ -45,6 +46,8 @@ class PerturbationEvaluationConfig(Config):
     patience: int = 50
     threads: int = 1
     """CPU threads for torch and BLAS while fitting (fixed for reproducible results)."""
+    workers: int = 0
+    """Processes scoring (target, universe, draw) units side by side (0: one per core); results do not depend on it."""
 
     def protocol(self) -> PerturbationProtocol:
         mlp = MlpSettings(hidden_units=self.hidden_units, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
@@ -70,6 +73,19 @@ class MeanShiftEvaluationConfig(PerturbationEvaluationConfig):
                                control_label=self.control_label, gene_column=self.gene_column, dataset=self.dataset)
 
 
+def score_targets(targets: ResponseTargets, genes: GeneMatrix, protocol: PerturbationProtocol, first_draw: bool):
+    """Rows of the backbone's models on one target (one universe, one draw), with bootstrap replicates and the
+    mean-signature baseline on the first draw, and the seconds taken; or the TaskLabelError that made the target
+    unscorable."""
+    started = time.perf_counter()
+    try:
+        scored = evaluate_perturbations(targets, genes.rows(targets.entrez_ids), protocol, bootstrap=first_draw)
+        baseline = evaluate_perturbations(targets, None, protocol) if first_draw else []
+    except TaskLabelError as exc:
+        return exc
+    return scored, baseline, time.perf_counter() - started
+
+
 def score_perturbations(context: AssetExecutionContext, config: PerturbationEvaluationConfig, embeddings: GeneEmbeddings,
                         universes: pd.DataFrame, targets: list[ResponseTargets], metadata: dict | None = None):
     """Rows (long results schema) of this partition's backbone and of the mean-signature baseline, for every
@@ -79,29 +95,28 @@ def score_perturbations(context: AssetExecutionContext, config: PerturbationEval
     backbone = get_backbone(keys["backbone"])
     protocol, features = config.protocol(), FeatureDraws(embeddings, config.random_draws)
     embedded = set(features.index)
+    inside = {(universe, target.task.name): target.restricted_to(set(universes.loc[universes[universe], "entrez_id"]) & embedded)
+              for universe in config.universes for target in targets}
+    units = [(draw, universe, target) for draw in features.draws for universe in config.universes for target in targets]
+
+    def unit(draw: int, universe: str, target: ResponseTargets) -> tuple:
+        restricted = inside[universe, target.task.name]
+        return restricted, features.genes(draw, restricted.entrez_ids), protocol, draw == 0
+
+    outcomes = run_units(score_targets, (unit(*u) for u in units), worker_count(config.workers), protocol.threads)
     rows, skipped = [], []
-    for draw in features.draws:
-        matrix = features.matrix(draw)
-        for universe in config.universes:
-            genes = set(universes.loc[universes[universe], "entrez_id"]) & embedded
-            for target in targets:
-                inside = target.restricted_to(genes)
-                common = dict(universe=universe, draw=draw, n_excluded=target.n_source - len(inside.entrez_ids),
-                              view=keys["view"])
-                started = time.perf_counter()
-                try:
-                    scored = evaluate_perturbations(inside, features.rows(matrix, inside.entrez_ids), protocol,
-                                                    bootstrap=draw == 0)
-                    baseline = evaluate_perturbations(inside, None, protocol) if draw == 0 else []
-                except TaskLabelError as exc:
-                    if draw == 0:
-                        skipped.append({"task": target.task.name, "universe": universe, "reason": str(exc)})
-                        context.log.warning(f"{target.task.name} on {universe}: {exc}")
-                    continue
-                seconds = time.perf_counter() - started
-                rows += [dict(r, **common, backbone=backbone.name, dims=embeddings.dims, seconds=seconds) for r in scored]
-                rows += [dict(r, **common, backbone=BASELINE, dims=0, seconds=seconds) for r in baseline]
-        context.log.info(f"{backbone.name}/{keys['view']}: perturbation draw {draw} scored")
+    for (draw, universe, target), outcome in zip(units, outcomes):
+        if isinstance(outcome, TaskLabelError):
+            if draw == 0:
+                skipped.append({"task": target.task.name, "universe": universe, "reason": str(outcome)})
+                context.log.warning(f"{target.task.name} on {universe}: {outcome}")
+            continue
+        scored, baseline, seconds = outcome
+        common = dict(universe=universe, draw=draw, n_excluded=target.n_source - len(inside[universe, target.task.name].entrez_ids),
+                      view=keys["view"], seconds=seconds)
+        rows += [dict(r, **common, backbone=backbone.name, dims=embeddings.dims) for r in scored]
+        rows += [dict(r, **common, backbone=BASELINE, dims=0) for r in baseline]
+        context.log.info(f"{backbone.name}/{keys['view']}: {target.task.name} on {universe}, draw {draw}: {seconds:.1f}s")
     results = pd.DataFrame(rows)
     yield Output(results, metadata={**(metadata or {}), **_metadata(results, skipped)})
     yield from result_checks(results, skipped)

@@ -5,6 +5,7 @@ two dimensions and backbone × view already uses both; per-family assets can als
 inspected on their own (the gene-pair task takes minutes, the Geneformer tasks seconds)."""
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from ..embeddings.encoders import random_gene_vectors
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
+from ..parallel import run_units, threads_per_worker, worker_count
 from ..progress import ProgressLog
 from ..sources.data_directory import DataDirectory, read_data_csv
 from .evaluation import (
@@ -131,26 +133,39 @@ class TaskEvaluationConfig(Config):
     random_draws: int = 20
     """The random-gaussian control is scored with this many seeds (a band, not one draw)."""
     universes: list[str] = list(UNIVERSES)
+    workers: int = 0
+    """Processes scoring (task, universe, draw) units side by side (0: one per core); results do not depend on it."""
 
     def protocol(self) -> Protocol:
-        return Protocol(n_splits=self.n_splits, seed=self.seed, pca_dims=self.pca_dims, n_bootstrap=self.n_bootstrap)
+        return Protocol(n_splits=self.n_splits, seed=self.seed, pca_dims=self.pca_dims, n_bootstrap=self.n_bootstrap,
+                        threads=threads_per_worker(worker_count(self.workers)))
+
+
+@dataclass(frozen=True)
+class GeneMatrix:
+    """Feature rows of a set of genes (one unit of work's genes, in one draw)."""
+
+    index: pd.Index
+    matrix: np.ndarray
+
+    def rows(self, entrez_ids) -> np.ndarray:
+        return self.matrix[self.index.get_indexer(np.asarray(entrez_ids))]
 
 
 class FeatureDraws:
-    """Feature rows for gene ids: the partition's embeddings, or for the random control one fresh draw per seed."""
+    """Feature rows for gene ids: the partition's embeddings, or for the random control one fresh draw per seed
+    (drawn for the genes asked for only; a gene's vector depends on its id and the seed, not on the others)."""
 
     def __init__(self, embeddings: GeneEmbeddings, draws: int):
         self.embeddings = embeddings
         self.draws = list(range(draws)) if embeddings.attrs.get("kind") == "random" else [0]
         self.index = pd.Index(embeddings.genes["entrez_id"])
 
-    def matrix(self, draw: int) -> np.ndarray:
+    def genes(self, draw: int, entrez_ids) -> GeneMatrix:
+        ids = np.unique(np.asarray(entrez_ids))
         if draw == 0:
-            return self.embeddings.matrix
-        return random_gene_vectors(self.embeddings.genes["entrez_id"].to_numpy(), self.embeddings.dims, seed=draw)
-
-    def rows(self, matrix: np.ndarray, entrez_ids) -> np.ndarray:
-        return matrix[self.index.get_indexer(np.asarray(entrez_ids))]
+            return GeneMatrix(pd.Index(ids), self.embeddings.matrix[self.index.get_indexer(ids)])
+        return GeneMatrix(pd.Index(ids), random_gene_vectors(ids, self.embeddings.dims, seed=draw))
 
 
 def restrict(task: GeneTask, labels: pd.DataFrame, genes: set) -> tuple[pd.DataFrame, int]:
@@ -183,41 +198,64 @@ def label_matrix(task: GeneTask, labels: pd.DataFrame) -> tuple[np.ndarray, np.n
     return genes, Y
 
 
-def score_task(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, matrix: np.ndarray, protocol: Protocol,
+def task_genes(task: GeneTask, labels: pd.DataFrame) -> np.ndarray:
+    """Every gene a task's (restricted) labels name."""
+    columns = ["entrez_a", "entrez_b"] if task.kind == "pairs" else ["entrez_id"]
+    return np.unique(labels[columns].to_numpy().ravel())
+
+
+def in_band(task: GeneTask, labels: pd.DataFrame, protocol: Protocol) -> bool:
+    """Whether the random control's extra draws score this task: not the gene-pair task, and at most
+    `band_max_genes` genes."""
+    return task.kind != "pairs" and labels["entrez_id"].nunique() <= protocol.band_max_genes
+
+
+def score_task(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol: Protocol,
                extra_draw: bool = False) -> tuple[list[dict], dict]:
     """Rows for one task on one universe (labels already restricted) and its figures' inputs. Extra draws of the
     random control skip bootstrap replicates, the gene-pair task and tasks larger than `band_max_genes`."""
     bootstrap = not extra_draw
-    if extra_draw and (task.kind == "pairs" or labels["entrez_id"].nunique() > protocol.band_max_genes):
+    if extra_draw and not in_band(task, labels, protocol):
         return [], {}
     if task.kind == "pairs":
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
         if train.empty or test.empty:
             raise TaskLabelError(f"Task {task.name}: no train or no test pairs inside this universe.")
         def rows_of(t):
-            return features.index.get_indexer(t["entrez_a"]), features.index.get_indexer(t["entrez_b"])
+            return genes.index.get_indexer(t["entrez_a"]), genes.index.get_indexer(t["entrez_b"])
 
-        rows, scores = evaluate_pairs(task, matrix, rows_of(train), train["label"].to_numpy(), rows_of(test),
+        rows, scores = evaluate_pairs(task, genes.matrix, rows_of(train), train["label"].to_numpy(), rows_of(test),
                                       test["label"].to_numpy(), protocol, bootstrap)
         digest = genes_digest(labels[["entrez_a", "entrez_b", "label"]].to_numpy())
-        genes = pd.unique(labels[["entrez_a", "entrez_b"]].to_numpy().ravel())
+        n_genes = len(pd.unique(labels[["entrez_a", "entrez_b"]].to_numpy().ravel()))
         for row in rows:
-            row.update(n_genes=len(genes), n_pairs_train=len(train), n_pairs_test=len(test))
+            row.update(n_genes=n_genes, n_pairs_train=len(train), n_pairs_test=len(test))
         return [dict(r, genes_digest=digest) for r in rows], {"roc": (test["label"].to_numpy(), scores)}
     if labels.empty:
         raise TaskLabelError(f"Task {task.name}: no labelled gene is inside this universe.")
     if task.kind == "multilabel":
-        genes, Y = label_matrix(task, labels)
-        rows = evaluate_multilabel(task, features.rows(matrix, genes), Y, protocol, bootstrap)
-        digest = genes_digest(genes, np.packbits(Y))
+        ids, Y = label_matrix(task, labels)
+        rows = evaluate_multilabel(task, genes.rows(ids), Y, protocol, bootstrap)
+        digest = genes_digest(ids, np.packbits(Y))
         return [dict(r, genes_digest=digest) for r in rows], {}
-    X = features.rows(matrix, labels["entrez_id"])
+    X = genes.rows(labels["entrez_id"])
     digest = genes_digest(labels["entrez_id"].to_numpy(), pd.factorize(labels["label"], sort=True)[0])
     if task.kind == "binary":
         rows = evaluate_binary(task, X, labels["label"], protocol, bootstrap)
         return [dict(r, genes_digest=digest) for r in rows], {}
     rows, confusion = evaluate_multiclass(task, X, labels["label"], protocol, bootstrap)
     return [dict(r, genes_digest=digest) for r in rows], {"confusion": confusion}
+
+
+def score_unit(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol: Protocol, extra_draw: bool):
+    """score_task's rows and figure with its seconds, or the TaskLabelError that made the task unscorable (a
+    worker process returns it, so the other units go on)."""
+    started = time.perf_counter()
+    try:
+        rows, figure = score_task(task, labels, genes, protocol, extra_draw)
+    except TaskLabelError as exc:
+        return exc
+    return rows, figure, time.perf_counter() - started
 
 
 def metrics_finite(results: pd.DataFrame) -> AssetCheckResult:
@@ -257,36 +295,41 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
     )
     def _results(context: AssetExecutionContext, config: TaskEvaluationConfig, embeddings: GeneEmbeddings,
                  universes: pd.DataFrame, labels: pd.DataFrame):
-        keys = context.partition_key.keys_by_dimension
-        backbone = get_backbone(keys["backbone"])
+        partition = context.partition_key.keys_by_dimension
+        backbone = get_backbone(partition["backbone"])
         protocol, features = config.protocol(), FeatureDraws(embeddings, config.random_draws)
         embedded = set(features.index)
+        restricted = {}
+        for universe in config.universes:
+            genes = set(universes.loc[universes[universe], "entrez_id"]) & embedded
+            for task in tasks:
+                restricted[universe, task.name] = restrict(task, labels_of(task, labels), genes)
+        keys = [(draw, universe, task) for draw in features.draws for universe in config.universes for task in tasks
+                if draw == 0 or in_band(task, restricted[universe, task.name][0], protocol)]
+
+        def unit(draw: int, universe: str, task: GeneTask) -> tuple:
+            inside = restricted[universe, task.name][0]
+            return task, inside, features.genes(draw, task_genes(task, inside)), protocol, draw > 0
+
+        progress = ProgressLog(context.log, f"{name} {backbone.name}/{partition['view']}", "task evaluations",
+                               total=len(keys), every_seconds=0.0)
+        outcomes = run_units(score_unit, (unit(*key) for key in keys), worker_count(config.workers), protocol.threads)
         rows, skipped, figures, timings = [], [], {}, {}
-        progress = ProgressLog(context.log, f"{name} {backbone.name}/{keys['view']}", "task evaluations",
-                               total=len(features.draws) * len(config.universes) * len(tasks), every_seconds=0.0)
-        for draw in features.draws:
-            matrix = features.matrix(draw)
-            for universe in config.universes:
-                genes = set(universes.loc[universes[universe], "entrez_id"]) & embedded
-                for task in tasks:
-                    task_labels = labels_of(task, labels)
-                    started = time.perf_counter()
-                    try:
-                        inside, excluded = restrict(task, task_labels, genes)
-                        scored, figure = score_task(task, inside, features, matrix, protocol, extra_draw=draw > 0)
-                    except TaskLabelError as exc:
-                        if draw == 0:
-                            skipped.append({"task": task.name, "universe": universe, "reason": str(exc)})
-                            context.log.warning(f"{task.name} on {universe}: {exc}")
-                        progress.advance(note=f"{task.name} on {universe} skipped")
-                        continue
-                    seconds = time.perf_counter() - started
-                    progress.advance(note=f"{task.name} on {universe}, draw {draw}: {seconds:.1f}s")
-                    timings[task.name] = timings.get(task.name, 0.0) + seconds
-                    rows += [dict(r, universe=universe, draw=draw, n_excluded=excluded, seconds=seconds) for r in scored]
-                    if draw == 0 and universe == "all_genes" and figure:
-                        figures[task.name] = figure
-        results = pd.DataFrame(rows).assign(backbone=backbone.name, view=keys["view"], dims=embeddings.dims)
+        for (draw, universe, task), outcome in zip(keys, outcomes):
+            if isinstance(outcome, TaskLabelError):
+                if draw == 0:
+                    skipped.append({"task": task.name, "universe": universe, "reason": str(outcome)})
+                    context.log.warning(f"{task.name} on {universe}: {outcome}")
+                progress.advance(note=f"{task.name} on {universe} skipped")
+                continue
+            scored, figure, seconds = outcome
+            progress.advance(note=f"{task.name} on {universe}, draw {draw}: {seconds:.1f}s")
+            timings[task.name] = timings.get(task.name, 0.0) + seconds
+            excluded = restricted[universe, task.name][1]
+            rows += [dict(r, universe=universe, draw=draw, n_excluded=excluded, seconds=seconds) for r in scored]
+            if draw == 0 and universe == "all_genes" and figure:
+                figures[task.name] = figure
+        results = pd.DataFrame(rows).assign(backbone=backbone.name, view=partition["view"], dims=embeddings.dims)
         yield Output(results, metadata=_results_metadata(results, skipped, figures, timings))
         yield from result_checks(results, skipped)
 

@@ -43,6 +43,8 @@ class Protocol:
     band_max_genes: int = 2_000
     """Extra random-control draws score only tasks up to this many genes; a larger task's single draw already
     has a sampling SD below about 0.01 AUC."""
+    threads: int = -1
+    """Threads per forest (-1: every core); a forest grows the same trees on any number of threads."""
 
 
 def genes_digest(*arrays) -> str:
@@ -62,7 +64,7 @@ def with_pca(estimator, protocol: Protocol, dims: int):
 def binary_classifiers(protocol: Protocol, dims: int, pairs: bool = False) -> dict:
     """scikit-learn defaults as GenePT uses them; logistic regression gets enough iterations to converge."""
     def forest():
-        return RandomForestClassifier(random_state=protocol.seed, n_jobs=-1,
+        return RandomForestClassifier(random_state=protocol.seed, n_jobs=protocol.threads,
                                       max_samples=protocol.rf_max_samples if pairs else None)
 
     return {

@@ -1,0 +1,38 @@
+"""Independent evaluation units (task × universe × draw, perturbation target × universe × draw) on worker processes.
+
+A results asset's units share nothing, so they run side by side on `workers` processes, each unit with its share
+of the cores for BLAS and forests. Every unit's result is the same as on one process: forests grow the same trees
+on any number of threads and predict on one, and the perturbation models keep their fixed thread count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from joblib import Parallel, cpu_count, delayed
+from threadpoolctl import threadpool_limits
+
+
+def worker_count(requested: int = 0) -> int:
+    """`requested` processes, or one per core of this machine (cgroup quotas included) when 0."""
+    return requested if requested > 0 else cpu_count()
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, cpu_count() // max(1, workers))
+
+
+def _limited(function: Callable, threads: int, args: tuple):
+    with threadpool_limits(threads):
+        return function(*args)
+
+
+def run_units(function: Callable, units: Iterable[tuple], workers: int, threads: int) -> Iterator:
+    """function(*unit) for every unit, yielded in the units' order, with BLAS/OpenMP limited to `threads`. One
+    worker runs in this process; more run on a reusable pool of loky processes, which take units from the
+    iterable as they free up (large arrays reach them memory-mapped)."""
+    if workers <= 1:
+        for unit in units:
+            yield _limited(function, threads, unit)
+        return
+    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator")(
+        delayed(_limited)(function, threads, unit) for unit in units)
