@@ -13,7 +13,7 @@ from benchmarks.cell_embeddings import gene_weights, write_counts_h5ad
 from gene_assets.catalog.resolver import GeneResolver
 from gene_assets.cells.datasets import CellDatasetError, CellMatrix, detect_input_scale, match_genes, select_cells
 from gene_assets.cells.embedding import GeneWeights, cell_sentences, genept_w_block, stream_genept_w
-from gene_assets.cells.evaluation import CellProtocol, cells_digest, score_cells
+from gene_assets.cells.evaluation import CellProtocol, cells_digest, score_cells, umap_input
 from gene_assets.cells.report import cell_gains, cell_type_table, gains_table
 from gene_assets.leaderboard.report import random_band_at_chance, summarize
 from gene_assets.tasks.statistics import classification_metrics, weighted_confusions
@@ -130,6 +130,19 @@ def cell_results(backbone, method, X, cells, view="summary"):
     digest = cells_digest(cells, CellProtocol(n_bootstrap=300, n_splits=3))
     return pd.DataFrame(rows).assign(backbone=backbone, view=view, universe="cells", draw=0, genes_digest=digest,
                                      n_excluded=0, dims=X.shape[1])
+
+
+def test_umap_distances_for_small_data_are_umaps_own_cosine(counts_h5ad):
+    """The distance matrix handed to UMAP below its small-data size equals UMAP's cosine between the l2-normalized
+    rows, all-zero rows (cells without matched expression) included."""
+    from sklearn.metrics import pairwise_distances
+    from umap.distances import cosine
+
+    X = genept_w_block(ad.read_h5ad(counts_h5ad).X[:300], "counts", gene_weights(genes=600, seed=5))
+    X[:4] = 0.0
+    expected = pairwise_distances(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-30), metric=cosine)
+    np.testing.assert_allclose(umap_input(X), expected, atol=1e-6)
+    assert umap_input(np.ones((5000, 3), dtype=np.float32)).shape == (5000, 3)  # large data: normalized rows
 
 
 def test_leaderboard_cell_section_reports_gains_over_both_baselines():

@@ -118,11 +118,31 @@ def expression_pca(expression, n_components: int, seed: int) -> np.ndarray:
     return PCA(n_components, svd_solver="arpack", random_state=seed).fit_transform(expression).astype(np.float32)
 
 
+UMAP_SMALL_DATA = 4096
+"""Below this many cells UMAP takes every pairwise distance; it gets them here as one matrix product rather than
+from its per-pair cosine function (about 10 s for 2,600 cells)."""
+
+
+def umap_input(X: np.ndarray) -> np.ndarray:
+    """UMAP's cosine distances between the rows for small data (0 between two all-zero rows, as UMAP's cosine has
+    it), else the l2-normalized rows."""
+    X = unit_rows(X)
+    if len(X) >= UMAP_SMALL_DATA:
+        return X
+    X = X.astype(np.float64)
+    distances = np.clip(1.0 - X @ X.T, 0.0, 2.0)
+    zero = ~X.any(axis=1)
+    distances[np.ix_(zero, zero)] = 0.0
+    np.fill_diagonal(distances, 0.0)
+    return distances
+
+
 def umap_png(X: np.ndarray, labels: pd.Series, title: str, seed: int) -> bytes:
     """2-D UMAP (cosine, 15 neighbours) of the l2-normalized embedding, coloured by label."""
     import umap
 
-    coords = umap.UMAP(n_neighbors=15, metric="cosine", random_state=seed).fit_transform(unit_rows(X))
+    coords = umap.UMAP(n_neighbors=15, metric="precomputed" if len(X) < UMAP_SMALL_DATA else "cosine",
+                       random_state=seed).fit_transform(umap_input(X))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5))
     names = sorted(labels.astype(str).unique())
