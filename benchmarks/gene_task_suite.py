@@ -26,6 +26,7 @@ from gene_assets.resources import temporary_resources
 from gene_assets.parallel import run_units, worker_count
 from gene_assets.tasks.assets import (
     FeatureDraws,
+    GeneMatrix,
     TaskEvaluationConfig,
     label_matrix,
     labels_of,
@@ -68,9 +69,9 @@ def suite_inputs() -> tuple[FeatureDraws, list[tuple[GeneTask, pd.DataFrame]]]:
     return features, tasks
 
 
-def straightforward(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws, protocol: Protocol) -> dict:
-    """{(classifier, metric): estimate} from plain scikit-learn fits of the suite's models, one per fold."""
-    Z = features.genes(0, features.index)
+def straightforward(task: GeneTask, labels: pd.DataFrame, Z: GeneMatrix, protocol: Protocol) -> dict:
+    """{(classifier, metric): estimate} from plain scikit-learn fits of the suite's models, one per fold, on the
+    backbone's vectors Z."""
     if task.kind == "pairs":
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
         built = {name: Z.rows(part["entrez_a"]) + Z.rows(part["entrez_b"])
@@ -110,14 +111,14 @@ def straightforward(task: GeneTask, labels: pd.DataFrame, features: FeatureDraws
 def gene_task_suite() -> list[Row]:
     features, tasks = suite_inputs()
     protocol = Protocol()
-    Z = features.embeddings.matrix
+    Z = features.genes(0, features.index)
     estimates: dict[str, dict] = {"baseline": {}, "project": {}}
 
     def baseline():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence and constant-feature warnings of the plain fits
             for task, labels in tasks:
-                for key, value in straightforward(task, labels, features, protocol).items():
+                for key, value in straightforward(task, labels, Z, protocol).items():
                     estimates["baseline"][(task.name, *key)] = value
 
     def project():
@@ -134,7 +135,7 @@ def gene_task_suite() -> list[Row]:
     worst = max(auc_gaps, key=auc_gaps.get)
     other = max(gap for key, gap in gaps.items() if key not in auc_gaps)
     return [Row(
-        comparison=f"gene-task suite, {len(tasks)} tasks ({len(auc_gaps)} AUCs), {BACKBONE} {Z.shape[1]} dims, "
+        comparison=f"gene-task suite, {len(tasks)} tasks ({len(auc_gaps)} AUCs), {BACKBONE} {Z.matrix.shape[1]} dims, "
                    f"{len(features.index):,} genes, {UNIVERSE} universe",
         case="one scikit-learn fit per task and fold (cross_validate, built pair features, default forests) vs "
              "the results assets' engine with 1,000 bootstrap replicates",
