@@ -213,10 +213,8 @@ def in_band(task: GeneTask, labels: pd.DataFrame, protocol: Protocol) -> bool:
 def score_task(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol: Protocol,
                extra_draw: bool = False) -> tuple[list[dict], dict]:
     """Rows for one task on one universe (labels already restricted) and its figures' inputs. Extra draws of the
-    random control skip bootstrap replicates, the gene-pair task and tasks larger than `band_max_genes`."""
+    random control skip bootstrap replicates (and are scored only on tasks `in_band`)."""
     bootstrap = not extra_draw
-    if extra_draw and not in_band(task, labels, protocol):
-        return [], {}
     if task.kind == "pairs":
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
         if train.empty or test.empty:
