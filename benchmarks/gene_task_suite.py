@@ -31,7 +31,7 @@ from gene_assets.tasks.assets import (
     label_matrix,
     labels_of,
     restrict,
-    score_unit,
+    score_task,
     task_genes,
 )
 from gene_assets.tasks.evaluation import Protocol
@@ -124,7 +124,7 @@ def gene_task_suite() -> list[Row]:
     def project():
         engine = TaskEvaluationConfig().protocol()
         units = ((task, labels, features.genes(0, task_genes(task, labels)), engine, False) for task, labels in tasks)
-        for (task, _), (rows, _, _) in zip(tasks, run_units(score_unit, units, worker_count(), engine.threads)):
+        for (task, _), ((rows, _), _) in zip(tasks, run_units(score_task, units, worker_count(), engine.threads)):
             for row in rows:
                 estimates["project"][(task.name, row["classifier"], row["metric"])] = row["estimate"]
 

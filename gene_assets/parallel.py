@@ -6,6 +6,7 @@ on any number of threads and predict on one, and the perturbation models keep th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from joblib import Parallel, cpu_count, delayed
@@ -21,18 +22,25 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cpu_count() // max(1, workers))
 
 
-def _limited(function: Callable, threads: int, args: tuple):
-    with threadpool_limits(threads):
-        return function(*args)
+def _timed(function: Callable, threads: int, expected: tuple, args: tuple) -> tuple:
+    started = time.perf_counter()
+    try:
+        with threadpool_limits(threads):
+            value = function(*args)
+    except expected as exc:
+        value = exc
+    return value, time.perf_counter() - started
 
 
-def run_units(function: Callable, units: Iterable[tuple], workers: int, threads: int) -> Iterator:
-    """function(*unit) for every unit, yielded in the units' order, with BLAS/OpenMP limited to `threads`. One
-    worker runs in this process; more run on a reusable pool of loky processes, which take units from the
-    iterable as they free up (large arrays reach them memory-mapped)."""
+def run_units(function: Callable, units: Iterable[tuple], workers: int, threads: int,
+              expected: tuple[type[Exception], ...] = ()) -> Iterator[tuple]:
+    """(function(*unit), seconds) for every unit, yielded in the units' order, with BLAS/OpenMP limited to
+    `threads`; an `expected` exception is yielded in place of the value, so the other units go on. One worker runs
+    in this process; more run on a reusable pool of loky processes, which take units from the iterable as they free
+    up (large arrays reach them memory-mapped)."""
     if workers <= 1:
         for unit in units:
-            yield _limited(function, threads, unit)
+            yield _timed(function, threads, expected, unit)
         return
     yield from Parallel(n_jobs=workers, backend="loky", return_as="generator")(
-        delayed(_limited)(function, threads, unit) for unit in units)
+        delayed(_timed)(function, threads, expected, unit) for unit in units)

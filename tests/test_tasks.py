@@ -296,7 +296,7 @@ def test_units_on_worker_processes_equal_units_in_this_process(data_dir, resolve
     from gene_assets.embeddings.encoders import random_gene_vectors
     from gene_assets.embeddings.table import GeneEmbeddings
     from gene_assets.parallel import run_units
-    from gene_assets.tasks.assets import FeatureDraws, in_band, restrict, score_unit, task_genes
+    from gene_assets.tasks.assets import FeatureDraws, in_band, restrict, score_task, task_genes
 
     table = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str)
     labels, _ = map_geneformer_labels(table, resolver)
@@ -310,8 +310,8 @@ def test_units_on_worker_processes_equal_units_in_this_process(data_dir, resolve
             inside, _ = restrict(task, labels[labels["task"] == task.name], set(ids))
             if draw == 0 or in_band(task, inside, protocol):
                 units.append((task, inside, features.genes(draw, task_genes(task, inside)), protocol, draw > 0))
-    here = [outcome[0] for outcome in run_units(score_unit, units, workers=1, threads=2)]
-    pooled = [outcome[0] for outcome in run_units(score_unit, units, workers=2, threads=1)]
+    here = [rows for (rows, _), _ in run_units(score_task, units, workers=1, threads=2)]
+    pooled = [rows for (rows, _), _ in run_units(score_task, units, workers=2, threads=1)]
     assert len(here) == len(units) and sum(map(len, here)) >= 12
     assert pooled == here
     assert {row["classifier"] for rows in here for row in rows} == {"logistic_regression", "random_forest"}

@@ -1,8 +1,6 @@
 """Unseen genetic perturbation: Replogle 2022 signatures mapped once, then per backbone × view the CV results of
 the Replogle task (real data) and of the mean-shift protocol on an expression file named in the run config."""
 
-import time
-
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 
@@ -73,17 +71,12 @@ class MeanShiftEvaluationConfig(PerturbationEvaluationConfig):
                                control_label=self.control_label, gene_column=self.gene_column, dataset=self.dataset)
 
 
-def score_targets(targets: ResponseTargets, genes: GeneMatrix, protocol: PerturbationProtocol, first_draw: bool):
-    """Rows of the backbone's models on one target (one universe, one draw), with bootstrap replicates and the
-    mean-signature baseline on the first draw, and the seconds taken; or the TaskLabelError that made the target
-    unscorable."""
-    started = time.perf_counter()
-    try:
-        scored = evaluate_perturbations(targets, genes.rows(targets.entrez_ids), protocol, bootstrap=first_draw)
-        baseline = evaluate_perturbations(targets, None, protocol) if first_draw else []
-    except TaskLabelError as exc:
-        return exc
-    return scored, baseline, time.perf_counter() - started
+def score_targets(targets: ResponseTargets, genes: GeneMatrix, protocol: PerturbationProtocol,
+                  first_draw: bool) -> tuple[list[dict], list[dict]]:
+    """Rows of the backbone's models on one target (one universe, one draw), and on the first draw (with bootstrap
+    replicates) those of the mean-signature baseline."""
+    scored = evaluate_perturbations(targets, genes.rows(targets.entrez_ids), protocol, bootstrap=first_draw)
+    return scored, evaluate_perturbations(targets, None, protocol) if first_draw else []
 
 
 def score_perturbations(context: AssetExecutionContext, config: PerturbationEvaluationConfig, embeddings: GeneEmbeddings,
@@ -103,15 +96,16 @@ def score_perturbations(context: AssetExecutionContext, config: PerturbationEval
         restricted = inside[universe, target.task.name]
         return restricted, features.genes(draw, restricted.entrez_ids), protocol, draw == 0
 
-    outcomes = run_units(score_targets, (unit(*u) for u in units), worker_count(config.workers), protocol.threads)
+    outcomes = run_units(score_targets, (unit(*u) for u in units), worker_count(config.workers), protocol.threads,
+                         expected=(TaskLabelError,))
     rows, skipped = [], []
-    for (draw, universe, target), outcome in zip(units, outcomes):
+    for (draw, universe, target), (outcome, seconds) in zip(units, outcomes):
         if isinstance(outcome, TaskLabelError):
             if draw == 0:
                 skipped.append({"task": target.task.name, "universe": universe, "reason": str(outcome)})
                 context.log.warning(f"{target.task.name} on {universe}: {outcome}")
             continue
-        scored, baseline, seconds = outcome
+        scored, baseline = outcome
         common = dict(universe=universe, draw=draw, n_excluded=target.n_source - len(inside[universe, target.task.name].entrez_ids),
                       view=keys["view"], seconds=seconds)
         rows += [dict(r, **common, backbone=backbone.name, dims=embeddings.dims) for r in scored]

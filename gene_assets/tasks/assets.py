@@ -4,7 +4,6 @@ Results are one asset per task family rather than a task partition dimension: Da
 two dimensions and backbone × view already uses both; per-family assets can also be re-run, retried and
 inspected on their own (the gene-pair task takes minutes, the Geneformer tasks seconds)."""
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -245,17 +244,6 @@ def score_task(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol
     return [dict(r, genes_digest=digest) for r in rows], {"confusion": confusion}
 
 
-def score_unit(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol: Protocol, extra_draw: bool):
-    """score_task's rows and figure with its seconds, or the TaskLabelError that made the task unscorable (a
-    worker process returns it, so the other units go on)."""
-    started = time.perf_counter()
-    try:
-        rows, figure = score_task(task, labels, genes, protocol, extra_draw)
-    except TaskLabelError as exc:
-        return exc
-    return rows, figure, time.perf_counter() - started
-
-
 def metrics_finite(results: pd.DataFrame) -> AssetCheckResult:
     """The `metrics_finite` check of a results table: every estimate and fold value is finite."""
     values = np.concatenate([results["estimate"].to_numpy(float)] + [np.asarray(v, float) for v in results["fold_values"]]) \
@@ -311,16 +299,17 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
 
         progress = ProgressLog(context.log, f"{name} {backbone.name}/{partition['view']}", "task evaluations",
                                total=len(keys), every_seconds=0.0)
-        outcomes = run_units(score_unit, (unit(*key) for key in keys), worker_count(config.workers), protocol.threads)
+        outcomes = run_units(score_task, (unit(*key) for key in keys), worker_count(config.workers), protocol.threads,
+                             expected=(TaskLabelError,))
         rows, skipped, figures, timings = [], [], {}, {}
-        for (draw, universe, task), outcome in zip(keys, outcomes):
+        for (draw, universe, task), (outcome, seconds) in zip(keys, outcomes):
             if isinstance(outcome, TaskLabelError):
                 if draw == 0:
                     skipped.append({"task": task.name, "universe": universe, "reason": str(outcome)})
                     context.log.warning(f"{task.name} on {universe}: {outcome}")
                 progress.advance(note=f"{task.name} on {universe} skipped")
                 continue
-            scored, figure, seconds = outcome
+            scored, figure = outcome
             progress.advance(note=f"{task.name} on {universe}, draw {draw}: {seconds:.1f}s")
             timings[task.name] = timings.get(task.name, 0.0) + seconds
             excluded = restricted[universe, task.name][1]
