@@ -256,6 +256,10 @@ def _main(argv: list[str] | None) -> int:
     pull.add_argument("version", nargs="?", help="e.g. embeddings-v3 (default: the latest)")
     pull.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
     pull.add_argument("--out", help="directory to create (default: ./gene-embeddings-<version>)")
+    pull.add_argument("--remote", help="DVC remote URL or directory holding the data (default: $GENE_ASSETS_DVC_REMOTE, "
+                      "else the repository's own)")
+    releases = sub.add_parser("releases", help="list the releases of a repository, from its release index and tags")
+    releases.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
     sub.add_parser("recover", help="mark runs whose process died as failed and free their pool slots")
     args = parser.parse_args(argv)
 
@@ -284,8 +288,23 @@ def _main(argv: list[str] | None) -> int:
         from .resources import local_resources
 
         repo = args.repo or local_resources()["release_repository"].repo_dir
-        out, manifest = pull_release(repo, args.version, Path(args.out) if args.out else None)
-        print(f"{out}: release {manifest['version']} from {repo}, {len(manifest['files'])} files verified")
+        out, manifest, record = pull_release(repo, args.version, Path(args.out) if args.out else None,
+                                             remote=args.remote)
+        print(f"{out}: release {manifest['version']} (commit {record.revision[:12]}) from {repo}, "
+              f"{len(manifest['files'])} files verified")
+        return 0
+    if args.command == "releases":
+        from .release.dvc_repository import ReleaseHistory
+        from .resources import local_resources
+
+        repo = args.repo or local_resources()["release_repository"].repo_dir
+        with ReleaseHistory.of(repo) as history:
+            records = history.records()
+        for r in records:
+            print(f"{r.version:16} {r.revision[:12]:12} {r.created_at or '':25} {'tag' if r.tagged else 'no tag':6} "
+                  f"{r.data_md5 or '':38} {', '.join(r.backbones or [])}")
+        if not records:
+            print(f"{repo}: no releases yet")
         return 0
 
     from .definitions import defs

@@ -16,11 +16,6 @@ from .sources.ncbi_eutils import NcbiEutils
 from .storage import ParquetIOManager
 
 
-def default_remote_url() -> str:
-    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return os.environ.get(DVC_REMOTE_ENV, str(data_home / "gene_assets" / "dvc-remote"))
-
-
 def local_resources() -> dict:
     home = gene_assets_home()
     return {
@@ -33,7 +28,7 @@ def local_resources() -> dict:
             cache_dir=str(home / "cache" / "ncbi_esummary"),
         ),
         "release_repository": DvcReleaseRepository(
-            repo_dir=os.environ.get(RELEASE_REPO_ENV, str(PROJECT_ROOT)), remote_url=default_remote_url(),
+            repo_dir=os.environ.get(RELEASE_REPO_ENV, str(PROJECT_ROOT)), remote_url=os.environ.get(DVC_REMOTE_ENV),
             create_remote=DVC_REMOTE_ENV not in os.environ,
         ),
         "embedding_device": EmbeddingDevice(),

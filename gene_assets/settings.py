@@ -18,3 +18,9 @@ def gene_assets_home() -> Path:
 
 def default_data_dir() -> str:
     return os.environ.get(DATA_DIR_ENV, str((PROJECT_ROOT.parent / "shared" / "data").resolve()))
+
+
+def default_dvc_remote_dir() -> str:
+    """The embedded release remote for a single machine: a directory outside the repository (never committed)."""
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return str(data_home / "gene_assets" / "dvc-remote")

@@ -138,15 +138,17 @@ def test_disk_full_while_writing_a_release_changes_nothing(release_repo, tmp_pat
 
 
 def test_pull_fetches_a_version_verifies_it_and_refuses_a_corrupted_remote(release_repo, tmp_path):
-    from gene_assets.release.dvc_repository import pull_release, release_versions
+    from gene_assets.release.dvc_repository import ReleaseHistory, pull_release
 
     repo = repository(release_repo, tmp_path)
     repo.publish({"embeddings/a.parquet": b"one", "leaderboard.csv": b"x\n"}, {})
     repo.publish({"embeddings/a.parquet": b"two", "leaderboard.csv": b"x\n"}, {})
-    assert release_versions(str(release_repo)) == ["embeddings-v1", "embeddings-v2"]
-    _, first = pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1")
+    with ReleaseHistory.of(str(release_repo)) as history:
+        assert [r.version for r in history.records()] == ["embeddings-v1", "embeddings-v2"]
+    _, first, record = pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1")
+    assert record.revision == git(release_repo, "rev-parse", "embeddings-v1^{commit}").strip()
     assert first["version"] == "embeddings-v1" and (tmp_path / "v1" / "embeddings" / "a.parquet").read_bytes() == b"one"
-    assert pull_release(str(release_repo), None, tmp_path / "latest") == (tmp_path / "latest", verify_release(tmp_path / "latest"))
+    assert pull_release(str(release_repo), None, tmp_path / "latest")[:2] == (tmp_path / "latest", verify_release(tmp_path / "latest"))
     assert verify_release(tmp_path / "latest")["version"] == "embeddings-v2"
     with pytest.raises(ReleaseError, match="has no release 'embeddings-v9'; it has embeddings-v1, embeddings-v2"):
         pull_release(str(release_repo), "embeddings-v9", tmp_path / "v9")

@@ -70,7 +70,7 @@ def embeddings_release(
             "version": release.version,
             "git_revision": release.revision,
             "new_release": release.created,
-            "remote": release_repository.remote_url,
+            "remote": release.remote_url,
             "files": MetadataValue.json(release.manifest["files"]),
             "consume": MetadataValue.md(
                 f"`dvc get {release_repository.repo_dir} {release_repository.data_dir_name} --rev {release.version}`"

@@ -1,4 +1,4 @@
-"""A git + DVC repository that publishes `data/` as numbered, tagged releases."""
+"""A git + DVC repository that publishes `data/` as numbered, tagged releases listed in a tracked release index."""
 
 from __future__ import annotations
 
@@ -10,16 +10,23 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from configobj import ConfigObj
 from dagster import ConfigurableResource
 
+from ..settings import DVC_REMOTE_ENV, default_dvc_remote_dir
 from ..storage import sha256_file, write_bytes_atomic
 
 MANIFEST = "MANIFEST.json"
+RELEASE_INDEX = "releases.json"
+"""Tracked beside data.dvc: version → data.dvc md5, date, backbones; each release adds its entry in its own commit."""
 FALLBACK_GIT_IDENTITY = ["-c", "user.name=gene_assets", "-c", "user.email=gene_assets@localhost"]
 
 
@@ -33,18 +40,50 @@ class Release:
     revision: str
     manifest: dict
     created: bool
+    remote_url: str
+
+
+@dataclass
+class ReleaseRecord:
+    """One version as a consumer finds it: from the release index on the branch, or only from its tag."""
+
+    version: str
+    revision: str
+    """The commit that added the version to the release index (or the tag, for a version the index lacks)."""
+    created_at: str | None
+    data_md5: str | None
+    backbones: list[str] | None
+    tagged: bool
+
+
+def dvc_remotes(config_text: str) -> tuple[str | None, dict[str, str]]:
+    """The default remote name and {name: url} of one DVC config file's text."""
+    config = ConfigObj(config_text.splitlines())
+    remotes = {m.group(1): section.get("url", "") for key, section in config.items()
+               if (m := re.fullmatch(r'remote\s+"(.+)"', key))}
+    return config.get("core", {}).get("remote"), remotes
+
+
+def is_local_remote(url: str) -> bool:
+    return re.match(r"^\w[\w+.-]*://", url) is None
 
 
 class DvcReleaseRepository(ConfigurableResource):
-    """Where releases go: `repo_dir` (a git repository) tracks `data/` with DVC and pushes to `remote_url`."""
+    """Where releases go: `repo_dir` (a git repository) tracks `data/` with DVC and pushes to this clone's remote.
+
+    The committed .dvc/config names the team's release remote (a URL) for consumers and never a local path; where
+    this clone pushes lives in its untracked .dvc/config.local."""
 
     repo_dir: str
-    remote_url: str
+    remote_url: str | None = None
+    """Where releases push: a directory or DVC remote URL, written to .dvc/config.local as `remote_name`. None: the
+    default remote .dvc/config.local already names (`dvc remote add --local -d …`), else the embedded local directory
+    $XDG_DATA_HOME/gene_assets/dvc-remote (created when missing)."""
     remote_name: str = "storage"
     data_dir_name: str = "data"
     tag_prefix: str = "embeddings-v"
     create_remote: bool = True
-    """Create a missing local remote directory (with its parents); off for a configured remote, which must exist
+    """Create a missing local `remote_url` directory (with its parents); off for a configured remote, which must exist
     (a missing mount point is an error, not a new directory on the local disk)."""
 
     # --- commands -----------------------------------------------------------------------------
@@ -76,43 +115,92 @@ class DvcReleaseRepository(ConfigurableResource):
     def data_path(self) -> Path:
         return self.root / self.data_dir_name
 
+    @property
+    def index_path(self) -> Path:
+        return self.root / RELEASE_INDEX
+
+    def release_index(self) -> dict[str, dict]:
+        return json.loads(self.index_path.read_text()) if self.index_path.exists() else {}
+
     def versions(self) -> list[str]:
+        """Every version the tags or the release index know, oldest first (a clone without tags still counts on)."""
         tags = self.git("tag", "--list", f"{self.tag_prefix}*").split()
-        pattern = re.compile(rf"^{re.escape(self.tag_prefix)}(\d+)$")
-        return sorted((t for t in tags if pattern.match(t)), key=lambda t: int(pattern.match(t).group(1)))
+        return sort_versions({*tags, *self.release_index()}, self.tag_prefix)
+
+    def revision_of(self, version: str) -> str:
+        """The commit of a version: the one that added it to the release index, else its tag's."""
+        added = self.git(*index_log_args(version)).split()
+        return added[0] if added else self.git("rev-list", "-n", "1", version).strip()
 
     def current_manifest(self) -> dict | None:
         path = self.data_path / MANIFEST
         return json.loads(path.read_text()) if path.exists() else None
 
-    def prepare(self) -> None:
-        """Check the repository and remote, initializing DVC on first use."""
+    def _dvc_config(self, name: str) -> str:
+        path = self.root / ".dvc" / name
+        return path.read_text() if path.exists() else ""
+
+    def push_remote(self) -> tuple[str, str]:
+        """(name, url) of the remote a release pushes to: `remote_url`; else the default remote of
+        .dvc/config.local; else the embedded local directory."""
+        if self.remote_url:
+            return self.remote_name, self.remote_url
+        local_default, local_remotes = dvc_remotes(self._dvc_config("config.local"))
+        if local_default:
+            url = {**dvc_remotes(self._dvc_config("config"))[1], **local_remotes}.get(local_default)
+            if not url:
+                raise ReleaseError(f"{self.root / '.dvc' / 'config.local'} makes {local_default!r} the default DVC "
+                                   "remote, but no DVC config gives its url: `dvc remote add --local -d NAME URL`.")
+            if is_local_remote(url) and not Path(url).is_absolute():
+                url = str((self.root / ".dvc" / url).resolve())
+            return local_default, url
+        return self.remote_name, default_dvc_remote_dir()
+
+    def prepare(self) -> tuple[str, str]:
+        """Check the repository and the remote, initializing DVC on first use; returns the push remote's name and url,
+        which .dvc/config.local then names as the default."""
         if not (self.root / ".git").exists():
             raise ReleaseError(f"{self.repo_dir} is not a git repository: releases are git commits tagged "
                                f"{self.tag_prefix}N. Run `git init` there or set the release repository.")
         self.refuse_dirty_tree()
         if not (self.root / ".dvc").is_dir():
             self.dvc("init", "--quiet")
+        self.refuse_committed_local_remote()
         self.dvc("config", "core.analytics", "false")
         self.dvc("config", "core.site_cache_dir", ".dvc/tmp/site_cache")
-        if "://" not in self.remote_url:
-            remote = Path(self.remote_url)
-            if not self.create_remote and not remote.is_dir():
-                raise ReleaseError(f"DVC remote {self.remote_url} does not exist (is its disk mounted?). Create the "
-                                   "directory, or set GENE_ASSETS_DVC_REMOTE to an existing directory or a DVC remote URL.")
+        name, url = self.push_remote()
+        configured = self.remote_url is None and url != default_dvc_remote_dir()
+        if is_local_remote(url):
+            remote = Path(url)
+            if (configured or not self.create_remote) and not remote.is_dir():
+                raise ReleaseError(f"DVC remote {url} does not exist (is its disk mounted?). Create the directory, or "
+                                   f"set {DVC_REMOTE_ENV} to an existing directory or a DVC remote URL.")
             try:
                 remote.mkdir(parents=True, exist_ok=True)
                 probe = remote / f".write-probe-{uuid.uuid4().hex}"
                 probe.write_bytes(b"")
                 probe.unlink()
             except OSError as exc:
-                raise ReleaseError(f"DVC remote {self.remote_url} is not writable ({exc.strerror}). "
-                                   "Set GENE_ASSETS_DVC_REMOTE to a writable directory or a DVC remote URL.") from exc
-        self.dvc("remote", "add", "--default", "--force", self.remote_name, self.remote_url)
+                raise ReleaseError(f"DVC remote {url} is not writable ({exc.strerror}). Set {DVC_REMOTE_ENV} to a "
+                                   "writable directory or a DVC remote URL.") from exc
+        if not configured:
+            self.dvc("remote", "add", "--local", "--default", "--force", name, url)
+        return name, url
+
+    def refuse_committed_local_remote(self) -> None:
+        """The committed .dvc/config travels with every clone: a local directory there is a path on one machine."""
+        _, remotes = dvc_remotes(self._dvc_config("config"))
+        for name, url in remotes.items():
+            if is_local_remote(url):
+                raise ReleaseError(
+                    f"{self.root / '.dvc' / 'config'} names the local directory {url} as DVC remote {name!r}; a clone "
+                    f"on another machine cannot reach it and a release would commit it. Move it to this clone's "
+                    f"untracked .dvc/config.local: `dvc remote remove {name} && dvc remote add --local -d {name} {url}`, "
+                    "commit .dvc/config, then release.")
 
     def release_paths(self) -> list[str]:
-        """What a release commits: the data pointer and DVC's own files."""
-        return [f"{self.data_dir_name}.dvc", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore"]
+        """What a release commits: the data pointer, the release index and DVC's own files."""
+        return [f"{self.data_dir_name}.dvc", RELEASE_INDEX, ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore"]
 
     def refuse_dirty_tree(self) -> None:
         """A release commits only its own files; refuse when those carry someone's uncommitted changes or git is in
@@ -130,18 +218,18 @@ class DvcReleaseRepository(ConfigurableResource):
 
     # --- publishing ---------------------------------------------------------------------------
     def publish(self, files: dict[str, bytes], describe: dict) -> Release:
-        """Write `files` as data/, version it with DVC, push it and tag the commit.
+        """Write `files` as data/, version it with DVC, push it, add it to the release index, commit and tag.
 
-        Identical content to the current release makes no new version. On any failure data/, data.dvc
-        and the tags are restored.
+        Identical content to the current release makes no new version. On any failure data/, data.dvc, the
+        release index and the tags are restored.
         """
-        self.prepare()
+        remote_name, remote_url = self.prepare()
         digests = {name: _sha256_bytes(content) for name, content in sorted(files.items())}
         current = self.current_manifest()
         versions = self.versions()
         if current and current.get("files") == digests and current.get("version") in versions:
-            revision = self.git("rev-list", "-n", "1", current["version"]).strip()
-            return Release(current["version"], revision, current, created=False)
+            revision = self.revision_of(current["version"])
+            return Release(current["version"], revision, current, created=False, remote_url=remote_url)
         last = int(versions[-1].removeprefix(self.tag_prefix)) if versions else 0
         version = f"{self.tag_prefix}{last + 1}"
         manifest = {
@@ -153,7 +241,7 @@ class DvcReleaseRepository(ConfigurableResource):
         staging = self.root / f".{self.data_dir_name}.staging-{uuid.uuid4().hex[:8]}"
         previous = self.root / f".{self.data_dir_name}.previous-{uuid.uuid4().hex[:8]}"
         pointer = self.root / f"{self.data_dir_name}.dvc"
-        pointer_before = pointer.read_bytes() if pointer.exists() else None
+        tracked_before = {path: path.read_bytes() if path.exists() else None for path in (pointer, self.index_path)}
         head_before = self.git("rev-parse", "HEAD").strip() if self._has_commits() else None
         try:
             self._write(staging, {**files, MANIFEST: (json.dumps(manifest, indent=2) + "\n").encode()})
@@ -162,17 +250,25 @@ class DvcReleaseRepository(ConfigurableResource):
                 self.data_path.rename(previous)
             staging.rename(self.data_path)
             self.dvc("add", self.data_dir_name, "--quiet")
-            self.dvc("push", "--remote", self.remote_name, "--quiet")
+            self.dvc("push", "--remote", remote_name, "--quiet")
+            self._add_to_index(version, manifest)
             paths = [p for p in self.release_paths() if (self.root / p).exists()]
             self.git("add", "--", *paths)
             self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths)
             self.git("tag", "-a", version, "-m", f"gene embeddings {version}")
         except BaseException:
-            self._roll_back(staging, previous, pointer, pointer_before, head_before, version)
+            self._roll_back(staging, previous, tracked_before, head_before, version)
             raise
         shutil.rmtree(previous, ignore_errors=True)
         revision = self.git("rev-parse", "HEAD").strip()
-        return Release(version, revision, manifest, created=True)
+        return Release(version, revision, manifest, created=True, remote_url=remote_url)
+
+    def _add_to_index(self, version: str, manifest: dict) -> None:
+        backbones = sorted({m["backbone"] for m in manifest.get("models", []) if "backbone" in m})
+        entry = {"data_md5": data_md5((self.root / f"{self.data_dir_name}.dvc").read_text()),
+                 "created_at": manifest["created_at"], "backbones": backbones, "files": len(manifest["files"])}
+        index = {**self.release_index(), version: entry}
+        write_bytes_atomic(self.index_path, (json.dumps(index, indent=2) + "\n").encode())
 
     @staticmethod
     def _write(directory: Path, files: dict[str, bytes]) -> None:
@@ -194,24 +290,43 @@ class DvcReleaseRepository(ConfigurableResource):
             if actual != digest:
                 raise ReleaseError(f"{directory / name} was written with sha256 {actual}, expected {digest}.")
 
-    def _roll_back(self, staging: Path, previous: Path, pointer: Path, pointer_before, head_before, version) -> None:
+    def _roll_back(self, staging: Path, previous: Path, tracked_before: dict[Path, bytes | None], head_before,
+                   version) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         if previous.exists():
             shutil.rmtree(self.data_path, ignore_errors=True)
             previous.rename(self.data_path)
-        if pointer_before is None:
-            pointer.unlink(missing_ok=True)
-        else:
-            write_bytes_atomic(pointer, pointer_before)
+        for path, content in tracked_before.items():
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_bytes_atomic(path, content)
         subprocess.run(["git", "tag", "-d", version], cwd=self.repo_dir, capture_output=True)
         head_now = subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.repo_dir, capture_output=True, text=True).stdout.strip()
         if head_before and head_now and head_now != head_before:
             subprocess.run(["git", "reset", "--soft", head_before], cwd=self.repo_dir, capture_output=True)
-        subprocess.run(["git", "reset", "--quiet", "--", pointer.name], cwd=self.repo_dir, capture_output=True)
+        subprocess.run(["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir,
+                       capture_output=True)
 
 
 def _sha256_bytes(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+def sort_versions(versions, tag_prefix: str = "embeddings-v") -> list[str]:
+    pattern = re.compile(rf"^{re.escape(tag_prefix)}(\d+)$")
+    return sorted((v for v in versions if pattern.match(v)), key=lambda v: int(pattern.match(v).group(1)))
+
+
+def index_log_args(version: str) -> list[str]:
+    """git log arguments listing the commits that added or removed `version` in the release index, oldest first."""
+    return ["log", "--reverse", "--format=%H", "-S", f'"{version}":', "HEAD", "--", RELEASE_INDEX]
+
+
+def data_md5(pointer_text: str) -> str | None:
+    """The md5 of the first output of a .dvc file's text."""
+    match = re.search(r"^- md5: (\S+)", pointer_text, re.MULTILINE)
+    return match.group(1) if match else None
 
 
 def verify_release(data_dir: Path) -> dict:
@@ -231,45 +346,129 @@ def verify_release(data_dir: Path) -> dict:
     return manifest
 
 
-def release_versions(repo: str, tag_prefix: str = "embeddings-v") -> list[str]:
-    """The release tags of a git repository (a path or a URL), oldest first."""
-    result = subprocess.run(["git", "ls-remote", "--tags", repo], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ReleaseError(f"Cannot list the releases of {repo}: {result.stderr.strip() or 'git ls-remote failed'}.")
-    pattern = re.compile(rf"refs/tags/({re.escape(tag_prefix)}(\d+))$")
-    found = [m for m in map(pattern.search, result.stdout.splitlines()) if m]
-    return [m.group(1) for m in sorted(found, key=lambda m: int(m.group(2)))]
+class ReleaseHistory:
+    """The releases of a git repository (a path or URL), read from a bare clone of it: the release index at the tip
+    of its default branch, each version's commit found in the branch history, and tags as a convenience."""
+
+    def __init__(self, clone: Path, repo: str, tag_prefix: str = "embeddings-v", data_dir_name: str = "data"):
+        self.clone, self.repo, self.tag_prefix, self.data_dir_name = clone, repo, tag_prefix, data_dir_name
+
+    @classmethod
+    @contextmanager
+    def of(cls, repo: str, **kwargs) -> Iterator["ReleaseHistory"]:
+        with tempfile.TemporaryDirectory(prefix="gene-assets-history-") as tmp:
+            clone = Path(tmp) / "repo.git"
+            result = subprocess.run(["git", "clone", "--bare", "--quiet", repo, str(clone)], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise ReleaseError(f"Cannot read the releases of {repo}: {result.stderr.strip() or 'git clone failed'}.")
+            yield cls(clone, repo, **kwargs)
+
+    def git(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=self.clone, capture_output=True, text=True)
+
+    def show(self, revision: str, path: str) -> str | None:
+        result = self.git("show", f"{revision}:{path}")
+        return result.stdout if result.returncode == 0 else None
+
+    def records(self) -> list[ReleaseRecord]:
+        index = json.loads(self.show("HEAD", RELEASE_INDEX) or "{}")
+        tags = set(self.git("tag", "--list", f"{self.tag_prefix}*").stdout.split())
+        records = []
+        for version in sort_versions({*index, *tags}, self.tag_prefix):
+            entry = index.get(version)
+            if entry is None:
+                records.append(ReleaseRecord(version, version, None, None, None, tagged=True))
+                continue
+            added = self.git(*index_log_args(version)).stdout.split()
+            revision = added[0] if added else None
+            pointer = self.show(revision, f"{self.data_dir_name}.dvc") if revision else None
+            if pointer is None or data_md5(pointer) != entry.get("data_md5"):
+                raise ReleaseError(f"{self.repo}: the release index lists {version} with data.dvc md5 "
+                                   f"{entry.get('data_md5')}, but the commit that added it ({revision or 'none'}) "
+                                   f"holds {data_md5(pointer) if pointer else 'no data.dvc'}; the index was edited by hand.")
+            records.append(ReleaseRecord(version, revision, entry.get("created_at"), entry.get("data_md5"),
+                                         entry.get("backbones"), tagged=version in tags))
+        return records
+
+    def find(self, version: str | None) -> ReleaseRecord:
+        records = self.records()
+        if not records:
+            raise ReleaseError(f"{self.repo} has no releases (no {RELEASE_INDEX} on its default branch and no "
+                               f"{self.tag_prefix}N tags): make one with `gene-assets release`.")
+        if version is None:
+            return records[-1]
+        for record in records:
+            if record.version == version:
+                return record
+        raise ReleaseError(f"{self.repo} has no release {version!r}; it has {', '.join(r.version for r in records)}.")
+
+    def remote_at(self, revision: str) -> tuple[str | None, str | None]:
+        """The default DVC remote (name, url) the committed .dvc/config names at `revision`."""
+        name, remotes = dvc_remotes(self.show(revision, ".dvc/config") or "")
+        return name, remotes.get(name) if name else None
 
 
-def pull_release(repo: str, version: str | None, out: Path | None = None, data_dir_name: str = "data") -> tuple[Path, dict]:
+def local_default_remote(repo: str) -> str | None:
+    """The url of the default remote a local clone's .dvc/config.local names (where that clone pushes), if any."""
+    config_local = Path(repo) / ".dvc" / "config.local"
+    if not config_local.exists() or not dvc_remotes(config_local.read_text())[0]:
+        return None
+    return DvcReleaseRepository(repo_dir=str(Path(repo).resolve())).push_remote()[1]
+
+
+def pull_release(repo: str, version: str | None, out: Path | None = None, data_dir_name: str = "data",
+                 remote: str | None = None) -> tuple[Path, dict, ReleaseRecord]:
     """`dvc get` the release's data/ at `version` (the latest when None) into `out` (default
-    ./gene-embeddings-<version>), then verify every file against MANIFEST.json; returns `out` and the manifest.
+    ./gene-embeddings-<version>), then verify every file against MANIFEST.json; returns `out`, the manifest and the
+    release's record. The version is found in the release index on the branch (tags are not needed). The data comes
+    from `remote` (a directory or DVC remote URL) when given, else $GENE_ASSETS_DVC_REMOTE, else the remote a local
+    `repo`'s .dvc/config.local names, else the remote its committed .dvc/config names.
     Nothing appears at `out` unless the whole release arrived intact."""
-    versions = release_versions(repo)
-    if not versions:
-        raise ReleaseError(f"{repo} has no release tags: make one with `gene-assets release`.")
-    version = version or versions[-1]
-    if version not in versions:
-        raise ReleaseError(f"{repo} has no release {version!r}; it has {', '.join(versions)}.")
+    remote = remote or os.environ.get(DVC_REMOTE_ENV) or local_default_remote(repo)
+    with ReleaseHistory.of(repo, data_dir_name=data_dir_name) as history:
+        record = history.find(version)
+        committed_name, committed_url = history.remote_at(record.revision)
+    version = record.version
     out = Path(out or f"gene-embeddings-{version}").resolve()
     if out.exists():
         raise ReleaseError(f"{out} already exists: choose another --out or remove it.")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.pulling-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(out.parent / f"{staging.name}.dvc-site")}
+    scratch = out.parent / f"{staging.name}.dvc-site"
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(scratch)}
+    args = [sys.executable, "-m", "dvc", "get", repo, data_dir_name, "--rev", record.revision, "-o", str(staging)]
+    if remote:
+        scratch.mkdir(parents=True)
+        override = ConfigObj()
+        override["core"] = {"remote": "release"}
+        override['remote "release"'] = {"url": str(Path(remote).resolve()) if is_local_remote(remote) else remote}
+        override.filename = str(scratch / "remote.config")
+        override.write()
+        args += ["--config", override.filename]
     try:
-        result = subprocess.run([sys.executable, "-m", "dvc", "get", repo, data_dir_name, "--rev", version,
-                                 "-o", str(staging)], cwd=out.parent, capture_output=True, text=True, env=env)
+        result = subprocess.run(args, cwd=out.parent, capture_output=True, text=True, env=env)
         if result.returncode != 0:
-            detail = " / ".join((result.stderr.strip() or result.stdout.strip()).splitlines()[-3:])
-            raise ReleaseError(f"dvc get of {version} from {repo} failed: {detail}. Check that its DVC remote is "
-                               "reachable from here.")
+            raise ReleaseError(unreachable_message(repo, record.version, result, remote or committed_url,
+                                                   "release" if remote else committed_name))
         manifest = verify_release(staging)
         if manifest.get("version") != version:
-            raise ReleaseError(f"{repo} at {version} holds a MANIFEST.json of {manifest.get('version')!r}: the tag "
-                               "points at the wrong data.dvc.")
+            raise ReleaseError(f"{repo} at {version} holds a MANIFEST.json of {manifest.get('version')!r}: the "
+                               "release index or tag points at the wrong data.dvc.")
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(env["DVC_SITE_CACHE_DIR"], ignore_errors=True)
-    return out, manifest
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out, manifest, record
+
+
+def unreachable_message(repo: str, version: str, result: subprocess.CompletedProcess, url: str | None,
+                        name: str | None) -> str:
+    """One message for a failed `dvc get`: which remote, DVC's reason, and how to point at another copy."""
+    reasons = [line.removeprefix("ERROR: ").strip() for line in (result.stderr or result.stdout).splitlines()
+               if line.startswith("ERROR:")]
+    reason = reasons[0] if reasons else (result.stderr.strip().splitlines() or ["dvc get failed"])[-1]
+    where = f"DVC remote {name!r} ({url})" if url else "no DVC remote (its .dvc/config names none)"
+    return (f"Release {version} of {repo} could not be fetched from {where}: {reason}. Point at a copy you can "
+            f"reach with `gene-assets pull {version} --remote URL` or {DVC_REMOTE_ENV}=URL (for an S3-compatible "
+            "endpoint, AWS_ENDPOINT_URL=...); in a clone, `dvc remote add --local -d mirror URL` or "
+            f"`dvc remote modify --local {name or 'NAME'} endpointurl URL`, then `dvc pull`.")
