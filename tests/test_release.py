@@ -162,3 +162,73 @@ def test_pull_fetches_a_version_verifies_it_and_refuses_a_corrupted_remote(relea
     with pytest.raises(ReleaseError, match="embeddings/a.parquet"):
         pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1_again")
     assert not (tmp_path / "v1_again").exists() and not [p for p in tmp_path.iterdir() if ".pulling-" in p.name]
+
+
+def committed_team_remote(repo, url="s3://gene-assets-releases/gene_assets"):
+    """Commit a .dvc/config naming the team's release remote, as this project's own repository does."""
+    from .conftest import dvc
+
+    dvc(repo, "init", "--quiet")
+    dvc(repo, "remote", "add", "--default", "releases", url)
+    dvc(repo, "config", "core.analytics", "false")
+    dvc(repo, "config", "core.site_cache_dir", ".dvc/tmp/site_cache")
+    git(repo, "add", ".dvc/config", ".dvcignore", ".dvc/.gitignore")
+    git(repo, "commit", "-qm", "DVC with the team's release remote")
+
+
+def test_a_fresh_clone_releases_to_the_embedded_local_remote_and_commits_no_path(release_repo, tmp_path, monkeypatch):
+    """No override and an unreachable team remote (as in a fresh clone of this repository): the release goes to
+    $XDG_DATA_HOME/gene_assets/dvc-remote, named only in the untracked .dvc/config.local."""
+    from gene_assets.release.dvc_repository import dvc_remotes, pull_release
+
+    committed_team_remote(release_repo)
+    committed = (release_repo / ".dvc" / "config").read_text()
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("GENE_ASSETS_DVC_REMOTE", raising=False)
+    release = DvcReleaseRepository(repo_dir=str(release_repo)).publish({"a.csv": b"1"}, {})
+    embedded = tmp_path / "xdg" / "gene_assets" / "dvc-remote"
+    assert release.version == "embeddings-v1" and release.remote_url == str(embedded)
+    assert [p for p in embedded.rglob("*") if p.is_file()]  # pushed there
+    assert git(release_repo, "show", "HEAD:.dvc/config") == committed == (release_repo / ".dvc" / "config").read_text()
+    assert dvc_remotes((release_repo / ".dvc" / "config.local").read_text()) == ("storage", {"storage": str(embedded)})
+    assert git(release_repo, "status", "--porcelain").strip() == ""  # config.local is not tracked
+    _, manifest, _ = pull_release(str(release_repo), "embeddings-v1", tmp_path / "pulled")  # this clone's remote
+    assert manifest["files"] == release.manifest["files"]
+
+
+def test_a_committed_local_remote_is_refused(release_repo, tmp_path):
+    committed_team_remote(release_repo, url=str(tmp_path / "nas"))
+    with pytest.raises(ReleaseError, match=r"names the local directory .*nas as DVC remote 'releases'.*config.local"):
+        repository(release_repo, tmp_path).publish({"a.csv": b"1"}, {})
+    assert not (release_repo / "data.dvc").exists() and repository(release_repo, tmp_path).versions() == []
+
+
+def test_versions_resolve_from_the_branch_without_tags(release_repo, tmp_path, capsys):
+    """A mirror holding the branch only: `gene-assets releases` and `pull` find every version in releases.json, and a
+    producer's clone without tags numbers its next release after them."""
+    from gene_assets.cli import main
+    from gene_assets.release.dvc_repository import pull_release
+
+    repo = repository(release_repo, tmp_path)
+    first = repo.publish({"a.csv": b"1"}, {"models": [{"backbone": "bag-of-words"}]})
+    second = repo.publish({"a.csv": b"2"}, {"models": [{"backbone": "bag-of-words"}, {"backbone": "random-gaussian"}]})
+    index = json.loads((release_repo / "releases.json").read_text())
+    assert index["embeddings-v2"]["backbones"] == ["bag-of-words", "random-gaussian"]
+    assert index["embeddings-v2"]["data_md5"] in (release_repo / "data.dvc").read_text()
+    mirror = tmp_path / "mirror.git"
+    git(tmp_path, "init", "--bare", "--quiet", "--initial-branch=main", str(mirror))
+    git(release_repo, "push", "--quiet", str(mirror), "main")
+    assert git(mirror, "tag", "--list").strip() == ""
+
+    assert main(["releases", "--repo", str(mirror)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in listed] == [["embeddings-v1", first.revision[:12], index["embeddings-v1"]["created_at"]],
+                                                     ["embeddings-v2", second.revision[:12], index["embeddings-v2"]["created_at"]]]
+    assert "no tag" in listed[0] and listed[1].endswith("bag-of-words, random-gaussian")
+    _, manifest, record = pull_release(str(mirror), "embeddings-v1", tmp_path / "v1", remote=str(tmp_path / "remote"))
+    assert manifest["files"] == first.manifest["files"] and record.revision == first.revision and not record.tagged
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", "--no-tags", str(mirror), str(clone))
+    git(clone, "config", "user.email", "test@example.org")
+    assert repository(clone, tmp_path).publish({"a.csv": b"3"}, {}).version == "embeddings-v3"
