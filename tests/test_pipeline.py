@@ -148,6 +148,8 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     assert "data.dvc" in git(repo, "show", "--name-only", "--format=", version)
     clone = tmp_path / "consumer"
     subprocess.run(["git", "clone", "-q", "--branch", version, str(repo), str(clone)], check=True)
+    # the release repository commits no remote: a clone names where its copy of the data is, untracked
+    dvc(clone, "remote", "add", "--local", "--default", "copy", str(pipeline["tmp"] / "remote"))
     dvc(clone, "pull", "--quiet")
     comparison = filecmp.dircmp(repo / "data", clone / "data")
     names = sorted(p.relative_to(repo / "data").as_posix() for p in (repo / "data").rglob("*") if p.is_file())
