@@ -284,7 +284,7 @@ def _main(argv: list[str] | None) -> int:
         return 0
 
     if args.command == "pull":
-        from .release.dvc_repository import pull_release
+        from .release.dvc_repository import describe_release, pull_release
         from .resources import local_resources
 
         repo = args.repo or local_resources()["release_repository"].repo_dir
@@ -292,6 +292,7 @@ def _main(argv: list[str] | None) -> int:
                                              remote=args.remote)
         print(f"{out}: release {manifest['version']} (commit {record.revision[:12]}) from {repo}, "
               f"{len(manifest['files'])} files verified")
+        print("\n".join(describe_release(manifest)))
         return 0
     if args.command == "releases":
         from .release.dvc_repository import ReleaseHistory

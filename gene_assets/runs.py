@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,26 @@ def code_digest() -> str:
         if path.is_file():
             digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def code_revision() -> dict:
+    """The git commit of this checkout and whether the package differs from it: uncommitted changes to gene_assets/,
+    requirements.lock or pyproject.toml (tracked or new files) are recorded as the sha256 of their diff."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True)
+
+    head = git("rev-parse", "HEAD")
+    revision = {"commit": head.stdout.decode().strip() if head.returncode == 0 else None, "code_digest": code_digest()}
+    if revision["commit"] is None:
+        return {**revision, "uncommitted_changes": None}
+    paths = ["gene_assets", "requirements.lock", "pyproject.toml"]
+    diff = git("diff", "--binary", "HEAD", "--", *paths).stdout
+    untracked = git("ls-files", "--others", "--exclude-standard", "-z", "--", *paths).stdout.split(b"\0")
+    for name in sorted(n for n in untracked if n):
+        diff += b"\0new file " + name + b"\0" + (PROJECT_ROOT / name.decode()).read_bytes()
+    if not diff:
+        return {**revision, "uncommitted_changes": False}
+    return {**revision, "uncommitted_changes": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
 
 
 def file_stamps(paths) -> list[tuple[str, int, int]]:

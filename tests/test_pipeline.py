@@ -1,6 +1,7 @@
 """The whole graph on real data for a small gene universe, materialized in a temporary instance."""
 
 import filecmp
+import json
 import os
 import shutil
 import subprocess
@@ -161,7 +162,12 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     assert not comparison.diff_files
     from gene_assets.release.dvc_repository import verify_release
 
-    assert verify_release(clone / "data")["version"] == version
+    manifest = verify_release(clone / "data")
+    assert manifest["version"] == version and manifest["code"]["commit"] and "code_digest" in manifest["code"]
+    minilm = next(m for m in manifest["models"] if m["file"] == "embeddings/all-MiniLM-L6-v2__summary.parquet")
+    assert minilm["device"] == "cpu" and minilm["precision"] and minilm["weights_sha256"] and minilm["text_view_sha256"]
+    assert minilm["revision"] == "8b3219a92973c328a8e22fadcfa821b5dc75636a" and minilm["gene_universe_sha256"]
+    assert json.loads((repo / "releases.json").read_text())[version]["backbones"] == sorted(BACKBONES)
 
 
 def test_unchanged_release_reuses_version(pipeline):

@@ -232,3 +232,69 @@ def test_versions_resolve_from_the_branch_without_tags(release_repo, tmp_path, c
     git(tmp_path, "clone", "--quiet", "--no-tags", str(mirror), str(clone))
     git(clone, "config", "user.email", "test@example.org")
     assert repository(clone, tmp_path).publish({"a.csv": b"3"}, {}).version == "embeddings-v3"
+
+
+def test_manifest_entry_records_what_each_table_holds(tmp_path):
+    """A materialized gene_embeddings partition's release entry: its attrs, the step's device and precision, digests
+    of its texts and gene universe that change with them (and not with row order), and its gene mapping."""
+    from dagster import DagsterInstance, materialize
+
+    from gene_assets.definitions import all_asset_checks, all_assets
+    from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key
+    from gene_assets.embeddings.table import GeneEmbeddings
+    from gene_assets.release.assets import embedding_provenance
+    from gene_assets.release.dvc_repository import describe_release
+    from gene_assets.resources import local_resources
+    from gene_assets.storage import ParquetIOManager
+
+    from .conftest import planted_inputs
+
+    planted_inputs(tmp_path / "storage")
+    resources = {**local_resources(), "io_manager": ParquetIOManager(base_dir=str(tmp_path / "storage"))}
+    key = backbone_view_key("bag-of-words", "summary")
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(backbone_partitions.name, ["bag-of-words"])
+        run = materialize([*all_assets, *all_asset_checks], selection=["gene_embeddings"], instance=instance,
+                          resources=resources, partition_key=key)
+        table = run.output_for_node("gene_embeddings")
+        entry = embedding_provenance(instance, key, table)
+        shuffled = GeneEmbeddings(genes=table.genes.iloc[::-1], matrix=table.matrix[::-1], attrs=table.attrs)
+        assert embedding_provenance(instance, key, shuffled) == entry
+        edited = table.genes.assign(text_sha256=table.genes["text_sha256"].where(table.genes["entrez_id"] != 1, "0" * 64))
+        changed = embedding_provenance(instance, key, GeneEmbeddings(genes=edited, matrix=table.matrix, attrs=table.attrs))
+        fewer = embedding_provenance(instance, key, GeneEmbeddings(genes=table.genes[1:], matrix=table.matrix[1:],
+                                                                   attrs=table.attrs))
+    assert entry["backbone"] == "bag-of-words" and entry["view"] == "summary" and entry["device"] == "cpu"
+    assert entry["dtype"] and entry["n_genes"] == 240 and "seconds" not in entry
+    assert entry["mapping"] == {"view_genes_covered": 240, "view_genes_without_vector": 0}
+    assert changed["text_view_sha256"] != entry["text_view_sha256"]
+    assert changed["gene_universe_sha256"] == entry["gene_universe_sha256"] != fewer["gene_universe_sha256"]
+    json.dumps(entry)  # MANIFEST.json can hold it
+    lines = describe_release({"code": {"commit": "a" * 40, "uncommitted_changes": True, "diff_sha256": "b" * 64},
+                              "models": [{**entry, "file": "embeddings/bag-of-words__summary.parquet"}]})
+    assert lines[0] == f"computed with code {'a' * 12} (plus uncommitted changes, diff sha256 {'b' * 12})"
+    assert lines[1].startswith("  embeddings/bag-of-words__summary.parquet: ") and "device cpu" in lines[1]
+    assert f"text_view_sha256 {entry['text_view_sha256'][:12]}" in lines[1]
+
+
+def test_code_revision_records_uncommitted_package_changes(tmp_path, monkeypatch):
+    from gene_assets import runs
+
+    from .conftest import make_release_repo
+
+    checkout = make_release_repo(tmp_path / "checkout")
+    (checkout / "gene_assets").mkdir()
+    (checkout / "gene_assets" / "step.py").write_text("x = 1\n")
+    git(checkout, "add", "gene_assets")
+    git(checkout, "commit", "-qm", "package")
+    monkeypatch.setattr(runs, "PROJECT_ROOT", checkout)
+    clean = runs.code_revision()
+    assert clean["commit"] == git(checkout, "rev-parse", "HEAD").strip() and clean["uncommitted_changes"] is False
+    (checkout / "notes.txt").write_text("outside the package\n")
+    assert runs.code_revision()["uncommitted_changes"] is False
+    (checkout / "gene_assets" / "step.py").write_text("x = 2\n")
+    edited = runs.code_revision()
+    (checkout / "gene_assets" / "new_step.py").write_text("y = 1\n")
+    added = runs.code_revision()
+    assert edited["uncommitted_changes"] and added["uncommitted_changes"]
+    assert len({edited["diff_sha256"], added["diff_sha256"]}) == 2 and edited["commit"] == clean["commit"]

@@ -1,21 +1,52 @@
 """embeddings_release: every available embedding table and the leaderboard, published as a DVC release."""
 
 
+import hashlib
 import io
 
 import pandas as pd
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, MetadataValue, PathMetadataValue, asset
 
 from ..cells.embedding import CellEmbeddings
 from ..cells.report import cell_gains, cell_type_table
 from ..embeddings.table import GeneEmbeddings
 from ..leaderboard.report import baseline_gaps, heatmap_png, pairwise_comparisons, perturbation_table, view_ablation, wide_table
+from ..embeddings.registry import all_backbones
+from ..runs import code_revision, latest_materialization
 from .dvc_repository import DvcReleaseRepository
+
+RUN_FIGURES = {"seconds", "texts_per_second", "embedded_per_second", "texts_from_cache", "texts_embedded"}
+"""gene_embeddings metadata about one run's speed, not about the vectors: left out of the release's MANIFEST."""
 
 
 def embedding_file_name(attrs: dict) -> str:
     return f"embeddings/{attrs['backbone']}__{attrs['view']}.parquet"
+
+
+def digest_of(frame: pd.DataFrame) -> str:
+    """sha256 of a table's rows, order-independent (sorted by every column)."""
+    rows = frame.sort_values(list(frame.columns)).astype(str).to_csv(index=False)
+    return hashlib.sha256(rows.encode()).hexdigest()
+
+
+def embedding_provenance(instance: DagsterInstance, partition: str, table: GeneEmbeddings) -> dict:
+    """What one released embedding table holds: its attrs, the metadata its gene_embeddings materialization recorded
+    (device, precision and whatever else the step reports; paths and speed left out), the backbone's weights sha256,
+    digests of its texts (entrez id → text sha256) and of its gene universe, and how its genes were mapped."""
+    record = latest_materialization(instance, AssetKey("gene_embeddings"), partition)
+    metadata = {key: value.value for key, value in (record.asset_materialization.metadata if record else {}).items()
+                if key not in RUN_FIGURES and not isinstance(value, PathMetadataValue)}
+    backbone = all_backbones().get(table.attrs.get("backbone"))
+    genes = table.genes
+    provenance = {**metadata, **table.attrs, "weights_sha256": metadata.get("weights_sha256") or (
+        backbone.weights_sha256 if backbone else None)}
+    if "text_sha256" in genes:
+        provenance["text_view_sha256"] = digest_of(genes[["entrez_id", "text_sha256"]])
+    provenance["gene_universe_sha256"] = digest_of(genes[["entrez_id"]])
+    provenance["mapping"] = provenance.pop("symbol_mapping", None) or {"view_genes_covered": len(genes),
+                                                                       "view_genes_without_vector": 0}
+    return provenance
 
 
 def parquet_bytes(table) -> bytes:
@@ -46,7 +77,7 @@ def embeddings_release(
         table = gene_embeddings[key]
         name = embedding_file_name(table.attrs)
         files[name] = parquet_bytes(table.to_arrow())
-        models.append({**table.attrs, "n_genes": len(table.genes), "file": name})
+        models.append({**embedding_provenance(context.instance, key, table), "n_genes": len(table.genes), "file": name})
     for key in sorted(cell_embeddings):
         cells = cell_embeddings[key]
         name = f"cells/{cells.attrs['backbone']}__{cells.attrs['dataset']}.parquet"
@@ -61,7 +92,11 @@ def embeddings_release(
     files["leaderboard_perturbation.csv"] = perturbation_table(leaderboard).to_csv(index=False).encode()
     files["leaderboard_perturbation_vs_mean_signature.csv"] = baseline_gaps(leaderboard).to_csv(index=False).encode()
     files["leaderboard.png"] = heatmap_png(leaderboard)
-    release = release_repository.publish(files, describe={"models": models})
+    code = code_revision()
+    if code["uncommitted_changes"]:
+        context.log.warning(f"The package differs from commit {code['commit']}: the release records the diff's sha256 "
+                            f"{code['diff_sha256']}; commit the changes for a release that a commit reproduces.")
+    release = release_repository.publish(files, describe={"code": code, "models": models})
     context.log.info(
         f"Release {release.version} at {release.revision[:12]}" + ("" if release.created else " (unchanged, reused)")
     )
@@ -69,6 +104,7 @@ def embeddings_release(
         {
             "version": release.version,
             "git_revision": release.revision,
+            "code": MetadataValue.json(code),
             "new_release": release.created,
             "remote": release.remote_url,
             "files": MetadataValue.json(release.manifest["files"]),

@@ -346,6 +346,31 @@ def verify_release(data_dir: Path) -> dict:
     return manifest
 
 
+PROVENANCE_FIELDS = ("model_id", "revision", "weights_sha256", "precision", "dtype", "device", "text_view_sha256",
+                     "gene_universe_sha256")
+
+
+def describe_release(manifest: dict) -> list[str]:
+    """What a release says it holds: the code it was computed with and each file's provenance (digests shortened;
+    MANIFEST.json has them whole)."""
+    def short(value) -> str:
+        return value[:12] if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40,64}", value) else str(value)
+
+    code = manifest.get("code") or {}
+    lines = []
+    if code:
+        state = (f"plus uncommitted changes, diff sha256 {short(code.get('diff_sha256'))}" if code.get("uncommitted_changes")
+                 else "no uncommitted changes" if code.get("uncommitted_changes") is False else "not a git checkout")
+        lines.append(f"computed with code {short(code.get('commit'))} ({state})")
+    for model in manifest.get("models", []):
+        fields = [f"{key} {short(model[key])}" for key in PROVENANCE_FIELDS if model.get(key) is not None]
+        mapping = model.get("mapping")
+        if mapping:
+            fields.append("mapping " + ", ".join(f"{k} {v}" for k, v in mapping.items()))
+        lines.append(f"  {model.get('file')}: " + "; ".join(fields))
+    return lines
+
+
 class ReleaseHistory:
     """The releases of a git repository (a path or URL), read from a bare clone of it: the release index at the tip
     of its default branch, each version's commit found in the branch history, and tags as a convenience."""
