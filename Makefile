@@ -7,12 +7,13 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
 export GENE_ASSETS_DATA_DIR ?= $(abspath $(DATA_DIR))
-export DAGSTER_HOME := $(CURDIR)/dagster_home
+DAGSTER_INSTANCE ?= sqlite
+export DAGSTER_HOME := $(CURDIR)/dagster_home$(if $(filter postgres,$(DAGSTER_INSTANCE)),/postgres)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test bench ui annotations browser clean
+.PHONY: setup run test bench ui annotations browser postgres clean
 
 setup: $(VENV)/.installed annotations
 
@@ -31,10 +32,13 @@ annotations: $(VENV)/.installed
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql; }
+
 run: setup
 	$(BIN)/gene-assets run
 
-test: setup browser
+test: setup browser postgres
 	$(BIN)/pytest
 
 bench: setup
