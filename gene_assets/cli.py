@@ -160,15 +160,14 @@ def print_leaderboard(io_base: Path) -> None:
     import pandas as pd
 
     from .cells.report import cell_gains, cell_type_table, gains_table
-    from .leaderboard.inputs import task_spec
-    from .leaderboard.report import family_summary, leakage_audit, perturbation_table, wide_table
+    from .leaderboard.assets import leaderboard_leaks
+    from .leaderboard.report import family_summary, perturbation_table, wide_table
 
     path = io_base / "leaderboard.parquet"
     if not path.exists():
         raise UsageError(f"No leaderboard at {path}: run `make run` first.")
     summary = pd.read_parquet(path)
-    text_tasks = summary.loc[summary["kind"] != "cells", "task"].unique()
-    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks})
+    leaks = leaderboard_leaks(summary)
     for universe in ("all_genes", "with_summary"):
         print(f"\n## {universe}: estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view shares the label source\n")
         print(wide_table(summary, universe, leaks).to_markdown(index=False))

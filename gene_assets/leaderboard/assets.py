@@ -33,6 +33,13 @@ from .report import (
 )
 
 
+def leaderboard_leaks(summary: pd.DataFrame) -> pd.DataFrame:
+    """The leakage audit of a leaderboard's text views against its gene tasks (cell tasks have no text view): the ⚠
+    marks of every leaderboard table, in the UI, the CLI and the release."""
+    text_tasks = summary.loc[summary["kind"] != "cells", "task"].unique()
+    return leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks})
+
+
 @asset(
     group_name="leaderboard",
     ins={name: AssetIn(name) for name in LEADERBOARD_INPUTS},
@@ -54,8 +61,7 @@ def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFram
     if not frames:
         raise ValueError("No task results are materialized yet: materialize at least one backbone partition first.")
     summary = summarize(combine_results(frames))
-    text_tasks = summary.loc[summary["kind"] != "cells", "task"].unique()  # cell tasks have no text view to audit
-    leaks = leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks})
+    leaks = leaderboard_leaks(summary)
     gains = cell_gains(summary)
     table = wide_table(summary, leaks=leaks)
     ablation = view_ablation(summary)

@@ -13,6 +13,7 @@ from ..cells.report import cell_gains, cell_type_table
 from ..embeddings.table import GeneEmbeddings
 from ..leaderboard.report import baseline_gaps, heatmap_png, pairwise_comparisons, perturbation_table, view_ablation, wide_table
 from ..embeddings.registry import all_backbones
+from ..leaderboard.assets import leaderboard_leaks
 from ..runs import code_revision, latest_materialization
 from .dvc_repository import DvcReleaseRepository
 
@@ -83,7 +84,7 @@ def embeddings_release(
         name = f"cells/{cells.attrs['backbone']}__{cells.attrs['dataset']}.parquet"
         files[name] = parquet_bytes(cells.to_arrow())
         models.append({**cells.attrs, "file": name})
-    files["leaderboard.csv"] = wide_table(leaderboard).to_csv(index=False).encode()
+    files["leaderboard.csv"] = wide_table(leaderboard, leaks=leaderboard_leaks(leaderboard)).to_csv(index=False).encode()
     files["leaderboard_cells.csv"] = cell_type_table(leaderboard).to_csv(index=False).encode()
     files["leaderboard_cell_gains.csv"] = cell_gains(leaderboard).to_csv(index=False).encode()
     files["leaderboard_long.csv"] = leaderboard.drop(columns="bootstrap").to_csv(index=False).encode()
