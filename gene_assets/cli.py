@@ -17,6 +17,7 @@ from .embeddings.registry import OFFLINE_BACKBONES, Backbone, all_backbones, get
 from .runs import PipelineRunner
 from .settings import PROJECT_ROOT
 from .sources.data_directory import DATA_FILES
+from .storage import storage_path
 from .texts.views import VIEWS
 
 
@@ -166,7 +167,7 @@ def print_leaderboard(io_base: Path) -> None:
     path = io_base / "leaderboard.parquet"
     if not path.exists():
         raise UsageError(f"No leaderboard at {path}: run `make run` first.")
-    summary = pd.read_parquet(path)
+    summary = pd.read_parquet(str(path))
     leaks = leaderboard_leaks(summary)
     for universe in ("all_genes", "with_summary"):
         print(f"\n## {universe}: estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view shares the label source\n")
@@ -314,7 +315,7 @@ def _main(argv: list[str] | None) -> int:
         for package in ("org.Hs.eg.db", "GO.db"):
             print(f"{package}: {resources['annotation_databases'].sqlite_path(package)}")
         return 0
-    io_base = Path(resources["io_manager"].base_dir)
+    io_base = storage_path(resources["io_manager"].base_dir)
     if args.command == "leaderboard":
         print_leaderboard(io_base)
         return 0

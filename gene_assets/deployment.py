@@ -13,7 +13,7 @@ import os
 
 from dagster import ExecutorDefinition
 
-from .settings import DATA_DIR_ENV, DVC_REMOTE_ENV, HOME_ENV, RELEASE_REPO_ENV
+from .settings import DATA_DIR_ENV, DVC_REMOTE_ENV, HOME_ENV, RELEASE_REPO_ENV, STORAGE_ENV
 
 PROFILE_ENV = "GENE_ASSETS_ENV"
 PROFILES = ("local", "k8s", "dask")
@@ -25,7 +25,7 @@ DASK_SCHEDULER_ENV = "GENE_ASSETS_DASK_SCHEDULER"
 DASK_WORKERS_ENV = "GENE_ASSETS_DASK_WORKERS"
 
 FORWARDED_ENV = [DATA_DIR_ENV, HOME_ENV, DVC_REMOTE_ENV, RELEASE_REPO_ENV, "HF_HOME", "HF_HUB_OFFLINE",
-                 "TRANSFORMERS_OFFLINE", "GENE_ASSETS_EMBEDDING_CACHE"]
+                 "TRANSFORMERS_OFFLINE", "GENE_ASSETS_EMBEDDING_CACHE", STORAGE_ENV, "AWS_ENDPOINT_URL"]
 """Environment variables a step pod takes from the launching process (paths and offline switches; secrets such as
 OPENAI_API_KEY or NCBI_API_KEY come from the Kubernetes secret named by $GENE_ASSETS_K8S_SECRET)."""
 

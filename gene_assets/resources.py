@@ -9,7 +9,7 @@ from pathlib import Path
 from .automation.discovery import ModelDiscovery
 from .embeddings.device import EmbeddingDevice
 from .release.dvc_repository import DvcReleaseRepository
-from .settings import DVC_REMOTE_ENV, PROJECT_ROOT, RELEASE_REPO_ENV, default_data_dir, gene_assets_home
+from .settings import DVC_REMOTE_ENV, PROJECT_ROOT, RELEASE_REPO_ENV, STORAGE_ENV, default_data_dir, gene_assets_home
 from .sources.bioconductor import AnnotationDatabases
 from .sources.data_directory import DataDirectory
 from .sources.ncbi_eutils import NcbiEutils
@@ -19,7 +19,7 @@ from .storage import ParquetIOManager
 def local_resources() -> dict:
     home = gene_assets_home()
     return {
-        "io_manager": ParquetIOManager(base_dir=str(home / "storage")),
+        "io_manager": ParquetIOManager(base_dir=os.environ.get(STORAGE_ENV, str(home / "storage"))),
         "data_directory": DataDirectory(path=default_data_dir()),
         "annotation_databases": AnnotationDatabases(cache_dir=str(home / "cache" / "bioconductor")),
         "ncbi_eutils": NcbiEutils(

@@ -23,6 +23,7 @@ from dagster._core.definitions.partitions.context import partition_loading_conte
 from .embeddings.discovered import DiscoveredRegistry
 from .settings import PROJECT_ROOT
 from .sources.data_directory import DATA_FILES
+from .storage import storage_path
 
 UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
@@ -153,7 +154,7 @@ def up_to_date(instance: DagsterInstance, graph, keys: set[AssetKey], partition:
         if run is None or run.tags.get(FINGERPRINT_TAG) != digest:
             return False
         stored = record.asset_materialization.metadata.get("path")
-        if stored is not None and not Path(stored.value).is_file():
+        if stored is not None and not storage_path(stored.value).is_file():
             return False
     return True
 

@@ -9,6 +9,8 @@ DATA_DIR_ENV = "GENE_ASSETS_DATA_DIR"
 HOME_ENV = "GENE_ASSETS_HOME"
 DVC_REMOTE_ENV = "GENE_ASSETS_DVC_REMOTE"
 RELEASE_REPO_ENV = "GENE_ASSETS_RELEASE_REPO"
+STORAGE_ENV = "GENE_ASSETS_STORAGE"
+"""Root of asset storage: a directory or an fsspec URL such as s3://bucket/storage (default $GENE_ASSETS_HOME/storage)."""
 
 
 def gene_assets_home() -> Path:

@@ -1,4 +1,5 @@
-"""Atomic file writes and the parquet IO manager every asset stores its output with."""
+"""Atomic file writes and the parquet IO manager every asset stores its output with, on a local disk or an object
+store (any fsspec URL, e.g. s3://bucket/storage, through universal-pathlib)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import hashlib
 import importlib
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,11 +17,35 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import ConfigurableIOManager, InputContext, MultiPartitionKey, MultiPartitionsDefinition, OutputContext
+from upath import UPath
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """Whether a location is a URL (s3://, gs://, https://, …) rather than a local path."""
+    return re.match(r"^\w[\w+.-]*://", str(location)) is not None
+
+
+def storage_path(location: str | os.PathLike) -> Path:
+    """A local Path for a directory, a UPath for an fsspec URL (file:// is local)."""
+    location = str(location)
+    if location.startswith("file://"):
+        return Path(location.removeprefix("file://"))
+    return UPath(location) if is_url(location) else Path(location)
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary local file that replaces `path` only if the block succeeds: renamed over it on a local disk,
+    uploaded in one piece to an object store (whose key then appears whole, or not at all)."""
+    if isinstance(path, UPath):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            path.fs.put_file(tmp, path.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -85,7 +111,7 @@ class ParquetIOManager(ConfigurableIOManager):
         parts = list(asset_key_path)
         if partition_key is not None:
             parts += partition_parts(partition_key)
-        return Path(self.base_dir).joinpath(*parts).with_suffix(".parquet")
+        return storage_path(self.base_dir).joinpath(*parts).with_suffix(".parquet")
 
     def handle_output(self, context: OutputContext, obj) -> None:
         if obj is None:
@@ -127,9 +153,9 @@ class ParquetIOManager(ConfigurableIOManager):
         if not path.exists():
             raise FileNotFoundError(f"No stored output at {path}: materialize the upstream asset first.")
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path.path, filesystem=path.fs) if isinstance(path, UPath) else pq.read_table(path)
         except pa.ArrowException as exc:
-            stored = path.relative_to(self.base_dir).with_suffix("").as_posix()
+            stored = str(path).removeprefix(str(storage_path(self.base_dir)).rstrip("/") + "/").removesuffix(".parquet")
             raise StoredOutputError(
                 f"Stored output of {stored} ({path}) cannot be read ({exc}): the file is truncated or corrupt. "
                 "Re-materialize that asset (and partition) to rewrite it."

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,6 +146,47 @@ def running_ui(env: dict) -> Iterator[int]:
             yield port
         finally:
             stop_process_tree(process)
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """An S3 API server (moto's standalone `moto_server`) on a free port of 127.0.0.1, as its own process for the
+    session, stopped by PID; its endpoint URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and process.poll() is None, log_path.read_text()[-2000:]
+                time.sleep(0.3)
+        yield endpoint
+    finally:
+        stop_process_tree(process)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch, tmp_path) -> str:
+    """A new bucket on the server; this process (and what it starts) reaches it through AWS_ENDPOINT_URL, with its own
+    empty HOME (no user DVC config or cache)."""
+    import boto3
+
+    for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_server, "HOME": str(tmp_path / "home")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GENE_ASSETS_DVC_REMOTE", raising=False)
+    bucket = f"gene-assets-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    return bucket
+
+
 def planted_inputs(storage) -> None:
     """Storage with 240 genes G1..G240 (previous symbols OLD1..OLD240) whose summaries name a kinase domain when the
     gene is dosage-sensitive, a zinc finger otherwise."""

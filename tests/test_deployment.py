@@ -42,24 +42,42 @@ def dask_backbone_job():
     return build_definitions("dask").resolve_job_def("backbone_job")
 
 
-def test_backbone_job_runs_on_a_dask_cluster(tmp_path, monkeypatch):
-    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))  # storage for the run and its dask workers
-    planted_inputs(tmp_path / "home" / "storage")
-    config = {"n_bootstrap": 50, "random_draws": 1, "universes": ["all_genes"]}
+def test_backbone_job_runs_on_a_dask_cluster_with_storage_on_s3(tmp_path, monkeypatch, s3_bucket):
+    """Every step runs in a dask worker process; with GENE_ASSETS_STORAGE=s3://… the workers read their inputs from and
+    write their outputs to the local S3 server (no shared volume): nothing is stored on the local disk, no temporary
+    object is left, and a reader elsewhere loads the results from the bucket."""
+    import fsspec
+
+    from gene_assets.settings import STORAGE_ENV
+
+    storage = f"s3://{s3_bucket}/storage"
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(STORAGE_ENV, storage)
+    planted_inputs(tmp_path / "planted")
+    s3 = fsspec.filesystem("s3")
+    for path in (tmp_path / "planted").iterdir():
+        s3.put_file(str(path), f"{s3_bucket}/storage/{path.name}")
     (tmp_path / "dagster_home").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, ["bag-of-words"])
         result = execute_job(
             reconstructable(dask_backbone_job), instance,
-            run_config={"ops": {"geneformer_results": {"config": config}}},
+            run_config={"ops": {"geneformer_results": {"config": {"n_bootstrap": 50, "random_draws": 1,
+                                                                  "universes": ["all_genes"]}}}},
             tags={"dagster/partition": "bag-of-words|summary", "dagster/partition/backbone": "bag-of-words",
                   "dagster/partition/view": "summary"},
             asset_selection=[AssetKey("gene_embeddings"), AssetKey("geneformer_results")],
         )
         assert result.success
         step_pids = {e.step_key: e.pid for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
+        paths = {e.asset_key.path[-1]: e.materialization.metadata["path"].value
+                 for e in result.get_asset_materialization_events()}
     assert set(step_pids) == {"gene_embeddings", "geneformer_results"}
     assert os.getpid() not in step_pids.values()  # every step ran in a dask worker process
-    results = pd.read_parquet(tmp_path / "home/storage/geneformer_results/backbone=bag-of-words/view=summary.parquet")
+    assert paths == {"gene_embeddings": f"{storage}/gene_embeddings/backbone=bag-of-words/view=summary.parquet",
+                     "geneformer_results": f"{storage}/geneformer_results/backbone=bag-of-words/view=summary.parquet"}
+    assert not (tmp_path / "home" / "storage").exists()
+    assert not [p for p in s3.find(f"{s3_bucket}/storage") if p.endswith(".tmp")]
+    results = pd.read_parquet(paths["geneformer_results"])
     auc = results.query("task == 'dosage_sensitive_tfs' and classifier == 'logistic_regression' and metric == 'roc_auc'")
     assert auc["estimate"].item() > 0.95 and auc["n_genes"].item() == 240

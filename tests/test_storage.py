@@ -48,3 +48,30 @@ def test_missing_output_names_the_asset_to_materialize(tmp_path):
     manager = ParquetIOManager(base_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="gene_catalog.parquet: materialize the upstream asset first"):
         manager.load_input(build_input_context(asset_key="gene_catalog"))
+
+
+def test_storage_on_s3_publishes_whole_objects_and_reports_corrupt_ones(s3_bucket):
+    """Storage root as a URL: an output is one object, written only when complete (a failed write leaves the previous
+    object and nothing else); a truncated object is named in the error; a missing one names the asset."""
+    import fsspec
+
+    from gene_assets.storage import StoredOutputError, storage_path
+
+    s3 = fsspec.filesystem("s3")
+    manager = ParquetIOManager(base_dir=f"s3://{s3_bucket}/storage")
+    frame = pd.DataFrame({"entrez_id": [1, 2], "symbol": ["A1BG", "A2M"]})
+    manager.handle_output(build_output_context(asset_key="gene_catalog"), frame)
+    assert s3.find(f"{s3_bucket}/storage") == [f"{s3_bucket}/storage/gene_catalog.parquet"]
+    assert manager.load_input(build_input_context(asset_key="gene_catalog")).equals(frame)
+    target = storage_path(f"s3://{s3_bucket}/storage/gene_catalog.parquet")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half written")
+            raise RuntimeError("connection lost")
+    assert manager.load_input(build_input_context(asset_key="gene_catalog")).equals(frame)
+    assert s3.find(f"{s3_bucket}/storage") == [f"{s3_bucket}/storage/gene_catalog.parquet"]
+    s3.pipe_file(f"{s3_bucket}/storage/gene_catalog.parquet", s3.cat_file(f"{s3_bucket}/storage/gene_catalog.parquet")[:40])
+    with pytest.raises(StoredOutputError, match=f"gene_catalog \\(s3://{s3_bucket}/storage/gene_catalog.parquet\\) cannot be read"):
+        manager.load_input(build_input_context(asset_key="gene_catalog"))
+    with pytest.raises(FileNotFoundError, match="gene_texts.parquet: materialize the upstream asset first"):
+        manager.load_input(build_input_context(asset_key="gene_texts"))

@@ -22,7 +22,7 @@ from configobj import ConfigObj
 from dagster import ConfigurableResource
 
 from ..settings import DVC_REMOTE_ENV, default_dvc_remote_dir
-from ..storage import sha256_file, write_bytes_atomic
+from ..storage import is_url, sha256_file, write_bytes_atomic
 
 MANIFEST = "MANIFEST.json"
 RELEASE_INDEX = "releases.json"
@@ -62,10 +62,6 @@ def dvc_remotes(config_text: str) -> tuple[str | None, dict[str, str]]:
     remotes = {m.group(1): section.get("url", "") for key, section in config.items()
                if (m := re.fullmatch(r'remote\s+"(.+)"', key))}
     return config.get("core", {}).get("remote"), remotes
-
-
-def is_local_remote(url: str) -> bool:
-    return re.match(r"^\w[\w+.-]*://", url) is None
 
 
 class DvcReleaseRepository(ConfigurableResource):
@@ -151,7 +147,7 @@ class DvcReleaseRepository(ConfigurableResource):
             if not url:
                 raise ReleaseError(f"{self.root / '.dvc' / 'config.local'} makes {local_default!r} the default DVC "
                                    "remote, but no DVC config gives its url: `dvc remote add --local -d NAME URL`.")
-            if is_local_remote(url) and not Path(url).is_absolute():
+            if not is_url(url) and not Path(url).is_absolute():
                 url = str((self.root / ".dvc" / url).resolve())
             return local_default, url
         return self.remote_name, default_dvc_remote_dir()
@@ -170,7 +166,7 @@ class DvcReleaseRepository(ConfigurableResource):
         self.dvc("config", "core.site_cache_dir", ".dvc/tmp/site_cache")
         name, url = self.push_remote()
         configured = self.remote_url is None and url != default_dvc_remote_dir()
-        if is_local_remote(url):
+        if not is_url(url):
             remote = Path(url)
             if (configured or not self.create_remote) and not remote.is_dir():
                 raise ReleaseError(f"DVC remote {url} does not exist (is its disk mounted?). Create the directory, or "
@@ -191,7 +187,7 @@ class DvcReleaseRepository(ConfigurableResource):
         """The committed .dvc/config travels with every clone: a local directory there is a path on one machine."""
         _, remotes = dvc_remotes(self._dvc_config("config"))
         for name, url in remotes.items():
-            if is_local_remote(url):
+            if not is_url(url):
                 raise ReleaseError(
                     f"{self.root / '.dvc' / 'config'} names the local directory {url} as DVC remote {name!r}; a clone "
                     f"on another machine cannot reach it and a release would commit it. Move it to this clone's "
@@ -466,7 +462,7 @@ def pull_release(repo: str, version: str | None, out: Path | None = None, data_d
         scratch.mkdir(parents=True)
         override = ConfigObj()
         override["core"] = {"remote": "release"}
-        override['remote "release"'] = {"url": str(Path(remote).resolve()) if is_local_remote(remote) else remote}
+        override['remote "release"'] = {"url": str(Path(remote).resolve()) if not is_url(remote) else remote}
         override.filename = str(scratch / "remote.config")
         override.write()
         args += ["--config", override.filename]
