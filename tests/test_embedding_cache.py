@@ -233,3 +233,30 @@ def test_bag_of_words_is_not_cached(monkeypatch, tmp_path, summary_texts):
     output = materialize_partition("bag-of-words", summary_texts)
     assert output.metadata["texts_embedded"].value == 30 and "embedding_cache" not in output.metadata
     assert not (tmp_path / "cache").exists()
+
+
+def test_cache_on_s3_is_shared_verified_and_compacted(s3_bucket, monkeypatch):
+    """$GENE_ASSETS_EMBEDDING_CACHE as an s3:// URL: a second process's cache finds every vector, a damaged shard is
+    deleted and re-embedded, and compaction keeps the shard count bounded there too."""
+    import fsspec
+
+    monkeypatch.setenv(CACHE_DIR_ENV, f"s3://{s3_bucket}/cache")
+    s3 = fsspec.filesystem("s3")
+    texts = text_table([f"text {i}" for i in range(40)])
+    first = EmbeddingCache(SETTINGS)
+    assert str(first.directory).startswith(f"s3://{s3_bucket}/cache/fake-")
+    first.embed(texts, "summary", CountingEncoder(), checkpoint_texts=10)
+    assert len(first.shard_paths("summary")) == 4
+    encoder = CountingEncoder()
+    warm = EmbeddingCache(SETTINGS).embed(texts, "summary", encoder)
+    assert (warm.from_cache, encoder.embedded) == (40, []) and np.array_equal(warm.matrix, expected(texts))
+    damaged = first.shard_paths("summary")[0]
+    s3.pipe_file(damaged.path, b"not a shard")
+    again = CountingEncoder()
+    result = EmbeddingCache(SETTINGS).embed(texts, "summary", again)
+    assert len(again.embedded) == 10 and np.array_equal(result.matrix, expected(texts))
+    assert hashlib.sha256(s3.cat_file(damaged.path)).hexdigest() == damaged.stem  # deleted, then written whole again
+    many = text_table([f"more {i}" for i in range(MAX_SHARDS * 2)])
+    first.embed(many, "summary", CountingEncoder(), checkpoint_texts=2)
+    assert len(first.shard_paths("summary")) <= MAX_SHARDS
+    assert not [p for p in s3.find(f"{s3_bucket}/cache") if p.endswith(".tmp")]

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..settings import gene_assets_home
-from ..storage import write_bytes_atomic
+from ..storage import is_url, storage_path, write_bytes_atomic
 
 CACHE_DIR_ENV = "GENE_ASSETS_EMBEDDING_CACHE"
 FORMAT_VERSION = 1
@@ -41,8 +41,12 @@ logger = logging.getLogger(__name__)
 
 
 def embedding_cache_dir() -> Path:
-    """Root of the embedding cache: $GENE_ASSETS_EMBEDDING_CACHE, else gene_assets_home()/cache/embeddings."""
-    return Path(os.environ.get(CACHE_DIR_ENV, gene_assets_home() / "cache" / "embeddings")).resolve()
+    """Root of the embedding cache: $GENE_ASSETS_EMBEDDING_CACHE (a directory, or an fsspec URL such as
+    s3://bucket/cache that workers without a shared volume can share), else gene_assets_home()/cache/embeddings."""
+    location = os.environ.get(CACHE_DIR_ENV)
+    if location and is_url(location):
+        return storage_path(location)
+    return Path(location or gene_assets_home() / "cache" / "embeddings").resolve()
 
 
 @dataclass
@@ -67,7 +71,7 @@ class EmbeddingCache:
     def __init__(self, settings: dict, root: Path | None = None, log=logger):
         self.settings = {**settings, "cache_format": FORMAT_VERSION}
         digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
-        self.directory = Path(root or embedding_cache_dir()) / f"{settings['backbone']}-{digest}"
+        self.directory = (storage_path(root) if root else embedding_cache_dir()) / f"{settings['backbone']}-{digest}"
         self.dims = int(settings["dims"])
         self.log = log
 
