@@ -14,21 +14,22 @@ from types import SimpleNamespace
 import huggingface_hub.constants
 import huggingface_hub.utils._http
 import mteb
+import pandas as pd
 import pytest
-from dagster import DagsterInstance, build_sensor_context, evaluate_automation_conditions, materialize
+from dagster import DagsterInstance, evaluate_automation_conditions, materialize
 
 from gene_assets.automation.conditions import SCORED_PER_PARTITION
-from gene_assets.automation.discovery import ModelDiscovery
 from gene_assets.definitions import all_asset_checks, all_assets, build_definitions
 from gene_assets.embeddings.discovered import REGISTRY_ENV, partition_key
 from gene_assets.embeddings.encoders import BackboneUnavailableError, load_encoder
-from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key
+from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.embeddings.registry import Backbone, get_backbone
 from gene_assets.embeddings.weights import hub_model_dir, recorded_hashes
 from gene_assets.resources import temporary_resources
 from gene_assets.settings import HOME_ENV, PROJECT_ROOT
 
 from .conftest import free_port, make_release_repo, stop_process_tree
+from .test_automation import tick
 
 OLAH = PROJECT_ROOT / ".venv-hub" / "bin" / "olah-cli"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -163,21 +164,18 @@ def test_repository_code_never_runs_unless_the_entry_allows_it(online):
     assert not Path("/tmp/gene_assets_remote_code_ran").exists()
 
 
-def tick(defs, instance, cursor):
-    """One evaluation of the discovery sensor; its partitions are added to the instance as the daemon does."""
-    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                   resources={"model_discovery": ModelDiscovery(max_parameters=150_000_000)})
-    data = defs.resolve_sensor_def("model_discovery_sensor")(context)
-    added = [key for request in data.dynamic_partitions_requests for key in request.partition_keys]
-    instance.add_dynamic_partitions(backbone_partitions.name, added)
-    return data, added
-
-
 def failure_message(result) -> str:
     return "\n".join(e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure)
 
 
-def test_published_model_flows_from_the_mteb_registry_to_a_release(online, monkeypatch, tmp_path, task_symbols,
+@pytest.fixture(scope="module")
+def dosage_symbols(data_dir) -> list[str]:
+    """The 490 transcription factors of Geneformer's dosage-sensitivity task: a small real gene universe."""
+    labels = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv")
+    return sorted(labels.loc[labels["task"] == "dosage_sensitive_vs_insensitive_tf", "gene_name"].dropna().unique())
+
+
+def test_published_model_flows_from_the_mteb_registry_to_a_release(online, monkeypatch, tmp_path, dosage_symbols,
                                                                    annotation_cache):
     """mteb gains the model (and three that cannot be used) -> the sensor adds their partitions -> their runs download
     from the hub and embed real gene texts -> automation scores the new partition -> leaderboard -> release."""
@@ -191,7 +189,7 @@ def test_published_model_flows_from_the_mteb_registry_to_a_release(online, monke
                                     remote=tmp_path / "remote", annotation_cache=annotation_cache)
     with DagsterInstance.ephemeral() as instance:
         assert materialize(everything, selection=SOURCES, instance=instance, resources=resources, run_config={
-            "ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols}}}}).success
+            "ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": dosage_symbols}}}}).success
         first, added = tick(defs, instance, None)
         assert added == [] and first.run_requests == []
         automation = evaluate_automation_conditions(defs, instance)
@@ -215,7 +213,7 @@ def test_published_model_flows_from_the_mteb_registry_to_a_release(online, monke
                 f"{online['endpoint']}/{NOT_ON_HUB}/tree/{'0' * 40}") in missing and "NotFound" in missing
 
         table = runs[backbone_view_key(published, "summary")].output_for_node("gene_embeddings")
-        assert table.matrix.shape == (len(table.genes), 384) and len(table.genes) > 500
+        assert table.matrix.shape == (len(table.genes), 384) and len(table.genes) > 450
         assert table.attrs["revision"] == revisions[MINILM]
 
         third, added = tick(defs, instance, second.cursor)
