@@ -76,7 +76,9 @@ class BagOfWordsEncoder:
 class TfidfEncoder:
     """Latent semantic analysis of the texts embedded together: sublinear TF-IDF rows (English stop words removed,
     l2-normalized), reduced by truncated SVD to `dims` components (randomized, fixed seed, signs fixed by
-    scikit-learn), l2-normalized again; zero columns pad a vocabulary too small for `dims` components."""
+    scikit-learn), l2-normalized again; zero columns pad a vocabulary too small for `dims` components. The SVD runs on
+    one BLAS thread: the same vectors on any machine (a threaded BLAS sums in a core-dependent order), and no
+    oversubscription beside torch's threads on shared cores."""
 
     def __init__(self, backbone: Backbone):
         self.backbone = backbone
@@ -85,10 +87,12 @@ class TfidfEncoder:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.preprocessing import normalize
+        from threadpoolctl import threadpool_limits
 
         tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", norm="l2").fit_transform(texts["text"].tolist())
         components = min(self.backbone.dims, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
-        reduced = TruncatedSVD(n_components=components, random_state=self.backbone.seed or 0).fit_transform(tfidf)
+        with threadpool_limits(limits=1, user_api="blas"):
+            reduced = TruncatedSVD(n_components=components, random_state=self.backbone.seed or 0).fit_transform(tfidf)
         vectors = normalize(reduced).astype(np.float32)
         return np.pad(vectors, ((0, 0), (0, self.backbone.dims - components)))
 
