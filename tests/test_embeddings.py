@@ -79,6 +79,36 @@ def test_bag_of_words_has_1024_count_features():
     assert matrix.sum() == 10  # every non-stop word counted once
 
 
+@pytest.fixture(scope="module")
+def summary_sample(data_dir) -> pd.DataFrame:
+    """Real RefSeq summaries as the summary view writes them: 20 zinc-finger genes (ZNF*) among 250 others (fixed
+    samples)."""
+    genes = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet")
+    genes = genes.dropna(subset=["refseq_summary"])
+    zinc = genes["symbol"].str.match(r"ZNF\d")
+    genes = pd.concat([genes[zinc].sample(20, random_state=0), genes[~zinc].sample(250, random_state=0)])
+    texts = [f"Gene {g.symbol}, {g.full_name}. {g.refseq_summary}" for g in genes.itertuples()]
+    return texts_frame(genes["entrez_id"].tolist(), texts).assign(symbol=genes["symbol"].tolist())
+
+
+def test_tfidf_is_deterministic_unit_length_and_groups_gene_families(summary_sample):
+    encoder = load_encoder(get_backbone("tfidf"))
+    vectors = encoder.embed(summary_sample)
+    assert vectors.shape == (270, 1024) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert np.array_equal(vectors, encoder.embed(summary_sample))  # same texts, same vectors
+    nearest = np.argsort(-(vectors @ vectors.T), axis=1)[:, 1]  # [:, 0] is the text itself
+    is_zinc = summary_sample["symbol"].str.startswith("ZNF").to_numpy()
+    assert is_zinc[nearest[is_zinc]].mean() > 0.8  # 7% of the other texts are zinc fingers
+
+
+def test_tfidf_pads_a_vocabulary_smaller_than_its_dimensions():
+    vectors = load_encoder(get_backbone("tfidf")).embed(
+        texts_frame([1, 2, 3], ["tumor suppressor protein binds DNA", "DNA repair protein", "glycoprotein in plasma"]))
+    assert vectors.shape == (3, 1024) and not vectors[:, 2:].any()  # 3 texts: at most 2 components
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
 def test_minilm_loads_verified_packaged_weights_and_embeds():
     encoder = load_encoder(get_backbone("all-MiniLM-L6-v2"))
     vectors = encoder.embed(texts_frame([1, 2, 3], ["TP53 tumor suppressor", "tumor protein p53", "olfactory receptor"]))

@@ -25,8 +25,9 @@ from .registry import get_backbone
 from .table import GeneEmbeddings
 
 CACHED_KINDS = {"sentence_transformers", "openai"}
-"""Kinds whose vector depends on the text alone and is costly: cached per text. Bag-of-words depends on the whole
-corpus (its vocabulary), so it is never cached per text; the controls are cheaper to compute than to look up."""
+"""Kinds whose vector depends on the text alone and is costly: cached per text. Bag-of-words and TF-IDF depend on the
+whole corpus (vocabulary, document frequencies, SVD), so they are never cached per text; the controls are cheaper to
+compute than to look up."""
 
 
 class GeneEmbeddingsConfig(Config):

