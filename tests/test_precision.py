@@ -31,7 +31,7 @@ EMULATED_BF16 = """
 import json, sys
 from gene_assets.embeddings.device import EmbeddingDevice
 from gene_assets.embeddings.registry import get_backbone
-placement = EmbeddingDevice(device="cpu", calibration_texts=16, decisions_path=sys.argv[1]).placement(get_backbone("all-MiniLM-L6-v2"))
+placement = EmbeddingDevice(device="cpu", calibration_texts=8, decisions_path=sys.argv[1]).placement(get_backbone("all-MiniLM-L6-v2"))
 print(json.dumps(placement.decision))
 """
 
