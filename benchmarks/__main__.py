@@ -10,7 +10,7 @@ from .embedding_cache import embedding_cache
 from .embedding_throughput import embedding_throughput
 from .gene_pair_probe import gene_pair_probe
 from .gene_task_suite import gene_task_suite
-from .harness import RESULTS_DIR, machine_description, write_results
+from .harness import RESULTS_DIR, chosen_precisions, machine_description, write_results
 from .qwen3_gpu import qwen3_gpu
 
 COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe, gene_task_suite, cell_embeddings]
@@ -23,7 +23,7 @@ def main(names: list[str]) -> None:
     unknown = sorted(set(names) - set(known))
     if unknown:
         sys.exit(f"Unknown comparison(s) {unknown}; known: {sorted(known)}")
-    machine = machine_description()
+    machine = f"{machine_description()}\n\n{chosen_precisions()}"
     print(machine, flush=True)
     started = time.perf_counter()
     rows = []

@@ -52,9 +52,6 @@ def embedding_throughput() -> list[Row]:
     strings = texts["text"].tolist()
     plain = SentenceTransformer(model_source(backbone), device="cpu")
     chosen = EmbeddingDevice(device="cpu").placement(backbone)
-    decision = chosen.decision
-    print(f"{BACKBONE}: chosen precision {chosen.precision} ({decision['reason']}; "
-          f"{'remembered' if decision['remembered'] else 'calibrated now'})", flush=True)
     encoders = {p: load_encoder(backbone, Placement("cpu", p, chosen.token_budget)) for p in backbone.fast_path.precisions}
     runs = {"plain": lambda: plain.encode(strings), **{p: (lambda e: lambda: e.embed(texts))(e) for p, e in encoders.items()}}
     vectors = {}

@@ -69,6 +69,21 @@ def machine_description() -> str:
     )
 
 
+def chosen_precisions() -> str:
+    """The CPU precision `embedding_device` chooses here for each offline sentence-transformers backbone, and why."""
+    from gene_assets.embeddings.device import EmbeddingDevice
+    from gene_assets.embeddings.registry import BACKBONES
+
+    device = EmbeddingDevice(device="cpu")
+    choices = []
+    for backbone in BACKBONES.values():
+        if backbone.kind == "sentence_transformers" and backbone.offline:
+            decision = device.placement(backbone).decision
+            choices.append(f"{backbone.name} {decision['precision']} ({decision['reason']}; "
+                           f"{'remembered' if decision['remembered'] else 'calibrated now'})")
+    return "chosen CPU precision: " + "; ".join(choices)
+
+
 def markdown_table(rows: list[Row]) -> str:
     names = [f.name for f in fields(Row)]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]

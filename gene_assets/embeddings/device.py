@@ -39,8 +39,8 @@ class EmbeddingDevice(ConfigurableResource):
     """auto: calibrated on this machine; any other value is used as given (recorded as configured)."""
     token_budget: int | None = None
     """None: the backbone's CPU budget on CPU, GPU_TOKEN_BUDGET on CUDA."""
-    calibration_texts: int = 64
-    """Real RefSeq summaries timed per precision in a calibration (about a second of fp32 MiniLM on 2 cores)."""
+    calibration_texts: int = 32
+    """Real RefSeq summaries timed per precision in a calibration (about a second of fp32 MiniLM on 2 idle cores)."""
     data_dir: str | None = None
     """Where the calibration's RefSeq summaries are read; None: the project's data directory."""
     decisions_path: str | None = None
