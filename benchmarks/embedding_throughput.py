@@ -1,9 +1,12 @@
 """Embedding throughput: plain `SentenceTransformer(path).encode(texts)` in fp32 against the project's encoder at
 the precision the `embedding_device` resource chooses here, and at each precision the registry allows; with the
-achieved FLOP/s against this CPU's fp32 matrix-product peak."""
+achieved FLOP/s against this CPU's fp32 matrix-product peak. A CPU without AVX512_BF16 is emulated with
+
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI python -m benchmarks embedding_throughput"""
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -15,7 +18,8 @@ from gene_assets.embeddings.registry import get_backbone
 from .harness import Row, median, timed_rounds
 
 BACKBONE = "all-MiniLM-L6-v2"
-TEXTS = 2000
+TEXTS = int(os.environ.get("EMBED_BENCH_TEXTS", "2000"))
+"""Real summaries per timed run; fewer for a quick look on a loaded machine."""
 REPEATS = 3
 
 
