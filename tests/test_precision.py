@@ -117,3 +117,17 @@ def test_a_corrupted_decisions_file_names_itself(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match=f"{path} is not a precision-decisions file.*Delete it"):
         EmbeddingDevice(device="cpu", decisions_path=str(path)).placement(MINILM)
+
+
+def test_discovered_entries_written_with_one_fixed_precision_still_load(tmp_path):
+    import dataclasses
+
+    from gene_assets.embeddings.discovered import DiscoveredRegistry
+    from gene_assets.embeddings.registry import Backbone
+
+    record = dataclasses.asdict(Backbone(name="old-entry", kind="sentence_transformers", dims=384, model_id="org/m"))
+    record["fast_path"] = {"precision": "bf16", "token_budget": 2048}  # the format before per-machine precisions
+    path = tmp_path / "discovered.json"
+    path.write_text(json.dumps({"format": 1, "backbones": [record]}))
+    loaded = DiscoveredRegistry(path).load()["old-entry"]
+    assert loaded.fast_path.precisions == ("fp32", "bf16") and loaded.fast_path.token_budget == 2048
