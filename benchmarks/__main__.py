@@ -10,17 +10,20 @@ from .embedding_cache import embedding_cache
 from .embedding_throughput import embedding_throughput
 from .gene_pair_probe import gene_pair_probe
 from .gene_task_suite import gene_task_suite
-from .harness import RESULTS_DIR, machine_description, write_results
+from .harness import RESULTS_DIR, chosen_precisions, machine_description, write_results
+from .qwen3_gpu import qwen3_gpu
 
 COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe, gene_task_suite, cell_embeddings]
+ON_REQUEST = [qwen3_gpu]
+"""Run only when named: they need hardware `make bench` does not assume (a CUDA GPU)."""
 
 
 def main(names: list[str]) -> None:
-    known = {comparison.__name__: comparison for comparison in COMPARISONS}
+    known = {comparison.__name__: comparison for comparison in COMPARISONS + ON_REQUEST}
     unknown = sorted(set(names) - set(known))
     if unknown:
         sys.exit(f"Unknown comparison(s) {unknown}; known: {sorted(known)}")
-    machine = machine_description()
+    machine = f"{machine_description()}\n\n{chosen_precisions()}"
     print(machine, flush=True)
     started = time.perf_counter()
     rows = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import platform
 import statistics
@@ -12,11 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 
-from gene_assets.settings import PROJECT_ROOT, default_data_dir
-from gene_assets.sources.data_directory import DataDirectory
-from gene_assets.texts.views import build_view
+from gene_assets.settings import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "bench_results"
 
@@ -55,31 +51,37 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def summary_texts(count: int, seed: int = 0) -> pd.DataFrame:
-    """`count` real 'summary' view texts (name line and RefSeq summary) in gene_texts' columns, a fixed sample."""
-    path = DataDirectory(path=default_data_dir()).file("refseq_summaries")
-    genes = pd.read_parquet(path, columns=["entrez_id", "symbol", "full_name", "refseq_summary"])
-    genes = genes.dropna(subset=["refseq_summary"]).sample(count, random_state=seed)
-    texts = build_view(genes.rename(columns={"refseq_summary": "summary"}), "summary")
-    texts["text_sha256"] = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts["text"]]
-    return texts
-
-
 def machine_description() -> str:
+    """CPU model, the flags that decide the reduced-precision kernels, cores, torch threads, oneDNN's ISA cap, load."""
     import sentence_transformers
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        lines = cpuinfo.read_text().splitlines()
-        cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
+    from gene_assets.embeddings.calibration import cpu_flags, cpu_model
+
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
     return (
-        f"CPU: {cpu}; {len(os.sched_getaffinity(0))} cores; load average before the run (1, 5, 15 min) {load}; "
-        f"torch {torch.__version__}; sentence-transformers {sentence_transformers.__version__}; "
-        f"Python {platform.python_version()}"
+        f"CPU: {cpu_model()}; flags: {' '.join(cpu_flags()) or 'none of avx512f/vnni/bf16/amx'}; "
+        f"{len(os.sched_getaffinity(0))} cores; torch threads {torch.get_num_threads()}"
+        f"{f'; ONEDNN_MAX_CPU_ISA={cap} (bf16/AMX kernels emulated)' if cap else ''}; "
+        f"load average before the run (1, 5, 15 min) {load}; torch {torch.__version__}; "
+        f"sentence-transformers {sentence_transformers.__version__}; Python {platform.python_version()}"
     )
+
+
+def chosen_precisions() -> str:
+    """The CPU precision `embedding_device` chooses here for each offline sentence-transformers backbone, and why."""
+    from gene_assets.embeddings.device import EmbeddingDevice
+    from gene_assets.embeddings.registry import BACKBONES
+
+    device = EmbeddingDevice(device="cpu")
+    choices = []
+    for backbone in BACKBONES.values():
+        if backbone.kind == "sentence_transformers" and backbone.offline:
+            decision = device.placement(backbone).decision
+            choices.append(f"{backbone.name} {decision['precision']} ({decision['reason']}; "
+                           f"{'remembered' if decision['remembered'] else 'calibrated now'})")
+    return "chosen CPU precision: " + "; ".join(choices)
 
 
 def markdown_table(rows: list[Row]) -> str:

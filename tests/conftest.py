@@ -20,20 +20,23 @@ import psutil
 import pytest
 
 from gene_assets.embeddings.cache import CACHE_DIR_ENV
+from gene_assets.embeddings.calibration import DECISIONS_ENV
 from gene_assets.settings import PROJECT_ROOT, default_data_dir, gene_assets_home
 from gene_assets.sources.data_directory import DataDirectory
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _embedding_cache_in_a_temporary_directory(tmp_path_factory):
-    """Tests never read or write the user's embedding cache."""
-    previous = os.environ.get(CACHE_DIR_ENV)
+    """Tests never read or write the user's embedding cache or remembered precision decisions."""
+    previous = {name: os.environ.get(name) for name in (CACHE_DIR_ENV, DECISIONS_ENV)}
     os.environ[CACHE_DIR_ENV] = str(tmp_path_factory.mktemp("embedding_cache"))
+    os.environ[DECISIONS_ENV] = str(tmp_path_factory.mktemp("precision") / "decisions.json")
     yield
-    if previous is None:
-        os.environ.pop(CACHE_DIR_ENV, None)
-    else:
-        os.environ[CACHE_DIR_ENV] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -226,11 +226,12 @@ def test_openai_backbone_needs_a_key_and_keeps_the_order_of_texts(monkeypatch):
     assert {body["model"] for _, body in _EmbeddingsApi.requests} == {"text-embedding-ada-002"}
 
 
-def test_device_placement_uses_the_gpu_in_16_bits_and_the_registry_precision_on_cpu(monkeypatch):
+def test_device_placement_uses_the_gpu_in_16_bits_and_the_configured_precision_on_cpu(monkeypatch):
     import torch
 
     minilm = get_backbone("all-MiniLM-L6-v2")
-    assert EmbeddingDevice(device="cpu").placement(minilm) == Placement("cpu", "bf16", 4096)
+    configured = EmbeddingDevice(device="cpu", cpu_precision="bf16").placement(minilm)
+    assert configured == Placement("cpu", "bf16", 4096) and configured.decision["reason"].startswith("configured")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert EmbeddingDevice().placement(minilm) == Placement("cuda", "fp16", GPU_TOKEN_BUDGET, "sdpa")

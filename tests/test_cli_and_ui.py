@@ -94,6 +94,7 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     materialize`: the dead run is failed and its gpu pool slot freed, every stored shard verifies, the re-run embeds
     only the rest, and the vectors equal those of an uninterrupted run."""
     from gene_assets.embeddings.cache import CACHE_DIR_ENV, EmbeddingCache
+    from gene_assets.embeddings.device import EmbeddingDevice
     from gene_assets.embeddings.encoders import vector_settings
     from gene_assets.embeddings.registry import get_backbone
 
@@ -104,7 +105,8 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     checkpoints_of_32 = json.dumps({"ops": {"gene_embeddings": {"config": {"checkpoint_texts": 32}}}})
     embed = ["--select", "gene_embeddings", "--partition", "all-MiniLM-L6-v2|summary", "--config-json", checkpoints_of_32]
     minilm = get_backbone("all-MiniLM-L6-v2")
-    cache = EmbeddingCache(vector_settings(minilm, minilm.fast_path.precision), root=tmp_path / "cache")
+    precision = EmbeddingDevice(device="cpu").placement(minilm).precision  # remembered: the run below reuses it
+    cache = EmbeddingCache(vector_settings(minilm, precision), root=tmp_path / "cache")
 
     process = subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *embed],
                                cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -206,7 +206,7 @@ def materialize_partition(backbone: str, texts: pd.DataFrame):
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("backbone", [backbone])
         context = build_asset_context(partition_key=backbone_view_key(backbone, "summary"), instance=instance,
-                                      resources={"embedding_device": EmbeddingDevice(device="cpu")})
+                                      resources={"embedding_device": EmbeddingDevice(device="cpu", cpu_precision="bf16")})
         output, check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts, gene_catalog=pd.DataFrame()))
     assert check.passed
     return output

@@ -140,8 +140,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_fast_path_matches_plain_encode_row_for_row(real_summaries, plain_minilm):
-    encoder = load_encoder(get_backbone("all-MiniLM-L6-v2"))
-    assert encoder.placement.precision == "bf16"
+    encoder = load_encoder(get_backbone("all-MiniLM-L6-v2"), Placement("cpu", "bf16", 4096))
     tokens = encoder.token_lengths(real_summaries["text"].tolist())
     untruncated = [len(ids) for ids in plain_minilm.tokenizer(real_summaries["text"].tolist())["input_ids"]]
     assert sum(n > 256 for n in untruncated) >= 10 and tokens.max() == 256

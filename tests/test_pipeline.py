@@ -138,6 +138,9 @@ def test_embeddings_are_float32_with_provenance(pipeline):
     metadata = run.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["n_genes"].value == len(table.genes)
     assert metadata["view"].value == "summary"
+    decision = metadata["precision_decision"].data  # the calibrated CPU precision and its evidence, kept with the table
+    assert decision["precision"] == table.attrs["precision"] == table.attrs["precision_decision"]["precision"]
+    assert decision["reason"] and decision["fingerprint"]["torch"] and "remembered" not in table.attrs["precision_decision"]
 
 
 def test_release_round_trip_restores_identical_data(pipeline, tmp_path):

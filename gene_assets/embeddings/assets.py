@@ -58,7 +58,8 @@ def gene_embeddings_asset(pool: str | None = GPU_POOL):
 
 def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_catalog: pd.DataFrame,
                     embedding_device: EmbeddingDevice, checkpoint_texts: int = CHECKPOINT_TEXTS):
-    """The partition's table with device, dtype, throughput and cache use in its metadata; the nonzero_vectors check."""
+    """The partition's table with device, dtype (and on CPU the precision decision with its calibration evidence),
+    throughput and cache use in its metadata; the nonzero_vectors check."""
     keys = context.partition_key.keys_by_dimension
     backbone, view = get_backbone(keys["backbone"]), keys["view"]
     texts = gene_texts[gene_texts["view"] == view].reset_index(drop=True)
@@ -90,6 +91,9 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
         cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=context.log)
         result = cache.embed(texts, view, encode, checkpoint_texts=checkpoint_texts, expect=progress.expect)
         attrs["precision"] = placement.precision
+        if placement.decision is not None:  # without `remembered`, so a re-run on this machine gives the same table
+            attrs["precision_decision"] = {k: v for k, v in placement.decision.items() if k != "remembered"}
+            extra_metadata["precision_decision_remembered"] = placement.decision["remembered"]
         extra_metadata["embedding_cache"] = MetadataValue.path(str(cache.directory))
     else:
         result = CachedEmbedding(matrix=encode(texts), from_cache=0, embedded=len(texts))
@@ -98,7 +102,7 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
     yield Output(
         table,
         metadata={
-            **{k: MetadataValue.text(str(v)) for k, v in attrs.items()},
+            **{k: MetadataValue.json(v) if isinstance(v, dict) else MetadataValue.text(str(v)) for k, v in attrs.items()},
             "device": placement.device,
             "dtype": placement.precision,
             "token_budget": placement.token_budget,

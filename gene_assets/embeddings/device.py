@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from dagster import ConfigurableResource
@@ -23,16 +23,28 @@ class Placement:
     token_budget: int
     attention: str | None = None
     """`sdpa` (PyTorch scaled-dot-product attention) on CUDA; None keeps the model's default."""
+    decision: dict | None = field(default=None, compare=False, repr=False)
+    """How the CPU precision was chosen (calibration evidence, `PrecisionDecision.evidence()`); None on GPU."""
 
 
 class EmbeddingDevice(ConfigurableResource):
-    """`auto` picks CUDA for sentence-transformers backbones when torch sees a GPU (bf16 where the GPU supports it, else fp16; SDPA attention) and the
-    CPU otherwise (the backbone's own `fast_path` precision). Batches hold at most `token_budget` padded tokens."""
+    """`auto` picks CUDA for sentence-transformers backbones when torch sees a GPU (bf16 where the GPU supports it,
+    else fp16; SDPA attention) and the CPU otherwise. On CPU the precision is the fastest of the backbone's allowed
+    `fast_path.precisions` within its accuracy bar, found by a short calibration against fp32 on real summaries and
+    remembered per (machine, backbone, revision) (`calibration.py`). Batches hold at most `token_budget` padded tokens."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpu_precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    cpu_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    """auto: calibrated on this machine; any other value is used as given (recorded as configured)."""
     token_budget: int | None = None
     """None: the backbone's CPU budget on CPU, GPU_TOKEN_BUDGET on CUDA."""
+    calibration_texts: int = 32
+    """Real RefSeq summaries timed per precision in a calibration (about a second of fp32 MiniLM on 2 idle cores)."""
+    data_dir: str | None = None
+    """Where the calibration's RefSeq summaries are read; None: the project's data directory."""
+    decisions_path: str | None = None
+    """The remembered decisions; None: $GENE_ASSETS_PRECISION_DECISIONS or the project home's cache."""
 
     def placement(self, backbone: Backbone) -> Placement:
         """Where this backbone runs; only sentence-transformers models use the accelerator."""
@@ -46,11 +58,34 @@ class EmbeddingDevice(ConfigurableResource):
                 f"embedding_device is set to cuda but torch {torch.__version__} sees no GPU; set device: auto or cpu."
             )
         if not use_cuda:
-            return Placement("cpu", backbone.fast_path.precision, self.token_budget or backbone.fast_path.token_budget)
+            budget = self.token_budget or backbone.fast_path.token_budget
+            decision = self.cpu_decision(backbone, budget)
+            return Placement("cpu", decision.precision, budget, decision=decision.evidence())
         precision = self.gpu_precision
         if precision == "auto":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return Placement("cuda", precision, self.token_budget or GPU_TOKEN_BUDGET, attention="sdpa")
+
+    def cpu_decision(self, backbone: Backbone, token_budget: int):
+        """The remembered decision for this machine, else a calibration (stored for the next run)."""
+        from .calibration import DecisionStore, PrecisionDecision, calibrate, candidates, machine_fingerprint, summary_texts
+        from .encoders import idle_cores
+
+        fingerprint = machine_fingerprint()
+        if self.cpu_precision != "auto":
+            return PrecisionDecision(self.cpu_precision, "configured (embedding_device.cpu_precision)", fingerprint)
+        store = DecisionStore(self.decisions_path)
+        remembered = store.get(fingerprint, backbone)
+        if remembered is not None:
+            return remembered
+        precisions, excluded = candidates(backbone, fingerprint["flags"])
+        if not precisions:
+            decision = PrecisionDecision("fp32", "no reduced precision is a candidate here", fingerprint, excluded=excluded)
+        else:
+            decision = calibrate(backbone, precisions, summary_texts(self.calibration_texts, self.data_dir), token_budget,
+                                 idle_cores(), fingerprint, excluded)
+        store.put(backbone, decision)
+        return decision
 
 
 GPU_POOL = "gpu"

@@ -50,7 +50,10 @@ def _from_record(record: dict, path: Path) -> Backbone:
     fields = {f.name for f in dataclasses.fields(Backbone)}
     values = {k: v for k, v in record.items() if k in fields}
     try:
-        values["fast_path"] = FastPathSettings(**values.get("fast_path", {}))
+        fast_path = dict(values.get("fast_path", {}))
+        legacy = fast_path.pop("precision", "fp32")  # entries written when the registry fixed one CPU precision
+        precisions = fast_path.pop("precisions", None) or ["fp32", legacy]
+        values["fast_path"] = FastPathSettings(precisions=tuple(dict.fromkeys(precisions)), **fast_path)
         return Backbone(**values)
     except (TypeError, ValueError) as exc:
         raise DiscoveredRegistryError(

@@ -162,7 +162,7 @@ class SentenceTransformerEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.backbone = backbone
-        self.placement = placement or Placement("cpu", backbone.fast_path.precision, backbone.fast_path.token_budget)
+        self.placement = placement or Placement("cpu", "fp32", backbone.fast_path.token_budget)
         source = model_source(backbone)
         kwargs = {}
         if self.placement.device != "cpu":  # load in the run precision: an 8B model does not fit twice in fp32
@@ -187,7 +187,8 @@ class SentenceTransformerEncoder:
         encoded = self.model.tokenizer(prompted, truncation=True, max_length=self.model.max_seq_length)
         return np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
 
-    def embed(self, texts, progress=None):
+    def embed(self, texts, progress=None, threads: int | None = None):
+        """`threads`: torch threads on CPU (None: the idle cores)."""
         import torch
         from sentence_transformers.util import batch_to_device
 
@@ -197,7 +198,7 @@ class SentenceTransformerEncoder:
             return vectors
         done = 0
         on_cpu = self.placement.device == "cpu"
-        threads = idle_cores() if on_cpu else torch.get_num_threads()
+        threads = threads or (idle_cores() if on_cpu else torch.get_num_threads())
         logger.info(f"{self.backbone.name}: {len(strings)} texts on {self.placement.device}, {self.placement.precision}"
                     + (f", {threads} torch threads" if on_cpu else ""))
         with torch_threads(threads), torch.inference_mode():

