@@ -12,7 +12,8 @@ import time
 
 from gene_assets.embeddings.calibration import min_cosine, summary_texts
 from gene_assets.embeddings.device import EmbeddingDevice, Placement
-from gene_assets.embeddings.encoders import idle_cores, load_encoder, model_source, torch_threads
+from gene_assets.embeddings.encoders import idle_cores, load_encoder, torch_threads
+from gene_assets.embeddings.weights import model_source
 from gene_assets.embeddings.registry import get_backbone
 
 from .harness import Row, median, timed_rounds

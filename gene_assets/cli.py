@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
-    from .embeddings.encoders import BackboneUnavailableError
+    from .embeddings.weights import BackboneUnavailableError
     from .embeddings.precomputed import PrecomputedEmbeddingError
     from .embeddings.discovered import DiscoveredRegistryError
     from .embeddings.registry import InvalidBackboneError, UnknownBackboneError

@@ -19,7 +19,7 @@ BATCH_SIZE = 256
 
 class OpenAIEncoder:
     def __init__(self, backbone: Backbone):
-        from .encoders import BackboneUnavailableError
+        from .weights import BackboneUnavailableError
 
         self.backbone = backbone
         self.key_env = backbone.api_key_env or "OPENAI_API_KEY"
@@ -43,7 +43,7 @@ class OpenAIEncoder:
         return vectors
 
     def _request(self, batch: list[str]) -> np.ndarray:
-        from .encoders import BackboneUnavailableError
+        from .weights import BackboneUnavailableError
 
         body = json.dumps({"model": self.backbone.model_id, "input": batch}).encode()
         request = urllib.request.Request(
