@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test bench ui annotations browser postgres clean mpnet-weights hub-server
+.PHONY: setup run test test-fast bench ui annotations browser postgres clean mpnet-weights hub-server
 
 setup: $(VENV)/.installed annotations
 
@@ -51,6 +51,9 @@ run: setup
 
 test: setup browser postgres hub-server
 	$(BIN)/pytest
+
+test-fast: setup postgres hub-server  # every test but those marked slow (whole graph, CLI processes, server round trips)
+	$(BIN)/pytest -m "not slow"
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -34,6 +34,7 @@ def isolated_env(tmp_path, annotation_cache, data_dir):
             "GENE_ASSETS_DATA_DIR": str(data_dir)}
 
 
+@pytest.mark.slow
 def test_dagster_cli_string_selection_materializes(isolated_env):
     result = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", "--select", "gene_catalog"],
@@ -47,6 +48,7 @@ def test_dagster_cli_string_selection_materializes(isolated_env):
     assert not (PROJECT_ROOT / "storage").exists()
 
 
+@pytest.mark.slow
 def test_ui_serves_graph_with_backbone_and_cell_dataset_partitions(isolated_env):
     env = isolated_env
     subprocess.run([str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
@@ -89,6 +91,7 @@ def _materialize(env: dict, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninterrupted_run(isolated_env, task_symbols, tmp_path):
     """Kill `dagster asset materialize` with SIGKILL after two embedding checkpoints, re-run it with `gene-assets
     materialize`: the dead run is failed and its gpu pool slot freed, every stored shard verifies, the re-run embeds
@@ -146,6 +149,7 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     assert not list((tmp_path / "cache").rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_cli_materializes_a_partition_releases_and_pulls_a_verified_version(isolated_env, task_symbols, tmp_path):
     """gene-assets materialize → release → pull at the version → verify, as a user drives it from a terminal; bad
     selections and backbones exit 2 with the reason and no traceback."""
@@ -189,6 +193,7 @@ def test_cli_materializes_a_partition_releases_and_pulls_a_verified_version(isol
     assert missing.returncode == 2 and "has no release 'embeddings-v7'" in missing.stderr
 
 
+@pytest.mark.slow
 def test_unchanged_runs_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_path, task_symbols, annotation_cache):
     """`gene-assets run` launches a job only when its fingerprint (code, resources, config, input files, upstream
     materializations) differs from the one its outputs were made with, or an output file is gone."""

@@ -175,6 +175,7 @@ def dosage_symbols(data_dir) -> list[str]:
     return sorted(labels.loc[labels["task"] == "dosage_sensitive_vs_insensitive_tf", "gene_name"].dropna().unique())
 
 
+@pytest.mark.slow
 def test_published_model_flows_from_the_mteb_registry_to_a_release(online, monkeypatch, tmp_path, dosage_symbols,
                                                                    annotation_cache):
     """mteb gains the model (and three that cannot be used) -> the sensor adds their partitions -> their runs download

@@ -35,6 +35,10 @@ CELLS = {"cell_datasets": {"max_cells": 300}, "cell_baseline_results": {"n_boots
 """Wang's pancreas cells (its genes are added to the small gene universe), 300 of them; one UMAP (MiniLM's)."""
 
 
+pytestmark = pytest.mark.slow
+"""Every test here shares the whole-graph fixture (minutes): not in `make test-fast`."""
+
+
 def materialize_cells(instance, resources, everything, backbones):
     register_partitions(instance, "cell_dataset", [CELL_DATASET])
     runs = [materialize(everything, selection=["cell_datasets", "cell_baseline_results"], instance=instance,

@@ -40,6 +40,7 @@ def team_repository(path: Path, bucket: str) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_consumer_round_trip_over_s3(s3_bucket, tmp_path, monkeypatch, capsys):
     """Producer: two releases pushed to S3, the git history published as bare repositories (one with the tags, one
     branch only), the producer's clone and DVC cache deleted. Consumer, in its own directory with an empty cache:
