@@ -44,6 +44,10 @@ SCORED = ["geneformer_results"]
 """The Geneformer tasks stand for every results asset here (the pipeline test scores them all): kept small for time."""
 
 
+CODE_RAN_MARKER = Path("/tmp/gene_assets_remote_code_ran")
+"""Touched by the repository's modeling code wherever the hub client would run it from."""
+
+
 def publish(mirrors: Path, repo_id: str, files: Path, change=None) -> str:
     """`files` committed as the hub repository `repo_id` (fixed author and dates: the same files give the same
     revision); `change(directory)` edits the copy first. Returns the commit, the revision the hub serves."""
@@ -76,7 +80,7 @@ def remote_code_config(directory: Path) -> None:
     truncate_weights(directory)  # never read: loading stops at the configuration
     (directory / "modeling.py").write_text(
         "import pathlib\npathlib.Path(__file__).with_name('CODE_RAN').touch()\n"
-        "pathlib.Path('/tmp/gene_assets_remote_code_ran').touch()\n")
+        f"pathlib.Path({str(CODE_RAN_MARKER)!r}).touch()\n")
 
 
 @pytest.fixture(scope="module")
@@ -157,11 +161,12 @@ def test_download_records_every_weights_file_and_refuses_a_changed_one(online):
 
 def test_repository_code_never_runs_unless_the_entry_allows_it(online):
     backbone = hub_backbone(online, REMOTE_CODE)
+    CODE_RAN_MARKER.unlink(missing_ok=True)  # a marker left by an earlier run would fail this one falsely
     with pytest.raises(BackboneUnavailableError, match=rf"{REMOTE_CODE}@{backbone.revision} .*could not be loaded"):
         load_encoder(backbone)
     downloaded = hub_model_dir(backbone)
     assert (downloaded / "modeling.py").exists() and not (downloaded / "CODE_RAN").exists()
-    assert not Path("/tmp/gene_assets_remote_code_ran").exists()
+    assert not CODE_RAN_MARKER.exists()
 
 
 def failure_message(result) -> str:
