@@ -2,15 +2,17 @@
 vectors are made at bf16 or int8 instead of fp32. Writes gene_assets/embeddings/precision_evidence.json, which the
 calibration reads (a reduced precision without evidence within TASK_DELTA_BAR is never chosen).
 
-    python -m benchmarks.precision_evidence [backbone ...]     (default: all-MiniLM-L6-v2)
+    python -m benchmarks.precision_evidence [backbone ...] [--precisions PRECISION ...]
+        (default: all-MiniLM-L6-v2, every reduced precision its registry entry allows; named precisions are
+        measured again and the others' stored evidence kept)
 
 Scope: the Geneformer tasks small enough to embed three times on a laptop CPU (every task of GENEFORMER_TASKS but
 the genome-wide bivalent one), summary view, all-genes universe, the results assets' engine."""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.cache import EmbeddingCache
 from gene_assets.embeddings.calibration import EVIDENCE_FILE, TASK_DELTA_BAR, min_cosine
 from gene_assets.embeddings.device import Placement
-from gene_assets.embeddings.encoders import SentenceTransformerEncoder, idle_cores, vector_settings
+from gene_assets.embeddings.encoders import idle_cores, load_encoder, vector_settings
 from gene_assets.embeddings.registry import get_backbone
 from gene_assets.leaderboard.report import PRIMARY_CLASSIFIER
 from gene_assets.resources import temporary_resources
@@ -69,14 +71,14 @@ def primary_metrics(vectors: np.ndarray, texts: pd.DataFrame, tasks: list, seed:
     return estimates
 
 
-def measure(backbone_name: str, texts: pd.DataFrame, tasks: list) -> dict:
-    """Per reduced precision: every task's primary metric |Δ| against fp32 vectors. The bar is judged on the
+def measure(backbone_name: str, texts: pd.DataFrame, tasks: list, precisions: list[str] | None = None) -> dict:
+    """Per reduced precision (`precisions`, default: every one the entry allows): every task's primary metric |Δ| against fp32 vectors. The bar is judged on the
     leaderboard's primary classifier of each task (logistic regression for binary tasks); the other classifiers'
     |Δ| (random forests) is shown beside their spread on fp32 vectors between two protocol seeds."""
     backbone = get_backbone(backbone_name)
     vectors = {}
-    for precision in ["fp32", *[p for p in backbone.fast_path.precisions if p != "fp32"]]:
-        encoder = SentenceTransformerEncoder(backbone, Placement("cpu", precision, backbone.fast_path.token_budget))
+    for precision in ["fp32", *(precisions or [p for p in backbone.fast_path.precisions if p != "fp32"])]:
+        encoder = load_encoder(backbone, Placement("cpu", precision, backbone.fast_path.token_budget))
         cache = EmbeddingCache(vector_settings(backbone, precision))  # the vectors a run at this precision reuses
         started = time.perf_counter()
         vectors[precision] = cache.embed(texts, VIEW, lambda missing: encoder.embed(missing, threads=idle_cores())).matrix
@@ -98,16 +100,18 @@ def measure(backbone_name: str, texts: pd.DataFrame, tasks: list) -> dict:
             "within_bar": max(judged.values()) <= TASK_DELTA_BAR, "other_classifier_deltas": other,
             "max_other_classifier_delta": max(other.values()), "max_other_classifier_seed_spread": max(spread.values()),
             "min_cosine": round(min_cosine(vectors[precision], vectors["fp32"]), 5), "texts": len(texts),
+            "machine": machine_description(),
         }
     return evidence
 
 
-def main(backbones: list[str]) -> None:
+def main(backbones: list[str], precisions: list[str] | None = None) -> None:
     texts, tasks = task_inputs()
     print(f"{len(texts)} summary texts for {len(tasks)} tasks", flush=True)
     existing = json.loads(EVIDENCE_FILE.read_text()) if EVIDENCE_FILE.exists() else {"backbones": {}}
     for name in backbones:
-        existing["backbones"][name] = measure(name, texts, tasks)
+        kept = existing["backbones"].get(name, {}) if precisions else {}
+        existing["backbones"][name] = {**kept, **measure(name, texts, tasks, precisions)}
     existing.update(command=COMMAND, tasks=[task.name for task in TASKS], view=VIEW, universe="all_genes",
                     bar=TASK_DELTA_BAR, judged_on="each task's primary classifier (leaderboard.report."
                     "PRIMARY_CLASSIFIER); the other classifiers shown beside their fp32 seed spread", machine=machine_description())
@@ -116,4 +120,8 @@ def main(backbones: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["all-MiniLM-L6-v2"])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("backbones", nargs="*", default=["all-MiniLM-L6-v2"])
+    parser.add_argument("--precisions", nargs="+", help="measure only these reduced precisions (fp32 is the reference)")
+    arguments = parser.parse_args()
+    main(arguments.backbones, arguments.precisions)

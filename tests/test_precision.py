@@ -18,12 +18,22 @@ from gene_assets.embeddings.calibration import (
     candidates,
     load_evidence,
     machine_fingerprint,
+    min_cosine,
     summary_texts,
 )
-from gene_assets.embeddings.device import EmbeddingDevice
+from gene_assets.embeddings.device import EmbeddingDevice, Placement
+from gene_assets.embeddings.encoders import load_encoder
+from gene_assets.embeddings.openvino_int8 import (
+    CALIBRATION_SEED,
+    CALIBRATION_TEXTS,
+    quantized_model_dir,
+    quantized_model_record,
+)
 from gene_assets.embeddings.partitions import backbone_view_key
-from gene_assets.embeddings.registry import get_backbone
-from gene_assets.settings import PROJECT_ROOT
+from gene_assets.embeddings.registry import OPENVINO_INT8, get_backbone
+from gene_assets.embeddings.weights import BackboneUnavailableError
+from gene_assets.settings import HOME_ENV, PROJECT_ROOT
+from gene_assets.storage import sha256_file
 
 MINILM = get_backbone("all-MiniLM-L6-v2")
 
@@ -131,3 +141,35 @@ def test_discovered_entries_written_with_one_fixed_precision_still_load(tmp_path
     path.write_text(json.dumps({"format": 1, "backbones": [record]}))
     loaded = DiscoveredRegistry(path).load()["old-entry"]
     assert loaded.fast_path.precisions == ("fp32", "bf16") and loaded.fast_path.token_budget == 2048
+
+
+def test_openvino_int8_vectors_are_within_the_cosine_bar_of_fp32():
+    """Static int8 on OpenVINO (built once into the model cache) keeps every real summary's vector within the
+    accuracy floor of fp32's, on summaries its activation ranges were not calibrated on."""
+    calibrated = set(summary_texts(CALIBRATION_TEXTS, seed=CALIBRATION_SEED)["text"])
+    texts = summary_texts(100, seed=5)
+    texts = texts[~texts["text"].isin(calibrated)]
+    int8 = load_encoder(MINILM, Placement("cpu", OPENVINO_INT8, MINILM.fast_path.token_budget))
+    fp32 = load_encoder(MINILM, Placement("cpu", "fp32", MINILM.fast_path.token_budget))
+    cosine = min_cosine(int8.embed(texts, threads=1), fp32.embed(texts, threads=1))
+    assert MINILM.fast_path.min_cosine <= cosine < 0.99999  # close to fp32's vectors, yet not fp32 itself
+    record = quantized_model_record(MINILM)
+    assert record["sha256"]["model.bin"] == sha256_file(quantized_model_dir(MINILM) / "model.bin")
+    assert record["recipe"]["calibration_texts"] == CALIBRATION_TEXTS and len(texts) > 90
+
+
+def test_a_changed_quantized_model_file_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    built = quantized_model_dir(MINILM)
+    quantized_model_record(MINILM)  # built (once per machine) before it is copied
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    copy = quantized_model_dir(MINILM)
+    shutil.copytree(built, copy)
+    with open(copy / "model.bin", "r+b") as fh:
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(BackboneUnavailableError, match=f"{copy / 'model.bin'} has sha256 .* Delete {copy}"):
+        quantized_model_record(MINILM)

@@ -21,7 +21,8 @@ from .device import GPU_POOL, EmbeddingDevice, k8s_gpu_tags
 from .encoders import load_encoder, vector_settings
 from .partitions import backbone_view_partitions
 from .precomputed import import_precomputed
-from .registry import get_backbone
+from .openvino_int8 import quantized_model_record
+from .registry import OPENVINO_INT8, get_backbone
 from .table import GeneEmbeddings
 
 CACHED_KINDS = {"sentence_transformers", "openai"}
@@ -91,6 +92,8 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
         cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=context.log)
         result = cache.embed(texts, view, encode, checkpoint_texts=checkpoint_texts, expect=progress.expect)
         attrs["precision"] = placement.precision
+        if placement.precision == OPENVINO_INT8:  # the recipe and sha256 of the quantized model that made the vectors
+            attrs["quantized_model"] = quantized_model_record(backbone)
         if placement.decision is not None:  # without `remembered`, so a re-run on this machine gives the same table
             attrs["precision_decision"] = {k: v for k, v in placement.decision.items() if k != "remembered"}
             extra_metadata["precision_decision_remembered"] = placement.decision["remembered"]

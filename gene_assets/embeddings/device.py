@@ -35,7 +35,7 @@ class EmbeddingDevice(ConfigurableResource):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpu_precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    cpu_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    cpu_precision: Literal["auto", "fp32", "bf16", "int8", "openvino-int8"] = "auto"
     """auto: calibrated on this machine; any other value is used as given (recorded as configured)."""
     token_budget: int | None = None
     """None: the backbone's CPU budget on CPU, GPU_TOKEN_BUDGET on CUDA."""

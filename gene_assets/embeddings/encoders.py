@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .device import Placement
-from .registry import Backbone, Precision
+from .registry import OPENVINO_INT8, Backbone, Precision
 from .weights import BackboneUnavailableError, model_source, weights_origin
 
 Progress = Callable[[int, int], None]
@@ -99,6 +99,8 @@ class TfidfEncoder:
 
 def vector_settings(backbone: Backbone, precision: Precision) -> dict:
     """What determines a sentence-transformers backbone's vector besides the text: the embedding cache key."""
+    from .openvino_int8 import quantization_recipe
+
     return {
         "backbone": backbone.name,
         "model_id": backbone.model_id,
@@ -110,6 +112,7 @@ def vector_settings(backbone: Backbone, precision: Precision) -> dict:
         "dims": backbone.dims,
         "precision": precision,
         "sentence_transformers_major": importlib.metadata.version("sentence-transformers").split(".")[0],
+        **({"quantization": quantization_recipe(backbone)} if precision == OPENVINO_INT8 else {}),
     }
 
 
@@ -190,7 +193,6 @@ class SentenceTransformerEncoder:
     def embed(self, texts, progress=None, threads: int | None = None):
         """`threads`: torch threads on CPU (None: the idle cores)."""
         import torch
-        from sentence_transformers.util import batch_to_device
 
         strings = texts["text"].tolist()
         vectors = np.zeros((len(strings), self.backbone.dims), dtype=np.float32)
@@ -204,12 +206,18 @@ class SentenceTransformerEncoder:
         with torch_threads(threads), torch.inference_mode():
             for rows in length_sorted_batches(self.token_lengths(strings), self.placement.token_budget):
                 features = self.model.preprocess([strings[i] for i in rows], prompt=self.backbone.prompt)
-                features = batch_to_device(features, self.model.device)
-                vectors[rows] = self.model(features)["sentence_embedding"].float().cpu().numpy()
+                vectors[rows] = self.forward(features, threads)
                 done += len(rows)
                 if progress:
                     progress(done, len(strings))
         return vectors
+
+    def forward(self, features: dict, threads: int) -> np.ndarray:
+        """One tokenized batch's sentence embeddings as float32 rows (`threads`: set by the caller for torch)."""
+        from sentence_transformers.util import batch_to_device
+
+        features = batch_to_device(features, self.model.device)
+        return self.model(features)["sentence_embedding"].float().cpu().numpy()
 
 
 def torch_dtype(precision: Precision):
@@ -250,7 +258,12 @@ def load_encoder(backbone: Backbone, placement: Placement | None = None) -> Enco
             _ENCODERS[key] = TfidfEncoder(backbone)
         elif backbone.kind == "sentence_transformers":
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            _ENCODERS[key] = SentenceTransformerEncoder(backbone, placement)
+            if placement is not None and placement.precision == OPENVINO_INT8:
+                from .openvino_int8 import OpenVINOInt8Encoder
+
+                _ENCODERS[key] = OpenVINOInt8Encoder(backbone, placement)
+            else:
+                _ENCODERS[key] = SentenceTransformerEncoder(backbone, placement)
         elif backbone.kind == "openai":
             from .openai_api import OpenAIEncoder
 
