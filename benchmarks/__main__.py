@@ -10,12 +10,14 @@ from .embedding_cache import embedding_cache
 from .embedding_throughput import embedding_throughput
 from .gene_pair_probe import gene_pair_probe
 from .gene_task_suite import gene_task_suite
+from .int8_paths import int8_paths
 from .harness import RESULTS_DIR, chosen_precisions, machine_description, write_results
 from .qwen3_gpu import qwen3_gpu
 
 COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe, gene_task_suite, cell_embeddings]
-ON_REQUEST = [qwen3_gpu]
-"""Run only when named: they need hardware `make bench` does not assume (a CUDA GPU)."""
+ON_REQUEST = [qwen3_gpu, int8_paths]
+"""Run only when named: they need hardware `make bench` does not assume (a CUDA GPU), or compare alternatives the
+project does not run (int8 variants, each quantized anew: minutes)."""
 
 
 def main(names: list[str]) -> None:

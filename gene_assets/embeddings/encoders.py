@@ -259,9 +259,9 @@ def load_encoder(backbone: Backbone, placement: Placement | None = None) -> Enco
         elif backbone.kind == "sentence_transformers":
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             if placement is not None and placement.precision == OPENVINO_INT8:
-                from .openvino_int8 import OpenVINOInt8Encoder
+                from .openvino_int8 import OpenVINOEncoder
 
-                _ENCODERS[key] = OpenVINOInt8Encoder(backbone, placement)
+                _ENCODERS[key] = OpenVINOEncoder(backbone, placement)
             else:
                 _ENCODERS[key] = SentenceTransformerEncoder(backbone, placement)
         elif backbone.kind == "openai":

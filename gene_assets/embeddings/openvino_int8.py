@@ -73,22 +73,10 @@ def quantized_model_record(backbone: Backbone, st_model=None) -> dict:
 def build_quantized_model(backbone: Backbone, st_model, target: Path) -> None:
     """Convert, quantize on the calibration summaries, save and record sha256s in a temporary directory beside
     `target`, then rename it: `target` appears complete or not at all."""
-    import nncf
     import openvino as ov
-    import torch
 
-    from .calibration import summary_texts
-
-    strings = summary_texts(CALIBRATION_TEXTS, seed=CALIBRATION_SEED)["text"].tolist()
-    lengths = np.array([len(ids) for ids in st_model.tokenizer(strings, truncation=True,
-                                                                max_length=st_model.max_seq_length)["input_ids"]])
-    batches = [model_inputs(st_model, [strings[i] for i in rows])
-               for rows in length_sorted_batches(lengths, backbone.fast_path.token_budget)]
-    with warnings.catch_warnings():  # the traced shape checks (mask length = sequence length) hold for every batch
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        graph = ov.convert_model(sentence_embedding_module(st_model), example_input=batches[-1])
-    quantized = nncf.quantize(graph, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
-                              preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches))
+    batches = calibration_batches(backbone, st_model)
+    quantized = quantize(converted(st_model, batches[-1]), batches)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
         built = Path(tmp) / "model"
@@ -96,6 +84,36 @@ def build_quantized_model(backbone: Backbone, st_model, target: Path) -> None:
         record = {"recipe": quantization_recipe(backbone), "sha256": {n: sha256_file(built / n) for n in MODEL_FILES}}
         write_bytes_atomic(built / RECORD, json.dumps(record, indent=1, sort_keys=True).encode())
         os.replace(built, target)
+
+
+def calibration_batches(backbone: Backbone, st_model) -> list[dict[str, np.ndarray]]:
+    """The calibration summaries tokenized in the project's length-sorted token-budget batches."""
+    from .calibration import summary_texts
+
+    strings = summary_texts(CALIBRATION_TEXTS, seed=CALIBRATION_SEED)["text"].tolist()
+    lengths = np.array([len(ids) for ids in st_model.tokenizer(strings, truncation=True,
+                                                                max_length=st_model.max_seq_length)["input_ids"]])
+    return [model_inputs(st_model, [strings[i] for i in rows])
+            for rows in length_sorted_batches(lengths, backbone.fast_path.token_budget)]
+
+
+def converted(st_model, example: dict[str, np.ndarray]):
+    """The fp32 sentence-transformers model as an OpenVINO graph with dynamic batch and sequence dimensions."""
+    import openvino as ov
+    import torch
+
+    with warnings.catch_warnings():  # the traced shape checks (mask length = sequence length) hold for every batch
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return ov.convert_model(sentence_embedding_module(st_model), example_input=example)
+
+
+def quantize(graph, batches: list[dict], **options):
+    """NNCF post-training int8 of `graph` for the transformer model type (mixed preset: symmetric per-channel
+    weights, asymmetric activations; SmoothQuant) on `batches`; `options` go to nncf.quantize."""
+    import nncf
+
+    return nncf.quantize(graph, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
+                         preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches), **options)
 
 
 def model_inputs(st_model, strings: list[str]) -> dict[str, np.ndarray]:
@@ -119,24 +137,26 @@ def sentence_embedding_module(st_model):
     return SentenceEmbedding().eval()
 
 
-class OpenVINOInt8Encoder(SentenceTransformerEncoder):
-    """The project's length-sorted token-budget batches through the quantized OpenVINO model."""
+class OpenVINOEncoder(SentenceTransformerEncoder):
+    """The project's length-sorted token-budget batches through an OpenVINO graph of the model (default: the
+    backbone's quantized model from the model cache), compiled per thread count with fp32 inference precision."""
 
-    def __init__(self, backbone: Backbone, placement: Placement):
+    def __init__(self, backbone: Backbone, placement: Placement, graph=None):
         if placement.device != "cpu":
             raise ValueError(f"{OPENVINO_INT8} runs on CPU only, not on {placement.device!r}.")
         super().__init__(backbone, placement)
-        self.record = quantized_model_record(backbone, self.model)
-        self.compiled: dict[int, object] = {}
+        if graph is None:
+            quantized_model_record(backbone, self.model)  # built here once, verified before every load
+            graph = quantized_model_dir(backbone) / MODEL_FILES[0]
+        self.graph = graph
+        self.requests: dict[int, object] = {}
 
     def forward(self, features, threads: int) -> np.ndarray:
-        if threads not in self.compiled:
+        if threads not in self.requests:
             import openvino as ov
 
-            path = quantized_model_dir(self.backbone) / MODEL_FILES[0]
-            self.compiled[threads] = ov.Core().compile_model(path, "CPU", {
+            self.requests[threads] = ov.Core().compile_model(self.graph, "CPU", {
                 "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
                 "ENABLE_CPU_PINNING": False}).create_infer_request()
-        request = self.compiled[threads]
-        outputs = request.infer({name: features[name].numpy() for name in INPUTS if name in features})
+        outputs = self.requests[threads].infer({name: features[name].numpy() for name in INPUTS if name in features})
         return next(iter(outputs.values())).copy()
