@@ -180,3 +180,14 @@ def test_a_changed_quantized_model_file_is_refused(tmp_path, monkeypatch):
         fh.write(bytes([byte[0] ^ 1]))
     with pytest.raises(BackboneUnavailableError, match=f"{copy / 'model.bin'} has sha256 .* Delete {copy}"):
         quantized_model_record(MINILM)
+
+
+def test_openvino_int8_vectors_carry_the_quantized_model_in_their_metadata(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENE_ASSETS_EMBEDDING_CACHE", str(tmp_path / "cache"))
+    device = EmbeddingDevice(device="cpu", cpu_precision=OPENVINO_INT8, decisions_path=str(tmp_path / "decisions.json"))
+    output = materialize_partition(summary_texts(6, seed=4).assign(view="summary"), device)
+    attrs = output.value.attrs
+    assert attrs["precision"] == OPENVINO_INT8 == output.metadata["dtype"].value
+    assert attrs["quantized_model"] == quantized_model_record(MINILM) == output.metadata["quantized_model"].data
+    settings = json.loads(next((tmp_path / "cache").glob("*/settings.json")).read_text())
+    assert settings["quantization"] == attrs["quantized_model"]["recipe"]  # another recipe: another cache entry
