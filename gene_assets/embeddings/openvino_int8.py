@@ -83,7 +83,11 @@ def build_quantized_model(backbone: Backbone, st_model, target: Path) -> None:
         ov.save_model(quantized, built / MODEL_FILES[0], compress_to_fp16=False)
         record = {"recipe": quantization_recipe(backbone), "sha256": {n: sha256_file(built / n) for n in MODEL_FILES}}
         write_bytes_atomic(built / RECORD, json.dumps(record, indent=1, sort_keys=True).encode())
-        os.replace(built, target)
+        try:
+            os.replace(built, target)
+        except OSError:
+            if not (target / RECORD).is_file():
+                raise  # else another process finished the same build first: its model is used
 
 
 def calibration_batches(backbone: Backbone, st_model) -> list[dict[str, np.ndarray]]:
