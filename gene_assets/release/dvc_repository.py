@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +30,8 @@ MANIFEST = "MANIFEST.json"
 RELEASE_INDEX = "releases.json"
 """Tracked beside data.dvc: version → data.dvc md5, date, backbones; each release adds its entry in its own commit."""
 FALLBACK_GIT_IDENTITY = ["-c", "user.name=gene_assets", "-c", "user.email=gene_assets@localhost"]
+RELEASE_LOCK = "gene_assets-release.lock"
+"""In the repository's git directory: held (flock) by the one process that writes data/, commits, tags or pushes."""
 
 
 class ReleaseError(RuntimeError):
@@ -81,6 +85,8 @@ class DvcReleaseRepository(ConfigurableResource):
     create_remote: bool = True
     """Create a missing local `remote_url` directory (with its parents); off for a configured remote, which must exist
     (a missing mount point is an error, not a new directory on the local disk)."""
+    lock_timeout_s: float = 900.0
+    """How long a release waits for another process's release of the same repository to finish."""
 
     # --- commands -----------------------------------------------------------------------------
     def _run(self, args: list[str], what: str) -> str:
@@ -152,12 +158,51 @@ class DvcReleaseRepository(ConfigurableResource):
             return local_default, url
         return self.remote_name, default_dvc_remote_dir()
 
-    def prepare(self) -> tuple[str, str]:
-        """Check the repository and the remote, initializing DVC on first use; returns the push remote's name and url,
-        which .dvc/config.local then names as the default."""
+    def require_git(self) -> None:
         if not (self.root / ".git").exists():
             raise ReleaseError(f"{self.repo_dir} is not a git repository: releases are git commits tagged "
                                f"{self.tag_prefix}N. Run `git init` there or set the release repository.")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the repository's release lock: one writer at a time picks a version, writes data/, commits, tags and
+        pushes. The lock is an flock, so it is freed when its holder exits, however it exits."""
+        self.require_git()
+        path = Path(self.git("rev-parse", "--git-common-dir").strip())
+        path = (path if path.is_absolute() else self.root / path) / RELEASE_LOCK
+        with open(path, "a+") as handle:
+            deadline, announced = time.monotonic() + self.lock_timeout_s, False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    if time.monotonic() > deadline:
+                        raise ReleaseError(
+                            f"Another release of {self.repo_dir} (pid {holder}) still holds {path} after "
+                            f"{self.lock_timeout_s:.0f} s: wait for it to finish, or stop that process (its lock "
+                            "is freed when it exits), then release again. Nothing was changed.") from None
+                    if not announced:
+                        print(f"Waiting for the release of {self.repo_dir} by pid {holder} to finish ({path}) …",
+                              file=sys.stderr, flush=True)
+                        announced = True
+                    time.sleep(0.2)
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def prepare(self) -> tuple[str, str]:
+        """Check the repository and the remote, initializing DVC on first use; returns the push remote's name and url,
+        which .dvc/config.local then names as the default."""
+        self.require_git()
         self.refuse_dirty_tree()
         if not (self.root / ".dvc").is_dir():
             self.dvc("init", "--quiet")
@@ -216,9 +261,14 @@ class DvcReleaseRepository(ConfigurableResource):
     def publish(self, files: dict[str, bytes], describe: dict) -> Release:
         """Write `files` as data/, version it with DVC, push it, add it to the release index, commit and tag.
 
-        Identical content to the current release makes no new version. On any failure data/, data.dvc, the
-        release index and the tags are restored.
+        Identical content to the current release makes no new version. The whole release holds the repository's
+        release lock (a concurrent release waits, then numbers its version after this one). On any failure data/,
+        data.dvc and the release index are restored, and the commit and tag this release made (only those) removed.
         """
+        with self.lock():
+            return self._publish(files, describe)
+
+    def _publish(self, files: dict[str, bytes], describe: dict) -> Release:
         remote_name, remote_url = self.prepare()
         digests = {name: _sha256_bytes(content) for name, content in sorted(files.items())}
         current = self.current_manifest()
@@ -239,6 +289,7 @@ class DvcReleaseRepository(ConfigurableResource):
         pointer = self.root / f"{self.data_dir_name}.dvc"
         tracked_before = {path: path.read_bytes() if path.exists() else None for path in (pointer, self.index_path)}
         head_before = self.git("rev-parse", "HEAD").strip() if self._has_commits() else None
+        made: dict[str, str] = {}  # the commit and tag this release made: a rollback undoes those and no others
         try:
             self._write(staging, {**files, MANIFEST: (json.dumps(manifest, indent=2) + "\n").encode()})
             self._verify(staging, digests)
@@ -251,13 +302,14 @@ class DvcReleaseRepository(ConfigurableResource):
             paths = [p for p in self.release_paths() if (self.root / p).exists()]
             self.git("add", "--", *paths)
             self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths)
+            made["commit"] = self.git("rev-parse", "HEAD").strip()
             self.git("tag", "-a", version, "-m", f"gene embeddings {version}")
+            made["tag"] = version
         except BaseException:
-            self._roll_back(staging, previous, tracked_before, head_before, version)
+            self._roll_back(staging, previous, tracked_before, head_before, made)
             raise
         shutil.rmtree(previous, ignore_errors=True)
-        revision = self.git("rev-parse", "HEAD").strip()
-        return Release(version, revision, manifest, created=True, remote_url=remote_url)
+        return Release(version, made["commit"], manifest, created=True, remote_url=remote_url)
 
     def _add_to_index(self, version: str, manifest: dict) -> None:
         backbones = sorted({m["backbone"] for m in manifest.get("models", []) if "backbone" in m})
@@ -286,8 +338,10 @@ class DvcReleaseRepository(ConfigurableResource):
             if actual != digest:
                 raise ReleaseError(f"{directory / name} was written with sha256 {actual}, expected {digest}.")
 
-    def _roll_back(self, staging: Path, previous: Path, tracked_before: dict[Path, bytes | None], head_before,
-                   version) -> None:
+    def _roll_back(self, staging: Path, previous: Path, tracked_before: dict[Path, bytes | None],
+                   head_before: str | None, made: dict[str, str]) -> None:
+        """Undo this release's own work: its data/, pointer and index writes, and its tag and commit only while they
+        still are what it made (a commit someone added on top, or a tag of theirs, stays)."""
         shutil.rmtree(staging, ignore_errors=True)
         if previous.exists():
             shutil.rmtree(self.data_path, ignore_errors=True)
@@ -297,9 +351,13 @@ class DvcReleaseRepository(ConfigurableResource):
                 path.unlink(missing_ok=True)
             else:
                 write_bytes_atomic(path, content)
-        subprocess.run(["git", "tag", "-d", version], cwd=self.repo_dir, capture_output=True)
-        head_now = subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.repo_dir, capture_output=True, text=True).stdout.strip()
-        if head_before and head_now and head_now != head_before:
+        def resolve(revision: str) -> str:
+            return subprocess.run(["git", "rev-parse", "--verify", "--quiet", revision], cwd=self.repo_dir,
+                                  capture_output=True, text=True).stdout.strip()
+
+        if "tag" in made and resolve(f"{made['tag']}^{{commit}}") == made.get("commit"):
+            subprocess.run(["git", "tag", "-d", made["tag"]], cwd=self.repo_dir, capture_output=True)
+        if "commit" in made and head_before and resolve("HEAD") == made["commit"]:
             subprocess.run(["git", "reset", "--soft", head_before], cwd=self.repo_dir, capture_output=True)
         subprocess.run(["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir,
                        capture_output=True)

@@ -1,0 +1,110 @@
+"""Misuse of the release repository loses nothing: concurrent releases."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gene_assets.release.dvc_repository import DvcReleaseRepository, ReleaseError, pull_release
+
+from .conftest import git
+
+PUBLISH = """
+import sys
+from gene_assets.release.dvc_repository import DvcReleaseRepository
+release = DvcReleaseRepository(repo_dir=sys.argv[1], remote_url=sys.argv[2]).publish({"a.csv": sys.argv[3].encode()}, {})
+print(release.version, release.revision)
+"""
+
+
+def start_publish(release_repo: Path, remote: Path, content: str, log: Path) -> subprocess.Popen:
+    """A release of {"a.csv": content} in its own process; stdout and stderr go to `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-c", PUBLISH, str(release_repo), str(remote), content],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, log: Path) -> list[str]:
+    try:
+        process.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        from .conftest import stop_process_tree
+
+        stop_process_tree(process)
+        raise
+    assert process.returncode == 0, log.read_text()[-2000:]
+    return log.read_text().split()[-2:]
+
+
+@pytest.mark.slow
+def test_two_concurrent_releases_in_separate_processes_both_land(release_repo, tmp_path):
+    """Both processes release at once: each gets its own version, both tags and index entries stay, data/ holds the
+    later one, and each version pulls back with the content its process published."""
+    remote = tmp_path / "remote"
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    processes = [start_publish(release_repo, remote, content, log) for content, log in zip(["one", "two"], logs)]
+    (version_a, revision_a), (version_b, revision_b) = [finish(p, log) for p, log in zip(processes, logs)]
+    assert {version_a, version_b} == {"embeddings-v1", "embeddings-v2"}
+    assert git(release_repo, "tag", "--list").split() == ["embeddings-v1", "embeddings-v2"]
+    index = json.loads((release_repo / "releases.json").read_text())
+    assert list(index) == ["embeddings-v1", "embeddings-v2"]
+    later = "embeddings-v2"
+    assert json.loads((release_repo / "data" / "MANIFEST.json").read_text())["version"] == later
+    assert git(release_repo, "rev-parse", "HEAD").strip() == git(release_repo, "rev-parse", f"{later}^{{commit}}").strip()
+    published = {version_a: ("one", revision_a), version_b: ("two", revision_b)}
+    for version, (content, revision) in published.items():
+        assert git(release_repo, "rev-parse", f"{version}^{{commit}}").strip() == revision
+        out, manifest, _ = pull_release(str(release_repo), version, tmp_path / version, remote=str(remote))
+        assert manifest["version"] == version and (out / "a.csv").read_text() == content
+    assert git(release_repo, "status", "--porcelain").strip() == ""
+
+
+def test_a_release_waits_for_the_lock_another_process_holds(release_repo, tmp_path):
+    """While the lock is held, a release in another process says whom it waits for and changes nothing; it releases
+    once the lock is freed. A release that cannot get the lock in its timeout fails naming the holder."""
+    repo = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
+    log = tmp_path / "waiting.log"
+    with repo.lock():
+        process = start_publish(release_repo, tmp_path / "remote", "one", log)
+        deadline = time.time() + 120
+        while "Waiting for the release" not in log.read_text():
+            assert process.poll() is None and time.time() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        assert f"by pid {os.getpid()}" in log.read_text()
+        assert git(release_repo, "tag", "--list").strip() == "" and not (release_repo / "data").exists()
+        impatient = repo.model_copy(update={"lock_timeout_s": 0.5})
+        with pytest.raises(ReleaseError, match=rf"Another release of .* \(pid {os.getpid()}\) still holds .*"
+                                               "gene_assets-release.lock.*Nothing was changed"):
+            impatient.publish({"a.csv": b"two"}, {})
+    assert finish(process, log)[0] == "embeddings-v1"
+    assert (release_repo / "data" / "a.csv").read_text() == "one"
+
+
+def test_a_failed_release_undoes_only_its_own_work(release_repo, tmp_path, monkeypatch):
+    """Someone commits to the repository while a release pushes, then the push fails: the rollback restores the
+    release's files but leaves their commit (and their tag) in place."""
+    repo = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
+    repo.publish({"a.csv": b"1"}, {})
+    original = DvcReleaseRepository.dvc
+
+    def push_fails_after_a_foreign_commit(self, *args):
+        if args[0] == "push":
+            (release_repo / "NOTES.md").write_text("a colleague's notes\n")
+            git(release_repo, "add", "NOTES.md")
+            git(release_repo, "commit", "-qm", "notes")
+            git(release_repo, "tag", "notes-v1")
+            raise ReleaseError("dvc push failed: remote went away")
+        return original(self, *args)
+
+    monkeypatch.setattr(DvcReleaseRepository, "dvc", push_fails_after_a_foreign_commit)
+    with pytest.raises(ReleaseError, match="remote went away"):
+        repo.publish({"a.csv": b"2"}, {})
+    assert git(release_repo, "log", "-1", "--format=%s").strip() == "notes"
+    assert git(release_repo, "tag", "--list").split() == ["embeddings-v1", "notes-v1"]
+    assert (release_repo / "data" / "a.csv").read_bytes() == b"1"
+    assert git(release_repo, "status", "--porcelain").strip() == ""
+
