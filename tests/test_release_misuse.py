@@ -1,4 +1,5 @@
-"""Misuse of the release repository loses nothing: concurrent releases."""
+"""Misuse of the release repository loses nothing: concurrent releases, files a release does not own, and `verify`
+against the release's DVC-tracked identity rather than the manifest it checks."""
 
 import json
 import os
@@ -108,3 +109,44 @@ def test_a_failed_release_undoes_only_its_own_work(release_repo, tmp_path, monke
     assert (release_repo / "data" / "a.csv").read_bytes() == b"1"
     assert git(release_repo, "status", "--porcelain").strip() == ""
 
+
+def release_state(release_repo: Path):
+    """Everything a refused release must leave as it was: every file under data/, data.dvc, HEAD and the tags."""
+    data = {p.relative_to(release_repo).as_posix(): p.read_bytes()
+            for p in (release_repo / "data").rglob("*") if p.is_file()}
+    return data, (release_repo / "data.dvc").read_bytes(), git(release_repo, "rev-parse", "HEAD"), git(release_repo, "tag")
+
+
+def test_a_release_refuses_to_delete_or_overwrite_files_it_does_not_own(release_repo, tmp_path):
+    """Files a user put in data/, or released files edited there, are named and kept; nothing else changes, even when
+    the release would publish the same content again."""
+    repo = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
+    repo.publish({"a.csv": b"1", "embeddings/x.parquet": b"x"}, {})
+    data = release_repo / "data"
+    (data / "my_notes.txt").write_text("mine\n")
+    (data / "embeddings" / "extra.parquet").write_bytes(b"mine too")
+    foreign = (r"holds 2 files that are not part of release embeddings-v1: embeddings/extra.parquet, my_notes.txt\. "
+               r".*would delete them: move them out of data/, then release\. Nothing was changed\.")
+    before = release_state(release_repo)
+    for files in ({"a.csv": b"2", "embeddings/x.parquet": b"x"}, {"a.csv": b"1", "embeddings/x.parquet": b"x"}):
+        with pytest.raises(ReleaseError, match=foreign):
+            repo.publish(files, {})
+        assert release_state(release_repo) == before and repo.versions() == ["embeddings-v1"]
+    (data / "my_notes.txt").unlink()
+    (data / "embeddings" / "extra.parquet").unlink()
+    (data / "a.csv").chmod(0o644)
+    (data / "a.csv").write_bytes(b"edited by hand")
+    before = release_state(release_repo)
+    with pytest.raises(ReleaseError, match=r"holds 1 files changed since release embeddings-v1: a.csv\. A release would "
+                                           r"overwrite them: .*`dvc checkout data`"):
+        repo.publish({"a.csv": b"2", "embeddings/x.parquet": b"x"}, {})
+    assert release_state(release_repo) == before and repo.versions() == ["embeddings-v1"]
+
+
+def test_a_first_release_refuses_a_data_directory_it_did_not_make(release_repo, tmp_path):
+    (release_repo / "data").mkdir()
+    (release_repo / "data" / "survey.csv").write_text("kept\n")
+    repo = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
+    with pytest.raises(ReleaseError, match=r"not part of any release \(no MANIFEST.json\): survey.csv"):
+        repo.publish({"a.csv": b"1"}, {})
+    assert (release_repo / "data" / "survey.csv").read_text() == "kept\n" and repo.versions() == []

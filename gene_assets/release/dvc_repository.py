@@ -257,6 +257,33 @@ class DvcReleaseRepository(ConfigurableResource):
             raise ReleaseError(f"{self.repo_dir} has uncommitted changes in {', '.join(changed)}, which a release "
                                "commits: commit or `git restore` them first.")
 
+    def refuse_unowned_files(self, current: dict | None) -> None:
+        """A release replaces data/ whole: refuse while data/ holds a file the current release does not list, or a
+        listed file that changed since it was released (the release would delete or overwrite it)."""
+        if not self.data_path.is_dir():
+            return
+        listed = (current or {}).get("files", {})
+        foreign, changed = [], []
+        for path in sorted(self.data_path.rglob("*")):
+            name = path.relative_to(self.data_path).as_posix()
+            if path.is_dir() or name == MANIFEST:
+                continue
+            if name not in listed:
+                foreign.append(name)
+            elif not path.is_file() or sha256_file(path) != listed[name]:
+                changed.append(name)
+        release = f"release {current.get('version')}" if current else f"any release (no {MANIFEST})"
+        if foreign:
+            raise ReleaseError(f"{self.data_path} holds {len(foreign)} files that are not part of {release}: "
+                               f"{_listing(foreign)}. A release replaces {self.data_dir_name}/ with what it publishes "
+                               f"and would delete them: move them out of {self.data_dir_name}/, then release. "
+                               "Nothing was changed.")
+        if changed:
+            raise ReleaseError(f"{self.data_path} holds {len(changed)} files changed since {release}: "
+                               f"{_listing(changed)}. A release would overwrite them: move your copies out of "
+                               f"{self.data_dir_name}/ and `dvc checkout {self.data_dir_name}` to restore the released "
+                               "ones, then release. Nothing was changed.")
+
     # --- publishing ---------------------------------------------------------------------------
     def publish(self, files: dict[str, bytes], describe: dict) -> Release:
         """Write `files` as data/, version it with DVC, push it, add it to the release index, commit and tag.
@@ -269,9 +296,10 @@ class DvcReleaseRepository(ConfigurableResource):
             return self._publish(files, describe)
 
     def _publish(self, files: dict[str, bytes], describe: dict) -> Release:
+        current = self.current_manifest()
+        self.refuse_unowned_files(current)
         remote_name, remote_url = self.prepare()
         digests = {name: _sha256_bytes(content) for name, content in sorted(files.items())}
-        current = self.current_manifest()
         versions = self.versions()
         if current and current.get("files") == digests and current.get("version") in versions:
             revision = self.revision_of(current["version"])
@@ -361,6 +389,10 @@ class DvcReleaseRepository(ConfigurableResource):
             subprocess.run(["git", "reset", "--soft", head_before], cwd=self.repo_dir, capture_output=True)
         subprocess.run(["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir,
                        capture_output=True)
+
+
+def _listing(names: list[str], shown: int = 10) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _sha256_bytes(content: bytes) -> str:
