@@ -167,6 +167,20 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
     return 0 if result.success else 1
 
 
+def release_repository_of(data_dir: Path) -> str:
+    """The git checkout holding `data_dir` when it has a release index, else this project's release repository."""
+    import subprocess
+
+    from .release.dvc_repository import RELEASE_INDEX
+    from .resources import local_resources
+
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=data_dir if data_dir.is_dir() else ".",
+                         capture_output=True, text=True).stdout.strip()
+    if top and (Path(top) / RELEASE_INDEX).is_file():
+        return top
+    return local_resources()["release_repository"].repo_dir
+
+
 def print_leaderboard(io_base: Path) -> None:
     import pandas as pd
 
@@ -250,8 +264,11 @@ def _main(argv: list[str] | None) -> int:
     sub.add_parser("register-backbones", help="add the offline backbones and built-in cell datasets as partitions (for the UI)")
     sub.add_parser("leaderboard", help="print the stored leaderboard")
     sub.add_parser("fetch-annotations", help="download and verify org.Hs.eg.db and GO.db")
-    verify = sub.add_parser("verify", help="check a pulled release against its MANIFEST.json")
+    verify = sub.add_parser("verify", help="check a pulled release against its MANIFEST.json and the data.dvc md5 of "
+                            "its version in the release repository")
     verify.add_argument("data_dir", nargs="?", default="data")
+    verify.add_argument("--repo", help="release repository, a path or git URL (default: the clone DATA_DIR is in, when "
+                        "it has a release index, else this project's)")
     mat = sub.add_parser("materialize", help="materialize selected assets (one partition) in one run, like the UI",
                          epilog="examples: materialize gene_embeddings gene_type_results --backbone bag-of-words "
                                 "--view summary;  materialize cell_datasets --dataset pbmc3k;  materialize gene_catalog")
@@ -289,7 +306,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "verify":
         from .release.dvc_repository import verify_release
 
-        manifest = verify_release(Path(args.data_dir))
+        manifest = verify_release(Path(args.data_dir), args.repo or release_repository_of(Path(args.data_dir)))
         print(f"{args.data_dir}: release {manifest['version']}, {len(manifest['files'])} files verified")
         return 0
 

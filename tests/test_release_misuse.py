@@ -1,8 +1,11 @@
 """Misuse of the release repository loses nothing: concurrent releases, files a release does not own, and `verify`
 against the release's DVC-tracked identity rather than the manifest it checks."""
 
+import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -150,3 +153,66 @@ def test_a_first_release_refuses_a_data_directory_it_did_not_make(release_repo, 
     with pytest.raises(ReleaseError, match=r"not part of any release \(no MANIFEST.json\): survey.csv"):
         repo.publish({"a.csv": b"1"}, {})
     assert (release_repo / "data" / "survey.csv").read_text() == "kept\n" and repo.versions() == []
+
+
+def tamper(copy: Path, case: str, outside: Path) -> str:
+    """Damage a copy of a release as the case says; returns the message `verify` must give."""
+    manifest = json.loads((copy / "MANIFEST.json").read_text())
+    if case == "unlisted file":
+        (copy / "embeddings" / "extra.parquet").write_bytes(b"not released")
+        return r"1 files are not in its MANIFEST.json \(embeddings/extra.parquet\): they are not part of the release"
+    if case == "manifest edited to match a tampered file":
+        (copy / "a.csv").write_bytes(b"tampered")
+        manifest["files"]["a.csv"] = hashlib.sha256(b"tampered").hexdigest()
+        expected = r"is not release embeddings-v1 as DVC tracks it in .*data.dvc has md5 \w+.dir.*MANIFEST.json was edited"
+    elif case == "empty file list":
+        shutil.rmtree(copy / "embeddings")
+        (copy / "a.csv").unlink()
+        manifest["files"] = {}
+        expected = r"MANIFEST.json lists no files: .* emptied"
+    elif case == "path leaving the release":
+        outside.write_bytes(b"x")
+        manifest["files"][os.path.relpath(outside, copy)] = hashlib.sha256(b"x").hexdigest()
+        expected = r"lists 1 paths outside the release directory \(\.\./.*outside.bin\): refused"
+    else:
+        (copy / "MANIFEST.json").write_text(json.dumps(manifest)[:-20])
+        return r"MANIFEST.json is not valid JSON \(.*\): it was damaged or edited"
+    (copy / "MANIFEST.json").write_text(json.dumps(manifest))
+    return expected
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory) -> Path:
+    """One release, shared by the verify tests (which change nothing in it): its repository; the remote beside it."""
+    from .conftest import make_release_repo
+
+    root = tmp_path_factory.mktemp("released")
+    repo = make_release_repo(root / "release_repo")
+    DvcReleaseRepository(repo_dir=str(repo), remote_url=str(root / "remote")).publish(
+        {"a.csv": b"1", "embeddings/x.parquet": b"x"}, {})
+    return repo
+
+
+def test_verify_checks_a_release_against_its_data_dvc_md5(released, tmp_path, capsys):
+    from gene_assets.cli import main
+
+    assert main(["verify", str(released / "data")]) == 0
+    assert capsys.readouterr().out.strip() == f"{released / 'data'}: release embeddings-v1, 2 files verified"
+    pulled, _, _ = pull_release(str(released), "embeddings-v1", tmp_path / "pulled", remote=str(released.parent / "remote"))
+    assert main(["verify", str(pulled), "--repo", str(released)]) == 0
+
+
+@pytest.mark.parametrize("case", ["unlisted file", "manifest edited to match a tampered file", "empty file list",
+                                  "path leaving the release", "malformed manifest"])
+def test_verify_refuses_what_the_manifest_alone_would_pass(released, tmp_path, capsys, case):
+    """Each damaged copy exits 2 with one line naming what is wrong, and verify changes nothing in it."""
+    from gene_assets.cli import main
+
+    copy = tmp_path / "copy"
+    shutil.copytree(released / "data", copy)
+    expected = tamper(copy, case, tmp_path / "outside.bin")
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    assert main(["verify", str(copy), "--repo", str(released)]) == 2
+    error = capsys.readouterr().err
+    assert re.search(expected, error) and error.startswith("gene-assets: ") and error.count("\n") == 1, error
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before

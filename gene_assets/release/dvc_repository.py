@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from configobj import ConfigObj
 from dagster import ConfigurableResource
@@ -415,21 +415,81 @@ def data_md5(pointer_text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def verify_release(data_dir: Path) -> dict:
-    """Check every file listed in data_dir/MANIFEST.json against its sha256; raise on a mismatch."""
-    manifest_path = Path(data_dir) / MANIFEST
-    if not manifest_path.exists():
-        raise ReleaseError(f"{manifest_path} is missing: this is not a gene_assets release (or `dvc pull` did not finish).")
-    manifest = json.loads(manifest_path.read_text())
-    bad = []
-    for name, digest in manifest["files"].items():
-        path = Path(data_dir) / name
-        if not path.exists() or sha256_file(path) != digest:
-            bad.append(name)
-    if bad:
-        raise ReleaseError(f"Release {manifest.get('version')} in {data_dir}: {len(bad)} files missing or corrupted "
-                           f"({', '.join(bad[:5])}). Run `dvc pull --force` to restore them.")
+def read_manifest(data_dir: Path) -> dict:
+    """data_dir/MANIFEST.json, refused when it is missing, not JSON, or lists no files."""
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        raise ReleaseError(f"{path} is missing: this is not a gene_assets release (or `dvc pull` did not finish).")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReleaseError(f"{path} is not valid JSON ({exc}): it was damaged or edited. `dvc pull --force` or "
+                           "`gene-assets pull` restores the release.") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(d, str) for d in files.values()):
+        raise ReleaseError(f"{path} has no \"files\" mapping of file → sha256: it is not a gene_assets release manifest.")
+    if not files:
+        raise ReleaseError(f"{path} lists no files: every release holds its tables and leaderboard, so this manifest was "
+                           "emptied. `dvc pull --force` or `gene-assets pull` restores the release.")
+    if not isinstance(manifest.get("version"), str):
+        raise ReleaseError(f"{path} names no release version: it is not a gene_assets release manifest.")
     return manifest
+
+
+def dvc_dir_md5(directory: Path, names: list[str]) -> str:
+    """The md5 DVC tracks a directory holding `names` by (data.dvc's `md5: ….dir`): the md5 of its sorted listing of
+    (relative path, file md5), computed with DVC's own tree object."""
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree()
+    for name in names:
+        tree.add(tuple(name.split("/")), None, HashInfo("md5", sha256_file(directory / name, algorithm="md5")))
+    tree.digest()
+    return tree.hash_info.value
+
+
+def check_release(data_dir: Path, expected_md5: str | None, source: str) -> dict:
+    """Check data_dir against the release it claims to be: MANIFEST.json lists every file there (and only paths
+    inside data_dir), each file has its listed sha256, and the whole directory has the md5 `expected_md5` that DVC
+    tracks for the release (the data.dvc of its commit in `source`), so an edited manifest does not pass either."""
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    version, listed = manifest["version"], manifest["files"]
+    root = data_dir.resolve()
+    outside = [name for name in listed if PurePosixPath(name).is_absolute() or not PurePosixPath(name).parts
+               or {"..", "."} & set(PurePosixPath(name).parts) or name != PurePosixPath(name).as_posix()
+               or not (data_dir / name).resolve().is_relative_to(root)]
+    if outside:
+        raise ReleaseError(f"{data_dir / MANIFEST} lists {len(outside)} paths outside the release directory "
+                           f"({_listing(outside)}): refused. Pull the release again with `gene-assets pull`.")
+    present = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if not p.is_dir())
+    unlisted = [name for name in present if name != MANIFEST and name not in listed]
+    if unlisted:
+        raise ReleaseError(f"Release {version} in {data_dir}: {len(unlisted)} files are not in its MANIFEST.json "
+                           f"({_listing(unlisted)}): they are not part of the release. Move them out of {data_dir}.")
+    bad = [name for name, digest in listed.items()
+           if not (data_dir / name).is_file() or sha256_file(data_dir / name) != digest]
+    if bad:
+        raise ReleaseError(f"Release {version} in {data_dir}: {len(bad)} files missing or corrupted "
+                           f"({_listing(bad, 5)}). Run `dvc pull --force` to restore them.")
+    actual = dvc_dir_md5(data_dir, sorted([*listed, MANIFEST]))
+    if actual != expected_md5:
+        raise ReleaseError(f"{data_dir} is not release {version} as DVC tracks it in {source}: that release's data.dvc "
+                           f"has md5 {expected_md5 or 'none'}, this directory {actual}, although every file matches "
+                           "MANIFEST.json, so MANIFEST.json was edited. Run `dvc pull --force` or `gene-assets pull` "
+                           "to restore the release.")
+    return manifest
+
+
+def verify_release(data_dir: Path, repo: str, data_dir_name: str = "data") -> dict:
+    """Check a pulled or checked-out release (data_dir) against the release repository `repo` (a path or git URL): the
+    version its MANIFEST.json names must be a release there, and data_dir must be exactly that release's data."""
+    version = read_manifest(data_dir)["version"]
+    with ReleaseHistory.of(repo, data_dir_name=data_dir_name) as history:
+        record = history.find(version)
+        expected = history.data_md5_at(record)
+    return check_release(data_dir, expected, f"{repo} (commit {record.revision[:12]})")
 
 
 PROVENANCE_FIELDS = ("model_id", "revision", "weights_sha256", "precision", "dtype", "device", "text_view_sha256",
@@ -513,6 +573,11 @@ class ReleaseHistory:
                 return record
         raise ReleaseError(f"{self.repo} has no release {version!r}; it has {', '.join(r.version for r in records)}.")
 
+    def data_md5_at(self, record: ReleaseRecord) -> str | None:
+        """The md5 DVC tracks the release's data by: its data.dvc at the release's commit."""
+        pointer = self.show(record.revision, f"{self.data_dir_name}.dvc")
+        return data_md5(pointer) if pointer else None
+
     def remote_at(self, revision: str) -> tuple[str | None, str | None]:
         """The default DVC remote (name, url) the committed .dvc/config names at `revision`."""
         name, remotes = dvc_remotes(self.show(revision, ".dvc/config") or "")
@@ -530,7 +595,7 @@ def local_default_remote(repo: str) -> str | None:
 def pull_release(repo: str, version: str | None, out: Path | None = None, data_dir_name: str = "data",
                  remote: str | None = None) -> tuple[Path, dict, ReleaseRecord]:
     """`dvc get` the release's data/ at `version` (the latest when None) into `out` (default
-    ./gene-embeddings-<version>), then verify every file against MANIFEST.json; returns `out`, the manifest and the
+    ./gene-embeddings-<version>), then verify it (check_release: MANIFEST.json and data.dvc's md5); returns `out`, the manifest and the
     release's record. The version is found in the release index on the branch (tags are not needed). The data comes
     from `remote` (a directory or DVC remote URL) when given, else $GENE_ASSETS_DVC_REMOTE, else the remote a local
     `repo`'s .dvc/config.local names, else the remote its committed .dvc/config names.
@@ -539,6 +604,7 @@ def pull_release(repo: str, version: str | None, out: Path | None = None, data_d
     with ReleaseHistory.of(repo, data_dir_name=data_dir_name) as history:
         record = history.find(version)
         committed_name, committed_url = history.remote_at(record.revision)
+        expected_md5 = history.data_md5_at(record)
     version = record.version
     out = Path(out or f"gene-embeddings-{version}").resolve()
     if out.exists():
@@ -561,7 +627,7 @@ def pull_release(repo: str, version: str | None, out: Path | None = None, data_d
         if result.returncode != 0:
             raise ReleaseError(unreachable_message(repo, record.version, result, remote or committed_url,
                                                    "release" if remote else committed_name))
-        manifest = verify_release(staging)
+        manifest = check_release(staging, expected_md5, f"{repo} (commit {record.revision[:12]})")
         if manifest.get("version") != version:
             raise ReleaseError(f"{repo} at {version} holds a MANIFEST.json of {manifest.get('version')!r}: the "
                                "release index or tag points at the wrong data.dvc.")
