@@ -278,7 +278,8 @@ def test_duplicate_label_rows_collapse_and_a_gene_with_conflicting_labels_is_dro
                           "assignment": ["long-range TF", "long-range TF", "long-range TF", "short-range TF", "short-range TF"]})
     labels, counts = map_chen2020_labels(table, resolver, "chen.csv")
     assert labels[["entrez_id", "label"]].values.tolist() == [[1, "long-range TF"], [3, "short-range TF"]]
-    assert counts["tf_range_chen2020"] == {"n_source": 3, "n_unmapped": 0, "n_mapped": 3, "n_conflicting": 1}
+    assert counts["tf_range_chen2020"] == {"n_source": 3, "n_unmapped": 0, "n_mapped": 3, "n_conflicting": 1,
+                                           "n_rows": 5, "n_rows_respelled": 0, "n_rows_dropped": 3}
 
 
 # 5: empty texts ------------------------------------------------------------------------------------------------------

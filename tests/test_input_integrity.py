@@ -76,3 +76,69 @@ def test_a_backbone_file_edited_in_place_is_not_up_to_date(tmp_path, registry):
         before = digest()
         edit_in_place_keeping_size_and_mtime(model_dir / "config.json", '{"hidden_size": 4}')
         assert digest() != before
+
+
+# Labels: safe respellings are normalized and counted, unknown values refused with file, value and count ------------
+
+def tiny_resolver():
+    from gene_assets.catalog.resolver import GeneResolver
+
+    return GeneResolver(pd.DataFrame({"entrez_id": [1, 2, 3, 4], "symbol": ["A", "B", "C", "D"], "aliases": "",
+                                      "ensembl_ids": ["ENSG1", "ENSG2", "ENSG3", "ENSG4"]}))
+
+
+def test_label_variants_are_normalized_and_every_dropped_row_is_counted():
+    from gene_assets.tasks.gene_properties import tf_labels
+    from gene_assets.tasks.geneformer import map_chen2020_labels, map_geneformer_labels
+
+    chen = pd.DataFrame({"TF": ["A", "B", "C", "D", "NOPE"],
+                         "assignment": ["long-range TF ", "Long-Range TF", "short_range tf", "short-range TF", "long-range TF"]})
+    labels, counts = map_chen2020_labels(chen, tiny_resolver(), "chen.csv")
+    assert labels[["entrez_id", "label"]].values.tolist() == [
+        [1, "long-range TF"], [2, "long-range TF"], [3, "short-range TF"], [4, "short-range TF"]]
+    assert counts["tf_range_chen2020"] == {"n_source": 5, "n_unmapped": 1, "n_mapped": 4, "n_conflicting": 0,
+                                               "n_rows": 5, "n_rows_respelled": 3, "n_rows_dropped": 1}
+
+    from gene_assets.tasks.geneformer import GENEFORMER_SOURCES
+
+    rows = [(source, label, f"ENSG{1 + i % 4}", "x") for source, positive, negative in GENEFORMER_SOURCES.values()
+            for i, label in enumerate([positive, negative])]
+    rows[0] = (" Dosage_Sensitive_vs_Insensitive_TF", " dosage-sensitive tfs", "ENSG1", "A")
+    geneformer = pd.DataFrame(rows, columns=["task", "label", "ensembl_id", "gene_name"])
+    labels, counts = map_geneformer_labels(geneformer, tiny_resolver(), "long.csv")
+    dosage = labels[labels["task"] == "dosage_sensitive_tfs"].set_index("entrez_id")["label"].to_dict()
+    assert dosage == {1: "Dosage-sensitive TFs", 2: "Dosage-insensitive TFs"}
+    assert counts["dosage_sensitive_tfs"]["n_rows_respelled"] == 1 and counts["dosage_sensitive_tfs"]["n_rows_dropped"] == 0
+
+    tfs = pd.DataFrame({"Ensembl ID": ["ENSG1", "ENSG2"], "HGNC symbol": ["A", "B"], "Is TF?": ["yes", " No"],
+                        "EntrezGene ID": ["1", "2"]})
+    labels, counts = tf_labels(tfs, tiny_resolver(), "tfs.txt")
+    assert labels.set_index("entrez_id")["label"].to_dict() == {1: "TF", 2: "non_TF"}
+    assert counts["tf_vs_non_tf"]["n_rows_respelled"] == 2
+
+
+@pytest.mark.parametrize("case", ["chen2020", "geneformer", "human_tfs"])
+def test_an_unknown_label_value_is_refused_naming_the_file_the_value_and_its_count(case):
+    from gene_assets.tasks.gene_properties import tf_labels
+    from gene_assets.tasks.geneformer import GENEFORMER_SOURCES, map_chen2020_labels, map_geneformer_labels
+    from gene_assets.tasks.spec import TaskLabelError
+
+    if case == "chen2020":
+        table = pd.DataFrame({"TF": ["A", "B", "C", "D"],
+                              "assignment": ["long-range TF", "mid-range TF", "mid-range TF", None]})
+        call, expected = map_chen2020_labels, (r"chen2020: column 'assignment' has 3 rows with unknown label values: "
+                                               r"'mid-range TF' \(2 rows\), '<missing>' \(1 rows\)\. Expected one of "
+                                               r"\['long-range TF', 'short-range TF'\]")
+    elif case == "geneformer":
+        rows = [(source, label, "ENSG1", "A") for source, positive, negative in GENEFORMER_SOURCES.values()
+                for label in (positive, negative)]
+        rows.append(("bivalent_vs_lys4_only", "trivalent", "ENSG2", "B"))
+        table = pd.DataFrame(rows, columns=["task", "label", "ensembl_id", "gene_name"])
+        call, expected = map_geneformer_labels, (r"geneformer: task 'bivalent_vs_lys4_only' has 1 rows with unknown "
+                                                 r"label values: 'trivalent' \(1 rows\)")
+    else:
+        table = pd.DataFrame({"Ensembl ID": ["ENSG1", "ENSG2"], "HGNC symbol": ["A", "B"], "Is TF?": ["Yes", "Maybe"],
+                              "EntrezGene ID": ["1", "2"]})
+        call, expected = tf_labels, r"human_tfs: column 'Is TF\?' has 1 rows with unknown label values: 'Maybe' \(1 rows\)"
+    with pytest.raises(TaskLabelError, match=expected):
+        call(table, tiny_resolver(), case)
