@@ -142,3 +142,61 @@ def test_an_unknown_label_value_is_refused_naming_the_file_the_value_and_its_cou
         call, expected = tf_labels, r"human_tfs: column 'Is TF\?' has 1 rows with unknown label values: 'Maybe' \(1 rows\)"
     with pytest.raises(TaskLabelError, match=expected):
         call(table, tiny_resolver(), case)
+
+
+# Precomputed files keyed by Entrez or Ensembl ids map; a file that maps (almost) nothing is refused ---------------
+
+def catalog_with_ensembl_ids(storage: Path) -> pd.DataFrame:
+    path = storage / "gene_catalog.parquet"
+    catalog = pd.read_parquet(path).assign(ensembl_ids=lambda c: [f"ENSG{i:011d}" for i in c["entrez_id"]])
+    catalog.to_parquet(path)
+    return catalog
+
+
+@pytest.mark.parametrize("kind", ["Entrez ids", "Ensembl ids"])
+def test_a_precomputed_file_keyed_by_entrez_or_ensembl_ids_maps(tmp_path, kind):
+    from gene_assets.embeddings.precomputed import import_precomputed
+
+    planted_inputs(tmp_path / "storage")
+    catalog = catalog_with_ensembl_ids(tmp_path / "storage")
+    texts = pd.read_parquet(tmp_path / "storage" / "gene_texts.parquet")
+    ids = [str(i) if kind == "Entrez ids" else f"ENSG{i:011d}.{i % 3 + 1}" for i in range(1, 241)]
+    word2vec(tmp_path / "v.txt", ids + (["999999"] if kind == "Entrez ids" else ["ENSG99999999999"]), 0.0)
+    backbone = Backbone(name="p", kind="precomputed", dims=3, source_path=str(tmp_path / "v.txt"))
+    imported = import_precomputed(backbone, catalog, texts)
+    assert imported.genes["entrez_id"].tolist() == list(range(1, 241))
+    assert np.allclose(imported.matrix[:, 0], np.arange(240))  # each gene its own row
+    method = "mapped_by_entrez" if kind == "Entrez ids" else "mapped_by_ensembl"
+    assert imported.mapping[method] == 240 and imported.mapping["unmapped"] == 1
+    assert imported.mapping["identifier_kinds"] == {kind: 241}
+
+
+def test_a_precomputed_file_mapping_below_the_minimum_coverage_fails_naming_the_identifier_kind(tmp_path, registry):
+    """Mouse Ensembl ids: the partition fails with the coverage and the kind seen; the stored table stays as it was."""
+    from dagster import materialize
+
+    from gene_assets.definitions import all_asset_checks, all_assets
+    from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key
+    from gene_assets.embeddings.precomputed import PrecomputedEmbeddingError
+    from gene_assets.resources import local_resources
+    from gene_assets.storage import ParquetIOManager
+
+    from .test_bad_input import assert_nothing_lost, previous_table, stored_files
+
+    storage = tmp_path / "storage"
+    planted_inputs(storage)
+    catalog_with_ensembl_ids(storage)
+    word2vec(tmp_path / "mouse.txt", [f"ENSMUSG{i:011d}" for i in range(1, 201)] + ["G7"], 0.0)
+    registry.add([Backbone(name="mouse", kind="precomputed", dims=3, source_path=str(tmp_path / "mouse.txt"), origin="manual")])
+    previous_table(storage, "mouse")
+    before = stored_files(storage)
+    resources = {**local_resources(), "io_manager": ParquetIOManager(base_dir=str(storage))}
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(backbone_partitions.name, ["mouse"])
+        with pytest.raises(PrecomputedEmbeddingError, match=(
+                r"mouse\.txt: its 201 vectors cover 1 of the view's 240 genes \(0\.4%, below the minimum 5%\)\. Its "
+                r"identifiers are Ensembl ids \(200 of 201\); 200 map to no catalog gene \(e\.g\. ENSMUSG00000000001, "
+                r"ENSMUSG00000000002, ENSMUSG00000000003\)\. Key the file by human gene symbols, Entrez ids or Ensembl")):
+            materialize([*all_assets, *all_asset_checks], selection=["gene_embeddings"], instance=instance,
+                        resources=resources, partition_key=backbone_view_key("mouse", "summary"))
+    assert_nothing_lost(storage, before)
