@@ -13,9 +13,10 @@ from dagster import AssetKey, DagsterInstance
 from .cells.datasets import CELL_DATASETS
 from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
-from .embeddings.registry import DEFAULT_BACKBONES, OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
+from .embeddings.registry import (DEFAULT_BACKBONES, OFFLINE_BACKBONES, PARTITION_KEY_PATTERN, Backbone, all_backbones,
+                                  get_backbone)
 from .runs import PipelineRunner
-from .settings import PROJECT_ROOT
+from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
 from .sources.data_directory import DATA_FILES
 from .storage import storage_path
 from .texts.views import VIEWS
@@ -23,6 +24,39 @@ from .texts.views import VIEWS
 
 class UsageError(ValueError):
     """A command that cannot run as given; the message says what to change."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (what is wrong and where the help is), exit status 2, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of 1 or more, checked when the argument is given."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value}")
+    return value
+
+
+def check_home() -> None:
+    """GENE_ASSETS_HOME is (or can be made) a writable directory, before anything starts."""
+    import tempfile
+
+    home = gene_assets_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=home):
+            pass
+    except OSError as exc:
+        problem = "is not a directory" if home.exists() and not home.is_dir() else f"cannot be used ({exc.strerror})"
+        raise UsageError(f"{HOME_ENV}={home} {problem}: it holds the caches and the asset storage. Point {HOME_ENV} "
+                         "at a writable directory (or unset it for .gene_assets in the project).") from None
 
 
 def register_partitions(instance: DagsterInstance, dimension: str, names: list[str]) -> list[str]:
@@ -143,6 +177,71 @@ def check_partitioning(defs, selection: list[str], partition: str | None) -> Non
                          "--dataset, --dataset alone, or --partition.")
     if partition and not partitioned:
         raise UsageError("materialize: none of the selected assets is partitioned; drop the partition.")
+    if partition:
+        check_partition_key(next(iter(partitioned.values())), partition)
+
+
+def check_partition_key(partitions_def, partition) -> None:
+    """A partition key names a known backbone, a text view and a dataset name that can be a partition key."""
+    from dagster import MultiPartitionsDefinition
+
+    if isinstance(partitions_def, MultiPartitionsDefinition):
+        dimensions = partitions_def.partition_dimension_names
+        parts = str(partition).split("|")
+        if len(parts) != len(dimensions):
+            raise UsageError(f"materialize: partition {str(partition)!r} is not a {' | '.join(dimensions)} key: give "
+                             f"{'|'.join(d.upper() for d in dimensions)}, e.g. 'bag-of-words|summary', or use --backbone "
+                             "with --view or --dataset.")
+        values = dict(zip(dimensions, parts))
+    else:
+        values = {partitions_def.name: str(partition)}
+    if "backbone" in values:
+        get_backbone(values["backbone"])
+    if "view" in values and values["view"] not in VIEWS:
+        raise UsageError(f"materialize: {values['view']!r} is not a text view; views: {', '.join(VIEWS)}.")
+    for dimension in set(values) - {"backbone", "view"}:
+        if not PARTITION_KEY_PATTERN.match(values[dimension]):
+            raise UsageError(f"materialize: {values[dimension]!r} is not a valid {dimension} name: use letters, digits, "
+                             "'.', '_' or '-'.")
+
+
+def parse_run_config(defs, text: str | None) -> dict | None:
+    """--config-json as a run config whose entries and values each selected asset's Config accepts (unknown or
+    misspelled fields, wrong types, out-of-range numbers), checked before any run starts."""
+    import typing
+
+    from dagster import AssetKey, Config
+    from pydantic import ValidationError
+
+    if not text:
+        return None
+    try:
+        run_config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"materialize: --config-json is not JSON ({exc}).") from exc
+    ops = run_config.get("ops", {}) if isinstance(run_config, dict) else None
+    if not isinstance(ops, dict) or set(run_config) - {"ops", "resources", "execution", "loggers"}:
+        raise UsageError('materialize: --config-json must look like {"ops": {"ASSET": {"config": {...}}}}.')
+    for name, entry in ops.items():
+        try:
+            fn = defs.resolve_assets_def(AssetKey(name)).op.compute_fn.decorated_fn
+        except Exception:
+            raise UsageError(f"materialize: --config-json configures {name!r}, which is not an asset; assets: "
+                             f"{', '.join(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()))}.") from None
+        config_class = typing.get_type_hints(fn).get("config")
+        if config_class is None or not issubclass(config_class, Config):
+            raise UsageError(f"materialize: {name} takes no config; drop it from --config-json.")
+        fields = (entry or {}).get("config", {}) if isinstance(entry, dict) else None
+        unknown = sorted(set(fields or {}) - set(config_class.model_fields)) if isinstance(fields, dict) else ["?"]
+        if unknown:
+            raise UsageError(f"materialize: --config-json: {name} has no config field {', '.join(map(repr, unknown))}; "
+                             f"its fields: {', '.join(config_class.model_fields)}.")
+        try:
+            config_class(**fields)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors())
+            raise UsageError(f"materialize: --config-json: {name} config {problems}.") from None
+    return run_config
 
 
 def materialize_selection(defs, instance: DagsterInstance, args) -> int:
@@ -155,10 +254,7 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
         register_backbones(instance, [args.backbone])
     if args.dataset:
         register_partitions(instance, cell_dataset_partitions.name, [args.dataset])
-    try:
-        run_config = json.loads(args.config_json) if args.config_json else None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"materialize: --config-json is not JSON ({exc}).") from exc
+    run_config = parse_run_config(defs, args.config_json)
     result = materialize([*defs.assets, *defs.asset_checks], selection=args.selection, partition_key=partition,
                          instance=instance, resources=defs.resources, run_config=run_config, raise_on_error=False)
     done = sorted({"/".join(e.asset_key.path) for e in result.get_asset_materialization_events()})
@@ -237,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="gene-assets", description=__doc__)
+    parser = OneLineParser(prog="gene-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the default asset graph and print the leaderboard")
     run.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
@@ -247,17 +343,17 @@ def _main(argv: list[str] | None) -> int:
                      help="built-in single-cell datasets to embed and score (none: skip the cell assets)")
     run.add_argument("--cell-h5ad", nargs=3, action="append", default=[], metavar=("NAME", "PATH", "LABEL_COLUMN"),
                      help="also embed and score your own h5ad (repeatable)")
-    run.add_argument("--max-cells", type=int, default=20_000, help="cells scored per dataset (a stratified sample)")
+    run.add_argument("--max-cells", type=positive_int, default=20_000, help="cells scored per dataset (a stratified sample)")
     run.add_argument("--force", action="store_true", help="run every job, even those whose outputs are up to date")
     sub.add_parser("backbones", help="list registered and discovered backbones")
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")
     add.add_argument("name", help="partition key: letters, digits, '.', '_' or '-'")
     add.add_argument("--kind", choices=["sentence_transformers", "precomputed"], required=True)
-    add.add_argument("--dims", type=int, required=True)
+    add.add_argument("--dims", type=positive_int, required=True)
     add.add_argument("--model-id", help="Hub model id or local model directory (sentence_transformers)")
     add.add_argument("--revision", help="Hub commit to pin (sentence_transformers)")
     add.add_argument("--prompt")
-    add.add_argument("--max-length", type=int)
+    add.add_argument("--max-length", type=positive_int)
     add.add_argument("--source-path", help="embedding file (precomputed)")
     add.add_argument("--symbol-column", default="symbol")
     sub.add_parser("discover", help="list the models discovery would add now (mteb registry, default rules)")
@@ -335,6 +431,7 @@ def _main(argv: list[str] | None) -> int:
             print(f"{repo}: no releases yet")
         return 0
 
+    check_home()
     from .definitions import defs
 
     resources = defs.resources

@@ -25,6 +25,7 @@ from dagster import (
     Output,
     asset,
 )
+from pydantic import Field as PydanticField
 from scipy import sparse
 
 from ..catalog.resolver import GeneResolver
@@ -76,12 +77,12 @@ class CellDatasetConfig(Config):
     label_key: str | None = None
     """obs column with the cell type (default: the built-in dataset's, else cell_type)."""
     use_raw: bool | None = None
-    max_cells: int = 20_000
+    max_cells: int = PydanticField(20_000, ge=1)
     """Score at most this many cells (a class-stratified sample; recorded in metadata). GenePT-s embeds one
     sentence per cell, so this bounds its cost."""
-    min_class_cells: int = 5
-    min_matched_genes: int = 100
-    min_match_fraction: float = 0.3
+    min_class_cells: int = PydanticField(5, ge=2)
+    min_matched_genes: int = PydanticField(100, ge=1)
+    min_match_fraction: float = PydanticField(0.3, gt=0, le=1)
     input_scale: Literal["auto", "counts", "log_normalized", "unlogged"] = "auto"
     seed: int = 0
 

@@ -135,8 +135,7 @@ class DvcReleaseRepository(ConfigurableResource):
         return added[0] if added else self.git("rev-list", "-n", "1", version).strip()
 
     def current_manifest(self) -> dict | None:
-        path = self.data_path / MANIFEST
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_manifest(self.data_path) if (self.data_path / MANIFEST).exists() else None
 
     def _dvc_config(self, name: str) -> str:
         path = self.root / ".dvc" / name
