@@ -155,8 +155,9 @@ def partition_of(args) -> str | None:
     return backbone_view_key(args.backbone, args.view) if args.view else backbone_dataset_key(args.backbone, args.dataset)
 
 
-def check_partitioning(defs, selection: list[str], partition: str | None) -> None:
-    """The selected assets exist, share one partitioning, and get a partition key exactly when they have one."""
+def check_partitioning(defs, selection: list[str], partition: str | None) -> tuple[set, dict[str, str]]:
+    """The selected assets exist, share one partitioning, and get a partition key exactly when they have one;
+    returns the selected asset keys and the partition's {dimension: value}."""
     from dagster import AssetSelection, DagsterInvalidSubsetError
 
     graph = defs.resolve_asset_graph()
@@ -177,11 +178,10 @@ def check_partitioning(defs, selection: list[str], partition: str | None) -> Non
                          "--dataset, --dataset alone, or --partition.")
     if partition and not partitioned:
         raise UsageError("materialize: none of the selected assets is partitioned; drop the partition.")
-    if partition:
-        check_partition_key(next(iter(partitioned.values())), partition)
+    return keys, check_partition_key(next(iter(partitioned.values())), partition) if partition else {}
 
 
-def check_partition_key(partitions_def, partition) -> None:
+def check_partition_key(partitions_def, partition) -> dict[str, str]:
     """A partition key names a known backbone, a text view and a dataset name that can be a partition key."""
     from dagster import MultiPartitionsDefinition
 
@@ -203,6 +203,29 @@ def check_partition_key(partitions_def, partition) -> None:
         if not PARTITION_KEY_PATTERN.match(values[dimension]):
             raise UsageError(f"materialize: {values[dimension]!r} is not a valid {dimension} name: use letters, digits, "
                              "'.', '_' or '-'.")
+    return values
+
+
+def require_view_texts(defs, instance: DagsterInstance, view: str) -> None:
+    """The stored gene_texts holds `view`; else refuse before any run, with the one command that adds the view (the
+    stored texts' own config, the view added)."""
+    import pandas as pd
+
+    from .runs import latest_materialization
+
+    path = storage_path(defs.resources["io_manager"].base_dir) / "gene_texts.parquet"
+    if not path.exists():
+        return  # the run says that gene_texts is not materialized
+    stored = set(pd.read_parquet(str(path), columns=["view"])["view"].unique())
+    if view in stored:
+        return
+    record = latest_materialization(instance, AssetKey("gene_texts"), None)
+    run = instance.get_run_by_id(record.run_id) if record else None
+    config = ((run.run_config if run else {}).get("ops", {}).get("gene_texts", {}).get("config") or {})
+    config = {**config, "views": [v for v in VIEWS if v in stored | {view}]}
+    command = json.dumps({"ops": {"gene_texts": {"config": config}}})
+    raise UsageError(f"materialize: the stored gene_texts holds the views {', '.join(sorted(stored))}, not {view!r}. Add "
+                     f"it first: gene-assets materialize gene_texts --config-json '{command}'")
 
 
 def parse_run_config(defs, text: str | None) -> dict | None:
@@ -249,7 +272,9 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
     from dagster import materialize
 
     partition = partition_of(args)
-    check_partitioning(defs, args.selection, partition)
+    keys, partition_values = check_partitioning(defs, args.selection, partition)
+    if "view" in partition_values and AssetKey("gene_texts") not in keys:
+        require_view_texts(defs, instance, partition_values["view"])
     if args.backbone:
         register_backbones(instance, [args.backbone])
     if args.dataset:

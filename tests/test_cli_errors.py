@@ -102,3 +102,34 @@ def test_a_release_over_a_malformed_manifest_says_so_and_changes_nothing(release
     with pytest.raises(ReleaseError, match=r"data/MANIFEST.json is not valid JSON \(.*\): it was damaged or edited"):
         repo.publish({"a.csv": b"1"}, {})
     assert [p.name for p in (release_repo / "data").iterdir()] == ["MANIFEST.json"] and not (release_repo / "data.dvc").exists()
+
+
+def test_a_view_whose_texts_are_not_stored_is_refused_with_the_command_that_adds_it(tmp_path):
+    """The README's `materialize gene_embeddings geneformer_results --backbone bag-of-words --view go` after a run
+    that built only the summary view: refused before any run, with the command that adds the view."""
+    import json
+    import re
+
+    from dagster import Definitions
+
+    from gene_assets.cli import require_view_texts
+    from gene_assets.storage import ParquetIOManager
+
+    from .conftest import planted_inputs
+
+    planted_inputs(tmp_path / "home" / "storage")
+    (tmp_path / "dagster_home").mkdir()
+    env = {"PATH": str(BIN), "HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+           "GENE_ASSETS_HOME": str(tmp_path / "home"), REGISTRY_ENV: str(tmp_path / "discovered.json")}
+    result = subprocess.run([str(BIN / "gene-assets"), "materialize", "gene_embeddings", "geneformer_results",
+                             "--backbone", "bag-of-words", "--view", "go"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    match = re.search(r"gene-assets: materialize: the stored gene_texts holds the views summary, not 'go'\. Add it "
+                      r"first: gene-assets materialize gene_texts --config-json '(.*)'$", result.stderr.strip())
+    assert match, result.stderr
+    assert json.loads(match.group(1)) == {"ops": {"gene_texts": {"config": {"views": ["summary", "go"]}}}}
+    assert not (tmp_path / "home" / "storage" / "gene_embeddings").exists()
+    defs = Definitions(resources={"io_manager": ParquetIOManager(base_dir=str(tmp_path / "home" / "storage"))})
+    with DagsterInstance.ephemeral() as instance:
+        require_view_texts(defs, instance, "summary")  # a stored view goes ahead
