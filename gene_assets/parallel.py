@@ -7,10 +7,17 @@ on any number of threads and predict on one, and the perturbation models keep th
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 from joblib import Parallel, cpu_count, delayed
 from threadpoolctl import threadpool_limits
+
+# loky warns from its manager thread whenever a pool worker exits cleanly (its idle timeout) while units are queued;
+# it starts a replacement at once and the units run, so the warning says nothing a person can act on. A worker that
+# crashes is reported separately (TerminatedWorkerError) and still fails the asset.
+warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
+                        category=UserWarning, module="joblib.externals.loky.process_executor")
 
 
 def worker_count(requested: int = 0) -> int:
