@@ -200,3 +200,55 @@ def test_a_precomputed_file_mapping_below_the_minimum_coverage_fails_naming_the_
             materialize([*all_assets, *all_asset_checks], selection=["gene_embeddings"], instance=instance,
                         resources=resources, partition_key=backbone_view_key("mouse", "summary"))
     assert_nothing_lost(storage, before)
+
+
+# Validation reads the whole input: a bad value after the first cells is found ----------------------------------------
+
+def write_cells_with_a_late_value(path: Path, value: float, cell: int = 2_500) -> None:
+    """2,600 cells of 3 types × 150 genes G1..G150 with integer counts, except `value` in one late cell."""
+    import anndata
+    from scipy import sparse
+
+    rng = np.random.default_rng(0)
+    X = rng.poisson(1.0, size=(2_600, 150)).astype(np.float32)
+    X[cell, 5] = value
+    obs = pd.DataFrame({"my_type": np.repeat(["alpha", "beta", "delta"], [900, 900, 800])},
+                       index=[f"cell{i}" for i in range(2_600)])
+    anndata.AnnData(X=sparse.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(1, 151)])).write_h5ad(path)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("value, message", [
+    (-0.5, r"Cell dataset 'toy' has negative values: .* 1 values are negative, the first in cell 2,500\."),
+    (float("nan"), r"Cell dataset 'toy' has 1 NaN or infinite values \(the first in cell 2,500\): give finite counts"),
+], ids=["negative", "nan"])
+def test_a_bad_value_after_the_first_cells_fails_the_dataset_and_keeps_the_previous_cells(tmp_path, value, message):
+    from gene_assets.cells.datasets import CellDatasetError
+
+    from .test_bad_input import assert_nothing_lost, run, stored_files, write_cells
+
+    storage = tmp_path / "storage"
+    planted_inputs(storage)
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("cell_dataset", ["toy"])
+        write_cells(tmp_path / "good.h5ad")
+        config = {"h5ad_path": str(tmp_path / "good.h5ad"), "label_key": "my_type"}
+        run(storage, "cell_datasets", instance=instance, partition_key="toy", config=config)
+        before = stored_files(storage)
+        write_cells_with_a_late_value(tmp_path / "late.h5ad", value)
+        with pytest.raises(CellDatasetError, match=message):
+            run(storage, "cell_datasets", instance=instance, partition_key="toy",
+                config={**config, "h5ad_path": str(tmp_path / "late.h5ad")})
+    assert_nothing_lost(storage, before)
+
+
+def test_the_input_scale_is_read_from_every_chunk_of_cells(tmp_path):
+    """Integer counts in the first cells and one TPM-like value late: unlogged, not counts (chunks of 1,000 cells)."""
+    import anndata
+
+    from gene_assets.cells.datasets import CellMatrix, detect_input_scale
+
+    write_cells_with_a_late_value(tmp_path / "late.h5ad", 310.5)
+    matrix = CellMatrix(anndata.read_h5ad(tmp_path / "late.h5ad", backed="r"), False, "late")
+    assert detect_input_scale(matrix, "late", chunk_cells=1_000) == "unlogged"
+    assert detect_input_scale(matrix.block(0, 2_000), "late") == "counts"  # what the first 2,000 cells alone say

@@ -40,7 +40,6 @@ from ..tasks.assets import metrics_finite
 from ..tasks.figures import png_markdown
 from .datasets import (
     CELL_DATASETS,
-    SCALE_SAMPLE_CELLS,
     TARGET_SUM,
     CellDataset,
     CellDatasetError,
@@ -136,8 +135,7 @@ def cell_datasets(context: AssetExecutionContext, config: CellDatasetConfig, gen
             f"text (need {config.min_matched_genes} and {config.min_match_fraction:.0%}); unmatched e.g. {examples}. "
             "var names must be human gene symbols or Ensembl gene ids."
         )
-    sample = matrix.block(0, min(matrix.n_obs, SCALE_SAMPLE_CELLS))
-    detected = detect_input_scale(sample, name)
+    detected = detect_input_scale(matrix, name)
     scale = detected if config.input_scale == "auto" else config.input_scale
     labels = adata.obs[label_key].reset_index(drop=True)
     positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed)
