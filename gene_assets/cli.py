@@ -233,7 +233,7 @@ def parse_run_config(defs, text: str | None) -> dict | None:
     misspelled fields, wrong types, out-of-range numbers), checked before any run starts."""
     import typing
 
-    from dagster import AssetKey, Config
+    from dagster import Config
     from pydantic import ValidationError
 
     if not text:
@@ -245,17 +245,19 @@ def parse_run_config(defs, text: str | None) -> dict | None:
     ops = run_config.get("ops", {}) if isinstance(run_config, dict) else None
     if not isinstance(ops, dict) or set(run_config) - {"ops", "resources", "execution", "loggers"}:
         raise UsageError('materialize: --config-json must look like {"ops": {"ASSET": {"config": {...}}}}.')
+    assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     for name, entry in ops.items():
-        try:
-            fn = defs.resolve_assets_def(AssetKey(name)).op.compute_fn.decorated_fn
-        except Exception:
+        if name not in assets:
             raise UsageError(f"materialize: --config-json configures {name!r}, which is not an asset; assets: "
-                             f"{', '.join(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()))}.") from None
+                             f"{', '.join(sorted(assets))}.")
+        fn = defs.resolve_assets_def(AssetKey(name)).op.compute_fn.decorated_fn
         config_class = typing.get_type_hints(fn).get("config")
         if config_class is None or not issubclass(config_class, Config):
             raise UsageError(f"materialize: {name} takes no config; drop it from --config-json.")
-        fields = (entry or {}).get("config", {}) if isinstance(entry, dict) else None
-        unknown = sorted(set(fields or {}) - set(config_class.model_fields)) if isinstance(fields, dict) else ["?"]
+        fields = entry.get("config", {}) if isinstance(entry, dict) else None
+        if not isinstance(fields, dict):
+            raise UsageError(f'materialize: --config-json: give {name}\'s config as {{"config": {{"FIELD": VALUE}}}}.')
+        unknown = sorted(set(fields) - set(config_class.model_fields))
         if unknown:
             raise UsageError(f"materialize: --config-json: {name} has no config field {', '.join(map(repr, unknown))}; "
                              f"its fields: {', '.join(config_class.model_fields)}.")

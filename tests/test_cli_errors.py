@@ -104,6 +104,7 @@ def test_a_release_over_a_malformed_manifest_says_so_and_changes_nothing(release
     assert [p.name for p in (release_repo / "data").iterdir()] == ["MANIFEST.json"] and not (release_repo / "data.dvc").exists()
 
 
+@pytest.mark.slow
 def test_a_view_whose_texts_are_not_stored_is_refused_with_the_command_that_adds_it(tmp_path):
     """The README's `materialize gene_embeddings geneformer_results --backbone bag-of-words --view go` after a run
     that built only the summary view: refused before any run, with the command that adds the view."""

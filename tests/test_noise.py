@@ -24,8 +24,9 @@ def test_umap_warnings_the_project_handles_are_not_shown_and_the_figure_is_drawn
 
 
 def test_loky_worker_replacement_warning_is_silenced_and_other_warnings_are_not():
-    import gene_assets.parallel  # noqa: F401  (registers the filter)
+    from gene_assets.parallel import run_units
 
+    assert [value for value, _ in run_units(pow, [(2, 3), (3, 2)], workers=2, threads=1)] == [8, 9]  # on the pool
     module = "joblib.externals.loky.process_executor"
     with warnings.catch_warnings(record=True) as caught:
         for message in ("A worker stopped while some jobs were given to the executor. This can be caused by a too "
