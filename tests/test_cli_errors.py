@@ -44,6 +44,10 @@ CASES = {
     "max_length_negative": (["add-backbone", "x", "--kind", "sentence_transformers", "--dims", "3", "--model-id", "a/b",
                              "--max-length", "-1"], r"argument --max-length: expected a whole number of 1 or more, got -1"),
     "max_cells_zero": (["run", "--max-cells", "0"], r"gene-assets run: argument --max-cells: expected a whole number of 1"),
+    "cell_h5ad_missing": (["run", "--cell-h5ad", "mine", "missing.h5ad", "cell_type"],
+                          r"gene-assets: run: --cell-h5ad mine: .*missing\.h5ad does not exist; give the path of an \.h5ad"),
+    "cell_h5ad_bad_name": (["run", "--cell-h5ad", "my/cells", "v.txt", "cell_type"],
+                           r"gene-assets: run: --cell-h5ad name 'my/cells' is not a valid dataset name"),
 }
 
 
