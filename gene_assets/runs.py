@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, MultiPartitionsDefinition, RunsFilter
 from dagster._core.definitions.partitions.context import partition_loading_context
 
 from .embeddings.discovered import DiscoveredRegistry
+from .embeddings.registry import all_backbones
 from .settings import PROJECT_ROOT
 from .sources.data_directory import DATA_FILES
 from .storage import storage_path
@@ -105,9 +107,36 @@ def code_revision() -> dict:
     return {**revision, "uncommitted_changes": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
 
 
-def file_stamps(paths) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of each existing file: a changed input file changes the fingerprint."""
-    return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in map(Path, paths) if p.is_file())
+def file_stamps(paths) -> list[tuple[str, int, int, int]]:
+    """(path, size, mtime, ctime) of each existing file: a changed input file changes the fingerprint. The ctime is
+    the kernel's (no tool sets it back), so an edit that keeps the size and restores the mtime counts too."""
+    stats = [(str(p), p.stat()) for p in map(Path, paths) if p.is_file()]
+    return sorted((path, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for path, st in stats)
+
+
+def backbone_files(name: str) -> list[Path]:
+    """The files a backbone's vectors are computed from that can change in place: its precomputed file, a local model
+    directory's files and a weights package's model directory. (Hub snapshots are pinned by revision and sha256.)"""
+    backbone = all_backbones().get(name)
+    if backbone is None:
+        return []
+    directories = [Path(backbone.model_id)] if backbone.model_id and Path(backbone.model_id).is_dir() else []
+    if backbone.weights_package:
+        try:
+            directories.append(Path(importlib.import_module(backbone.weights_package).get_model_path()))
+        except ImportError:
+            pass  # the run itself reports the missing package
+    return ([Path(backbone.source_path)] if backbone.source_path else []) + sorted(
+        p for directory in directories for p in directory.rglob("*") if p.is_file())
+
+
+def partition_backbone(graph, keys: set[AssetKey], partition: str | None) -> str | None:
+    """The backbone dimension of the run's partition (backbone × view or backbone × dataset), if it has one."""
+    for key in keys:
+        partitions_def = graph.get(key).partitions_def
+        if partition and isinstance(partitions_def, MultiPartitionsDefinition) and "backbone" in partitions_def.partition_dimension_names:
+            return partitions_def.get_partition_key_from_str(str(partition)).keys_by_dimension["backbone"]
+    return None
 
 
 def config_paths(config) -> list[str]:
@@ -128,7 +157,7 @@ def latest_materialization(instance: DagsterInstance, key: AssetKey, partition: 
 def fingerprint(instance: DagsterInstance, graph, keys: set[AssetKey], partition: str | None, run_config: dict | None,
                 input_files: list, resources: dict) -> str:
     """Digest of everything the run's outputs depend on: the code, the resources' settings, the partition and run
-    config, the input files, and the latest materialization of every upstream asset partition outside the run that
+    config, the input files (with the files of the partition's backbone), and the latest materialization of every upstream asset partition outside the run that
     the run's partition reads (through the partition mappings)."""
     latest = {}
     with partition_loading_context(dynamic_partitions_store=instance):
@@ -140,8 +169,10 @@ def fingerprint(instance: DagsterInstance, graph, keys: set[AssetKey], partition
                     latest[f"{parent.asset_key.to_user_string()}[{parent.partition_key or ''}]"] = (
                         record.storage_id if record else None)
     settings = {name: r.model_dump() for name, r in sorted(resources.items()) if hasattr(r, "model_dump")}
+    backbone = partition_backbone(graph, keys, partition)
+    files = [*input_files, *config_paths(run_config or {}), *(backbone_files(backbone) if backbone else [])]
     payload = {"code": code_digest(), "resources": settings, "partition": partition, "config": run_config or {},
-               "upstream": latest, "files": file_stamps([*input_files, *config_paths(run_config or {})])}
+               "upstream": latest, "files": file_stamps(files)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

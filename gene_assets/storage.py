@@ -72,17 +72,28 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: Path, chunk: int = 1 << 20, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def checksum_path(path: Path) -> Path:
+    """Where the sha256 of a stored output is kept: beside it, as `<name>.sha256`."""
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
 def write_table(table: pa.Table, path: Path) -> None:
+    """The table as parquet at `path`, with the file's sha256 beside it (written first: a write interrupted between
+    the two leaves a mismatch that the next read reports, never a silently different table)."""
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+        write_bytes_atomic(checksum_path(path), f"{sha256_file(tmp)}  {path.name}\n".encode())
 
 
 def partition_parts(key: str | MultiPartitionKey) -> list[str]:
@@ -150,12 +161,24 @@ class ParquetIOManager(ConfigurableIOManager):
         return self._read(self._path(asset_key_path))
 
     def _read(self, path: Path):
+        """The stored object, its bytes checked against the sha256 written with them (outputs written before
+        checksums were kept have none and are read unchecked)."""
         if not path.exists():
             raise FileNotFoundError(f"No stored output at {path}: materialize the upstream asset first.")
+        stored = str(path).removeprefix(str(storage_path(self.base_dir)).rstrip("/") + "/").removesuffix(".parquet")
+        data = path.read_bytes()
+        recorded = checksum_path(path)
+        if recorded.exists():
+            expected = (recorded.read_text().split() or [""])[0]
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise StoredOutputError(
+                    f"Stored output of {stored} ({path}) does not match the sha256 written with it ({recorded}): it "
+                    "changed after it was written (bit rot, a partial copy or an edit). Re-materialize that asset "
+                    "(and partition) to rewrite it."
+                )
         try:
-            table = pq.read_table(path.path, filesystem=path.fs) if isinstance(path, UPath) else pq.read_table(path)
+            table = pq.read_table(pa.BufferReader(data))
         except pa.ArrowException as exc:
-            stored = str(path).removeprefix(str(storage_path(self.base_dir)).rstrip("/") + "/").removesuffix(".parquet")
             raise StoredOutputError(
                 f"Stored output of {stored} ({path}) cannot be read ({exc}): the file is truncated or corrupt. "
                 "Re-materialize that asset (and partition) to rewrite it."

@@ -184,7 +184,8 @@ def test_current_symbol_wins_when_two_file_symbols_name_one_gene_and_shared_symb
     backbone = Backbone(name="p", kind="precomputed", dims=3, source_path=str(tmp_path / "v.txt"))
     imported = import_precomputed(backbone, catalog, texts)
     assert imported.genes["entrez_id"].tolist() == [1] and imported.matrix.tolist() == [[1, 0, 0]]
-    assert imported.mapping == {"file_vectors": 4, "mapped_by_symbol": 2, "mapped_by_alias": 1, "unmapped": 1,
+    assert imported.mapping == {"file_vectors": 4, "identifier_kinds": {"symbols": 4}, "mapped_by_entrez": 0,
+                                "mapped_by_ensembl": 0, "mapped_by_symbol": 2, "mapped_by_alias": 1, "unmapped": 1,
                                 "symbol_of_several_genes": 1, "same_gene_dropped": 1, "view_genes_covered": 1,
                                 "view_genes_without_vector": 3}
 

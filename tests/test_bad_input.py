@@ -225,7 +225,8 @@ def test_truncated_stored_output_names_the_file_and_says_to_re_materialize_the_a
         context = build_input_context(asset_key="gene_embeddings", partition_key=key, instance=instance,
                                       asset_partitions_def=backbone_view_partitions)
         with pytest.raises(StoredOutputError, match=r"Stored output of gene_embeddings/backbone=bag-of-words/view=summary "
-                                                    r"\(.*view=summary\.parquet\) cannot be read .*Re-materialize"):
+                                                    r"\(.*view=summary\.parquet\) does not match the sha256 written "
+                                                    r"with it .*a partial copy.*Re-materialize"):
             manager.load_input(context)
         assert_nothing_lost(tmp_path, before)  # left as found, for inspection
         manager.handle_output(build_output_context(asset_key="gene_embeddings", partition_key=key), table)
@@ -278,7 +279,8 @@ def test_duplicate_label_rows_collapse_and_a_gene_with_conflicting_labels_is_dro
                           "assignment": ["long-range TF", "long-range TF", "long-range TF", "short-range TF", "short-range TF"]})
     labels, counts = map_chen2020_labels(table, resolver, "chen.csv")
     assert labels[["entrez_id", "label"]].values.tolist() == [[1, "long-range TF"], [3, "short-range TF"]]
-    assert counts["tf_range_chen2020"] == {"n_source": 3, "n_unmapped": 0, "n_mapped": 3, "n_conflicting": 1}
+    assert counts["tf_range_chen2020"] == {"n_source": 3, "n_unmapped": 0, "n_mapped": 3, "n_conflicting": 1,
+                                           "n_rows": 5, "n_rows_respelled": 0, "n_rows_dropped": 3}
 
 
 # 5: empty texts ------------------------------------------------------------------------------------------------------

@@ -169,7 +169,7 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     assert not comparison.diff_files
     from gene_assets.release.dvc_repository import verify_release
 
-    manifest = verify_release(clone / "data")
+    manifest = verify_release(clone / "data", str(clone))
     assert manifest["version"] == version and manifest["code"]["commit"] and "code_digest" in manifest["code"]
     minilm = next(m for m in manifest["models"] if m["file"] == "embeddings/all-MiniLM-L6-v2__summary.parquet")
     assert minilm["device"] == "cpu" and minilm["precision"] and minilm["weights_sha256"] and minilm["text_view_sha256"]

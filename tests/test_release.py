@@ -70,10 +70,10 @@ def test_not_a_git_repository(tmp_path):
 
 def test_verify_detects_corrupted_files(release_repo, tmp_path):
     repository(release_repo, tmp_path).publish({"a.csv": b"1", "b.csv": b"2"}, {})
-    assert verify_release(release_repo / "data")["version"] == "embeddings-v1"
+    assert verify_release(release_repo / "data", str(release_repo))["version"] == "embeddings-v1"
     (release_repo / "data" / "b.csv").write_bytes(b"tampered")
     with pytest.raises(ReleaseError, match="1 files missing or corrupted \\(b.csv\\)"):
-        verify_release(release_repo / "data")
+        verify_release(release_repo / "data", str(release_repo))
 
 
 def state(release_repo):
@@ -148,8 +148,8 @@ def test_pull_fetches_a_version_verifies_it_and_refuses_a_corrupted_remote(relea
     _, first, record = pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1")
     assert record.revision == git(release_repo, "rev-parse", "embeddings-v1^{commit}").strip()
     assert first["version"] == "embeddings-v1" and (tmp_path / "v1" / "embeddings" / "a.parquet").read_bytes() == b"one"
-    assert pull_release(str(release_repo), None, tmp_path / "latest")[:2] == (tmp_path / "latest", verify_release(tmp_path / "latest"))
-    assert verify_release(tmp_path / "latest")["version"] == "embeddings-v2"
+    assert pull_release(str(release_repo), None, tmp_path / "latest")[:2] == (tmp_path / "latest", verify_release(tmp_path / "latest", str(release_repo)))
+    assert verify_release(tmp_path / "latest", str(release_repo))["version"] == "embeddings-v2"
     with pytest.raises(ReleaseError, match="has no release 'embeddings-v9'; it has embeddings-v1, embeddings-v2"):
         pull_release(str(release_repo), "embeddings-v9", tmp_path / "v9")
     with pytest.raises(ReleaseError, match="already exists"):

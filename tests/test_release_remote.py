@@ -69,17 +69,17 @@ def test_consumer_round_trip_over_s3(s3_bucket, tmp_path, monkeypatch, capsys):
 
     git(consumer, "clone", "--quiet", "--branch", "embeddings-v1", url, "clone")
     dvc(consumer / "clone", "pull", "--quiet")
-    assert verify_release(consumer / "clone" / "data")["version"] == "embeddings-v1"
+    assert verify_release(consumer / "clone" / "data", url)["version"] == "embeddings-v1"
 
     dvc(consumer, "get", url, "data", "--rev", "embeddings-v2", "-o", "got")
-    assert verify_release(consumer / "got")["version"] == "embeddings-v2"
+    assert verify_release(consumer / "got", url)["version"] == "embeddings-v2"
 
     project = make_release_repo(consumer / "project")
     dvc(project, "init", "--quiet")
     dvc(project, "import", url, "data", "-o", "imported", "--rev", "embeddings-v1")
-    assert verify_release(project / "imported")["version"] == "embeddings-v1"
+    assert verify_release(project / "imported", url)["version"] == "embeddings-v1"
     dvc(project, "update", "--rev", "embeddings-v2", "imported.dvc")
-    assert verify_release(project / "imported")["version"] == "embeddings-v2"
+    assert verify_release(project / "imported", url)["version"] == "embeddings-v2"
 
     from dvc.api import open as dvc_open
 
@@ -89,7 +89,7 @@ def test_consumer_round_trip_over_s3(s3_bucket, tmp_path, monkeypatch, capsys):
 
     assert main(["pull", "embeddings-v1", "--repo", f"file://{branch_only}", "--out", str(consumer / "pulled")]) == 0
     assert f"release embeddings-v1 (commit {first.revision[:12]})" in capsys.readouterr().out
-    manifest = verify_release(consumer / "pulled")
+    manifest = verify_release(consumer / "pulled", f"file://{branch_only}")
     assert manifest["files"][name] == first.manifest["files"][name]
     with ReleaseHistory.of(f"file://{branch_only}") as history:
         assert [(r.version, r.revision, r.tagged) for r in history.records()] == [

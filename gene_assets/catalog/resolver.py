@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -39,16 +40,32 @@ class GeneResolver:
 
     def symbols(self, symbols) -> Resolution:
         """Current symbol first, then an alias or previous symbol that names exactly one gene."""
-        ids, methods = [], []
-        for raw in symbols:
-            key = str(raw).strip().upper() if pd.notna(raw) else ""
-            if key in self._symbol:
-                ids.append(self._symbol[key]), methods.append("symbol")
-            elif key in self._alias:
-                ids.append(self._alias[key]), methods.append("alias")
-            else:
-                ids.append(pd.NA), methods.append("unmapped")
-        return Resolution(pd.Series(ids, dtype="Int64"), pd.Series(methods, dtype="string"))
+        return _resolution(self._symbol_of(raw) for raw in symbols)
+
+    def _symbol_of(self, raw) -> tuple:
+        key = str(raw).strip().upper() if pd.notna(raw) else ""
+        if key in self._symbol:
+            return self._symbol[key], "symbol"
+        if key in self._alias:
+            return self._alias[key], "alias"
+        return pd.NA, "unmapped"
+
+    def identifiers(self, identifiers) -> Resolution:
+        """Each identifier by its shape (identifier_kind): an Entrez id the catalog holds, an Ensembl gene id, or a
+        symbol as `symbols` resolves it; methods are entrez, ensembl, symbol, alias or unmapped."""
+        known = set(self.catalog["entrez_id"].astype(int))
+
+        def resolve(raw) -> tuple:
+            key = str(raw).strip() if pd.notna(raw) else ""
+            kind = identifier_kind(key)
+            if kind == "Entrez ids":
+                return (int(key), "entrez") if int(key) in known else (pd.NA, "unmapped")
+            if kind == "Ensembl ids":
+                gene = self._ensembl.get(key.split(".")[0].upper())
+                return (gene, "ensembl") if gene is not None else (pd.NA, "unmapped")
+            return self._symbol_of(raw)
+
+        return _resolution(resolve(raw) for raw in identifiers)
 
     def ensembl(self, ensembl_ids) -> Resolution:
         ids, methods = [], []
@@ -59,6 +76,21 @@ class GeneResolver:
             else:
                 ids.append(pd.NA), methods.append("unmapped")
         return Resolution(pd.Series(ids, dtype="Int64"), pd.Series(methods, dtype="string"))
+
+
+ENSEMBL_GENE_ID = re.compile(r"ENS[A-Z]*G\d{6,}(\.\d+)?", re.IGNORECASE)
+
+
+def identifier_kind(identifier: str) -> str:
+    """'Entrez ids' (digits), 'Ensembl ids' (ENSG…, any species' prefix, an optional version) or 'symbols'."""
+    if identifier.isdigit():
+        return "Entrez ids"
+    return "Ensembl ids" if ENSEMBL_GENE_ID.fullmatch(identifier) else "symbols"
+
+
+def _resolution(pairs) -> Resolution:
+    ids, methods = zip(*pairs) if (pairs := list(pairs)) else ((), ())
+    return Resolution(pd.Series(ids, dtype="Int64"), pd.Series(methods, dtype="string"))
 
 
 def _unique_map(catalog: pd.DataFrame, column: str, exclude: dict | None = None) -> dict[str, int]:

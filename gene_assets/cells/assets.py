@@ -25,6 +25,7 @@ from dagster import (
     Output,
     asset,
 )
+from pydantic import Field as PydanticField
 from scipy import sparse
 
 from ..catalog.resolver import GeneResolver
@@ -39,7 +40,6 @@ from ..tasks.assets import metrics_finite
 from ..tasks.figures import png_markdown
 from .datasets import (
     CELL_DATASETS,
-    SCALE_SAMPLE_CELLS,
     TARGET_SUM,
     CellDataset,
     CellDatasetError,
@@ -76,12 +76,12 @@ class CellDatasetConfig(Config):
     label_key: str | None = None
     """obs column with the cell type (default: the built-in dataset's, else cell_type)."""
     use_raw: bool | None = None
-    max_cells: int = 20_000
+    max_cells: int = PydanticField(20_000, ge=1)
     """Score at most this many cells (a class-stratified sample; recorded in metadata). GenePT-s embeds one
     sentence per cell, so this bounds its cost."""
-    min_class_cells: int = 5
-    min_matched_genes: int = 100
-    min_match_fraction: float = 0.3
+    min_class_cells: int = PydanticField(5, ge=2)
+    min_matched_genes: int = PydanticField(100, ge=1)
+    min_match_fraction: float = PydanticField(0.3, gt=0, le=1)
     input_scale: Literal["auto", "counts", "log_normalized", "unlogged"] = "auto"
     seed: int = 0
 
@@ -135,8 +135,7 @@ def cell_datasets(context: AssetExecutionContext, config: CellDatasetConfig, gen
             f"text (need {config.min_matched_genes} and {config.min_match_fraction:.0%}); unmatched e.g. {examples}. "
             "var names must be human gene symbols or Ensembl gene ids."
         )
-    sample = matrix.block(0, min(matrix.n_obs, SCALE_SAMPLE_CELLS))
-    detected = detect_input_scale(sample, name)
+    detected = detect_input_scale(matrix, name)
     scale = detected if config.input_scale == "auto" else config.input_scale
     labels = adata.obs[label_key].reset_index(drop=True)
     positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed)

@@ -25,7 +25,8 @@ TARGET_SUM = 10_000
 LOG_SCALE_MAX = 30.0
 """Non-integer values that never exceed this are taken as already log-normalized (log1p of 1e4-scaled counts
 stays below ~12; raw counts and TPM/RPKM values exceed it)."""
-SCALE_SAMPLE_CELLS = 2_000
+SCALE_CHUNK_CELLS = 10_000
+"""Cells read at a time while the input scale is checked over the whole matrix."""
 
 
 class CellDatasetError(ValueError):
@@ -127,19 +128,45 @@ class CellMatrix:
             done = end
 
 
-def detect_input_scale(sample: sparse.csr_matrix, name: str) -> InputScale:
-    """counts (integers), log_normalized (non-integer, at most LOG_SCALE_MAX) or unlogged (larger non-integers)."""
-    values = sample.data
-    if values.size == 0:
-        raise CellDatasetError(f"Cell dataset {name!r}: the first {sample.shape[0]} cells have no non-zero value.")
-    if (values < 0).any():
+def detect_input_scale(source: sparse.csr_matrix | CellMatrix, name: str,
+                       chunk_cells: int = SCALE_CHUNK_CELLS) -> InputScale:
+    """counts (integers), log_normalized (non-integer, at most LOG_SCALE_MAX) or unlogged (larger non-integers), from
+    every value of every cell: a CellMatrix is read in chunks of `chunk_cells` cells, never whole. Negative, NaN or
+    infinite values anywhere are refused with their count and the first cell that holds one."""
+    blocks = [(0, source)] if sparse.issparse(source) else (
+        (start, source.block(start, min(start + chunk_cells, source.n_obs))) for start in range(0, source.n_obs, chunk_cells))
+    n_values, integers, largest = 0, True, 0.0
+    bad = {"negative": [0, None], "NaN or infinite": [0, None]}
+    n_cells = 0
+    for start, block in blocks:
+        block = sparse.csr_matrix(block)
+        values, n_cells = block.data, n_cells + block.shape[0]
+        for kind, mask in (("negative", values < 0), ("NaN or infinite", ~np.isfinite(values))):
+            if mask.any():
+                first = int(np.searchsorted(block.indptr, np.flatnonzero(mask)[0], side="right")) - 1
+                bad[kind][0] += int(mask.sum())
+                bad[kind][1] = bad[kind][1] if bad[kind][1] is not None else start + first
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            n_values += finite.size
+            integers = integers and bool(np.all(finite == np.round(finite)))
+            largest = max(largest, float(finite.max()))
+    count, cell = bad["NaN or infinite"]
+    if count:
+        raise CellDatasetError(f"Cell dataset {name!r} has {count:,} NaN or infinite values (the first in cell {cell:,}): "
+                               "give finite counts or log-normalized values.")
+    count, cell = bad["negative"]
+    if count:
         raise CellDatasetError(
             f"Cell dataset {name!r} has negative values: the matrix looks scaled (z-scores). Give counts or "
-            "log-normalized values (for example .raw, with use_raw)."
+            f"log-normalized values (for example .raw, with use_raw). {count:,} values are negative, the first in "
+            f"cell {cell:,}."
         )
-    if np.all(values == np.round(values)):
+    if n_values == 0:
+        raise CellDatasetError(f"Cell dataset {name!r}: its {n_cells:,} cells have no non-zero value.")
+    if integers:
         return "counts"
-    return "log_normalized" if values.max() <= LOG_SCALE_MAX else "unlogged"
+    return "log_normalized" if largest <= LOG_SCALE_MAX else "unlogged"
 
 
 def log_normalize(block: sparse.csr_matrix, scale: InputScale) -> sparse.csr_matrix:

@@ -6,6 +6,7 @@ embedding, so the replicates of two embeddings of the same cells are paired draw
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,8 +142,13 @@ def umap_png(X: np.ndarray, labels: pd.Series, title: str, seed: int) -> bytes:
     """2-D UMAP (cosine, 15 neighbours) of the l2-normalized embedding, coloured by label."""
     import umap
 
-    coords = umap.UMAP(n_neighbors=15, metric="precomputed" if len(X) < UMAP_SMALL_DATA else "cosine",
-                       random_state=seed).fit_transform(umap_input(X))
+    with warnings.catch_warnings():
+        # Handled here: distances are given precomputed on purpose (no inverse_transform is needed), and the fixed
+        # random_state is what makes the picture reproducible, so UMAP running on one thread is expected.
+        warnings.filterwarnings("ignore", message="using precomputed metric; inverse_transform will be unavailable")
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden to 1 by setting random_state")
+        coords = umap.UMAP(n_neighbors=15, metric="precomputed" if len(X) < UMAP_SMALL_DATA else "cosine",
+                           random_state=seed).fit_transform(umap_input(X))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5))
     names = sorted(labels.astype(str).unique())

@@ -71,9 +71,9 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
     progress = ProgressLog(context.log, f"{backbone.name}/{view}", "texts embedded", total=len(texts))
 
     def encode(missing: pd.DataFrame):
-        base = progress.done
+        base, work_base = progress.done, progress.work_done
         vectors = load_encoder(backbone, placement).embed(missing, progress=progress.part())
-        progress.update(base + len(missing))
+        progress.update(base + len(missing), work_done=work_base + int(missing["text"].str.len().sum()))
         return vectors
 
     started = time.perf_counter()

@@ -82,7 +82,8 @@ class EmbeddingCache:
         Texts are encoded in fixed checkpoints of `checkpoint_texts` distinct texts (cut from the full list, so a
         checkpoint is the same set whatever is cached), each stored as one shard as soon as it is done: an
         interrupted run loses at most one checkpoint, and re-running it encodes exactly what an uninterrupted run
-        would have. `expect` is told how many texts will be encoded."""
+        would have. `expect` is told how many texts will be encoded and their characters (the work the time-left
+        estimate is based on)."""
         keys = texts["text_sha256"].to_numpy()
         cached_keys, cached = self.lookup(view, keys)
         positions = cached_keys.get_indexer(keys)
@@ -97,7 +98,7 @@ class EmbeddingCache:
         self.log.info(f"embedding cache: {len(distinct) - to_embed:,} of {len(distinct):,} distinct texts cached; "
                       f"{to_embed:,} to embed in {len(pending)} checkpoints")
         if expect:
-            expect(to_embed)
+            expect(to_embed, int(sum(c["text"].str.len().sum() for c in pending)) if "text" in texts else 0)
         fresh_keys, fresh = [], []
         for number, chunk in enumerate(pending, 1):
             vectors = np.asarray(encode(chunk), dtype=np.float32)

@@ -15,7 +15,8 @@ from .device import Placement
 from .registry import OPENVINO_INT8, Backbone, Precision
 from .weights import BackboneUnavailableError, model_source, weights_origin
 
-Progress = Callable[[int, int], None]
+Progress = Callable[..., None]
+"""progress(texts_done, texts_total[, characters_done]): an encoder's report after each batch."""
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class SentenceTransformerEncoder:
         vectors = np.zeros((len(strings), self.backbone.dims), dtype=np.float32)
         if not strings:
             return vectors
-        done = 0
+        done = characters = 0
         on_cpu = self.placement.device == "cpu"
         threads = threads or (idle_cores() if on_cpu else torch.get_num_threads())
         logger.info(f"{self.backbone.name}: {len(strings)} texts on {self.placement.device}, {self.placement.precision}"
@@ -208,8 +209,9 @@ class SentenceTransformerEncoder:
                 features = self.model.preprocess([strings[i] for i in rows], prompt=self.backbone.prompt)
                 vectors[rows] = self.forward(features, threads)
                 done += len(rows)
+                characters += sum(len(strings[i]) for i in rows)
                 if progress:
-                    progress(done, len(strings))
+                    progress(done, len(strings), characters)
         return vectors
 
     def forward(self, features: dict, threads: int) -> np.ndarray:

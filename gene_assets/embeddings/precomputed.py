@@ -3,8 +3,10 @@
 Formats (by suffix, optionally gzipped): `.csv` / `.tsv` / `.parquet` with a symbol column and either one list
 column `embedding` or one numeric column per dimension; `.pkl` / `.pickle` with a {symbol: vector} dict (as GenePT
 distributes its embeddings); `.txt` / `.w2v` / `.vec` in word2vec text format (`SYMBOL v1 … vD` per line, an
-optional `N D` header; as Gene2vec distributes its vectors). Symbols are mapped to Entrez ids with the catalog's
-GeneResolver (current symbol, then an unambiguous alias); a symbol that several catalog genes carry is left out."""
+optional `N D` header; as Gene2vec distributes its vectors). Identifiers are mapped to Entrez ids with the catalog's
+GeneResolver by their shape: an Entrez id, an Ensembl gene id, or a symbol (current symbol, then an unambiguous
+alias); a symbol that several catalog genes carry is left out. A table covering fewer than MIN_COVERAGE of the
+view's genes is refused, naming the identifier kind the file used."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..catalog.resolver import GeneResolver
+from ..catalog.resolver import GeneResolver, identifier_kind
 from ..sources.data_directory import utf8_error_position
 from .registry import Backbone
 
@@ -34,6 +36,11 @@ SAFE_PICKLE_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "scalar"),
 }
+
+
+MIN_COVERAGE = 0.05
+"""The smallest share of a view's genes a precomputed file must give vectors for: below it its identifiers almost
+certainly did not map (another species, another identifier column), and an empty table would be scored and released."""
 
 
 class PrecomputedEmbeddingError(ValueError):
@@ -166,7 +173,7 @@ def import_precomputed(backbone: Backbone, catalog: pd.DataFrame, texts: pd.Data
     if not backbone.source_path:
         raise PrecomputedEmbeddingError(f"Backbone {backbone.name!r} is precomputed but has no source_path.")
     symbols, matrix = read_gene_vectors(Path(backbone.source_path), backbone.dims, backbone.symbol_column)
-    resolution = GeneResolver(catalog).symbols(symbols)
+    resolution = GeneResolver(catalog).identifiers(symbols)
     mapped = pd.DataFrame({"entrez_id": resolution.entrez_ids, "method": resolution.methods, "row": np.arange(len(symbols))})
     # A symbol that several catalog genes carry (e.g. mitochondrial ATP6) cannot say which gene its vector is for.
     sizes = catalog["symbol"].str.upper().value_counts()
@@ -179,11 +186,25 @@ def import_precomputed(backbone: Backbone, catalog: pd.DataFrame, texts: pd.Data
     rows = texts[["entrez_id"]].reset_index().merge(mapped, on="entrez_id").sort_values("index")
     genes = texts.loc[rows["index"], ["entrez_id", "symbol", "text_sha256"]].reset_index(drop=True)
     counts = resolution.counts
+    kinds = pd.Series([identifier_kind(str(s).strip()) for s in symbols]).value_counts()
+    if len(genes) < MIN_COVERAGE * len(texts):
+        kind = kinds.index[0]
+        examples = ", ".join([str(s) for s, k in zip(symbols, resolution.methods) if k == "unmapped"][:3])
+        raise PrecomputedEmbeddingError(
+            f"{backbone.source_path}: its {len(symbols)} vectors cover {len(genes)} of the view's {len(texts)} genes "
+            f"({len(genes) / max(len(texts), 1):.1%}, below the minimum {MIN_COVERAGE:.0%}). Its identifiers are "
+            f"{kind} ({kinds.iloc[0]} of {len(symbols)}); {counts.get('unmapped', 0)} map to no catalog gene "
+            f"(e.g. {examples}). Key the file by human gene symbols, Entrez ids or Ensembl gene ids, or set "
+            "symbol_column to the column that holds them."
+        )
     return ImportedVectors(
         genes=genes,
         matrix=matrix[rows["row"].to_numpy()],
         mapping={
             "file_vectors": len(symbols),
+            "identifier_kinds": {str(k): int(n) for k, n in kinds.items()},
+            "mapped_by_entrez": counts.get("entrez", 0),
+            "mapped_by_ensembl": counts.get("ensembl", 0),
             "mapped_by_symbol": counts.get("symbol", 0),
             "mapped_by_alias": counts.get("alias", 0),
             "unmapped": counts.get("unmapped", 0),

@@ -81,6 +81,11 @@ class Backbone:
                 f"Backbone name {self.name!r} is not a valid partition key: use letters, digits, '.', '_' or '-' "
                 "(at most 128 characters, starting with a letter or digit)."
             )
+        for field_name in ("dims", "max_length"):
+            value = getattr(self, field_name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InvalidBackboneError(f"Backbone {self.name!r}: {field_name} must be a whole number of 1 or more, "
+                                           f"got {value!r}.")
 
 
 GENE_INSTRUCTION = "Given a gene description, represent the gene's biological function"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -11,12 +12,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from configobj import ConfigObj
 from dagster import ConfigurableResource
@@ -28,6 +30,8 @@ MANIFEST = "MANIFEST.json"
 RELEASE_INDEX = "releases.json"
 """Tracked beside data.dvc: version → data.dvc md5, date, backbones; each release adds its entry in its own commit."""
 FALLBACK_GIT_IDENTITY = ["-c", "user.name=gene_assets", "-c", "user.email=gene_assets@localhost"]
+RELEASE_LOCK = "gene_assets-release.lock"
+"""In the repository's git directory: held (flock) by the one process that writes data/, commits, tags or pushes."""
 
 
 class ReleaseError(RuntimeError):
@@ -81,6 +85,8 @@ class DvcReleaseRepository(ConfigurableResource):
     create_remote: bool = True
     """Create a missing local `remote_url` directory (with its parents); off for a configured remote, which must exist
     (a missing mount point is an error, not a new directory on the local disk)."""
+    lock_timeout_s: float = 900.0
+    """How long a release waits for another process's release of the same repository to finish."""
 
     # --- commands -----------------------------------------------------------------------------
     def _run(self, args: list[str], what: str) -> str:
@@ -129,8 +135,7 @@ class DvcReleaseRepository(ConfigurableResource):
         return added[0] if added else self.git("rev-list", "-n", "1", version).strip()
 
     def current_manifest(self) -> dict | None:
-        path = self.data_path / MANIFEST
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_manifest(self.data_path) if (self.data_path / MANIFEST).exists() else None
 
     def _dvc_config(self, name: str) -> str:
         path = self.root / ".dvc" / name
@@ -152,12 +157,51 @@ class DvcReleaseRepository(ConfigurableResource):
             return local_default, url
         return self.remote_name, default_dvc_remote_dir()
 
-    def prepare(self) -> tuple[str, str]:
-        """Check the repository and the remote, initializing DVC on first use; returns the push remote's name and url,
-        which .dvc/config.local then names as the default."""
+    def require_git(self) -> None:
         if not (self.root / ".git").exists():
             raise ReleaseError(f"{self.repo_dir} is not a git repository: releases are git commits tagged "
                                f"{self.tag_prefix}N. Run `git init` there or set the release repository.")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the repository's release lock: one writer at a time picks a version, writes data/, commits, tags and
+        pushes. The lock is an flock, so it is freed when its holder exits, however it exits."""
+        self.require_git()
+        path = Path(self.git("rev-parse", "--git-common-dir").strip())
+        path = (path if path.is_absolute() else self.root / path) / RELEASE_LOCK
+        with open(path, "a+") as handle:
+            deadline, announced = time.monotonic() + self.lock_timeout_s, False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    if time.monotonic() > deadline:
+                        raise ReleaseError(
+                            f"Another release of {self.repo_dir} (pid {holder}) still holds {path} after "
+                            f"{self.lock_timeout_s:.0f} s: wait for it to finish, or stop that process (its lock "
+                            "is freed when it exits), then release again. Nothing was changed.") from None
+                    if not announced:
+                        print(f"Waiting for the release of {self.repo_dir} by pid {holder} to finish ({path}) …",
+                              file=sys.stderr, flush=True)
+                        announced = True
+                    time.sleep(0.2)
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def prepare(self) -> tuple[str, str]:
+        """Check the repository and the remote, initializing DVC on first use; returns the push remote's name and url,
+        which .dvc/config.local then names as the default."""
+        self.require_git()
         self.refuse_dirty_tree()
         if not (self.root / ".dvc").is_dir():
             self.dvc("init", "--quiet")
@@ -212,16 +256,49 @@ class DvcReleaseRepository(ConfigurableResource):
             raise ReleaseError(f"{self.repo_dir} has uncommitted changes in {', '.join(changed)}, which a release "
                                "commits: commit or `git restore` them first.")
 
+    def refuse_unowned_files(self, current: dict | None) -> None:
+        """A release replaces data/ whole: refuse while data/ holds a file the current release does not list, or a
+        listed file that changed since it was released (the release would delete or overwrite it)."""
+        if not self.data_path.is_dir():
+            return
+        listed = (current or {}).get("files", {})
+        foreign, changed = [], []
+        for path in sorted(self.data_path.rglob("*")):
+            name = path.relative_to(self.data_path).as_posix()
+            if path.is_dir() or name == MANIFEST:
+                continue
+            if name not in listed:
+                foreign.append(name)
+            elif not path.is_file() or sha256_file(path) != listed[name]:
+                changed.append(name)
+        release = f"release {current.get('version')}" if current else f"any release (no {MANIFEST})"
+        if foreign:
+            raise ReleaseError(f"{self.data_path} holds {len(foreign)} files that are not part of {release}: "
+                               f"{_listing(foreign)}. A release replaces {self.data_dir_name}/ with what it publishes "
+                               f"and would delete them: move them out of {self.data_dir_name}/, then release. "
+                               "Nothing was changed.")
+        if changed:
+            raise ReleaseError(f"{self.data_path} holds {len(changed)} files changed since {release}: "
+                               f"{_listing(changed)}. A release would overwrite them: move your copies out of "
+                               f"{self.data_dir_name}/ and `dvc checkout {self.data_dir_name}` to restore the released "
+                               "ones, then release. Nothing was changed.")
+
     # --- publishing ---------------------------------------------------------------------------
     def publish(self, files: dict[str, bytes], describe: dict) -> Release:
         """Write `files` as data/, version it with DVC, push it, add it to the release index, commit and tag.
 
-        Identical content to the current release makes no new version. On any failure data/, data.dvc, the
-        release index and the tags are restored.
+        Identical content to the current release makes no new version. The whole release holds the repository's
+        release lock (a concurrent release waits, then numbers its version after this one). On any failure data/,
+        data.dvc and the release index are restored, and the commit and tag this release made (only those) removed.
         """
+        with self.lock():
+            return self._publish(files, describe)
+
+    def _publish(self, files: dict[str, bytes], describe: dict) -> Release:
+        current = self.current_manifest()
+        self.refuse_unowned_files(current)
         remote_name, remote_url = self.prepare()
         digests = {name: _sha256_bytes(content) for name, content in sorted(files.items())}
-        current = self.current_manifest()
         versions = self.versions()
         if current and current.get("files") == digests and current.get("version") in versions:
             revision = self.revision_of(current["version"])
@@ -239,6 +316,7 @@ class DvcReleaseRepository(ConfigurableResource):
         pointer = self.root / f"{self.data_dir_name}.dvc"
         tracked_before = {path: path.read_bytes() if path.exists() else None for path in (pointer, self.index_path)}
         head_before = self.git("rev-parse", "HEAD").strip() if self._has_commits() else None
+        made: dict[str, str] = {}  # the commit and tag this release made: a rollback undoes those and no others
         try:
             self._write(staging, {**files, MANIFEST: (json.dumps(manifest, indent=2) + "\n").encode()})
             self._verify(staging, digests)
@@ -251,13 +329,14 @@ class DvcReleaseRepository(ConfigurableResource):
             paths = [p for p in self.release_paths() if (self.root / p).exists()]
             self.git("add", "--", *paths)
             self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths)
+            made["commit"] = self.git("rev-parse", "HEAD").strip()
             self.git("tag", "-a", version, "-m", f"gene embeddings {version}")
+            made["tag"] = version
         except BaseException:
-            self._roll_back(staging, previous, tracked_before, head_before, version)
+            self._roll_back(staging, previous, tracked_before, head_before, made)
             raise
         shutil.rmtree(previous, ignore_errors=True)
-        revision = self.git("rev-parse", "HEAD").strip()
-        return Release(version, revision, manifest, created=True, remote_url=remote_url)
+        return Release(version, made["commit"], manifest, created=True, remote_url=remote_url)
 
     def _add_to_index(self, version: str, manifest: dict) -> None:
         backbones = sorted({m["backbone"] for m in manifest.get("models", []) if "backbone" in m})
@@ -286,8 +365,10 @@ class DvcReleaseRepository(ConfigurableResource):
             if actual != digest:
                 raise ReleaseError(f"{directory / name} was written with sha256 {actual}, expected {digest}.")
 
-    def _roll_back(self, staging: Path, previous: Path, tracked_before: dict[Path, bytes | None], head_before,
-                   version) -> None:
+    def _roll_back(self, staging: Path, previous: Path, tracked_before: dict[Path, bytes | None],
+                   head_before: str | None, made: dict[str, str]) -> None:
+        """Undo this release's own work: its data/, pointer and index writes, and its tag and commit only while they
+        still are what it made (a commit someone added on top, or a tag of theirs, stays)."""
         shutil.rmtree(staging, ignore_errors=True)
         if previous.exists():
             shutil.rmtree(self.data_path, ignore_errors=True)
@@ -297,12 +378,20 @@ class DvcReleaseRepository(ConfigurableResource):
                 path.unlink(missing_ok=True)
             else:
                 write_bytes_atomic(path, content)
-        subprocess.run(["git", "tag", "-d", version], cwd=self.repo_dir, capture_output=True)
-        head_now = subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.repo_dir, capture_output=True, text=True).stdout.strip()
-        if head_before and head_now and head_now != head_before:
+        def resolve(revision: str) -> str:
+            return subprocess.run(["git", "rev-parse", "--verify", "--quiet", revision], cwd=self.repo_dir,
+                                  capture_output=True, text=True).stdout.strip()
+
+        if "tag" in made and resolve(f"{made['tag']}^{{commit}}") == made.get("commit"):
+            subprocess.run(["git", "tag", "-d", made["tag"]], cwd=self.repo_dir, capture_output=True)
+        if "commit" in made and head_before and resolve("HEAD") == made["commit"]:
             subprocess.run(["git", "reset", "--soft", head_before], cwd=self.repo_dir, capture_output=True)
         subprocess.run(["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir,
                        capture_output=True)
+
+
+def _listing(names: list[str], shown: int = 10) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _sha256_bytes(content: bytes) -> str:
@@ -325,21 +414,81 @@ def data_md5(pointer_text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def verify_release(data_dir: Path) -> dict:
-    """Check every file listed in data_dir/MANIFEST.json against its sha256; raise on a mismatch."""
-    manifest_path = Path(data_dir) / MANIFEST
-    if not manifest_path.exists():
-        raise ReleaseError(f"{manifest_path} is missing: this is not a gene_assets release (or `dvc pull` did not finish).")
-    manifest = json.loads(manifest_path.read_text())
-    bad = []
-    for name, digest in manifest["files"].items():
-        path = Path(data_dir) / name
-        if not path.exists() or sha256_file(path) != digest:
-            bad.append(name)
-    if bad:
-        raise ReleaseError(f"Release {manifest.get('version')} in {data_dir}: {len(bad)} files missing or corrupted "
-                           f"({', '.join(bad[:5])}). Run `dvc pull --force` to restore them.")
+def read_manifest(data_dir: Path) -> dict:
+    """data_dir/MANIFEST.json, refused when it is missing, not JSON, or lists no files."""
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        raise ReleaseError(f"{path} is missing: this is not a gene_assets release (or `dvc pull` did not finish).")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReleaseError(f"{path} is not valid JSON ({exc}): it was damaged or edited. `dvc pull --force` or "
+                           "`gene-assets pull` restores the release.") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(d, str) for d in files.values()):
+        raise ReleaseError(f"{path} has no \"files\" mapping of file → sha256: it is not a gene_assets release manifest.")
+    if not files:
+        raise ReleaseError(f"{path} lists no files: every release holds its tables and leaderboard, so this manifest was "
+                           "emptied. `dvc pull --force` or `gene-assets pull` restores the release.")
+    if not isinstance(manifest.get("version"), str):
+        raise ReleaseError(f"{path} names no release version: it is not a gene_assets release manifest.")
     return manifest
+
+
+def dvc_dir_md5(directory: Path, names: list[str]) -> str:
+    """The md5 DVC tracks a directory holding `names` by (data.dvc's `md5: ….dir`): the md5 of its sorted listing of
+    (relative path, file md5), computed with DVC's own tree object."""
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree()
+    for name in names:
+        tree.add(tuple(name.split("/")), None, HashInfo("md5", sha256_file(directory / name, algorithm="md5")))
+    tree.digest()
+    return tree.hash_info.value
+
+
+def check_release(data_dir: Path, expected_md5: str | None, source: str) -> dict:
+    """Check data_dir against the release it claims to be: MANIFEST.json lists every file there (and only paths
+    inside data_dir), each file has its listed sha256, and the whole directory has the md5 `expected_md5` that DVC
+    tracks for the release (the data.dvc of its commit in `source`), so an edited manifest does not pass either."""
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    version, listed = manifest["version"], manifest["files"]
+    root = data_dir.resolve()
+    outside = [name for name in listed if PurePosixPath(name).is_absolute() or not PurePosixPath(name).parts
+               or {"..", "."} & set(PurePosixPath(name).parts) or name != PurePosixPath(name).as_posix()
+               or not (data_dir / name).resolve().is_relative_to(root)]
+    if outside:
+        raise ReleaseError(f"{data_dir / MANIFEST} lists {len(outside)} paths outside the release directory "
+                           f"({_listing(outside)}): refused. Pull the release again with `gene-assets pull`.")
+    present = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if not p.is_dir())
+    unlisted = [name for name in present if name != MANIFEST and name not in listed]
+    if unlisted:
+        raise ReleaseError(f"Release {version} in {data_dir}: {len(unlisted)} files are not in its MANIFEST.json "
+                           f"({_listing(unlisted)}): they are not part of the release. Move them out of {data_dir}.")
+    bad = [name for name, digest in listed.items()
+           if not (data_dir / name).is_file() or sha256_file(data_dir / name) != digest]
+    if bad:
+        raise ReleaseError(f"Release {version} in {data_dir}: {len(bad)} files missing or corrupted "
+                           f"({_listing(bad, 5)}). Run `dvc pull --force` to restore them.")
+    actual = dvc_dir_md5(data_dir, sorted([*listed, MANIFEST]))
+    if actual != expected_md5:
+        raise ReleaseError(f"{data_dir} is not release {version} as DVC tracks it in {source}: that release's data.dvc "
+                           f"has md5 {expected_md5 or 'none'}, this directory {actual}, although every file matches "
+                           "MANIFEST.json, so MANIFEST.json was edited. Run `dvc pull --force` or `gene-assets pull` "
+                           "to restore the release.")
+    return manifest
+
+
+def verify_release(data_dir: Path, repo: str, data_dir_name: str = "data") -> dict:
+    """Check a pulled or checked-out release (data_dir) against the release repository `repo` (a path or git URL): the
+    version its MANIFEST.json names must be a release there, and data_dir must be exactly that release's data."""
+    version = read_manifest(data_dir)["version"]
+    with ReleaseHistory.of(repo, data_dir_name=data_dir_name) as history:
+        record = history.find(version)
+        expected = history.data_md5_at(record)
+    return check_release(data_dir, expected, f"{repo} (commit {record.revision[:12]})")
 
 
 PROVENANCE_FIELDS = ("model_id", "revision", "weights_sha256", "precision", "dtype", "device", "text_view_sha256",
@@ -423,6 +572,11 @@ class ReleaseHistory:
                 return record
         raise ReleaseError(f"{self.repo} has no release {version!r}; it has {', '.join(r.version for r in records)}.")
 
+    def data_md5_at(self, record: ReleaseRecord) -> str | None:
+        """The md5 DVC tracks the release's data by: its data.dvc at the release's commit."""
+        pointer = self.show(record.revision, f"{self.data_dir_name}.dvc")
+        return data_md5(pointer) if pointer else None
+
     def remote_at(self, revision: str) -> tuple[str | None, str | None]:
         """The default DVC remote (name, url) the committed .dvc/config names at `revision`."""
         name, remotes = dvc_remotes(self.show(revision, ".dvc/config") or "")
@@ -440,7 +594,7 @@ def local_default_remote(repo: str) -> str | None:
 def pull_release(repo: str, version: str | None, out: Path | None = None, data_dir_name: str = "data",
                  remote: str | None = None) -> tuple[Path, dict, ReleaseRecord]:
     """`dvc get` the release's data/ at `version` (the latest when None) into `out` (default
-    ./gene-embeddings-<version>), then verify every file against MANIFEST.json; returns `out`, the manifest and the
+    ./gene-embeddings-<version>), then verify it (check_release: MANIFEST.json and data.dvc's md5); returns `out`, the manifest and the
     release's record. The version is found in the release index on the branch (tags are not needed). The data comes
     from `remote` (a directory or DVC remote URL) when given, else $GENE_ASSETS_DVC_REMOTE, else the remote a local
     `repo`'s .dvc/config.local names, else the remote its committed .dvc/config names.
@@ -449,6 +603,7 @@ def pull_release(repo: str, version: str | None, out: Path | None = None, data_d
     with ReleaseHistory.of(repo, data_dir_name=data_dir_name) as history:
         record = history.find(version)
         committed_name, committed_url = history.remote_at(record.revision)
+        expected_md5 = history.data_md5_at(record)
     version = record.version
     out = Path(out or f"gene-embeddings-{version}").resolve()
     if out.exists():
@@ -471,7 +626,7 @@ def pull_release(repo: str, version: str | None, out: Path | None = None, data_d
         if result.returncode != 0:
             raise ReleaseError(unreachable_message(repo, record.version, result, remote or committed_url,
                                                    "release" if remote else committed_name))
-        manifest = verify_release(staging)
+        manifest = check_release(staging, expected_md5, f"{repo} (commit {record.revision[:12]})")
         if manifest.get("version") != version:
             raise ReleaseError(f"{repo} at {version} holds a MANIFEST.json of {manifest.get('version')!r}: the "
                                "release index or tag points at the wrong data.dvc.")

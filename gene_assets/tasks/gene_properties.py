@@ -8,7 +8,7 @@ import gzip
 import pandas as pd
 
 from ..catalog.resolver import GeneResolver
-from .spec import GeneTask, TaskLabelError, mapping_counts, require_mapped
+from .spec import GeneTask, TaskLabelError, canonical_labels, dropped_rows, mapping_counts, require_mapped
 
 GENE_PROPERTY_TASKS = [
     GeneTask("tf_vs_non_tf", "regulation", "binary", ("literature",),
@@ -38,7 +38,7 @@ def tf_labels(table: pd.DataFrame, resolver: GeneResolver, path="Human TFs file"
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise TaskLabelError(f"{path} lacks columns {missing}; expected the Human TFs DatabaseExtract table.")
-    table = table[table["Is TF?"].isin(["Yes", "No"])]
+    is_tf, n_respelled = canonical_labels(table["Is TF?"], ["Yes", "No"], path, "column 'Is TF?'")
     by_entrez = pd.to_numeric(table["EntrezGene ID"], errors="coerce")
     known = set(resolver.catalog["entrez_id"])
     by_entrez = by_entrez.where(by_entrez.isin(known)).astype("Int64").reset_index(drop=True)
@@ -47,10 +47,11 @@ def tf_labels(table: pd.DataFrame, resolver: GeneResolver, path="Human TFs file"
     )
     tried = {"Entrez ids": table["EntrezGene ID"], "Ensembl ids": table["Ensembl ID"], "symbols": table["HGNC symbol"]}
     require_mapped("tf_vs_non_tf", path, entrez, tried)
-    labels = table["Is TF?"].map({"Yes": "TF", "No": "non_TF"}).to_numpy()
+    labels = is_tf.map({"Yes": "TF", "No": "non_TF"}).to_numpy()
     mapped = pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": labels}).dropna().drop_duplicates()
     mapped = mapped[~mapped["entrez_id"].duplicated(keep=False)].astype({"entrez_id": "int64"})
-    return mapped.assign(task="tf_vs_non_tf"), {"tf_vs_non_tf": mapping_counts(len(table), entrez.notna().sum())}
+    counts = dropped_rows(mapping_counts(len(table), entrez.notna().sum()), len(table), len(mapped), n_respelled)
+    return mapped.assign(task="tf_vs_non_tf"), {"tf_vs_non_tf": counts}
 
 
 def hgnc_group_labels(groups: pd.DataFrame, resolver: GeneResolver, path="HGNC gene groups") -> tuple[pd.DataFrame, dict]:

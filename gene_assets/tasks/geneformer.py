@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..catalog.resolver import GeneResolver
-from .spec import GeneTask, TaskLabelError, mapping_counts, require_mapped
+from .spec import GeneTask, TaskLabelError, canonical_labels, dropped_rows, label_key, mapping_counts, require_mapped
 
 # (task, column value in the label file, positive class, negative class)
 GENEFORMER_SOURCES = {
@@ -55,16 +55,19 @@ def map_geneformer_labels(labels: pd.DataFrame, resolver: GeneResolver, path="la
     if missing:
         raise TaskLabelError(f"{path} lacks columns {missing}; expected {GENEFORMER_COLUMNS}.")
     frames, counts = [], {}
+    tasks = labels["task"].map(label_key)
     for task, (source_task, positive, negative) in GENEFORMER_SOURCES.items():
-        rows = labels[(labels["task"] == source_task) & labels["label"].isin([positive, negative])]
+        rows = labels[(tasks == label_key(source_task)).to_numpy()]
         if rows.empty:
             raise TaskLabelError(f"{path}: no rows for task {source_task!r} with labels {positive!r}/{negative!r}.")
+        values, n_respelled = canonical_labels(rows["label"], [positive, negative], path, f"task {source_task!r}")
         entrez = resolver.ensembl(rows["ensembl_id"]).entrez_ids.fillna(resolver.symbols(rows["gene_name"]).entrez_ids)
         require_mapped(task, path, entrez, {"Ensembl ids": rows["ensembl_id"], "symbols": rows["gene_name"]})
-        mapped = pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": rows["label"].to_numpy()})
+        mapped = pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": values.to_numpy()})
         n_mapped_ids = rows.loc[entrez.notna().to_numpy(), "ensembl_id"].nunique()
         mapped, n_conflicting = drop_conflicts(mapped)
-        counts[task] = mapping_counts(rows["ensembl_id"].nunique(), n_mapped_ids, n_conflicting=n_conflicting)
+        counts[task] = dropped_rows(mapping_counts(rows["ensembl_id"].nunique(), n_mapped_ids, n_conflicting=n_conflicting),
+                                    len(rows), len(mapped), n_respelled)
         frames.append(mapped.assign(task=task))
     return pd.concat(frames, ignore_index=True), counts
 
@@ -74,9 +77,11 @@ def map_chen2020_labels(table: pd.DataFrame, resolver: GeneResolver, path="Chen 
     if "assignment" not in table.columns:
         raise TaskLabelError(f"{path} has no 'assignment' column (expected 'long-range TF' / 'short-range TF').")
     symbols = table.iloc[:, 0]
+    values, n_respelled = canonical_labels(table["assignment"], ["long-range TF", "short-range TF"], path, "column 'assignment'")
     entrez = resolver.symbols(symbols).entrez_ids
     require_mapped("tf_range_chen2020", path, entrez, {"symbols": symbols})
-    mapped, n_conflicting = drop_conflicts(pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": table["assignment"].to_numpy()}))
+    mapped, n_conflicting = drop_conflicts(pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": values.to_numpy()}))
     n_mapped_symbols = symbols[entrez.notna().to_numpy()].nunique()
-    counts = {"tf_range_chen2020": mapping_counts(symbols.nunique(), n_mapped_symbols, n_conflicting=n_conflicting)}
+    counts = {"tf_range_chen2020": dropped_rows(mapping_counts(symbols.nunique(), n_mapped_symbols, n_conflicting=n_conflicting),
+                                                len(table), len(mapped), n_respelled)}
     return mapped.assign(task="tf_range_chen2020"), counts

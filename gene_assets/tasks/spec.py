@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,3 +56,29 @@ def require_mapped(task: str, path, entrez_ids, tried: dict) -> None:
 
 def mapping_counts(n_source: int, n_mapped: int, **extra) -> dict:
     return {"n_source": int(n_source), "n_unmapped": int(n_source - n_mapped), "n_mapped": int(n_mapped), **extra}
+
+
+def label_key(value) -> str:
+    """A label value as compared: case, surrounding whitespace and '-', '_' or spaces between words do not count."""
+    return re.sub(r"[\s_-]+", " ", str(value)).strip().casefold()
+
+
+def canonical_labels(values: pd.Series, allowed: list[str], path, what: str) -> tuple[pd.Series, int]:
+    """`values` spelled as in `allowed` (respelling only what label_key ignores); any other value, a missing one
+    included, is a TaskLabelError naming the file, the value and its count. Returns the labels and how many rows
+    were respelled."""
+    lookup = {label_key(label): label for label in allowed}
+    keys = values.map(label_key).where(values.notna())
+    unknown = values[~keys.isin(lookup)]
+    if len(unknown):
+        listed = ", ".join(f"{value!r} ({n} rows)" for value, n in unknown.fillna("<missing>").value_counts().items())
+        raise TaskLabelError(f"{path}: {what} has {len(unknown)} rows with unknown label values: {listed}. Expected "
+                             f"one of {allowed} (case, spaces and -/_ may differ); fix or remove those rows.")
+    labels = keys.map(lookup)
+    return labels, int((labels != values).sum())
+
+
+def dropped_rows(counts: dict, n_rows: int, n_kept: int, n_respelled: int) -> dict:
+    """Add to a task's mapping counts how many label rows it read, respelled and dropped (unmapped, duplicate or
+    conflicting), so metadata accounts for every row."""
+    return {**counts, "n_rows": int(n_rows), "n_rows_respelled": int(n_respelled), "n_rows_dropped": int(n_rows - n_kept)}
