@@ -122,7 +122,7 @@ def gene_task_suite() -> list[Row]:
                     estimates["baseline"][(task.name, *key)] = value
 
     def project():
-        engine = TaskEvaluationConfig().protocol()
+        engine = TaskEvaluationConfig().evaluation_protocol()
         units = ((task, labels, features.genes(0, task_genes(task, labels)), engine, False) for task, labels in tasks)
         for (task, _), ((rows, _), _) in zip(tasks, run_units(score_task, units, worker_count(), engine.threads)):
             for row in rows:
