@@ -20,12 +20,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .linear_probes import (
-    MultinomialLogisticRegression,
-    PairLogisticRegression,
-    logistic_fold_probabilities,
-    ridge_fold_predictions,
-)
+from .linear_probes import PairLogisticRegression, logistic_fold_probabilities, ridge_fold_predictions
 from .spec import GeneTask, TaskLabelError
 from .statistics import (
     classification_metrics,
@@ -179,19 +174,16 @@ def ridge_predictions(X: np.ndarray, Y: np.ndarray, folds: list, protocol: Proto
 def multiclass_scores(probe: str, X: np.ndarray, y: np.ndarray, n_classes: int, folds: list,
                       protocol: Protocol) -> list[np.ndarray]:
     """Each test fold's class scores (argmax: the prediction) from the named probe fitted on its training fold:
-    multinomial logistic regression (warm-started across folds; after a per-fold PCA when the protocol projects) or
+    multinomial logistic regression (warm-started across folds; fitted afresh after a per-fold PCA when the protocol
+    projects) or
     the one-vs-rest ridge classifier."""
     if probe == "ridge":
         targets = np.where(np.arange(n_classes) == y[:, None], 1.0, -1.0)  # RidgeClassifier's one-vs-rest coding
         return ridge_predictions(X, targets, folds, protocol)
     if not (protocol.pca_dims and X.shape[1] > protocol.pca_dims):
-        return logistic_fold_probabilities(X, y, folds, n_classes)
-    scores = []
-    for train, test in folds:
-        pca = PCA(protocol.pca_dims, random_state=protocol.seed).fit(X[train])
-        model = MultinomialLogisticRegression().fit(pca.transform(X[train]), y[train], n_classes)
-        scores.append(model.predict_proba(pca.transform(X[test])))
-    return scores
+        return logistic_fold_probabilities(X, y, folds)
+    model = with_pca(LogisticRegression(max_iter=5000), protocol, X.shape[1])
+    return [model.fit(X[train], y[train]).predict_proba(X[test]) for train, test in folds]
 
 
 def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: Protocol, bootstrap: bool = True):
