@@ -9,7 +9,6 @@ Each probe runs as a worker process runs it: one BLAS thread, 5 stratified folds
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -87,29 +86,30 @@ def gene_type_probe() -> list[Row]:
 
 
 def plain_fit_row(X: np.ndarray, labels: pd.Series, name: str) -> Row:
-    """scikit-learn's LogisticRegression(max_iter=5000) per fold vs the engine's fit, on one thread."""
+    """scikit-learn's LogisticRegression(max_iter=5000) fitted afresh on each fold vs the engine's warm-started fits,
+    on one thread."""
     names, y = np.unique(labels.to_numpy(), return_inverse=True)
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
     probabilities = {}
 
     def plain():
-        with threadpool_limits(1), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with threadpool_limits(1):
             probabilities["baseline"] = [LogisticRegression(max_iter=5000).fit(X[train], y[train]).predict_proba(X[test])
                                          for train, test in folds]
 
     def project():
         with threadpool_limits(1):
-            probabilities["project"] = logistic_fold_probabilities(X, y, folds, len(names))
+            probabilities["project"] = logistic_fold_probabilities(X, y, folds)
 
     seconds = timed_rounds({"baseline": plain, "project": project}, REPEATS)
     accuracy = {k: np.mean([balanced_accuracy_score(y[test], p.argmax(1)) for (_, test), p in zip(folds, v)])
                 for k, v in probabilities.items()}
-    gap = max(np.abs(a - b).max() for a, b in zip(probabilities["baseline"], probabilities["project"]))
+    agree = np.mean(np.concatenate([a.argmax(1) == b.argmax(1)
+                                    for a, b in zip(probabilities["baseline"], probabilities["project"])]))
     return Row(
         comparison=f"multinomial logistic regression, gene-type task, {len(y):,} genes, {name} {X.shape[1]} dims",
-        case="scikit-learn LogisticRegression(max_iter=5000) per fold vs the engine's fit (float32 products, warm starts)",
+        case="LogisticRegression(max_iter=5000) fitted afresh per fold vs warm-started from the previous fold",
         unit="s", baseline=median(seconds["baseline"]), project=median(seconds["project"]),
         speedup=median(seconds["baseline"]) / median(seconds["project"]),
-        detail=f"balanced accuracy {accuracy['baseline']:.4f} vs {accuracy['project']:.4f}; max |Δp| {gap:.4f} "
-               "(scikit-learn stops at its default tol 1e-4; the engine at 1e-6)")
+        detail=f"balanced accuracy {accuracy['baseline']:.4f} vs {accuracy['project']:.4f}; same predicted class for "
+               f"{agree:.2%} of genes")

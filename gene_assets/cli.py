@@ -103,7 +103,7 @@ def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: l
                            {"ops": {name: {"config": {"protocol": protocol}} for name in RESULT_ASSETS}})
     if cell_datasets:
         run_cells(runner, backbones, "summary" if "summary" in views else views[0], cell_datasets)
-    runner.execute("release_job", {"ops": {"leaderboard": {"config": {"protocol": protocol}}}},
+    runner.execute("release_job", run_config={"ops": {"leaderboard": {"config": {"protocol": protocol}}}},
                    selection=None if release else ["leaderboard"])
     return runner
 
