@@ -13,7 +13,6 @@ from dagster import (
     TableRecord,
     asset,
 )
-
 from pydantic import Field
 
 from ..cells.report import cell_gains, cell_type_table, clustering_table, gains_table

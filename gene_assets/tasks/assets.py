@@ -19,7 +19,6 @@ from dagster import (
     Output,
     asset,
 )
-
 from pydantic import Field
 
 from ..catalog.resolver import GeneResolver

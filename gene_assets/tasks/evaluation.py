@@ -65,7 +65,6 @@ class Protocol:
     threads: int = -1
     """Threads per forest (-1: every core); a forest grows the same trees on any number of threads."""
 
-
     @classmethod
     def named(cls, name: str, **settings) -> "Protocol":
         if name not in PROTOCOLS:
@@ -175,11 +174,12 @@ def multiclass_scores(probe: str, X: np.ndarray, y: np.ndarray, n_classes: int, 
                       protocol: Protocol) -> list[np.ndarray]:
     """Each test fold's class scores (argmax: the prediction) from the named probe fitted on its training fold:
     multinomial logistic regression (warm-started across folds; fitted afresh after a per-fold PCA when the protocol
-    projects) or
-    the one-vs-rest ridge classifier."""
+    projects) or the one-vs-rest ridge classifier."""
     if probe == "ridge":
         targets = np.where(np.arange(n_classes) == y[:, None], 1.0, -1.0)  # RidgeClassifier's one-vs-rest coding
         return ridge_predictions(X, targets, folds, protocol)
+    if probe != "logistic_regression":
+        raise ValueError(f"Unknown multiclass probe {probe!r}; choose from {', '.join(MULTICLASS_PROBES)}.")
     if not (protocol.pca_dims and X.shape[1] > protocol.pca_dims):
         return logistic_fold_probabilities(X, y, folds)
     model = with_pca(LogisticRegression(max_iter=5000), protocol, X.shape[1])
