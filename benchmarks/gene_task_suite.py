@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from dagster import DagsterInstance, materialize
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -98,7 +98,7 @@ def straightforward(task: GeneTask, labels: pd.DataFrame, Z: GeneMatrix, protoco
         scoring = {"roc_auc": "roc_auc"}
     else:
         y = pd.factorize(labels["label"], sort=True)[0]
-        models = {"ridge": make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0))}
+        models = {"logistic_regression": LogisticRegression(max_iter=5000)}
         scoring = {"balanced_accuracy": "balanced_accuracy", "macro_f1": "f1_macro", "mcc": "matthews_corrcoef"}
     folds = list(StratifiedKFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X, y))
     estimates = {}
@@ -122,7 +122,7 @@ def gene_task_suite() -> list[Row]:
                     estimates["baseline"][(task.name, *key)] = value
 
     def project():
-        engine = TaskEvaluationConfig().protocol()
+        engine = TaskEvaluationConfig().evaluation_protocol()
         units = ((task, labels, features.genes(0, task_genes(task, labels)), engine, False) for task, labels in tasks)
         for (task, _), ((rows, _), _) in zip(tasks, run_units(score_task, units, worker_count(), engine.threads)):
             for row in rows:

@@ -60,7 +60,7 @@ def task_inputs() -> tuple[pd.DataFrame, list]:
 
 def primary_metrics(vectors: np.ndarray, texts: pd.DataFrame, tasks: list, seed: int = 0) -> dict[str, float]:
     """{'task/classifier': primary metric estimate} on these vectors (`seed`: the protocol's folds and forests)."""
-    protocol = TaskEvaluationConfig(seed=seed).protocol()
+    protocol = TaskEvaluationConfig(seed=seed).evaluation_protocol()
     genes = GeneMatrix(pd.Index(texts["entrez_id"]), vectors)
     estimates = {}
     for task, labels in tasks:

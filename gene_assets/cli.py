@@ -19,6 +19,7 @@ from .runs import PipelineRunner
 from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
 from .sources.data_directory import DATA_FILES
 from .storage import storage_path
+from .tasks.evaluation import PROTOCOLS
 from .texts.views import VIEWS
 
 
@@ -119,19 +120,25 @@ def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets:
 
 
 def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: list[str], release: bool = True,
-                 cell_datasets: dict[str, dict] | None = None, force: bool = False) -> PipelineRunner:
+                 cell_datasets: dict[str, dict] | None = None, force: bool = False,
+                 protocol: str = "published") -> PipelineRunner:
     """Sources once, then every (backbone, view) partition, the cell datasets × backbones, then the leaderboard and
-    the release; runs whose outputs are up to date are skipped (all of them are launched with `force`)."""
+    the release, gene tasks under the named evaluation `protocol` (in every run's config, so in its fingerprint);
+    runs whose outputs are up to date are skipped (all of them are launched with `force`)."""
+    from .tasks.assets import RESULT_ASSETS
+
     register_backbones(instance, backbones)
     runner = PipelineRunner(defs, instance, force)
     if not runner.execute("sources_job", run_config={"ops": {"gene_texts": {"config": {"views": views}}}}):
         raise SystemExit("sources_job failed; see the log above.")
     for backbone in backbones:
         for view in views:
-            runner.execute("backbone_job", backbone_view_key(backbone, view))
+            runner.execute("backbone_job", backbone_view_key(backbone, view),
+                           {"ops": {name: {"config": {"protocol": protocol}} for name in RESULT_ASSETS}})
     if cell_datasets:
         run_cells(runner, backbones, "summary" if "summary" in views else views[0], cell_datasets)
-    runner.execute("release_job", selection=None if release else ["leaderboard"])
+    runner.execute("release_job", run_config={"ops": {"leaderboard": {"config": {"protocol": protocol}}}},
+                   selection=None if release else ["leaderboard"])
     return runner
 
 
@@ -316,8 +323,10 @@ def print_leaderboard(io_base: Path) -> None:
         raise UsageError(f"No leaderboard at {path}: run `make run` first.")
     summary = pd.read_parquet(str(path))
     leaks = leaderboard_leaks(summary)
+    protocol = summary["protocol"].iloc[0] if "protocol" in summary and len(summary) else "not recorded"
     for universe in ("all_genes", "with_summary"):
-        print(f"\n## {universe}: estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view shares the label source\n")
+        print(f"\n## {universe} ({protocol} protocol): estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view "
+              "shares the label source\n")
         print(wide_table(summary, universe, leaks).to_markdown(index=False))
     print("\n## Families (mean primary metric) and mean rank\n")
     print(family_summary(summary).to_markdown(index=False))
@@ -372,6 +381,9 @@ def _main(argv: list[str] | None) -> int:
                      help="also embed and score your own h5ad (repeatable)")
     run.add_argument("--max-cells", type=positive_int, default=20_000, help="cells scored per dataset (a stratified sample)")
     run.add_argument("--force", action="store_true", help="run every job, even those whose outputs are up to date")
+    run.add_argument("--protocol", default="published", choices=list(PROTOCOLS),
+                     help="gene-task evaluation protocol: published (the sources' probes; forests on all_genes and 5 "
+                          "random draws) or full (forests on both universes and all 20 draws)")
     sub.add_parser("backbones", help="list registered and discovered backbones")
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")
     add.add_argument("name", help="partition key: letters, digits, '.', '_' or '-'")
@@ -511,7 +523,7 @@ def _main(argv: list[str] | None) -> int:
     cell_datasets.update({name: {"h5ad_path": str(Path(path).resolve()), "label_key": label, "max_cells": args.max_cells}
                           for name, path, label in args.cell_h5ad})
     runner = run_pipeline(defs, instance, args.backbones, args.views, release=not args.no_release,
-                          cell_datasets=cell_datasets, force=args.force)
+                          cell_datasets=cell_datasets, force=args.force, protocol=args.protocol)
     print_leaderboard(io_base)
     if runner.skipped:
         print(f"\nUp to date, not run again ({len(runner.skipped)} runs; --force runs them): "

@@ -3,7 +3,9 @@ the leakage audit and the GO-minus-summary ablation."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from gene_assets.leaderboard.assets import protocol_frames
 from gene_assets.leaderboard.report import (
     leakage_audit,
     pairwise_comparisons,
@@ -71,3 +73,23 @@ def test_go_minus_summary_ablation_is_paired():
     row = ablation[ablation["backbone"] == "strong"].iloc[0]
     assert row["gap"] == np.float64(0.93 - 0.90) or abs(row["gap"] - 0.03) < 1e-9
     assert row["ci_low"] > 0 and row["p_value"] < 0.05
+
+
+def test_leaderboard_compares_results_of_one_protocol_and_says_which():
+    """Gene-task partitions scored under another protocol (or before protocols were named) are left out and listed;
+    cell results, which have one protocol, are kept; the wide table names the protocol it shows."""
+    published = pd.DataFrame([dict(result("strong", "summary", 0.9), protocol="published")])
+    full = pd.DataFrame([dict(result("weak", "summary", 0.7), protocol="full")])
+    unnamed = pd.DataFrame([result("old", "summary", 0.8)])
+    cells = pd.DataFrame([dict(result("strong", "summary", 0.6), task="cell_type_wang", kind="cells")])
+    results = {"geneformer_results": {"strong|summary": published, "weak|summary": full, "old|summary": unnamed},
+               "cell_type_results": {"strong|wang": cells}}
+    frames, left_out = protocol_frames(results, "published")
+    assert [f["backbone"].iloc[0] for f in frames] == ["strong", "strong"]
+    assert left_out == ["geneformer_results[old|summary]", "geneformer_results[weak|summary]"]
+    frames, left_out = protocol_frames(results, "full")
+    assert {f["backbone"].iloc[0] for f in frames} == {"weak", "strong"} and len(left_out) == 2
+    table = wide_table(summarize(pd.concat(frames)).assign(protocol="full"))
+    assert list(table.columns[:3]) == ["backbone", "view", "protocol"] and set(table["protocol"]) == {"full"}
+    with pytest.raises(ValueError, match="Unknown evaluation protocol 'fast'"):
+        protocol_frames(results, "fast")

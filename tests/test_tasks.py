@@ -5,6 +5,7 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.metrics import (
@@ -41,7 +42,7 @@ from gene_assets.tasks.geneformer import (
     map_geneformer_labels,
 )
 from gene_assets.tasks.interaction import GGI_TASK, read_pair_split
-from gene_assets.tasks.linear_probes import PairLogisticRegression, ridge_fold_predictions
+from gene_assets.tasks.linear_probes import PairLogisticRegression, logistic_fold_probabilities, ridge_fold_predictions
 from gene_assets.tasks.spec import GeneTask, TaskLabelError
 from gene_assets.tasks.statistics import (
     classification_metrics,
@@ -241,14 +242,73 @@ def test_fold_ridge_matches_scikit_learn_pipelines_on_real_summary_vectors(data_
         assert np.abs(predicted - reference.predict(X[test].astype(float))).max() < 1e-8
 
     labels = pd.Series(np.select([Y[:, 0] > 0, Y[:, 1] > 0], ["kinase", "membrane"], "other"))
-    rows, _ = evaluate_multiclass(MULTICLASS, X.astype(float), labels, Protocol(n_bootstrap=10))
+    rows, _ = evaluate_multiclass(MULTICLASS, X.astype(float), labels, Protocol(n_bootstrap=10, multiclass_probes=("ridge",)))
     names, y = np.unique(labels, return_inverse=True)
     stratified = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
     expected = []
     for train, test in stratified:
         model = make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0)).fit(X[train].astype(float), y[train])
         expected.append(balanced_accuracy_score(y[test], model.predict(X[test].astype(float))))
-    assert rows[0]["metric"] == "balanced_accuracy" and np.allclose(rows[0]["fold_values"], expected)
+    assert rows[0]["classifier"] == "ridge" and rows[0]["metric"] == "balanced_accuracy"
+    assert np.allclose(rows[0]["fold_values"], expected)
+
+
+@pytest.fixture(scope="module")
+def gene_type_vectors(data_dir):
+    """Bag-of-words vectors (first 256 words) of real RefSeq summaries (symbol and full name where a gene has none)
+    for up to 80 genes of each of the 15 gene types of GenePT's gene functionality task, and their type codes."""
+    info = pd.read_csv(data_dir / "gene_tasks/genept_geneformer_gene_info_table.csv.gz", usecols=["ensembl_id", "gene_type"])
+    texts = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
+                            columns=["ensembl_id", "symbol", "full_name", "refseq_summary"]).dropna(subset=["ensembl_id"])
+    genes = info.merge(texts.drop_duplicates("ensembl_id"), on="ensembl_id").drop_duplicates("ensembl_id")
+    sizes = genes["gene_type"].value_counts()
+    genes = genes[genes["gene_type"].isin(sizes[sizes > 75].index[:15])].groupby("gene_type").head(80)
+    text = genes["refseq_summary"].fillna(genes["symbol"] + " " + genes["full_name"].fillna(""))
+    X = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(pd.DataFrame({"text": text.to_numpy()}))[:, :256]
+    names, y = np.unique(genes["gene_type"], return_inverse=True)
+    return X, y, names
+
+
+def test_multinomial_probe_matches_scikit_learn_on_real_gene_types(gene_type_vectors):
+    """The engine's multiclass probe (warm-started across folds) predicts what scikit-learn's LogisticRegression
+    fitted afresh on each fold predicts, on the real gene-type task; its rows are that probe's."""
+    X, y, names = gene_type_vectors
+    assert len(names) == 15 and len(y) > 900
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    with threadpool_limits(1):  # as on a worker process; a second BLAS thread on a busy shared core is 10x slower
+        warm = logistic_fold_probabilities(X, y, folds)
+        cold = [LogisticRegression(max_iter=5000).fit(X[train], y[train]).predict_proba(X[test]) for train, test in folds]
+        rows, confusion = evaluate_multiclass(MULTICLASS, X, pd.Series(names[y]), Protocol(n_bootstrap=10))
+    expected = []
+    for (_, test), fast, plain in zip(folds, warm, cold):
+        assert (fast.argmax(1) == plain.argmax(1)).mean() >= 0.98
+        assert np.abs(fast - plain).max() < 0.1  # both stop at scikit-learn's tolerance (1e-4), from other starts
+        expected.append(balanced_accuracy_score(y[test], plain.argmax(1)))
+    assert {r["classifier"] for r in rows} == {"logistic_regression"} and confusion.to_numpy().sum() == len(y)
+    assert np.abs(np.array(rows[0]["fold_values"]) - expected).max() < 0.02 and rows[0]["estimate"] > 0.3  # chance: 1/15
+
+
+def test_ridge_is_scored_only_when_named_and_shares_folds_and_resamples(gene_type_vectors):
+    X, y, names = gene_type_vectors
+    labels = pd.Series(names[y])
+    with threadpool_limits(1):
+        both, _ = evaluate_multiclass(MULTICLASS, X, labels,
+                                      Protocol(n_bootstrap=20, multiclass_probes=("logistic_regression", "ridge")))
+        alone, _ = evaluate_multiclass(MULTICLASS, X, labels, Protocol(n_bootstrap=20, multiclass_probes=("ridge",)))
+    assert [r["classifier"] for r in both] == ["logistic_regression"] * 3 + ["ridge"] * 3
+    assert both[3:] == alone
+    with pytest.raises(ValueError, match="Unknown multiclass probe.*ridge_classifier"):
+        Protocol.named("published", multiclass_probes=("ridge_classifier",))
+
+
+def test_named_protocols_choose_where_forests_are_fitted():
+    published, full = Protocol.named("published"), Protocol.named("full")
+    assert published.forests("all_genes", 0) and published.forests("all_genes", 4)
+    assert not published.forests("all_genes", 5) and not published.forests("with_summary", 0)
+    assert all(full.forests(u, d) for u in ("all_genes", "with_summary") for d in range(20))
+    assert published.multiclass_probes == full.multiclass_probes == ("logistic_regression",)
+    with pytest.raises(ValueError, match="Unknown evaluation protocol 'fast'.*published, full"):
+        Protocol.named("fast")
 
 
 def test_engine_forests_are_the_plain_forests_on_real_summary_vectors(data_dir):

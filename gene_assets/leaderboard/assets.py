@@ -7,14 +7,18 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    Config,
     MetadataValue,
     Output,
     TableRecord,
     asset,
 )
+from pydantic import Field
 
 from ..cells.report import cell_gains, cell_type_table, clustering_table, gains_table
 from ..perturbation.evaluation import BASELINE
+from ..tasks.assets import RESULT_ASSETS
+from ..tasks.evaluation import PROTOCOLS
 from ..tasks.figures import png_markdown
 from ..texts.views import VIEWS
 from .inputs import LEADERBOARD_INPUTS, task_spec
@@ -40,6 +44,32 @@ def leaderboard_leaks(summary: pd.DataFrame) -> pd.DataFrame:
     return leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks})
 
 
+class LeaderboardConfig(Config):
+    protocol: str = Field(
+        default="published",
+        description=f"The evaluation protocol whose gene-task results are compared, one of {', '.join(PROTOCOLS)}; "
+                    "results of another protocol are left out (cell and perturbation tasks have one protocol).")
+
+
+def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) -> tuple[list[pd.DataFrame], list[str]]:
+    """Every non-empty results frame of the protocol (cell and perturbation results belong to every protocol), and
+    the gene-task partitions left out because another protocol, or none (results from before protocols were named),
+    computed them."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown evaluation protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}.")
+    frames, left_out = [], []
+    for name in sorted(results):
+        for partition in sorted(results[name]):
+            frame = results[name][partition]
+            if not len(frame):
+                continue
+            if name in RESULT_ASSETS and (frame["protocol"] if "protocol" in frame else pd.Series([None])).ne(protocol).any():
+                left_out.append(f"{name}[{partition}]")
+                continue
+            frames.append(frame)
+    return frames, left_out
+
+
 @asset(
     group_name="leaderboard",
     ins={name: AssetIn(name) for name in LEADERBOARD_INPUTS},
@@ -52,15 +82,19 @@ def leaderboard_leaks(summary: pd.DataFrame) -> pd.DataFrame:
                                    "(primary metric) is within 0.02 of the mean-signature baseline."),
     ],
 )
-def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFrame]):
-    """Backbones × tasks on one gene universe per comparison: estimates, 95% CIs, paired significance against
+def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **results: dict[str, pd.DataFrame]):
+    """Backbones × tasks of one evaluation protocol on one gene universe per comparison: estimates, 95% CIs, paired significance against
     the best, per-family summaries and ranks, a heatmap, the leakage audit and the GO-vs-summary ablation; the
     cell-type section (cell embeddings × datasets, gains over the PCA and random baselines); the perturbation tasks
     in their own table beside the mean-signature baseline."""
-    frames = [frame for partitions in results.values() for frame in partitions.values() if len(frame)]
+    frames, left_out = protocol_frames(results, config.protocol)
     if not frames:
-        raise ValueError("No task results are materialized yet: materialize at least one backbone partition first.")
-    summary = summarize(combine_results(frames))
+        raise ValueError(f"No task results of the {config.protocol!r} protocol are materialized yet: materialize at least "
+                         "one backbone partition with it first.")
+    if left_out:
+        context.log.warning(f"Left out, computed under another protocol than {config.protocol!r} (re-materialize them "
+                            f"with it): {', '.join(left_out)}")
+    summary = summarize(combine_results(frames)).assign(protocol=config.protocol)
     leaks = leaderboard_leaks(summary)
     gains = cell_gains(summary)
     table = wide_table(summary, leaks=leaks)
@@ -69,6 +103,8 @@ def leaderboard(context: AssetExecutionContext, **results: dict[str, pd.DataFram
     near = random_near_mean_signature(summary)
     perturbation = perturbation_table(summary)
     metadata = {
+        "protocol": config.protocol,
+        "left_out_other_protocol": MetadataValue.json(left_out),
         "partitions": summary.loc[summary["backbone"] != BASELINE, ["backbone", "view"]].drop_duplicates().shape[0],
         "leakage": MetadataValue.md(leaks[leaks["leaks"]].drop(columns="leaks").to_markdown(index=False) or "no shared sources"),
         "go_minus_summary": MetadataValue.md(ablation.round(3).to_markdown(index=False) if len(ablation) else "needs the go and summary views"),

@@ -13,7 +13,7 @@ from ..tasks.statistics import holm, paired_p_value, percentile_interval
 
 KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
 PRIMARY_CLASSIFIER = {"binary": "logistic_regression", "pairs": "logistic_regression",
-                      "multiclass": "ridge", "multilabel": "ridge", "cells": "knn",
+                      "multiclass": "logistic_regression", "multilabel": "ridge", "cells": "knn",
                       "perturbation_signature": "mlp", "perturbation_mean_shift": "mlp"}
 PERTURBATION_FAMILY = "perturbation"
 PERTURBATION_METRIC_ORDER = ["roc_auc", "average_precision", "precision_at_20", "precision_at_50", "precision_at_100",
@@ -152,6 +152,8 @@ def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.Dat
     order = primary.groupby(["backbone", "view"])["estimate"].mean().sort_values(ascending=False)
     table = table.loc[order.index]
     table.insert(0, "mean", order.map("{:.3f}".format))
+    if "protocol" in primary:
+        table.insert(0, "protocol", primary["protocol"].iloc[0])
     table.columns.name = None
     return table.reset_index()
 
@@ -179,7 +181,8 @@ def heatmap_png(summary: pd.DataFrame, universe: str = "all_genes") -> bytes:
                         color="white" if value < 0.6 else "black")
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(grid.shape[0]), [f"{b} / {v}" for b, v in grid.index], fontsize=8)
-    ax.set_title(f"gene_assets leaderboard ({universe}; AUC, balanced accuracy for multiclass)")
+    protocol = f"{primary['protocol'].iloc[0]} protocol, " if "protocol" in primary and len(primary) else ""
+    ax.set_title(f"gene_assets leaderboard ({protocol}{universe}; AUC, balanced accuracy for multiclass)")
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
     buffer = io.BytesIO()

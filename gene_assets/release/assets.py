@@ -97,7 +97,8 @@ def embeddings_release(
     if code["uncommitted_changes"]:
         context.log.warning(f"The package differs from commit {code['commit']}: the release records the diff's sha256 "
                             f"{code['diff_sha256']}; commit the changes for a release that a commit reproduces.")
-    release = release_repository.publish(files, describe={"code": code, "models": models})
+    protocol = leaderboard["protocol"].iloc[0] if "protocol" in leaderboard and len(leaderboard) else None
+    release = release_repository.publish(files, describe={"code": code, "protocol": protocol, "models": models})
     context.log.info(
         f"Release {release.version} at {release.revision[:12]}" + ("" if release.created else " (unchanged, reused)")
     )

@@ -507,6 +507,8 @@ def describe_release(manifest: dict) -> list[str]:
         state = (f"plus uncommitted changes, diff sha256 {short(code.get('diff_sha256'))}" if code.get("uncommitted_changes")
                  else "no uncommitted changes" if code.get("uncommitted_changes") is False else "not a git checkout")
         lines.append(f"computed with code {short(code.get('commit'))} ({state})")
+    if manifest.get("protocol"):
+        lines.append(f"gene tasks scored under the {manifest['protocol']} evaluation protocol")
     for model in manifest.get("models", []):
         fields = [f"{key} {short(model[key])}" for key in PROVENANCE_FIELDS if model.get(key) is not None]
         mapping = model.get("mapping")

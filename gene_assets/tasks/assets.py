@@ -19,6 +19,7 @@ from dagster import (
     Output,
     asset,
 )
+from pydantic import Field
 
 from ..catalog.resolver import GeneResolver
 from ..embeddings.encoders import random_gene_vectors
@@ -29,6 +30,8 @@ from ..parallel import run_units, threads_per_worker, worker_count
 from ..progress import ProgressLog
 from ..sources.data_directory import DataDirectory, read_data_csv
 from .evaluation import (
+    MULTICLASS_PROBES,
+    PROTOCOLS,
     Protocol,
     evaluate_binary,
     evaluate_multiclass,
@@ -125,6 +128,15 @@ def gene_interaction_pairs(context: AssetExecutionContext, gene_catalog: pd.Data
 
 
 class TaskEvaluationConfig(Config):
+    protocol: str = Field(
+        default="published",
+        description=f"Evaluation protocol, one of {', '.join(PROTOCOLS)}. published: the sources' probes, forests on "
+                    "all_genes only and on 5 of the random control's draws; full: forests on both universes and every "
+                    "draw. Recorded in every result row; the leaderboard compares results of one protocol.")
+    multiclass_probes: list[str] = Field(
+        default=["logistic_regression"],
+        description=f"Multiclass probes, scored in this order, from {', '.join(MULTICLASS_PROBES)}: multinomial "
+                    "logistic regression (the published probe) and, only when named, the one-vs-rest ridge classifier.")
     n_splits: int = 5
     seed: int = 0
     pca_dims: int | None = None
@@ -135,9 +147,10 @@ class TaskEvaluationConfig(Config):
     workers: int = 0
     """Processes scoring (task, universe, draw) units side by side (0: one per core); results do not depend on it."""
 
-    def protocol(self) -> Protocol:
-        return Protocol(n_splits=self.n_splits, seed=self.seed, pca_dims=self.pca_dims, n_bootstrap=self.n_bootstrap,
-                        threads=threads_per_worker(worker_count(self.workers)))
+    def evaluation_protocol(self) -> Protocol:
+        return Protocol.named(self.protocol, multiclass_probes=tuple(self.multiclass_probes), n_splits=self.n_splits,
+                              seed=self.seed, pca_dims=self.pca_dims, n_bootstrap=self.n_bootstrap,
+                              threads=threads_per_worker(worker_count(self.workers)))
 
 
 @dataclass(frozen=True)
@@ -210,9 +223,10 @@ def in_band(task: GeneTask, labels: pd.DataFrame, protocol: Protocol) -> bool:
 
 
 def score_task(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol: Protocol,
-               extra_draw: bool = False) -> tuple[list[dict], dict]:
+               extra_draw: bool = False, forest: bool = True) -> tuple[list[dict], dict]:
     """Rows for one task on one universe (labels already restricted) and its figures' inputs. Extra draws of the
-    random control skip bootstrap replicates (and are scored only on tasks `in_band`)."""
+    random control skip bootstrap replicates (and are scored only on tasks `in_band`); `forest`: binary tasks also
+    fit random forests (the gene-pair task always does)."""
     bootstrap = not extra_draw
     if task.kind == "pairs":
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
@@ -238,7 +252,7 @@ def score_task(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol
     X = genes.rows(labels["entrez_id"])
     digest = genes_digest(labels["entrez_id"].to_numpy(), pd.factorize(labels["label"], sort=True)[0])
     if task.kind == "binary":
-        rows = evaluate_binary(task, X, labels["label"], protocol, bootstrap)
+        rows = evaluate_binary(task, X, labels["label"], protocol, bootstrap, forest)
         return [dict(r, genes_digest=digest) for r in rows], {}
     rows, confusion = evaluate_multiclass(task, X, labels["label"], protocol, bootstrap)
     return [dict(r, genes_digest=digest) for r in rows], {"confusion": confusion}
@@ -283,7 +297,7 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
                  universes: pd.DataFrame, labels: pd.DataFrame):
         partition = context.partition_key.keys_by_dimension
         backbone = get_backbone(partition["backbone"])
-        protocol, features = config.protocol(), FeatureDraws(embeddings, config.random_draws)
+        protocol, features = config.evaluation_protocol(), FeatureDraws(embeddings, config.random_draws)
         embedded = set(features.index)
         restricted = {}
         for universe in config.universes:
@@ -295,7 +309,8 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
 
         def unit(draw: int, universe: str, task: GeneTask) -> tuple:
             inside = restricted[universe, task.name][0]
-            return task, inside, features.genes(draw, task_genes(task, inside)), protocol, draw > 0
+            return (task, inside, features.genes(draw, task_genes(task, inside)), protocol, draw > 0,
+                    protocol.forests(universe, draw))
 
         progress = ProgressLog(context.log, f"{name} {backbone.name}/{partition['view']}", "task evaluations",
                                total=len(keys), every_seconds=0.0)
@@ -313,11 +328,13 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             progress.advance(note=f"{task.name} on {universe}, draw {draw}: {seconds:.1f}s")
             timings[task.name] = timings.get(task.name, 0.0) + seconds
             excluded = restricted[universe, task.name][1]
-            rows += [dict(r, universe=universe, draw=draw, n_excluded=excluded, seconds=seconds) for r in scored]
+            rows += [dict(r, universe=universe, draw=draw, n_excluded=excluded, seconds=seconds, protocol=protocol.name)
+                     for r in scored]
             if draw == 0 and universe == "all_genes" and figure:
                 figures[task.name] = figure
         results = pd.DataFrame(rows).assign(backbone=backbone.name, view=partition["view"], dims=embeddings.dims)
-        yield Output(results, metadata=_results_metadata(results, skipped, figures, timings))
+        yield Output(results, metadata={"protocol": protocol.name,
+                                        **_results_metadata(results, skipped, figures, timings)})
         yield from result_checks(results, skipped)
 
     return _results

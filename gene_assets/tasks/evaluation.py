@@ -20,7 +20,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .linear_probes import PairLogisticRegression, ridge_fold_predictions
+from .linear_probes import PairLogisticRegression, logistic_fold_probabilities, ridge_fold_predictions
 from .spec import GeneTask, TaskLabelError
 from .statistics import (
     classification_metrics,
@@ -31,8 +31,27 @@ from .statistics import (
 )
 
 
+PROTOCOLS = {
+    "published": {"forest_universes": ("all_genes",), "forest_draws": 5},
+    "full": {"forest_universes": ("all_genes", "with_summary"), "forest_draws": None},
+}
+"""What each named protocol fits besides logistic regression. `published` (the default): random forests where the
+sources publish them, on the primary universe, and on 5 of the random control's draws; `with_summary` (a confound
+control) gets logistic regression only. `full`: forests on both universes and on every draw. Both fit the same
+probes otherwise: the sources' logistic regression (multinomial for multiclass tasks), ridge for multilabel tasks,
+logistic regression and forests on gene pairs."""
+MULTICLASS_PROBES = ("logistic_regression", "ridge")
+"""Multiclass probes by name: the multinomial logistic regression GenePT and the leaderboard paper publish, and a
+one-vs-rest ridge classifier on standardized features, scored only when asked for by name."""
+
+
 @dataclass(frozen=True)
 class Protocol:
+    name: str = "published"
+    forest_universes: tuple[str, ...] = PROTOCOLS["published"]["forest_universes"]
+    forest_draws: int | None = PROTOCOLS["published"]["forest_draws"]
+    """Random-control draws (0, 1, …) whose binary tasks also get forests; None: every draw."""
+    multiclass_probes: tuple[str, ...] = ("logistic_regression",)
     n_splits: int = 5
     seed: int = 0
     pca_dims: int | None = None
@@ -45,6 +64,19 @@ class Protocol:
     has a sampling SD below about 0.01 AUC."""
     threads: int = -1
     """Threads per forest (-1: every core); a forest grows the same trees on any number of threads."""
+
+    @classmethod
+    def named(cls, name: str, **settings) -> "Protocol":
+        if name not in PROTOCOLS:
+            raise ValueError(f"Unknown evaluation protocol {name!r}; choose one of {', '.join(PROTOCOLS)}.")
+        unknown = sorted(set(settings.get("multiclass_probes", ())) - set(MULTICLASS_PROBES))
+        if unknown:
+            raise ValueError(f"Unknown multiclass probe(s) {unknown}; choose from {', '.join(MULTICLASS_PROBES)}.")
+        return cls(name=name, **PROTOCOLS[name], **settings)
+
+    def forests(self, universe: str, draw: int) -> bool:
+        """Whether binary tasks also fit random forests on this universe and random-control draw."""
+        return universe in self.forest_universes and (self.forest_draws is None or draw < self.forest_draws)
 
 
 def genes_digest(*arrays) -> str:
@@ -138,36 +170,52 @@ def ridge_predictions(X: np.ndarray, Y: np.ndarray, folds: list, protocol: Proto
     return [model.fit(X[train], Y[train].astype(float)).predict(X[test]).reshape(len(test), -1) for train, test in folds]
 
 
+def multiclass_scores(probe: str, X: np.ndarray, y: np.ndarray, n_classes: int, folds: list,
+                      protocol: Protocol) -> list[np.ndarray]:
+    """Each test fold's class scores (argmax: the prediction) from the named probe fitted on its training fold:
+    multinomial logistic regression (warm-started across folds; fitted afresh after a per-fold PCA when the protocol
+    projects) or the one-vs-rest ridge classifier."""
+    if probe == "ridge":
+        targets = np.where(np.arange(n_classes) == y[:, None], 1.0, -1.0)  # RidgeClassifier's one-vs-rest coding
+        return ridge_predictions(X, targets, folds, protocol)
+    if probe != "logistic_regression":
+        raise ValueError(f"Unknown multiclass probe {probe!r}; choose from {', '.join(MULTICLASS_PROBES)}.")
+    if not (protocol.pca_dims and X.shape[1] > protocol.pca_dims):
+        return logistic_fold_probabilities(X, y, folds)
+    model = with_pca(LogisticRegression(max_iter=5000), protocol, X.shape[1])
+    return [model.fit(X[train], y[train]).predict_proba(X[test]) for train, test in folds]
+
+
 def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: Protocol, bootstrap: bool = True):
-    """One-vs-rest ridge classifier on standardized features (one linear solve for all classes; multinomial
-    logistic regression needs minutes per fold at 40k genes × 1,024 dims here); returns rows and the pooled
-    confusion matrix."""
+    """The protocol's multiclass probes (multinomial logistic regression; ridge when named) on the same folds and
+    resamples; returns rows and the pooled confusion matrix of the first probe."""
     names, y = np.unique(labels.to_numpy(), return_inverse=True)
     _check_classes(task, y, names, protocol.n_splits)
     folds = list(StratifiedKFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X, y))
-    per_fold = {m: [] for m in ("balanced_accuracy", "macro_f1", "mcc")}
-    replicates = {m: [] for m in per_fold}
-    confusion = np.zeros((len(names), len(names)))
-    targets = np.where(np.arange(len(names)) == y[:, None], 1.0, -1.0)  # RidgeClassifier's one-vs-rest coding
-    decisions = ridge_predictions(X, targets, folds, protocol)
-    for f, (_, test) in enumerate(folds):
-        predicted = decisions[f].argmax(1)
-        fold_confusion = weighted_confusions(y[test], predicted, len(names), np.ones(len(test)))
-        confusion += fold_confusion[0]
-        point = classification_metrics(fold_confusion)
-        if bootstrap:
-            counts = stratified_counts(y[test], protocol.n_bootstrap, resample_rng(protocol.seed, task.name, f))
-            resampled = classification_metrics(weighted_confusions(y[test], predicted, len(names), counts))
-        for metric in per_fold:
-            per_fold[metric].append(float(point[metric][0]))
+    counts = [stratified_counts(y[test], protocol.n_bootstrap, resample_rng(protocol.seed, task.name, f))
+              for f, (_, test) in enumerate(folds)] if bootstrap else None
+    rows, confusions = [], []
+    for probe in protocol.multiclass_probes:
+        per_fold = {m: [] for m in ("balanced_accuracy", "macro_f1", "mcc")}
+        replicates = {m: [] for m in per_fold}
+        confusion = np.zeros((len(names), len(names)))
+        for f, ((_, test), scores) in enumerate(zip(folds, multiclass_scores(probe, X, y, len(names), folds, protocol))):
+            predicted = scores.argmax(1)
+            fold_confusion = weighted_confusions(y[test], predicted, len(names), np.ones(len(test)))
+            confusion += fold_confusion[0]
+            point = classification_metrics(fold_confusion)
             if bootstrap:
-                replicates[metric].append(resampled[metric])
-    rows = [
-        result_row(task, "ridge", metric, per_fold[metric],
-             np.mean(replicates[metric], axis=0) if bootstrap else None, n_genes=len(y), n_classes=len(names))
-        for metric in per_fold
-    ]
-    return rows, pd.DataFrame(confusion, index=names, columns=names)
+                resampled = classification_metrics(weighted_confusions(y[test], predicted, len(names), counts[f]))
+            for metric in per_fold:
+                per_fold[metric].append(float(point[metric][0]))
+                if bootstrap:
+                    replicates[metric].append(resampled[metric])
+        rows += [result_row(task, probe, metric, per_fold[metric],
+                            np.mean(replicates[metric], axis=0) if bootstrap else None, n_genes=len(y),
+                            n_classes=len(names))
+                 for metric in per_fold]
+        confusions.append(pd.DataFrame(confusion, index=names, columns=names))
+    return rows, confusions[0]
 
 
 def column_aucs(Y: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -1,0 +1,86 @@
+"""Recomputation from nothing gives the same release: two cold runs of a small real graph, byte for byte."""
+
+import json
+
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from gene_assets.cli import register_backbones
+from gene_assets.definitions import all_asset_checks, all_assets
+from gene_assets.embeddings.cache import CACHE_DIR_ENV
+from gene_assets.embeddings.partitions import backbone_view_key
+from gene_assets.resources import temporary_resources
+
+from .conftest import make_release_repo
+
+BACKBONES = ["bag-of-words", "tfidf"]
+SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_universes", "geneformer_labels", "gene_type_labels",
+           "gene_property_labels"]
+RESULTS = ["geneformer_results", "gene_type_results", "gene_property_results"]
+EVALUATION = {"n_bootstrap": 200}
+
+
+def cold_run(home, repo, remote, symbols, annotation_cache):
+    """Every asset from empty storage, an empty embedding cache and a new instance, released into `repo`."""
+    resources = temporary_resources(home, release_repo=repo, remote=remote, annotation_cache=annotation_cache)
+    everything = [*all_assets, *all_asset_checks]
+    with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as instance:
+        patch.setenv(CACHE_DIR_ENV, str(home / "embedding_cache"))
+        register_backbones(instance, BACKBONES)
+        runs = [materialize(everything, selection=SOURCES, instance=instance, resources=resources,
+                            run_config={"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": symbols}}}})]
+        for backbone in BACKBONES:
+            runs.append(materialize(everything, selection=["gene_embeddings", *RESULTS], instance=instance,
+                                    resources=resources, partition_key=backbone_view_key(backbone, "summary"),
+                                    run_config={"ops": {name: {"config": EVALUATION} for name in RESULTS}}))
+        release = materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance,
+                              resources=resources)
+        assert all(run.success for run in [*runs, release])
+        return release
+
+
+@pytest.mark.slow
+def test_cold_recomputation_publishes_byte_identical_release_files(tmp_path, task_symbols, annotation_cache):
+    """The second cold run's release files have the first's sha256 one by one, so it reuses the first version and
+    data.dvc (its md5) stays as it was. Worker processes, forests, the multinomial probe's warm starts, the
+    truncated SVD of TF-IDF and the leaderboard's bootstrap bounds and ties all take part. (The random control is
+    left out: its forests on small tasks take minutes, and its units run on the same worker pool.)"""
+    repo, remote = make_release_repo(tmp_path / "release_repo"), tmp_path / "remote"
+    symbols = task_symbols[::2]  # every other gene of the small Geneformer tasks: a spread over all of them
+    first = cold_run(tmp_path / "first", repo, remote, symbols, annotation_cache)
+    manifest, pointer = json.loads((repo / "data" / "MANIFEST.json").read_text()), (repo / "data.dvc").read_bytes()
+    second = cold_run(tmp_path / "second", repo, remote, symbols, annotation_cache)
+    again = json.loads((repo / "data" / "MANIFEST.json").read_text())
+    changed = sorted(name for name, digest in again["files"].items() if manifest["files"].get(name) != digest)
+    assert not changed, f"files that differ between two cold runs: {changed}"
+    assert (repo / "data.dvc").read_bytes() == pointer and again["version"] == manifest["version"] == "embeddings-v1"
+    released = [run.output_for_node("embeddings_release") for run in (first, second)]
+    assert released[0].equals(released[1]) and len(released[0]) >= 8
+    assert manifest["protocol"] == "published"
+    leaderboard = second.output_for_node("leaderboard")  # the published protocol, as the graph ran it
+    assert set(leaderboard["protocol"]) == {"published"}
+    assert set(leaderboard.loc[leaderboard["kind"] == "multiclass", "classifier"]) == {"logistic_regression"}
+    assert set(leaderboard.loc[leaderboard["classifier"] == "random_forest", "universe"]) == {"all_genes"}
+
+
+def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_fingerprint(monkeypatch):
+    """`gene-assets run --protocol full` configures every results asset and the leaderboard with it; the runs'
+    fingerprints then differ from the published protocol's, so switching protocol re-runs them."""
+    from gene_assets.cli import run_pipeline
+    from gene_assets.definitions import defs
+    from gene_assets.runs import PipelineRunner, fingerprint
+    from gene_assets.tasks.assets import RESULT_ASSETS
+
+    launched = []
+    monkeypatch.setattr(PipelineRunner, "execute", lambda self, job, partition=None, run_config=None, selection=None:
+                        launched.append((job, run_config)) or True)
+    with DagsterInstance.ephemeral() as instance:
+        run_pipeline(defs, instance, ["bag-of-words"], ["summary"], release=False, protocol="full")
+        configs = dict(launched[1:])
+        assert configs["backbone_job"] == {"ops": {name: {"config": {"protocol": "full"}} for name in RESULT_ASSETS}}
+        assert configs["release_job"] == {"ops": {"leaderboard": {"config": {"protocol": "full"}}}}
+        graph, keys = defs.resolve_asset_graph(), {AssetKey(name) for name in RESULT_ASSETS}
+        published = {"ops": {name: {"config": {"protocol": "published"}} for name in RESULT_ASSETS}}
+        digests = {fingerprint(instance, graph, keys, backbone_view_key("bag-of-words", "summary"), config, [], defs.resources)
+                   for config in (configs["backbone_job"], published)}
+        assert len(digests) == 2
