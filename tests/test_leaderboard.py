@@ -1,20 +1,29 @@
 """Leaderboard statistics: one universe per comparison, significance against the best, the random band,
-the leakage audit and the GO-minus-summary ablation."""
+the leakage audit, the GO-minus-summary ablation and rank intervals."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from gene_assets.leaderboard.assets import protocol_frames
+from gene_assets.embeddings.encoders import BagOfWordsEncoder, TfidfEncoder, random_gene_vectors
+from gene_assets.embeddings.registry import get_backbone
 from gene_assets.leaderboard.report import (
+    OVERALL,
+    RANK_COLUMNS,
     leakage_audit,
     pairwise_comparisons,
     random_band_at_chance,
+    rank_intervals,
+    rank_table,
     summarize,
     view_ablation,
     wide_table,
 )
+from gene_assets.release.assets import leaderboard_files
 from gene_assets.tasks.assets import TASKS
+from gene_assets.tasks.evaluation import Protocol, evaluate_binary, genes_digest
+from gene_assets.tasks.geneformer import GENEFORMER_SOURCES
 from gene_assets.texts.views import VIEWS
 
 
@@ -93,3 +102,81 @@ def test_leaderboard_compares_results_of_one_protocol_and_says_which():
     assert list(table.columns[:3]) == ["backbone", "view", "protocol"] and set(table["protocol"]) == {"full"}
     with pytest.raises(ValueError, match="Unknown evaluation protocol 'fast'"):
         protocol_frames(results, "fast")
+
+
+RANKED_TASKS = ["dosage_sensitive_tfs", "bivalent_vs_lys4_only", "tf_range_geneformer"]
+
+
+@pytest.fixture(scope="module")
+def scored(data_dir) -> pd.DataFrame:
+    """Real result rows on three Geneformer tasks (RefSeq summaries as texts, logistic regression, 200 paired
+    replicates): bag-of-words, TF-IDF, "bag-of-words-copy" (the same vectors) and the random control, whose draws
+    1–2 make it a band as in the results assets."""
+    long = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv")
+    summaries = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
+                                columns=["ensembl_id", "symbol", "refseq_summary"]).dropna(subset=["ensembl_id"])
+    protocol, rows = Protocol(n_bootstrap=200), []
+    for task in (TASKS[name] for name in RANKED_TASKS):
+        genes = long[long["task"] == GENEFORMER_SOURCES[task.name][0]].merge(
+            summaries.drop_duplicates("ensembl_id"), on="ensembl_id").drop_duplicates("ensembl_id")
+        texts = pd.DataFrame({"text": genes["refseq_summary"].fillna("Gene " + genes["symbol"]).to_numpy()})
+        ids = genes["ensembl_id"].str.removeprefix("ENSG").astype(int).to_numpy()
+        words = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(texts)
+        vectors = {"bag-of-words": words, "bag-of-words-copy": words, "tfidf": TfidfEncoder(get_backbone("tfidf")).embed(texts)}
+        vectors.update({("random-gaussian", draw): random_gene_vectors(ids, 384, seed=draw) for draw in range(3)})
+        extra = {"universe": "all_genes", "view": "summary", "n_excluded": 0,
+                 "genes_digest": genes_digest(ids, (genes["label"] == task.positive).to_numpy())}
+        for name, X in vectors.items():
+            backbone, draw = name if isinstance(name, tuple) else (name, 0)
+            for row in evaluate_binary(task, X, genes["label"], protocol, bootstrap=draw == 0, forest=False):
+                rows.append(dict(row, **extra, backbone=backbone, draw=draw, dims=X.shape[1]))
+    return pd.DataFrame(rows)
+
+
+def test_rank_intervals_on_real_results(scored):
+    """Every rank lies in its 95% interval; P(first) sums to 1 per comparison; identical vectors share rank,
+    interval and group; the random band is left out of ranking, and 'overall' spans the three tasks."""
+    summary = summarize(scored)
+    ranks = rank_intervals(summary)
+    assert list(ranks.columns) == RANK_COLUMNS
+    assert ((ranks["rank_low"] <= ranks["rank"]) & (ranks["rank"] <= ranks["rank_high"])).all()
+    assert ((ranks["rank_low"] >= 1) & (ranks["rank_high"] <= ranks["n_ranked"])).all()
+    assert np.allclose(ranks.groupby(["task", "classifier", "metric"])["p_first"].sum(), 1.0)
+    assert set(ranks["task"]) == {*RANKED_TASKS, OVERALL} and "random-gaussian" not in set(ranks["backbone"])
+    assert (ranks.loc[ranks["task"] == OVERALL, "n_tasks"] == 3).all()
+    same = ranks.set_index(["task", "backbone"])[["rank", "rank_low", "rank_high", "p_first", "group"]]
+    for task in [*RANKED_TASKS, OVERALL]:
+        assert same.loc[(task, "bag-of-words")].equals(same.loc[(task, "bag-of-words-copy")])
+    table = rank_table(ranks)
+    assert list(table.columns[:5]) == ["backbone", "view", "overall rank [95%]", "P(first)", "group"]
+    assert set(RANKED_TASKS) <= set(table.columns)
+
+
+def test_a_backbone_better_on_every_replicate_ranks_first_in_either_metric_direction(scored):
+    """Bag-of-words against the random control's first draw on the dosage task: rank 1 [1–1], P(first) = 1, its own
+    group; a lower-is-better metric (1 − AUC) ranks the same way."""
+    rows = scored[(scored["task"] == "dosage_sensitive_tfs") & (scored["draw"] == 0)
+                  & scored["backbone"].isin(["bag-of-words", "random-gaussian"])]
+    assert all(min(b) > max(r) for b, r in [rows.sort_values("backbone")["bootstrap"].map(np.asarray).tolist()])
+    flipped = rows.assign(metric="relative_mae", estimate=1 - rows["estimate"],
+                          fold_values=[list(1 - np.asarray(v)) for v in rows["fold_values"]],
+                          bootstrap=[list(1 - np.asarray(b)) for b in rows["bootstrap"]])
+    for frame in (rows, flipped):
+        ranks = rank_intervals(summarize(frame)).set_index("backbone")
+        ranks = ranks[ranks["task"] != OVERALL]
+        assert ranks.loc["bag-of-words", ["rank", "rank_low", "rank_high", "p_first", "group"]].tolist() == [1, 1, 1, 1, 1]
+        assert ranks.loc["random-gaussian", ["rank", "rank_low", "rank_high", "p_first", "group"]].tolist() == [2, 2, 2, 0, 2]
+
+
+def test_release_leaderboard_files_carry_rank_intervals(scored):
+    """The release's leaderboard.csv shows overall rank intervals (not bare ranks) and leaderboard_ranks.csv holds
+    every task's and the overall rank intervals."""
+    import io
+
+    summary = summarize(scored).assign(protocol="published")
+    files = leaderboard_files(summary)
+    wide = pd.read_csv(io.BytesIO(files["leaderboard.csv"])).set_index("backbone")
+    assert wide.loc["bag-of-words", "overall rank [95%]"] == wide.loc["bag-of-words-copy", "overall rank [95%]"]
+    assert pd.isna(wide.loc["random-gaussian", "overall rank [95%]"])  # a band, not ranked
+    released = pd.read_csv(io.BytesIO(files["leaderboard_ranks.csv"]))
+    assert list(released.columns) == RANK_COLUMNS and len(released) == len(rank_intervals(summary))

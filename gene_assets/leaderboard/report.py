@@ -113,19 +113,156 @@ def leakage_audit(views: dict, tasks: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+RANK_GROUP_KEYS = ["view", "universe", "task", "classifier", "metric"]
+OVERALL = "overall"
+RANK_COLUMNS = [*RANK_GROUP_KEYS, "backbone", "primary", "estimate", "rank", "rank_low", "rank_high", "p_first", "group",
+                "n_ranked", "n_tasks"]
+
+
+def ranks_of(values: np.ndarray, lower_is_better: bool) -> np.ndarray:
+    """Ranks down axis 0 (1 is best), ties sharing their average rank."""
+    from scipy.stats import rankdata
+
+    return rankdata(values if lower_is_better else -values, method="average", axis=0)
+
+
+def rank_statistics(names: list[str], point: np.ndarray, replicates: np.ndarray, lower_is_better: bool) -> pd.DataFrame:
+    """Ranks of `names` (1 is best) from point values and paired replicates (names × replicates): the point rank,
+    its 95% interval over replicates, the probability of being first (a k-way tie for first counts 1/k) and groups
+    that cannot be told apart. Ties take their average rank. A replicate missing for any name is dropped for all.
+    Group 1 is the leader (best point rank) and every name whose paired difference to it is not significant
+    (Holm-adjusted paired bootstrap p ≥ 0.05, as ≈ marks); the next group starts at the best name left, and so on."""
+    replicates = replicates[:, np.isfinite(replicates).all(axis=0)]
+    if replicates.shape[1] == 0:
+        raise ValueError(f"No bootstrap replicate is finite for every one of {', '.join(names)}: cannot rank them.")
+    point_rank, ranks = ranks_of(point, lower_is_better), ranks_of(replicates, lower_is_better)
+    first = ranks == ranks.min(axis=0)
+    order = sorted(range(len(names)), key=lambda i: (point_rank[i], ranks[i].mean(), names[i]))
+    group, number = np.zeros(len(names), dtype=int), 0
+    while order:
+        leader, others = order[0], order[1:]
+        p = holm(np.nan_to_num([paired_p_value(replicates[leader], replicates[o]) for o in others], nan=1.0))
+        members = [leader] + [o for o, q in zip(others, p) if q >= ALPHA]
+        number += 1
+        group[members] = number
+        order = [i for i in order if i not in members]
+    return pd.DataFrame({"backbone": names, "rank": point_rank,
+                         "rank_low": np.percentile(ranks, 2.5, axis=1, method="lower"),
+                         "rank_high": np.percentile(ranks, 97.5, axis=1, method="higher"),
+                         "p_first": (first / first.sum(axis=0)).mean(axis=1), "group": group,
+                         "n_ranked": len(names)})
+
+
+def rankable(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows that take part in ranking: scored on the genes most backbones of the comparison share, with bootstrap
+    replicates; the random control's band rows (n_draws > 1: a band over seeds, not one paired draw) are left out."""
+    has_replicates = summary["bootstrap"].map(lambda b: b is not None and len(b) > 0)
+    return summary[summary["comparable"] & (summary["n_draws"] <= 1) & has_replicates]
+
+
+def replicate_matrix(bootstraps) -> np.ndarray:
+    """Backbones × replicates (the first n of each, n the fewest any backbone has)."""
+    arrays = [np.asarray(b, float) for b in bootstraps]
+    n = min(len(a) for a in arrays)
+    return np.stack([a[:n] for a in arrays])
+
+
+def task_ranks(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (view, universe, task, classifier, metric): every rankable backbone's rank with its 95% bootstrap interval,
+    P(first) and group, in the metric's direction (LOWER_IS_BETTER), from the replicates the CIs use."""
+    frames = []
+    for keys, group in rankable(summary).groupby(RANK_GROUP_KEYS):
+        group = group.sort_values("backbone")
+        ranks = rank_statistics(group["backbone"].tolist(), group["estimate"].to_numpy(float),
+                                replicate_matrix(group["bootstrap"]), keys[-1] in LOWER_IS_BETTER)
+        frames.append(ranks.assign(**dict(zip(RANK_GROUP_KEYS, keys)), primary=group["primary"].iloc[0],
+                                   estimate=group["estimate"].to_numpy(), n_tasks=1))
+    return pd.DataFrame(pd.concat(frames, ignore_index=True) if frames else [], columns=RANK_COLUMNS)
+
+
+def overall_ranks(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (view, universe): the rank of each backbone's mean rank over the gene tasks' primary metrics (cell tasks
+    have their own section), replicate by replicate, with its 95% interval, P(first) and groups. Every task with a
+    ranked row counts (n_tasks); the contenders are the backbones ranked on all of them (same genes, one protocol).
+    The random control (a band) and a backbone missing a task or scored on other genes get no overall rank."""
+    primary = gene_tasks(summary)
+    primary = primary[primary["primary"] & (primary["kind"] != "cells")]
+    frames = []
+    for (view, universe), rows in primary.groupby(["view", "universe"]):
+        ranked = rankable(rows)
+        tasks = sorted(ranked["task"].unique())
+        contenders = sorted(set.intersection(*(set(ranked.loc[ranked["task"] == t, "backbone"]) for t in tasks))
+                            - set(rows.loc[rows["n_draws"] > 1, "backbone"])) if tasks else []
+        ranked = ranked[ranked["backbone"].isin(contenders)]
+        if len(contenders) < 2:
+            continue
+        point, replicates = [], []
+        for task in tasks:
+            group = ranked[ranked["task"] == task].sort_values("backbone")
+            lower = group["metric"].iloc[0] in LOWER_IS_BETTER
+            point.append(ranks_of(group["estimate"].to_numpy(float), lower))
+            replicates.append(ranks_of(replicate_matrix(group["bootstrap"]), lower))
+        n = min(r.shape[1] for r in replicates)
+        mean_point = np.mean(point, axis=0)
+        ranks = rank_statistics(contenders, mean_point, np.mean([r[:, :n] for r in replicates], axis=0), True)
+        frames.append(ranks.assign(view=view, universe=universe, task=OVERALL, classifier="primary", metric="mean_rank", primary=True,
+                                   estimate=mean_point, n_tasks=len(tasks)))
+    return pd.DataFrame(pd.concat(frames, ignore_index=True) if frames else [], columns=RANK_COLUMNS)
+
+
+def rank_intervals(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every task's ranks and the overall ranks (task 'overall'), one row per backbone and comparison."""
+    parts = [part for part in (task_ranks(summary), overall_ranks(summary)) if len(part)]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RANK_COLUMNS)
+    return table.astype({"n_ranked": int, "n_tasks": int, "group": int}).sort_values(
+        [*RANK_GROUP_KEYS, "rank", "backbone"]).reset_index(drop=True)
+
+
+def format_rank(rank: float, low: float, high: float) -> str:
+    """A rank with its 95% interval, e.g. '2 [1–3]' (ties give half ranks)."""
+    def number(value):
+        return f"{value:g}"
+
+    return f"{number(rank)} [{number(low)}–{number(high)}]"
+
+
+def rank_columns(overall: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Overall ranks (overall_ranks rows) as shown beside a table indexed by `index`: 'rank [95% interval]',
+    P(first), group, and the point rank to sort by."""
+    overall = overall.set_index(index)
+    return pd.DataFrame({"overall rank [95%]": [format_rank(*r) for r in overall[["rank", "rank_low", "rank_high"]].to_numpy()],
+                         "P(first)": overall["p_first"].astype(float).round(3).to_numpy(), "group": overall["group"].to_numpy(),
+                         "overall_rank": overall["rank"].to_numpy()}, index=overall.index)
+
+
+def rank_table(ranks: pd.DataFrame, universe: str = "all_genes") -> pd.DataFrame:
+    """Backbone/view rows: the overall rank [95% interval], P(first) and group, then each task's primary-metric
+    rank [95% interval]; best first within each view."""
+    shown = ranks[(ranks["universe"] == universe) & ranks["primary"]]
+    if shown.empty:
+        return pd.DataFrame()
+    tasks = shown[shown["task"] != OVERALL]
+    cells = tasks.assign(cell=[format_rank(*r) for r in tasks[["rank", "rank_low", "rank_high"]].to_numpy()])
+    table = rank_columns(shown[shown["task"] == OVERALL], ["backbone", "view"]).join(
+        cells.pivot_table(index=["backbone", "view"], columns="task", values="cell", aggfunc="first"), how="outer")
+    table = table.reset_index().sort_values(["view", "overall_rank", "backbone"], na_position="last")
+    return table.drop(columns="overall_rank").reset_index(drop=True)
+
+
 def gene_tasks(summary: pd.DataFrame) -> pd.DataFrame:
     """Rows of the gene tasks (the perturbation tasks have their own table: other metrics, other scale)."""
     return summary[summary["family"] != PERTURBATION_FAMILY]
 
 
 def family_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean primary metric per family and the mean rank over tasks, per backbone/view/universe (gene tasks)."""
+    """Mean primary metric per family per backbone/view/universe (gene tasks), with the overall rank interval."""
     primary = gene_tasks(summary)
-    primary = primary[primary["primary"]].copy()
-    primary["rank"] = primary.groupby(["view", "universe", "task"])["estimate"].rank(ascending=False, method="min")
-    families = primary.pivot_table(index=["backbone", "view", "universe"], columns="family", values="estimate", aggfunc="mean")
-    families["mean_rank"] = primary.groupby(["backbone", "view", "universe"])["rank"].mean()
-    return families.sort_values("mean_rank").round(3).reset_index()
+    primary = primary[primary["primary"]]
+    index = ["backbone", "view", "universe"]
+    families = primary.pivot_table(index=index, columns="family", values="estimate", aggfunc="mean").round(3)
+    families = families.join(rank_columns(overall_ranks(summary), index))
+    families = families.reset_index().sort_values(["view", "universe", "overall_rank", "backbone"], na_position="last")
+    return families.drop(columns="overall_rank").reset_index(drop=True)
 
 
 def format_estimate(row) -> str:
@@ -137,8 +274,9 @@ def format_estimate(row) -> str:
 
 def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Backbone/view rows × task columns (primary metric): estimate [95% CI]; ★ best, ≈ not significantly worse
-    than the best (Holm-adjusted paired bootstrap, p ≥ 0.05); ⚠ the view shares a source with the labels. Gene
-    tasks only (see perturbation_table)."""
+    than the best (Holm-adjusted paired bootstrap, p ≥ 0.05); ⚠ the view shares a source with the labels; the
+    overall rank with its 95% interval (overall_ranks; empty for the random control's band). Gene tasks only (see
+    perturbation_table)."""
     summary = gene_tasks(summary)
     primary = summary[summary["primary"] & (summary["universe"] == universe)]
     if primary.empty:
@@ -152,6 +290,8 @@ def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.Dat
     order = primary.groupby(["backbone", "view"])["estimate"].mean().sort_values(ascending=False)
     table = table.loc[order.index]
     table.insert(0, "mean", order.map("{:.3f}".format))
+    ranks = rank_columns(overall_ranks(summary[summary["universe"] == universe]), ["backbone", "view"]).reindex(table.index)
+    table.insert(1, "overall rank [95%]", ranks["overall rank [95%]"])
     if "protocol" in primary:
         table.insert(0, "protocol", primary["protocol"].iloc[0])
     table.columns.name = None

@@ -11,7 +11,15 @@ from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, M
 from ..cells.embedding import CellEmbeddings
 from ..cells.report import cell_gains, cell_type_table
 from ..embeddings.table import GeneEmbeddings
-from ..leaderboard.report import baseline_gaps, heatmap_png, pairwise_comparisons, perturbation_table, view_ablation, wide_table
+from ..leaderboard.report import (
+    baseline_gaps,
+    heatmap_png,
+    pairwise_comparisons,
+    perturbation_table,
+    rank_intervals,
+    view_ablation,
+    wide_table,
+)
 from ..embeddings.registry import all_backbones
 from ..leaderboard.assets import leaderboard_leaks
 from ..runs import code_revision, latest_materialization
@@ -56,6 +64,25 @@ def parquet_bytes(table) -> bytes:
     return buffer.getvalue()
 
 
+def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
+    """The release's leaderboard files: the wide table (the UI's and the CLI's, ⚠ marks and overall rank intervals
+    included), the cell-type section, the long table, paired comparisons, rank intervals per task and overall, the
+    GO-vs-summary ablation, the perturbation tables and the heatmap."""
+    tables = {
+        "leaderboard.csv": wide_table(leaderboard, leaks=leaderboard_leaks(leaderboard)),
+        "leaderboard_cells.csv": cell_type_table(leaderboard),
+        "leaderboard_cell_gains.csv": cell_gains(leaderboard),
+        "leaderboard_long.csv": leaderboard.drop(columns="bootstrap"),
+        "leaderboard_comparisons.csv": pairwise_comparisons(leaderboard),
+        "leaderboard_ranks.csv": rank_intervals(leaderboard),
+        "leaderboard_go_minus_summary.csv": view_ablation(leaderboard),
+        "leaderboard_perturbation.csv": perturbation_table(leaderboard),
+        "leaderboard_perturbation_vs_mean_signature.csv": baseline_gaps(leaderboard),
+    }
+    return {**{name: table.to_csv(index=False).encode() for name, table in tables.items()},
+            "leaderboard.png": heatmap_png(leaderboard)}
+
+
 @asset(
     group_name="release",
     ins={"gene_embeddings": AssetIn(), "cell_embeddings": AssetIn(), "leaderboard": AssetIn()},
@@ -69,7 +96,7 @@ def embeddings_release(
     release_repository: DvcReleaseRepository,
 ) -> pd.DataFrame:
     """data/ with one parquet per (backbone, view) gene embedding and per (backbone, dataset) cell embedding,
-    leaderboard CSVs (gene tasks, the cell-type section, perturbation tasks), leaderboard.png and MANIFEST.json;
+    the leaderboard_files (gene tasks with rank intervals, the cell-type section, perturbation tasks) and MANIFEST.json;
     `dvc add`, push, tag."""
     if not gene_embeddings:
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
@@ -84,15 +111,7 @@ def embeddings_release(
         name = f"cells/{cells.attrs['backbone']}__{cells.attrs['dataset']}.parquet"
         files[name] = parquet_bytes(cells.to_arrow())
         models.append({**cells.attrs, "file": name})
-    files["leaderboard.csv"] = wide_table(leaderboard, leaks=leaderboard_leaks(leaderboard)).to_csv(index=False).encode()
-    files["leaderboard_cells.csv"] = cell_type_table(leaderboard).to_csv(index=False).encode()
-    files["leaderboard_cell_gains.csv"] = cell_gains(leaderboard).to_csv(index=False).encode()
-    files["leaderboard_long.csv"] = leaderboard.drop(columns="bootstrap").to_csv(index=False).encode()
-    files["leaderboard_comparisons.csv"] = pairwise_comparisons(leaderboard).to_csv(index=False).encode()
-    files["leaderboard_go_minus_summary.csv"] = view_ablation(leaderboard).to_csv(index=False).encode()
-    files["leaderboard_perturbation.csv"] = perturbation_table(leaderboard).to_csv(index=False).encode()
-    files["leaderboard_perturbation_vs_mean_signature.csv"] = baseline_gaps(leaderboard).to_csv(index=False).encode()
-    files["leaderboard.png"] = heatmap_png(leaderboard)
+    files.update(leaderboard_files(leaderboard))
     code = code_revision()
     if code["uncommitted_changes"]:
         context.log.warning(f"The package differs from commit {code['commit']}: the release records the diff's sha256 "
