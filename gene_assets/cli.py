@@ -316,7 +316,7 @@ def print_leaderboard(io_base: Path) -> None:
 
     from .cells.report import cell_gains, cell_type_table, gains_table
     from .leaderboard.assets import leaderboard_leaks
-    from .leaderboard.report import family_summary, perturbation_table, wide_table
+    from .leaderboard.report import family_summary, perturbation_table, rank_intervals, rank_table, wide_table
 
     path = io_base / "leaderboard.parquet"
     if not path.exists():
@@ -328,8 +328,13 @@ def print_leaderboard(io_base: Path) -> None:
         print(f"\n## {universe} ({protocol} protocol): estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view "
               "shares the label source\n")
         print(wide_table(summary, universe, leaks).to_markdown(index=False))
-    print("\n## Families (mean primary metric) and mean rank\n")
+    print("\n## Families (mean primary metric) and overall rank [95% interval]\n")
     print(family_summary(summary).to_markdown(index=False))
+    ranks = rank_table(rank_intervals(summary))
+    if len(ranks):
+        print("\n## Ranks (all_genes): rank [95% paired-bootstrap interval] per task and overall; P(first); group: "
+              "not told apart from the group's leader\n")
+        print(ranks.to_markdown(index=False))
     cells = cell_type_table(summary)
     if len(cells):
         print("\n## Cell types: kNN macro-F1 [95% CI]; ★ best on the dataset, ≈ not significantly worse\n")

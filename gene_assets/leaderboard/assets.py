@@ -31,6 +31,8 @@ from .report import (
     perturbation_table,
     random_band_at_chance,
     random_near_mean_signature,
+    rank_intervals,
+    rank_table,
     summarize,
     view_ablation,
     wide_table,
@@ -84,7 +86,7 @@ def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) 
 )
 def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **results: dict[str, pd.DataFrame]):
     """Backbones × tasks of one evaluation protocol on one gene universe per comparison: estimates, 95% CIs, paired significance against
-    the best, per-family summaries and ranks, a heatmap, the leakage audit and the GO-vs-summary ablation; the
+    the best, per-family summaries, rank intervals per task and overall (P(first), indistinguishable groups), a heatmap, the leakage audit and the GO-vs-summary ablation; the
     cell-type section (cell embeddings × datasets, gains over the PCA and random baselines); the perturbation tasks
     in their own table beside the mean-signature baseline."""
     frames, left_out = protocol_frames(results, config.protocol)
@@ -109,6 +111,7 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
         "leakage": MetadataValue.md(leaks[leaks["leaks"]].drop(columns="leaks").to_markdown(index=False) or "no shared sources"),
         "go_minus_summary": MetadataValue.md(ablation.round(3).to_markdown(index=False) if len(ablation) else "needs the go and summary views"),
         "comparisons": len(pairwise_comparisons(summary)),
+        "rank_intervals": MetadataValue.md(_markdown(rank_table(rank_intervals(summary)), "needs two backbones on one task")),
         "universes": MetadataValue.json(
             summary[summary["primary"]].groupby(["universe", "task"])["n_genes"].max().unstack(0).to_dict()
         ),

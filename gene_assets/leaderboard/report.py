@@ -115,6 +115,8 @@ def leakage_audit(views: dict, tasks: dict) -> pd.DataFrame:
 
 RANK_GROUP_KEYS = ["view", "universe", "task", "classifier", "metric"]
 OVERALL = "overall"
+NOT_RANKED = "not ranked"
+"""The overall rank cell of the random control's band and of a backbone missing a task or scored on other genes."""
 RANK_COLUMNS = [*RANK_GROUP_KEYS, "backbone", "primary", "estimate", "rank", "rank_low", "rank_high", "p_first", "group",
                 "n_ranked", "n_tasks"]
 
@@ -261,6 +263,7 @@ def family_summary(summary: pd.DataFrame) -> pd.DataFrame:
     index = ["backbone", "view", "universe"]
     families = primary.pivot_table(index=index, columns="family", values="estimate", aggfunc="mean").round(3)
     families = families.join(rank_columns(overall_ranks(summary), index))
+    families["overall rank [95%]"] = families["overall rank [95%]"].fillna(NOT_RANKED)
     families = families.reset_index().sort_values(["view", "universe", "overall_rank", "backbone"], na_position="last")
     return families.drop(columns="overall_rank").reset_index(drop=True)
 
@@ -291,7 +294,7 @@ def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.Dat
     table = table.loc[order.index]
     table.insert(0, "mean", order.map("{:.3f}".format))
     ranks = rank_columns(overall_ranks(summary[summary["universe"] == universe]), ["backbone", "view"]).reindex(table.index)
-    table.insert(1, "overall rank [95%]", ranks["overall rank [95%]"])
+    table.insert(1, "overall rank [95%]", ranks["overall rank [95%]"].fillna(NOT_RANKED))
     if "protocol" in primary:
         table.insert(0, "protocol", primary["protocol"].iloc[0])
     table.columns.name = None
