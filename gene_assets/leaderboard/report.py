@@ -175,8 +175,11 @@ def task_ranks(summary: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for keys, group in rankable(summary).groupby(RANK_GROUP_KEYS):
         group = group.sort_values("backbone")
-        ranks = rank_statistics(group["backbone"].tolist(), group["estimate"].to_numpy(float),
-                                replicate_matrix(group["bootstrap"]), keys[-1] in LOWER_IS_BETTER)
+        replicates = replicate_matrix(group["bootstrap"])
+        if not np.isfinite(replicates).all(axis=0).any():
+            continue  # no replicate where every backbone's metric is defined: nothing to rank on
+        ranks = rank_statistics(group["backbone"].tolist(), group["estimate"].to_numpy(float), replicates,
+                                keys[-1] in LOWER_IS_BETTER)
         frames.append(ranks.assign(**dict(zip(RANK_GROUP_KEYS, keys)), primary=group["primary"].iloc[0],
                                    estimate=group["estimate"].to_numpy(), n_tasks=1))
     return pd.DataFrame(pd.concat(frames, ignore_index=True) if frames else [], columns=RANK_COLUMNS)
