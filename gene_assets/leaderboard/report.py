@@ -169,6 +169,11 @@ def replicate_matrix(bootstraps) -> np.ndarray:
     return np.stack([a[:n] for a in arrays])
 
 
+def any_defined(replicates: np.ndarray) -> bool:
+    """Whether some replicate has every backbone's value defined (else there is nothing to rank on)."""
+    return bool(np.isfinite(replicates).all(axis=0).any())
+
+
 def task_ranks(summary: pd.DataFrame) -> pd.DataFrame:
     """Per (view, universe, task, classifier, metric): every rankable backbone's rank with its 95% bootstrap interval,
     P(first) and group, in the metric's direction (LOWER_IS_BETTER), from the replicates the CIs use."""
@@ -176,8 +181,8 @@ def task_ranks(summary: pd.DataFrame) -> pd.DataFrame:
     for keys, group in rankable(summary).groupby(RANK_GROUP_KEYS):
         group = group.sort_values("backbone")
         replicates = replicate_matrix(group["bootstrap"])
-        if not np.isfinite(replicates).all(axis=0).any():
-            continue  # no replicate where every backbone's metric is defined: nothing to rank on
+        if not any_defined(replicates):
+            continue
         ranks = rank_statistics(group["backbone"].tolist(), group["estimate"].to_numpy(float), replicates,
                                 keys[-1] in LOWER_IS_BETTER)
         frames.append(ranks.assign(**dict(zip(RANK_GROUP_KEYS, keys)), primary=group["primary"].iloc[0],
@@ -208,10 +213,12 @@ def overall_ranks(summary: pd.DataFrame) -> pd.DataFrame:
             point.append(ranks_of(group["estimate"].to_numpy(float), lower))
             replicates.append(ranks_of(replicate_matrix(group["bootstrap"]), lower))
         n = min(r.shape[1] for r in replicates)
-        mean_point = np.mean(point, axis=0)
-        ranks = rank_statistics(contenders, mean_point, np.mean([r[:, :n] for r in replicates], axis=0), True)
-        frames.append(ranks.assign(view=view, universe=universe, task=OVERALL, classifier="primary", metric="mean_rank", primary=True,
-                                   estimate=mean_point, n_tasks=len(tasks)))
+        mean_point, mean_replicates = np.mean(point, axis=0), np.mean([r[:, :n] for r in replicates], axis=0)
+        if not any_defined(mean_replicates):
+            continue
+        ranks = rank_statistics(contenders, mean_point, mean_replicates, lower_is_better=True)
+        frames.append(ranks.assign(view=view, universe=universe, task=OVERALL, classifier="primary", metric="mean_rank",
+                                   primary=True, estimate=mean_point, n_tasks=len(tasks)))
     return pd.DataFrame(pd.concat(frames, ignore_index=True) if frames else [], columns=RANK_COLUMNS)
 
 
@@ -281,8 +288,8 @@ def format_estimate(row) -> str:
 def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Backbone/view rows × task columns (primary metric): estimate [95% CI]; ★ best, ≈ not significantly worse
     than the best (Holm-adjusted paired bootstrap, p ≥ 0.05); ⚠ the view shares a source with the labels; the
-    overall rank with its 95% interval (overall_ranks; empty for the random control's band). Gene tasks only (see
-    perturbation_table)."""
+    overall rank with its 95% interval (overall_ranks; NOT_RANKED for the random control's band). Gene tasks only
+    (see perturbation_table)."""
     summary = gene_tasks(summary)
     primary = summary[summary["primary"] & (summary["universe"] == universe)]
     if primary.empty:
