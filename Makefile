@@ -9,6 +9,7 @@ UI_PORT ?= 3000
 
 export GENE_ASSETS_DATA_DIR ?= $(abspath $(DATA_DIR))
 DAGSTER_INSTANCE ?= sqlite
+TEST_WORKERS ?= 2
 export DAGSTER_HOME := $(CURDIR)/dagster_home$(if $(filter postgres,$(DAGSTER_INSTANCE)),/postgres)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -49,11 +50,11 @@ postgres:
 run: setup
 	$(BIN)/gene-assets run
 
-test: setup browser postgres hub-server
-	$(BIN)/pytest
+test: setup browser postgres hub-server  # test files spread over TEST_WORKERS processes (TEST_WORKERS=0: one process)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup postgres hub-server  # every test but those marked slow (whole graph, CLI processes, server round trips)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: setup
 	$(BIN)/python -m benchmarks
