@@ -1,6 +1,7 @@
 """CPU precision calibration: fp32 where the reduced path is slower, a reduced precision only within the cosine bar,
 decisions remembered per machine, the decision and its evidence in the gene_embeddings metadata."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -120,6 +121,8 @@ def test_decision_is_remembered_per_machine_and_recorded_with_the_vectors(tmp_pa
     assert again.value.attrs == first.value.attrs and again.metadata["texts_from_cache"].value == 10
     assert np.array_equal(again.value.matrix, first.value.matrix)
 
+    fewer_allowed = dataclasses.replace(MINILM, fast_path=dataclasses.replace(MINILM.fast_path, precisions=("fp32", "bf16")))
+    assert DecisionStore(decisions).get(machine_fingerprint(), fewer_allowed) is None  # another choice: calibrate again
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")  # another kernel set is another machine
     assert DecisionStore(decisions).get(machine_fingerprint(), MINILM) is None
 
@@ -132,8 +135,6 @@ def test_a_corrupted_decisions_file_names_itself(tmp_path):
 
 
 def test_discovered_entries_written_with_one_fixed_precision_still_load(tmp_path):
-    import dataclasses
-
     from gene_assets.embeddings.discovered import DiscoveredRegistry
     from gene_assets.embeddings.registry import Backbone
 

@@ -138,7 +138,8 @@ class PrecisionDecision:
 
 
 class DecisionStore:
-    """Decisions per (machine fingerprint, backbone, revision) in one JSON file, rewritten atomically."""
+    """Decisions per (machine fingerprint, backbone, revision, what the backbone allows with its task evidence) in
+    one JSON file, rewritten atomically: a newly allowed precision or new evidence calibrates again."""
 
     def __init__(self, path: Path | None = None):
         self.path = Path(path or os.environ.get(DECISIONS_ENV, gene_assets_home() / "cache" / "precision_decisions.json"))
@@ -146,7 +147,9 @@ class DecisionStore:
     @staticmethod
     def key(fingerprint: dict, backbone: Backbone) -> str:
         machine = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-        return f"{machine}/{backbone.name}@{backbone.revision}"
+        allowed = {"precisions": backbone.fast_path.precisions, "evidence": load_evidence().get(backbone.name, {})}
+        options = hashlib.sha256(json.dumps(allowed, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{machine}/{backbone.name}@{backbone.revision}/{options}"
 
     def read(self) -> dict:
         if not self.path.exists():
