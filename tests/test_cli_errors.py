@@ -97,17 +97,6 @@ def test_an_unusable_gene_assets_home_is_one_line_before_anything_runs(tmp_path,
     assert (tmp_path / "a_file").read_text() == "not a directory\n" and not list((tmp_path / "dagster_home").iterdir())
 
 
-def test_a_release_over_a_malformed_manifest_says_so_and_changes_nothing(release_repo, tmp_path):
-    from gene_assets.release.dvc_repository import DvcReleaseRepository, ReleaseError
-
-    (release_repo / "data").mkdir()
-    (release_repo / "data" / "MANIFEST.json").write_text('{"version": "embeddings-v1", "files": {')
-    repo = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
-    with pytest.raises(ReleaseError, match=r"data/MANIFEST.json is not valid JSON \(.*\): it was damaged or edited"):
-        repo.publish({"a.csv": b"1"}, {})
-    assert [p.name for p in (release_repo / "data").iterdir()] == ["MANIFEST.json"] and not (release_repo / "data.dvc").exists()
-
-
 @pytest.mark.slow
 def test_a_view_whose_texts_are_not_stored_is_refused_with_the_command_that_adds_it(tmp_path):
     """The README's `materialize gene_embeddings geneformer_results --backbone bag-of-words --view go` after a run

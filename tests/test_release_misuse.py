@@ -216,3 +216,12 @@ def test_verify_refuses_what_the_manifest_alone_would_pass(released, tmp_path, c
     error = capsys.readouterr().err
     assert re.search(expected, error) and error.startswith("gene-assets: ") and error.count("\n") == 1, error
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+
+
+def test_a_release_over_a_malformed_manifest_says_so_and_changes_nothing(release_repo, tmp_path):
+    (release_repo / "data").mkdir()
+    (release_repo / "data" / "MANIFEST.json").write_text('{"version": "embeddings-v1", "files": {')
+    repo = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
+    with pytest.raises(ReleaseError, match=r"data/MANIFEST.json is not valid JSON \(.*\): it was damaged or edited"):
+        repo.publish({"a.csv": b"1"}, {})
+    assert [p.name for p in (release_repo / "data").iterdir()] == ["MANIFEST.json"] and not (release_repo / "data.dvc").exists()
