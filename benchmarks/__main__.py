@@ -15,7 +15,14 @@ from .harness import RESULTS_DIR, chosen_precisions, machine_description, write_
 from .int8_paths import int8_paths
 from .qwen3_gpu import qwen3_gpu
 
-COMPARISONS = [embedding_throughput, embedding_cache, gene_pair_probe, gene_task_suite, gene_type_probe, cell_embeddings]
+COMPARISONS = [
+    embedding_throughput,
+    embedding_cache,
+    gene_pair_probe,
+    gene_task_suite,
+    gene_type_probe,
+    cell_embeddings,
+]
 ON_REQUEST = [qwen3_gpu, int8_paths]
 """Run only when named: they need hardware `make bench` does not assume (a CUDA GPU), or compare alternatives the
 project does not run (int8 variants, each quantized anew: minutes)."""

@@ -33,7 +33,9 @@ SAMPLE_EVERY = 997
 """Every SAMPLE_EVERY-th cell's vector is returned by both paths to compare them."""
 
 
-def write_counts_h5ad(path: Path, cells: int, genes: int = GENES, nonzero: int = NONZERO_PER_CELL, seed: int = 0) -> int:
+def write_counts_h5ad(
+    path: Path, cells: int, genes: int = GENES, nonzero: int = NONZERO_PER_CELL, seed: int = 0
+) -> int:
     """A backed-readable h5ad with a CSR count matrix (distinct sorted genes per cell, counts ≥ 1), written in
     chunks of cells so that generating it needs little memory; returns the number of non-zeros."""
     import anndata as ad
@@ -127,25 +129,44 @@ def cell_embeddings() -> list[Row]:
         nonzero = write_counts_h5ad(path, CELLS)
         written = time.perf_counter() - started
         size_gb = path.stat().st_size / 1e9
-        print(f"  wrote {path} ({CELLS:,} cells, {nonzero:,} non-zeros, {size_gb:.2f} GB) in {written:.0f} s", flush=True)
+        print(
+            f"  wrote {path} ({CELLS:,} cells, {nonzero:,} non-zeros, {size_gb:.2f} GB) in {written:.0f} s", flush=True
+        )
         reports = {}
         for name in ("streamed", "in_memory"):
             reports[name] = run_path(name, path, scratch)
-            print(f"  {name}: {reports[name]['seconds']:.1f} s, peak RSS {reports[name]['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  {name}: {reports[name]['seconds']:.1f} s, peak RSS {reports[name]['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
     stream, whole = reports["streamed"], reports["in_memory"]
     difference = float(np.abs(stream["sample"] - whole["sample"]).max())
     speed = {name: CELLS / r["seconds"] for name, r in reports.items()}
-    comparison = (f"GenePT-w, backed h5ad {CELLS:,} cells × {GENES:,} genes, {nonzero / CELLS:.0f} non-zeros per cell "
-                  f"({size_gb:.1f} GB), {DIMS}-d gene vectors")
+    comparison = (
+        f"GenePT-w, backed h5ad {CELLS:,} cells × {GENES:,} genes, {nonzero / CELLS:.0f} non-zeros per cell "
+        f"({size_gb:.1f} GB), {DIMS}-d gene vectors"
+    )
     common = f"chunks of {CHUNK_CELLS:,} cells; max |difference| of sampled vectors {difference:.1e}"
     ratio = stream["peak_rss_mb"] / whole["peak_rss_mb"]
     return [
-        Row(comparison=comparison, case="streamed vs in-memory throughput", unit="cells/s",
-            baseline=speed["in_memory"], project=speed["streamed"], speedup=speed["streamed"] / speed["in_memory"],
-            detail=f"{common}; seconds {whole['seconds']:.1f} (in memory, load + X·Z) vs {stream['seconds']:.1f} (streamed)"),
-        Row(comparison=comparison, case="streamed vs in-memory peak RSS (separate subprocesses)", unit="MB",
-            baseline=whole["peak_rss_mb"], project=stream["peak_rss_mb"], speedup=1 / ratio,
-            detail=f"streamed peak is {ratio:.1%} of the in-memory peak; output written to disk per chunk"),
+        Row(
+            comparison=comparison,
+            case="streamed vs in-memory throughput",
+            unit="cells/s",
+            baseline=speed["in_memory"],
+            project=speed["streamed"],
+            speedup=speed["streamed"] / speed["in_memory"],
+            detail=f"{common}; seconds {whole['seconds']:.1f} (in memory, load + X·Z) vs {stream['seconds']:.1f} (streamed)",
+        ),
+        Row(
+            comparison=comparison,
+            case="streamed vs in-memory peak RSS (separate subprocesses)",
+            unit="MB",
+            baseline=whole["peak_rss_mb"],
+            project=stream["peak_rss_mb"],
+            speedup=1 / ratio,
+            detail=f"streamed peak is {ratio:.1%} of the in-memory peak; output written to disk per chunk",
+        ),
     ]
 
 

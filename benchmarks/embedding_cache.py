@@ -30,7 +30,9 @@ def with_changed_texts(texts: pd.DataFrame, count: int) -> pd.DataFrame:
     changed = texts.copy()
     rows = changed.sample(count, random_state=1).index
     changed.loc[rows, "text"] = changed.loc[rows, "text"] + " This summary was revised."
-    changed.loc[rows, "text_sha256"] = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in changed.loc[rows, "text"]]
+    changed.loc[rows, "text_sha256"] = [
+        hashlib.sha256(t.encode("utf-8")).hexdigest() for t in changed.loc[rows, "text"]
+    ]
     return changed
 
 
@@ -47,11 +49,18 @@ def embedding_cache() -> list[Row]:
 
         def materialize(name: str, gene_texts: pd.DataFrame):
             def run():
-                context = build_asset_context(partition_key=backbone_view_key(BACKBONE, "summary"), instance=instance,
-                                              resources={"embedding_device": device})
-                output, _check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=gene_texts,
-                                                      gene_catalog=pd.DataFrame()))
+                context = build_asset_context(
+                    partition_key=backbone_view_key(BACKBONE, "summary"),
+                    instance=instance,
+                    resources={"embedding_device": device},
+                )
+                output, _check = list(
+                    gene_embeddings(
+                        context, config=GeneEmbeddingsConfig(), gene_texts=gene_texts, gene_catalog=pd.DataFrame()
+                    )
+                )
                 embedded[name] = output.metadata["texts_embedded"].value
+
             return run
 
         seconds: dict[str, list[float]] = {"cold": [], "unchanged": [], "changed": []}
@@ -63,12 +72,21 @@ def embedding_cache() -> list[Row]:
     cold = median(seconds["cold"])
     comparison = f"gene_embeddings re-materialization, {TEXTS:,} summaries, {BACKBONE}"
     rows = []
-    for name, case in (("unchanged", "unchanged texts (warm cache) vs empty cache"),
-                       ("changed", f"{CHANGED} texts (1%) changed vs empty cache")):
+    for name, case in (
+        ("unchanged", "unchanged texts (warm cache) vs empty cache"),
+        ("changed", f"{CHANGED} texts (1%) changed vs empty cache"),
+    ):
         value = median(seconds[name])
-        rows.append(Row(
-            comparison=comparison, case=case, unit="seconds", baseline=cold, project=value, speedup=cold / value,
-            detail=f"{value / cold:.1%} of cold time; texts embedded {embedded[name]} (cold {embedded['cold']}); "
-                   f"model loaded before timing; median of {REPEATS}",
-        ))
+        rows.append(
+            Row(
+                comparison=comparison,
+                case=case,
+                unit="seconds",
+                baseline=cold,
+                project=value,
+                speedup=cold / value,
+                detail=f"{value / cold:.1%} of cold time; texts embedded {embedded[name]} (cold {embedded['cold']}); "
+                f"model loaded before timing; median of {REPEATS}",
+            )
+        )
     return rows

@@ -57,13 +57,19 @@ def embedding_throughput() -> list[Row]:
     strings = texts["text"].tolist()
     plain = SentenceTransformer(model_source(backbone), device="cpu")
     chosen = EmbeddingDevice(device="cpu").placement(backbone)
-    encoders = {p: load_encoder(backbone, Placement("cpu", p, chosen.token_budget)) for p in backbone.fast_path.precisions}
-    runs = {"plain": lambda: plain.encode(strings), **{p: (lambda e: lambda: e.embed(texts))(e) for p, e in encoders.items()}}
+    encoders = {
+        p: load_encoder(backbone, Placement("cpu", p, chosen.token_budget)) for p in backbone.fast_path.precisions
+    }
+    runs = {
+        "plain": lambda: plain.encode(strings),
+        **{p: (lambda e: lambda: e.embed(texts))(e) for p, e in encoders.items()},
+    }
     vectors = {}
 
     def keep(name, run):
         def call():
             vectors[name] = run()
+
         return call
 
     seconds = timed_rounds({name: keep(name, run) for name, run in runs.items()}, REPEATS)
@@ -77,13 +83,19 @@ def embedding_throughput() -> list[Row]:
         speed = TEXTS / median(seconds[name])
         label = f"project encoder at {name}" + (" (chosen here by calibration)" if name == chosen.precision else "")
         gflops = flops / median(seconds[name]) / 1e9
-        rows.append(Row(
-            comparison=comparison, case=label, unit="texts/s", baseline=baseline, project=speed,
-            speedup=speed / baseline,
-            detail=f"min cosine to plain fp32 vectors {min_cosine(vectors[name], vectors['plain']):.4f}; "
-                   f"{tokens.sum() / median(seconds[name]):,.0f} tokens/s, {gflops:.0f} GFLOP/s "
-                   f"({gflops / peak:.0%} of the {peak:.0f} GFLOP/s fp32 matmul peak; plain "
-                   f"{flops / median(seconds['plain']) / 1e9:.0f}); median of {REPEATS} alternating runs "
-                   f"{', '.join(f'{s:.1f}' for s in seconds[name])} s",
-        ))
+        rows.append(
+            Row(
+                comparison=comparison,
+                case=label,
+                unit="texts/s",
+                baseline=baseline,
+                project=speed,
+                speedup=speed / baseline,
+                detail=f"min cosine to plain fp32 vectors {min_cosine(vectors[name], vectors['plain']):.4f}; "
+                f"{tokens.sum() / median(seconds[name]):,.0f} tokens/s, {gflops:.0f} GFLOP/s "
+                f"({gflops / peak:.0%} of the {peak:.0f} GFLOP/s fp32 matmul peak; plain "
+                f"{flops / median(seconds['plain']) / 1e9:.0f}); median of {REPEATS} alternating runs "
+                f"{', '.join(f'{s:.1f}' for s in seconds[name])} s",
+            )
+        )
     return rows

@@ -53,9 +53,14 @@ def gene_pair_probe() -> list[Row]:
     seconds = timed_rounds({"baseline": straightforward, "project": factorized}, REPEATS)
     base, project = median(seconds["baseline"]), median(seconds["project"])
     auc = {name: roc_auc_score(ty, s) for name, s in scores.items()}
-    return [Row(
-        comparison=f"gene-pair logistic regression, {len(y):,} train / {len(ty):,} test pairs, {Z.shape[1]} dims",
-        case="LogisticRegression on built pair features vs factorized whitened L-BFGS",
-        unit="s", baseline=base, project=project, speedup=base / project,
-        detail=f"test AUC {auc['baseline']:.4f} vs {auc['project']:.4f} (|Δ| {abs(auc['baseline'] - auc['project']):.4f})",
-    )]
+    return [
+        Row(
+            comparison=f"gene-pair logistic regression, {len(y):,} train / {len(ty):,} test pairs, {Z.shape[1]} dims",
+            case="LogisticRegression on built pair features vs factorized whitened L-BFGS",
+            unit="s",
+            baseline=base,
+            project=project,
+            speedup=base / project,
+            detail=f"test AUC {auc['baseline']:.4f} vs {auc['project']:.4f} (|Δ| {abs(auc['baseline'] - auc['project']):.4f})",
+        )
+    ]

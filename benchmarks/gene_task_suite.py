@@ -44,8 +44,12 @@ from gene_assets.tasks.spec import GeneTask
 from .harness import Row, median, timed_rounds
 
 BACKBONE, VIEW, UNIVERSE = "bag-of-words", "summary", "all_genes"
-FAMILIES = {"geneformer_labels": GENEFORMER_TASKS, "gene_type_labels": [GENE_TYPE_TASK],
-            "gene_property_labels": GENE_PROPERTY_TASKS, "gene_interaction_pairs": [GGI_TASK]}
+FAMILIES = {
+    "geneformer_labels": GENEFORMER_TASKS,
+    "gene_type_labels": [GENE_TYPE_TASK],
+    "gene_property_labels": GENE_PROPERTY_TASKS,
+    "gene_interaction_pairs": [GGI_TASK],
+}
 SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_universes"]
 REPEATS = 2
 
@@ -54,18 +58,33 @@ def suite_inputs() -> tuple[FeatureDraws, list[tuple[GeneTask, pd.DataFrame]]]:
     """The backbone's embeddings and every task's labels inside the universe, materialized from the real data into
     a temporary instance and storage."""
     with tempfile.TemporaryDirectory() as scratch, DagsterInstance.ephemeral() as instance:
-        resources = temporary_resources(Path(scratch), release_repo=Path(scratch) / "repo", remote=Path(scratch) / "remote")
+        resources = temporary_resources(
+            Path(scratch), release_repo=Path(scratch) / "repo", remote=Path(scratch) / "remote"
+        )
         everything = [*all_assets, *all_asset_checks]
-        sources = materialize(everything, selection=[*SOURCES, *FAMILIES], instance=instance, resources=resources,
-                              run_config={"ops": {"gene_texts": {"config": {"views": [VIEW]}}}})
+        sources = materialize(
+            everything,
+            selection=[*SOURCES, *FAMILIES],
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"gene_texts": {"config": {"views": [VIEW]}}}},
+        )
         register_backbones(instance, [BACKBONE])
-        embedded = materialize(everything, selection=["gene_embeddings"], instance=instance, resources=resources,
-                               partition_key=backbone_view_key(BACKBONE, VIEW))
+        embedded = materialize(
+            everything,
+            selection=["gene_embeddings"],
+            instance=instance,
+            resources=resources,
+            partition_key=backbone_view_key(BACKBONE, VIEW),
+        )
         features = FeatureDraws(embedded.output_for_node("gene_embeddings"), draws=1)
         universes = sources.output_for_node("gene_universes")
         genes = set(universes.loc[universes[UNIVERSE], "entrez_id"]) & set(features.index)
-        tasks = [(task, restrict(task, labels_of(task, sources.output_for_node(family)), genes)[0])
-                 for family, family_tasks in FAMILIES.items() for task in family_tasks]
+        tasks = [
+            (task, restrict(task, labels_of(task, sources.output_for_node(family)), genes)[0])
+            for family, family_tasks in FAMILIES.items()
+            for task in family_tasks
+        ]
     return features, tasks
 
 
@@ -74,27 +93,44 @@ def straightforward(task: GeneTask, labels: pd.DataFrame, Z: GeneMatrix, protoco
     backbone's vectors Z."""
     if task.kind == "pairs":
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
-        built = {name: Z.rows(part["entrez_a"]) + Z.rows(part["entrez_b"])
-                 for name, part in (("train", train), ("test", test))}
-        models = {"logistic_regression": LogisticRegression(max_iter=5000),  # one fit: the forest takes both cores
-                  "random_forest": RandomForestClassifier(random_state=protocol.seed, n_jobs=-1)}
-        return {(name, "roc_auc"): roc_auc_score(test["label"], model.fit(built["train"], train["label"])
-                                                 .predict_proba(built["test"])[:, 1])
-                for name, model in models.items()}
+        built = {
+            name: Z.rows(part["entrez_a"]) + Z.rows(part["entrez_b"])
+            for name, part in (("train", train), ("test", test))
+        }
+        models = {
+            "logistic_regression": LogisticRegression(max_iter=5000),  # one fit: the forest takes both cores
+            "random_forest": RandomForestClassifier(random_state=protocol.seed, n_jobs=-1),
+        }
+        return {
+            (name, "roc_auc"): roc_auc_score(
+                test["label"], model.fit(built["train"], train["label"]).predict_proba(built["test"])[:, 1]
+            )
+            for name, model in models.items()
+        }
     if task.kind == "multilabel":
         genes, Y = label_matrix(task, labels)
         X = Z.rows(genes)
         per_fold = []
         for train, test in KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X):
-            scores = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(X[train], Y[train].astype(np.float32)).predict(X[test])
-            per_fold.append([roc_auc_score(Y[test, j], scores[:, j]) if 0 < Y[test, j].sum() < len(test) else np.nan
-                             for j in range(Y.shape[1])])
+            scores = (
+                make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+                .fit(X[train], Y[train].astype(np.float32))
+                .predict(X[test])
+            )
+            per_fold.append(
+                [
+                    roc_auc_score(Y[test, j], scores[:, j]) if 0 < Y[test, j].sum() < len(test) else np.nan
+                    for j in range(Y.shape[1])
+                ]
+            )
         return {("ridge", "mean_roc_auc"): float(np.nanmean(np.nanmean(per_fold, axis=0)))}
     X = Z.rows(labels["entrez_id"])
     if task.kind == "binary":
         y = (labels["label"].to_numpy() == task.positive).astype(int)
-        models = {"logistic_regression": LogisticRegression(max_iter=5000),
-                  "random_forest": RandomForestClassifier(random_state=protocol.seed)}
+        models = {
+            "logistic_regression": LogisticRegression(max_iter=5000),
+            "random_forest": RandomForestClassifier(random_state=protocol.seed),
+        }
         scoring = {"roc_auc": "roc_auc"}
     else:
         y = pd.factorize(labels["label"], sort=True)[0]
@@ -134,11 +170,16 @@ def gene_task_suite() -> list[Row]:
     auc_gaps = {key: gap for key, gap in gaps.items() if "roc_auc" in key[2]}
     worst = max(auc_gaps, key=auc_gaps.get)
     other = max(gap for key, gap in gaps.items() if key not in auc_gaps)
-    return [Row(
-        comparison=f"gene-task suite, {len(tasks)} tasks ({len(auc_gaps)} AUCs), {BACKBONE} {Z.matrix.shape[1]} dims, "
-                   f"{len(features.index):,} genes, {UNIVERSE} universe",
-        case="one scikit-learn fit per task and fold (cross_validate, built pair features, default forests) vs "
-             "the results assets' engine with 1,000 bootstrap replicates",
-        unit="s", baseline=base, project=fast, speedup=base / fast,
-        detail=f"max |ΔAUC| {auc_gaps[worst]:.4f} ({worst[0]}, {worst[1]}); max |Δ| of other metrics {other:.4f}",
-    )]
+    return [
+        Row(
+            comparison=f"gene-task suite, {len(tasks)} tasks ({len(auc_gaps)} AUCs), {BACKBONE} {Z.matrix.shape[1]} dims, "
+            f"{len(features.index):,} genes, {UNIVERSE} universe",
+            case="one scikit-learn fit per task and fold (cross_validate, built pair features, default forests) vs "
+            "the results assets' engine with 1,000 bootstrap replicates",
+            unit="s",
+            baseline=base,
+            project=fast,
+            speedup=base / fast,
+            detail=f"max |ΔAUC| {auc_gaps[worst]:.4f} ({worst[0]}, {worst[1]}); max |Δ| of other metrics {other:.4f}",
+        )
+    ]

@@ -39,20 +39,26 @@ def gene_type_sample(n_genes: int) -> tuple[pd.DataFrame, pd.Series]:
     data = DataDirectory(path=default_data_dir())
     catalog = read_ncbi_gene_info(data.file("ncbi_gene_info"))
     labels, _ = map_gene_type_labels(read_data_csv(data.file("gene_type_table"), dtype=str), GeneResolver(catalog))
-    summaries = pd.read_parquet(data.file("refseq_summaries"), columns=["entrez_id", "symbol", "full_name", "refseq_summary"])
+    summaries = pd.read_parquet(
+        data.file("refseq_summaries"), columns=["entrez_id", "symbol", "full_name", "refseq_summary"]
+    )
     summaries = summaries.drop_duplicates("entrez_id").set_index("entrez_id")
     inside, _ = restrict(GENE_TYPE_TASK, labels, set(summaries.index))
     fraction = min(1.0, n_genes / len(inside))
     sample = inside.groupby("label", group_keys=False).sample(frac=fraction, random_state=0).sort_values("entrez_id")
     genes = summaries.loc[sample["entrez_id"]]
     text = genes["refseq_summary"].fillna(genes["symbol"] + " " + genes["full_name"].fillna(""))
-    return pd.DataFrame({"entrez_id": sample["entrez_id"].to_numpy(), "text": text.to_numpy()}), sample["label"].reset_index(drop=True)
+    return pd.DataFrame({"entrez_id": sample["entrez_id"].to_numpy(), "text": text.to_numpy()}), sample[
+        "label"
+    ].reset_index(drop=True)
 
 
 def vectors(backbone_name: str, texts: pd.DataFrame) -> np.ndarray:
     """The backbone's vectors of the texts (sentence-transformers models at fp32)."""
     backbone = get_backbone(backbone_name)
-    placement = Placement("cpu", "fp32", backbone.fast_path.token_budget) if backbone.kind == "sentence_transformers" else None
+    placement = (
+        Placement("cpu", "fp32", backbone.fast_path.token_budget) if backbone.kind == "sentence_transformers" else None
+    )
     return load_encoder(backbone, placement).embed(texts)
 
 
@@ -66,20 +72,33 @@ def gene_type_probe() -> list[Row]:
         def probe(which: str):
             def run():
                 with threadpool_limits(1):
-                    results[which] = evaluate_multiclass(GENE_TYPE_TASK, X, labels, Protocol(multiclass_probes=(which,)))[0]
+                    results[which] = evaluate_multiclass(
+                        GENE_TYPE_TASK, X, labels, Protocol(multiclass_probes=(which,))
+                    )[0]
+
             return run
 
         seconds = timed_rounds({p: probe(p) for p in ("ridge", "logistic_regression")}, REPEATS)
         ridge, logistic = median(seconds["ridge"]), median(seconds["logistic_regression"])
         metrics = {p: {r["metric"]: r for r in rows_} for p, rows_ in results.items()}
-        cells = "; ".join(f"{m} LR {metrics['logistic_regression'][m]['estimate']:.3f} "
-                          f"[{np.percentile(metrics['logistic_regression'][m]['bootstrap'], 2.5):.3f}, "
-                          f"{np.percentile(metrics['logistic_regression'][m]['bootstrap'], 97.5):.3f}] vs ridge "
-                          f"{metrics['ridge'][m]['estimate']:.3f}" for m in ("balanced_accuracy", "macro_f1", "mcc"))
-        rows.append(Row(
-            comparison=f"gene-type task, {len(labels):,} genes (stratified sample, 15 classes), {name} {X.shape[1]} dims",
-            case="ridge probe (the former default) vs the published multinomial logistic regression, 5 folds, 1 thread",
-            unit="s", baseline=ridge, project=logistic, speedup=ridge / logistic, detail=cells))
+        cells = "; ".join(
+            f"{m} LR {metrics['logistic_regression'][m]['estimate']:.3f} "
+            f"[{np.percentile(metrics['logistic_regression'][m]['bootstrap'], 2.5):.3f}, "
+            f"{np.percentile(metrics['logistic_regression'][m]['bootstrap'], 97.5):.3f}] vs ridge "
+            f"{metrics['ridge'][m]['estimate']:.3f}"
+            for m in ("balanced_accuracy", "macro_f1", "mcc")
+        )
+        rows.append(
+            Row(
+                comparison=f"gene-type task, {len(labels):,} genes (stratified sample, 15 classes), {name} {X.shape[1]} dims",
+                case="ridge probe (the former default) vs the published multinomial logistic regression, 5 folds, 1 thread",
+                unit="s",
+                baseline=ridge,
+                project=logistic,
+                speedup=ridge / logistic,
+                detail=cells,
+            )
+        )
         if name == "bag-of-words":
             rows.append(plain_fit_row(X, labels, name))
     return rows
@@ -94,8 +113,10 @@ def plain_fit_row(X: np.ndarray, labels: pd.Series, name: str) -> Row:
 
     def plain():
         with threadpool_limits(1):
-            probabilities["baseline"] = [LogisticRegression(max_iter=5000).fit(X[train], y[train]).predict_proba(X[test])
-                                         for train, test in folds]
+            probabilities["baseline"] = [
+                LogisticRegression(max_iter=5000).fit(X[train], y[train]).predict_proba(X[test])
+                for train, test in folds
+            ]
 
     def project():
         with threadpool_limits(1):
@@ -106,14 +127,22 @@ def plain_fit_row(X: np.ndarray, labels: pd.Series, name: str) -> Row:
         fresh = sum(LogisticRegression(max_iter=5000).fit(X[train], y[train]).n_iter_[0] for train, _ in folds)
         warm = LogisticRegression(max_iter=5000, warm_start=True)
         started = sum(warm.fit(X[train], y[train]).n_iter_[0] for train, _ in folds)
-    accuracy = {k: np.mean([balanced_accuracy_score(y[test], p.argmax(1)) for (_, test), p in zip(folds, v)])
-                for k, v in probabilities.items()}
-    agree = np.mean(np.concatenate([a.argmax(1) == b.argmax(1)
-                                    for a, b in zip(probabilities["baseline"], probabilities["project"])]))
+    accuracy = {
+        k: np.mean([balanced_accuracy_score(y[test], p.argmax(1)) for (_, test), p in zip(folds, v)])
+        for k, v in probabilities.items()
+    }
+    agree = np.mean(
+        np.concatenate(
+            [a.argmax(1) == b.argmax(1) for a, b in zip(probabilities["baseline"], probabilities["project"])]
+        )
+    )
     return Row(
         comparison=f"multinomial logistic regression, gene-type task, {len(y):,} genes, {name} {X.shape[1]} dims",
         case="LogisticRegression(max_iter=5000) fitted afresh per fold vs warm-started from the previous fold",
-        unit="s", baseline=median(seconds["baseline"]), project=median(seconds["project"]),
+        unit="s",
+        baseline=median(seconds["baseline"]),
+        project=median(seconds["project"]),
         speedup=median(seconds["baseline"]) / median(seconds["project"]),
         detail=f"L-BFGS steps over the folds {fresh} vs {started}; balanced accuracy {accuracy['baseline']:.4f} vs "
-               f"{accuracy['project']:.4f}; same predicted class for {agree:.2%} of genes")
+        f"{accuracy['project']:.4f}; same predicted class for {agree:.2%} of genes",
+    )

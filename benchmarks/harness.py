@@ -79,8 +79,10 @@ def chosen_precisions() -> str:
     for backbone in BACKBONES.values():
         if backbone.kind == "sentence_transformers" and backbone.offline:
             decision = device.placement(backbone).decision
-            choices.append(f"{backbone.name} {decision['precision']} ({decision['reason']}; "
-                           f"{'remembered' if decision['remembered'] else 'calibrated now'})")
+            choices.append(
+                f"{backbone.name} {decision['precision']} ({decision['reason']}; "
+                f"{'remembered' if decision['remembered'] else 'calibrated now'})"
+            )
     return "chosen CPU precision: " + "; ".join(choices)
 
 

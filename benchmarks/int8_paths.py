@@ -57,16 +57,23 @@ def int8_paths() -> list[Row]:
     batches = calibration_batches(backbone, fp32.model)
     graph = converted(fp32.model, batches[-1])
     placement = Placement("cpu", OPENVINO_INT8, budget)
-    no_smooth_quant = nncf.AdvancedQuantizationParameters(smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1))
+    no_smooth_quant = nncf.AdvancedQuantizationParameters(
+        smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1)
+    )
     paths = {
         "project encoder, torch fp32": fp32,
         "OpenVINO fp32 (the converted graph)": OpenVINOEncoder(backbone, placement, graph),
-        f"OpenVINO static int8, NNCF with SmoothQuant (`{OPENVINO_INT8}`, the registry's path)": load_encoder(backbone, placement),
+        f"OpenVINO static int8, NNCF with SmoothQuant (`{OPENVINO_INT8}`, the registry's path)": load_encoder(
+            backbone, placement
+        ),
         "OpenVINO static int8, NNCF without SmoothQuant": OpenVINOEncoder(
-            backbone, placement, quantize(graph, batches, advanced_parameters=no_smooth_quant)),
+            backbone, placement, quantize(graph, batches, advanced_parameters=no_smooth_quant)
+        ),
         "OpenVINO static int8, NNCF with SmoothQuant, attention and FFN output projections in fp32": OpenVINOEncoder(
-            backbone, placement, quantize(graph, batches, ignored_scope=nncf.IgnoredScope(
-                patterns=[r".*output\.dense.*"], validate=False))),
+            backbone,
+            placement,
+            quantize(graph, batches, ignored_scope=nncf.IgnoredScope(patterns=[r".*output\.dense.*"], validate=False)),
+        ),
         "torch dynamic int8 (`int8`, per-tensor weights)": load_encoder(backbone, Placement("cpu", "int8", budget)),
     }
     reference = plain.encode(texts["text"].tolist())
@@ -74,16 +81,28 @@ def int8_paths() -> list[Row]:
     timed = texts.head(TIMED)
     strings = timed["text"].tolist()
     threads = idle_cores()
-    runs = {"plain": lambda: plain.encode(strings),
-            **{name: (lambda e: lambda: e.embed(timed, threads=threads))(e) for name, e in paths.items()}}
+    runs = {
+        "plain": lambda: plain.encode(strings),
+        **{name: (lambda e: lambda: e.embed(timed, threads=threads))(e) for name, e in paths.items()},
+    }
     seconds = timed_rounds(runs, REPEATS)
     baseline = TIMED / median(seconds["plain"])
     project_fp32 = median(seconds["project encoder, torch fp32"])
-    comparison = (f"int8 paths, {BACKBONE}: cosine to plain fp32 on {len(texts)} held-out RefSeq summaries, "
-                  f"speed on {TIMED} of them, {threads} thread(s)")
-    return [Row(comparison=comparison, case=name, unit="texts/s", baseline=baseline,
-                project=TIMED / median(seconds[name]), speedup=median(seconds["plain"]) / median(seconds[name]),
-                detail=f"min cosine {accuracy[name].min():.4f}, median {np.median(accuracy[name]):.4f}; "
-                       f"{project_fp32 / median(seconds[name]):.2f}x the project's fp32; median of {REPEATS} "
-                       f"alternating runs {', '.join(f'{s:.1f}' for s in seconds[name])} s")
-            for name in paths]
+    comparison = (
+        f"int8 paths, {BACKBONE}: cosine to plain fp32 on {len(texts)} held-out RefSeq summaries, "
+        f"speed on {TIMED} of them, {threads} thread(s)"
+    )
+    return [
+        Row(
+            comparison=comparison,
+            case=name,
+            unit="texts/s",
+            baseline=baseline,
+            project=TIMED / median(seconds[name]),
+            speedup=median(seconds["plain"]) / median(seconds[name]),
+            detail=f"min cosine {accuracy[name].min():.4f}, median {np.median(accuracy[name]):.4f}; "
+            f"{project_fp32 / median(seconds[name]):.2f}x the project's fp32; median of {REPEATS} "
+            f"alternating runs {', '.join(f'{s:.1f}' for s in seconds[name])} s",
+        )
+        for name in paths
+    ]

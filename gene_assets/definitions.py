@@ -32,9 +32,16 @@ from .tasks import assets as task_assets
 from .tasks.assets import RESULT_ASSETS
 from .texts import assets as text_assets
 
-MODULES = [catalog_assets, text_assets, embedding_assets, task_assets, cell_assets, perturbation_assets,
-           leaderboard_assets, release_assets]
-
+MODULES = [
+    catalog_assets,
+    text_assets,
+    embedding_assets,
+    task_assets,
+    cell_assets,
+    perturbation_assets,
+    leaderboard_assets,
+    release_assets,
+]
 
 
 def assets_for(profile: str) -> list:
@@ -52,8 +59,14 @@ all_asset_checks = load_asset_checks_from_modules(MODULES)
 sources_job = define_asset_job(
     "sources_job",
     selection=AssetSelection.assets(
-        "gene_catalog", "gene_summaries", "gene_texts", "gene_universes",
-        "geneformer_labels", "gene_type_labels", "gene_property_labels", "gene_interaction_pairs",
+        "gene_catalog",
+        "gene_summaries",
+        "gene_texts",
+        "gene_universes",
+        "geneformer_labels",
+        "gene_type_labels",
+        "gene_property_labels",
+        "gene_interaction_pairs",
         "perturbation_signatures",
     ),
     description="Gene catalog, summaries, text views, gene universes, task labels and perturbation signatures.",
@@ -63,7 +76,7 @@ backbone_job = define_asset_job(
     selection=AssetSelection.assets("gene_embeddings", *RESULT_ASSETS, "perturbation_results"),
     partitions_def=backbone_view_partitions,
     description="Embed one (backbone, view) partition and score it on every gene task family and the Replogle "
-                "unseen-perturbation task.",
+    "unseen-perturbation task.",
 )
 cell_datasets_job = define_asset_job(
     "cell_datasets_job",
@@ -96,7 +109,9 @@ def build_definitions(profile: str) -> Definitions:
         sensors=[
             discovery_sensor(sensor_status),
             AutomationConditionSensorDefinition(
-                "leaderboard_automation", target=AssetSelection.all(), default_status=sensor_status,
+                "leaderboard_automation",
+                target=AssetSelection.all(),
+                default_status=sensor_status,
                 description="Scores new or re-embedded partitions, then refreshes the leaderboard and the release.",
             ),
             *([dead_run_recovery] if profile == "local" else []),

@@ -19,8 +19,12 @@ def silence_worker_replacement() -> None:
     queued; it starts a replacement at once and the units run, so the warning says nothing a person can act on. A
     worker that crashes is reported separately (TerminatedWorkerError) and still fails the asset. Installed where
     the pool is used (filterwarnings replaces an identical filter, so the list does not grow)."""
-    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
-                            category=UserWarning, module="joblib.externals.loky.process_executor")
+    warnings.filterwarnings(
+        "ignore",
+        message="A worker stopped while some jobs were given to the executor",
+        category=UserWarning,
+        module="joblib.externals.loky.process_executor",
+    )
 
 
 def worker_count(requested: int = 0) -> int:
@@ -42,8 +46,9 @@ def _timed(function: Callable, threads: int, expected: tuple, args: tuple) -> tu
     return value, time.perf_counter() - started
 
 
-def run_units(function: Callable, units: Iterable[tuple], workers: int, threads: int,
-              expected: tuple[type[Exception], ...] = ()) -> Iterator[tuple]:
+def run_units(
+    function: Callable, units: Iterable[tuple], workers: int, threads: int, expected: tuple[type[Exception], ...] = ()
+) -> Iterator[tuple]:
     """(function(*unit), seconds) for every unit, yielded in the units' order, with BLAS/OpenMP limited to
     `threads`; an `expected` exception is yielded in place of the value, so the other units go on. One worker runs
     in this process; more run on a reusable pool of loky processes, which take units from the iterable as they free
@@ -54,4 +59,5 @@ def run_units(function: Callable, units: Iterable[tuple], workers: int, threads:
         return
     silence_worker_replacement()
     yield from Parallel(n_jobs=workers, backend="loky", return_as="generator")(
-        delayed(_timed)(function, threads, expected, unit) for unit in units)
+        delayed(_timed)(function, threads, expected, unit) for unit in units
+    )

@@ -8,8 +8,11 @@ from collections.abc import Callable
 
 def duration(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
-        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else (f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
+    )
 
 
 class ProgressLog:
@@ -46,8 +49,10 @@ class ProgressLog:
             seconds_left = (self.total - done) / rate if rate else 0.0
         left = f", about {duration(seconds_left)} left" if 0 < done < self.total and rate else ""
         share = f" ({100 * done / self.total:.0f}%)" if self.total else ""
-        self.log.info(f"{self.label}: {done:,}/{self.total:,} {self.unit}{share} in {duration(elapsed)}, "
-                      f"{rate:,.1f} {self.unit}/s{left}{f'; {note}' if note else ''}")
+        self.log.info(
+            f"{self.label}: {done:,}/{self.total:,} {self.unit}{share} in {duration(elapsed)}, "
+            f"{rate:,.1f} {self.unit}/s{left}{f'; {note}' if note else ''}"
+        )
 
     def advance(self, amount: int = 1, note: str = "") -> None:
         self.update(self.done + amount, note)
@@ -56,4 +61,6 @@ class ProgressLog:
         """A callback for one part of the work that reports its own done count, and optionally its work done (an
         encoder's batches)."""
         base, work_base = self.done, self.work_done
-        return lambda done, _total, work=None: self.update(base + done, work_done=None if work is None else work_base + work)
+        return lambda done, _total, work=None: self.update(
+            base + done, work_done=None if work is None else work_base + work
+        )

@@ -28,7 +28,8 @@ def local_resources() -> dict:
             cache_dir=str(home / "cache" / "ncbi_esummary"),
         ),
         "release_repository": DvcReleaseRepository(
-            repo_dir=os.environ.get(RELEASE_REPO_ENV, str(PROJECT_ROOT)), remote_url=os.environ.get(DVC_REMOTE_ENV),
+            repo_dir=os.environ.get(RELEASE_REPO_ENV, str(PROJECT_ROOT)),
+            remote_url=os.environ.get(DVC_REMOTE_ENV),
             create_remote=DVC_REMOTE_ENV not in os.environ,
         ),
         "embedding_device": EmbeddingDevice(),
@@ -45,5 +46,3 @@ def temporary_resources(tmp_dir: Path, release_repo: Path, remote: Path, annotat
     if annotation_cache is not None:
         resources["annotation_databases"] = AnnotationDatabases(cache_dir=str(annotation_cache))
     return resources
-
-

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, MultiPartitionsDefinition, RunsFilter
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    DagsterRunStatus,
+    MultiPartitionsDefinition,
+    RunsFilter,
+)
 from dagster._core.definitions.partitions.context import partition_loading_context
 
 from .embeddings.discovered import DiscoveredRegistry
@@ -63,8 +70,10 @@ def recover_dead_runs(instance: DagsterInstance) -> list[RecoveredRun]:
         if not pids or any(process_alive(pid, last_event) for pid in pids):
             continue
         instance.report_run_failed(
-            run, message=f"The run's process (pid {', '.join(map(str, sorted(pids)))}) is gone: it was killed or "
-                         "crashed. Stored cache checkpoints stay valid; re-run the same selection to finish it.")
+            run,
+            message=f"The run's process (pid {', '.join(map(str, sorted(pids)))}) is gone: it was killed or "
+            "crashed. Stored cache checkpoints stay valid; re-run the same selection to finish it.",
+        )
         recovered.append(RecoveredRun(run.run_id, run.job_name, tuple(sorted(pids)), run.run_id in held))
     if held:
         for run in instance.get_runs(filters=RunsFilter(run_ids=list(held))):
@@ -90,6 +99,7 @@ def code_digest() -> str:
 def code_revision() -> dict:
     """The git commit of this checkout and whether the package differs from it: uncommitted changes to gene_assets/,
     requirements.lock or pyproject.toml (tracked or new files) are recorded as the sha256 of their diff."""
+
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True)
 
@@ -127,14 +137,19 @@ def backbone_files(name: str) -> list[Path]:
         except ImportError:
             pass  # the run itself reports the missing package
     return ([Path(backbone.source_path)] if backbone.source_path else []) + sorted(
-        p for directory in directories for p in directory.rglob("*") if p.is_file())
+        p for directory in directories for p in directory.rglob("*") if p.is_file()
+    )
 
 
 def partition_backbone(graph, keys: set[AssetKey], partition: str | None) -> str | None:
     """The backbone dimension of the run's partition (backbone × view or backbone × dataset), if it has one."""
     for key in keys:
         partitions_def = graph.get(key).partitions_def
-        if partition and isinstance(partitions_def, MultiPartitionsDefinition) and "backbone" in partitions_def.partition_dimension_names:
+        if (
+            partition
+            and isinstance(partitions_def, MultiPartitionsDefinition)
+            and "backbone" in partitions_def.partition_dimension_names
+        ):
             return partitions_def.get_partition_key_from_str(str(partition)).keys_by_dimension["backbone"]
     return None
 
@@ -150,12 +165,20 @@ def config_paths(config) -> list[str]:
 
 def latest_materialization(instance: DagsterInstance, key: AssetKey, partition: str | None):
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1).records
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
+    ).records
     return records[0] if records else None
 
 
-def fingerprint(instance: DagsterInstance, graph, keys: set[AssetKey], partition: str | None, run_config: dict | None,
-                input_files: list, resources: dict) -> str:
+def fingerprint(
+    instance: DagsterInstance,
+    graph,
+    keys: set[AssetKey],
+    partition: str | None,
+    run_config: dict | None,
+    input_files: list,
+    resources: dict,
+) -> str:
     """Digest of everything the run's outputs depend on: the code, the resources' settings, the partition and run
     config, the input files (with the files of the partition's backbone), and the latest materialization of every upstream asset partition outside the run that
     the run's partition reads (through the partition mappings)."""
@@ -167,12 +190,19 @@ def fingerprint(instance: DagsterInstance, graph, keys: set[AssetKey], partition
                 if parent.asset_key not in keys:
                     record = latest_materialization(instance, parent.asset_key, parent.partition_key)
                     latest[f"{parent.asset_key.to_user_string()}[{parent.partition_key or ''}]"] = (
-                        record.storage_id if record else None)
+                        record.storage_id if record else None
+                    )
     settings = {name: r.model_dump() for name, r in sorted(resources.items()) if hasattr(r, "model_dump")}
     backbone = partition_backbone(graph, keys, partition)
     files = [*input_files, *config_paths(run_config or {}), *(backbone_files(backbone) if backbone else [])]
-    payload = {"code": code_digest(), "resources": settings, "partition": partition, "config": run_config or {},
-               "upstream": latest, "files": file_stamps(files)}
+    payload = {
+        "code": code_digest(),
+        "resources": settings,
+        "partition": partition,
+        "config": run_config or {},
+        "upstream": latest,
+        "files": file_stamps(files),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -201,18 +231,28 @@ class PipelineRunner:
         self.input_files = [root / relative for relative, _ in DATA_FILES.values()] + [DiscoveredRegistry().path]
         self.failed, self.skipped, self.launched = [], [], 0
 
-    def execute(self, job_name: str, partition: str | None = None, run_config: dict | None = None,
-                selection: list[str] | None = None) -> bool:
+    def execute(
+        self,
+        job_name: str,
+        partition: str | None = None,
+        run_config: dict | None = None,
+        selection: list[str] | None = None,
+    ) -> bool:
         job = self.defs.resolve_job_def(job_name)
         keys = {AssetKey(name) for name in selection} if selection else set(job.asset_layer.executable_asset_keys)
-        digest = fingerprint(self.instance, self.graph, keys, partition, run_config, self.input_files, self.defs.resources)
+        digest = fingerprint(
+            self.instance, self.graph, keys, partition, run_config, self.input_files, self.defs.resources
+        )
         label = f"{job_name}" + (f" {partition}" if partition else "")
         if not self.force and up_to_date(self.instance, self.graph, keys, partition, digest):
             self.skipped.append(label)
             return True
         self.launched += 1
         result = job.execute_in_process(
-            instance=self.instance, partition_key=partition, run_config=run_config, raise_on_error=False,
+            instance=self.instance,
+            partition_key=partition,
+            run_config=run_config,
+            raise_on_error=False,
             asset_selection=[AssetKey(name) for name in selection] if selection else None,
             tags={FINGERPRINT_TAG: digest},
         )

@@ -134,7 +134,9 @@ class ParquetIOManager(ConfigurableIOManager):
         else:
             table = obj.to_arrow()
         type_name = f"{type(obj).__module__}:{type(obj).__qualname__}"
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"gene_assets.type": type_name.encode()})
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"gene_assets.type": type_name.encode()}
+        )
         write_table(table, path)
         context.add_output_metadata({"path": str(path)})
         if hasattr(obj, "to_anndata"):
@@ -153,10 +155,14 @@ class ParquetIOManager(ConfigurableIOManager):
             paths = {key: self._path(asset_key_path, _as_key(partitions_def, key)) for key in keys}
             paths = {key: path for key, path in paths.items() if path.exists()}
             lazy = (context.definition_metadata or {}).get("lazy", False)
-            found = LazyPartitions(paths, self._read) if lazy else {key: self._read(path) for key, path in paths.items()}
+            found = (
+                LazyPartitions(paths, self._read) if lazy else {key: self._read(path) for key, path in paths.items()}
+            )
             missing = len(keys) - len(found)
             if missing:
-                context.log.info(f"{'/'.join(asset_key_path)}: {len(found)} partitions available, {missing} not materialized")
+                context.log.info(
+                    f"{'/'.join(asset_key_path)}: {len(found)} partitions available, {missing} not materialized"
+                )
             return found
         return self._read(self._path(asset_key_path))
 

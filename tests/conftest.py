@@ -65,7 +65,9 @@ def git(repo: Path, *args: str) -> str:
 
 
 def dvc(repo: Path, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def make_release_repo(repo: Path) -> Path:
@@ -98,7 +100,8 @@ def free_port() -> int:
 
 def graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -134,8 +137,14 @@ def running_ui(env: dict) -> Iterator[int]:
     port = free_port()
     log_path = Path(env["DAGSTER_HOME"]) / "dg_dev.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)],
-                                   cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.time() + 180
             while True:
@@ -149,6 +158,8 @@ def running_ui(env: dict) -> Iterator[int]:
             yield port
         finally:
             stop_process_tree(process)
+
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -159,8 +170,12 @@ def s3_server(tmp_path_factory) -> str:
     port = free_port()
     log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -197,14 +212,28 @@ def planted_inputs(storage) -> None:
     ids = np.arange(1, 241)
     sensitive = ids % 2 == 0
     filler = ["nuclear", "protein", "binding", "expressed", "tissue", "cell", "membrane", "regulates"]
-    texts = [f"Gene G{i}. {'kinase domain' if s else 'zinc finger'} " + " ".join(rng.choice(filler, 6))
-             for i, s in zip(ids, sensitive)]
+    texts = [
+        f"Gene G{i}. {'kinase domain' if s else 'zinc finger'} " + " ".join(rng.choice(filler, 6))
+        for i, s in zip(ids, sensitive)
+    ]
     storage.mkdir(parents=True)
-    pd.DataFrame({"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "aliases": [f"OLD{i}" for i in ids], "ensembl_ids": ""}
-                 ).to_parquet(storage / "gene_catalog.parquet")
-    pd.DataFrame({"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "view": "summary", "text": texts,
-                  "source": "refseq_summary", "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts]}
-                 ).to_parquet(storage / "gene_texts.parquet")
-    pd.DataFrame({"entrez_id": ids, "all_genes": True, "with_summary": True}).to_parquet(storage / "gene_universes.parquet")
+    pd.DataFrame(
+        {"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "aliases": [f"OLD{i}" for i in ids], "ensembl_ids": ""}
+    ).to_parquet(storage / "gene_catalog.parquet")
+    pd.DataFrame(
+        {
+            "entrez_id": ids,
+            "symbol": [f"G{i}" for i in ids],
+            "view": "summary",
+            "text": texts,
+            "source": "refseq_summary",
+            "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
+        }
+    ).to_parquet(storage / "gene_texts.parquet")
+    pd.DataFrame({"entrez_id": ids, "all_genes": True, "with_summary": True}).to_parquet(
+        storage / "gene_universes.parquet"
+    )
     labels = np.where(sensitive, "Dosage-sensitive TFs", "Dosage-insensitive TFs")
-    pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}).to_parquet(storage / "geneformer_labels.parquet")
+    pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}).to_parquet(
+        storage / "geneformer_labels.parquet"
+    )

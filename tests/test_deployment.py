@@ -25,7 +25,8 @@ def test_k8s_profile_runs_steps_as_pods_and_requests_a_gpu_for_embedding(monkeyp
     executor = validate_run_config(job, {})["execution"]["k8s_gpu_executor"]  # dagster-k8s's schema accepts it
     assert executor["job_namespace"] == "genes" and executor["env_secrets"] == ["gene-assets-keys"]
     assert executor["volume_mounts"][0]["mount_path"] == next(
-        v.split("=", 1)[1] for v in executor["env_vars"] if v.startswith(f"{HOME_ENV}="))
+        v.split("=", 1)[1] for v in executor["env_vars"] if v.startswith(f"{HOME_ENV}=")
+    )
     step = get_user_defined_k8s_config(job.get_node_named("gene_embeddings").tags)
     assert step.container_config["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     scoring = get_user_defined_k8s_config(job.get_node_named("geneformer_results").tags)
@@ -61,23 +62,36 @@ def test_backbone_job_runs_on_a_dask_cluster_with_storage_on_s3(tmp_path, monkey
     with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, ["bag-of-words"])
         result = execute_job(
-            reconstructable(dask_backbone_job), instance,
-            run_config={"ops": {"geneformer_results": {"config": {"n_bootstrap": 50, "random_draws": 1,
-                                                                  "universes": ["all_genes"]}}}},
-            tags={"dagster/partition": "bag-of-words|summary", "dagster/partition/backbone": "bag-of-words",
-                  "dagster/partition/view": "summary"},
+            reconstructable(dask_backbone_job),
+            instance,
+            run_config={
+                "ops": {
+                    "geneformer_results": {"config": {"n_bootstrap": 50, "random_draws": 1, "universes": ["all_genes"]}}
+                }
+            },
+            tags={
+                "dagster/partition": "bag-of-words|summary",
+                "dagster/partition/backbone": "bag-of-words",
+                "dagster/partition/view": "summary",
+            },
             asset_selection=[AssetKey("gene_embeddings"), AssetKey("geneformer_results")],
         )
         assert result.success
         step_pids = {e.step_key: e.pid for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
-        paths = {e.asset_key.path[-1]: e.materialization.metadata["path"].value
-                 for e in result.get_asset_materialization_events()}
+        paths = {
+            e.asset_key.path[-1]: e.materialization.metadata["path"].value
+            for e in result.get_asset_materialization_events()
+        }
     assert set(step_pids) == {"gene_embeddings", "geneformer_results"}
     assert os.getpid() not in step_pids.values()  # every step ran in a dask worker process
-    assert paths == {"gene_embeddings": f"{storage}/gene_embeddings/backbone=bag-of-words/view=summary.parquet",
-                     "geneformer_results": f"{storage}/geneformer_results/backbone=bag-of-words/view=summary.parquet"}
+    assert paths == {
+        "gene_embeddings": f"{storage}/gene_embeddings/backbone=bag-of-words/view=summary.parquet",
+        "geneformer_results": f"{storage}/geneformer_results/backbone=bag-of-words/view=summary.parquet",
+    }
     assert not (tmp_path / "home" / "storage").exists()
     assert not [p for p in s3.find(f"{s3_bucket}/storage") if p.endswith(".tmp")]
     results = pd.read_parquet(paths["geneformer_results"])
-    auc = results.query("task == 'dosage_sensitive_tfs' and classifier == 'logistic_regression' and metric == 'roc_auc'")
+    auc = results.query(
+        "task == 'dosage_sensitive_tfs' and classifier == 'logistic_regression' and metric == 'roc_auc'"
+    )
     assert auc["estimate"].item() > 0.95 and auc["n_genes"].item() == 240

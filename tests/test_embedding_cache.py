@@ -22,12 +22,14 @@ SETTINGS = {"backbone": "fake", "model_id": "fake/model", "revision": "r1", "pre
 
 
 def text_table(texts: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "entrez_id": range(1, len(texts) + 1),
-        "text": texts,
-        "source": "refseq_summary",
-        "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
-    })
+    return pd.DataFrame(
+        {
+            "entrez_id": range(1, len(texts) + 1),
+            "text": texts,
+            "source": "refseq_summary",
+            "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
+        }
+    )
 
 
 def fake_vector(text: str) -> np.ndarray:
@@ -205,9 +207,14 @@ def summary_texts(data_dir) -> pd.DataFrame:
 def materialize_partition(backbone: str, texts: pd.DataFrame):
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("backbone", [backbone])
-        context = build_asset_context(partition_key=backbone_view_key(backbone, "summary"), instance=instance,
-                                      resources={"embedding_device": EmbeddingDevice(device="cpu", cpu_precision="bf16")})
-        output, check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts, gene_catalog=pd.DataFrame()))
+        context = build_asset_context(
+            partition_key=backbone_view_key(backbone, "summary"),
+            instance=instance,
+            resources={"embedding_device": EmbeddingDevice(device="cpu", cpu_precision="bf16")},
+        )
+        output, check = list(
+            gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts, gene_catalog=pd.DataFrame())
+        )
     assert check.passed
     return output
 

@@ -54,8 +54,11 @@ def texts_frame(entrez_ids, texts, sources=None) -> pd.DataFrame:
 
 def test_text_availability_control_sees_only_fallback_flag_and_length():
     encoder = load_encoder(get_backbone("text-availability"))
-    texts = texts_frame([1, 2, 3], ["Gene A, alpha. It binds DNA in the nucleus.", "Gene B, beta.", "Gene C."],
-                        ["refseq_summary", "full_name_fallback", "symbol_fallback"])
+    texts = texts_frame(
+        [1, 2, 3],
+        ["Gene A, alpha. It binds DNA in the nucleus.", "Gene B, beta.", "Gene C."],
+        ["refseq_summary", "full_name_fallback", "symbol_fallback"],
+    )
     features = encoder.embed(texts)
     assert features.shape == (3, 2)
     assert features[:, 0].tolist() == [1.0, 0.0, 0.0]
@@ -104,14 +107,17 @@ def test_tfidf_is_deterministic_unit_length_and_groups_gene_families(summary_sam
 
 def test_tfidf_pads_a_vocabulary_smaller_than_its_dimensions():
     vectors = load_encoder(get_backbone("tfidf")).embed(
-        texts_frame([1, 2, 3], ["tumor suppressor protein binds DNA", "DNA repair protein", "glycoprotein in plasma"]))
+        texts_frame([1, 2, 3], ["tumor suppressor protein binds DNA", "DNA repair protein", "glycoprotein in plasma"])
+    )
     assert vectors.shape == (3, 1024) and not vectors[:, 2:].any()  # 3 texts: at most 2 components
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
 def test_minilm_loads_verified_packaged_weights_and_embeds():
     encoder = load_encoder(get_backbone("all-MiniLM-L6-v2"))
-    vectors = encoder.embed(texts_frame([1, 2, 3], ["TP53 tumor suppressor", "tumor protein p53", "olfactory receptor"]))
+    vectors = encoder.embed(
+        texts_frame([1, 2, 3], ["TP53 tumor suppressor", "tumor protein p53", "olfactory receptor"])
+    )
     assert vectors.shape == (3, 384)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     assert unit[0] @ unit[1] > unit[0] @ unit[2]

@@ -20,8 +20,15 @@ def test_qwen3_config_has_the_8b_parameter_count():
 def test_tiny_qwen3_gives_the_same_vectors_in_token_budget_and_plain_batches():
     import torch
 
-    tiny = qwen3_8b_config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    tiny = qwen3_8b_config(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+    )
     lengths = summary_lengths(40, max_length=256)
     assert lengths.max() <= 256 and lengths.min() > 10  # real summaries with the instruction prompt
     result = throughput(tiny, lengths, "cpu", torch.float32, token_budget=2048, repeats=1, peak_tflops=1.0)

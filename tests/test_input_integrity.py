@@ -49,8 +49,14 @@ def test_a_backbone_file_edited_in_place_is_not_up_to_date(tmp_path, registry):
     model_dir = tmp_path / "local-model"
     model_dir.mkdir()
     (model_dir / "config.json").write_text('{"hidden_size": 3}')
-    registry.add([Backbone(name="published", kind="precomputed", dims=3, source_path=str(source), origin="manual"),
-                  Backbone(name="local-model", kind="sentence_transformers", dims=3, model_id=str(model_dir), origin="manual")])
+    registry.add(
+        [
+            Backbone(name="published", kind="precomputed", dims=3, source_path=str(source), origin="manual"),
+            Backbone(
+                name="local-model", kind="sentence_transformers", dims=3, model_id=str(model_dir), origin="manual"
+            ),
+        ]
+    )
     resources = {**local_resources(), "io_manager": ParquetIOManager(base_dir=str(tmp_path / "storage"))}
     defs = Definitions(assets=all_assets, asset_checks=all_asset_checks, jobs=[embedding_job], resources=resources)
     stored = tmp_path / "storage" / "gene_embeddings" / "backbone=published" / "view=summary.parquet"
@@ -58,7 +64,9 @@ def test_a_backbone_file_edited_in_place_is_not_up_to_date(tmp_path, registry):
         register_backbones(instance, ["published", "local-model"])
         runner = PipelineRunner(defs, instance)
         assert runner.execute("embedding_job", "published|summary") and runner.launched == 1
-        assert runner.execute("embedding_job", "published|summary") and runner.skipped == ["embedding_job published|summary"]
+        assert runner.execute("embedding_job", "published|summary") and runner.skipped == [
+            "embedding_job published|summary"
+        ]
         first = np.stack(pd.read_parquet(stored)["embedding"])
         edited = source.read_text().replace("2.5 3.25\n", "2.7 3.05\n")
         edit_in_place_keeping_size_and_mtime(source, edited)
@@ -80,38 +88,74 @@ def test_a_backbone_file_edited_in_place_is_not_up_to_date(tmp_path, registry):
 
 # Labels: safe respellings are normalized and counted, unknown values refused with file, value and count ------------
 
+
 def tiny_resolver():
     from gene_assets.catalog.resolver import GeneResolver
 
-    return GeneResolver(pd.DataFrame({"entrez_id": [1, 2, 3, 4], "symbol": ["A", "B", "C", "D"], "aliases": "",
-                                      "ensembl_ids": ["ENSG1", "ENSG2", "ENSG3", "ENSG4"]}))
+    return GeneResolver(
+        pd.DataFrame(
+            {
+                "entrez_id": [1, 2, 3, 4],
+                "symbol": ["A", "B", "C", "D"],
+                "aliases": "",
+                "ensembl_ids": ["ENSG1", "ENSG2", "ENSG3", "ENSG4"],
+            }
+        )
+    )
 
 
 def test_label_variants_are_normalized_and_every_dropped_row_is_counted():
     from gene_assets.tasks.gene_properties import tf_labels
     from gene_assets.tasks.geneformer import map_chen2020_labels, map_geneformer_labels
 
-    chen = pd.DataFrame({"TF": ["A", "B", "C", "D", "NOPE"],
-                         "assignment": ["long-range TF ", "Long-Range TF", "short_range tf", "short-range TF", "long-range TF"]})
+    chen = pd.DataFrame(
+        {
+            "TF": ["A", "B", "C", "D", "NOPE"],
+            "assignment": ["long-range TF ", "Long-Range TF", "short_range tf", "short-range TF", "long-range TF"],
+        }
+    )
     labels, counts = map_chen2020_labels(chen, tiny_resolver(), "chen.csv")
     assert labels[["entrez_id", "label"]].values.tolist() == [
-        [1, "long-range TF"], [2, "long-range TF"], [3, "short-range TF"], [4, "short-range TF"]]
-    assert counts["tf_range_chen2020"] == {"n_source": 5, "n_unmapped": 1, "n_mapped": 4, "n_conflicting": 0,
-                                               "n_rows": 5, "n_rows_respelled": 3, "n_rows_dropped": 1}
+        [1, "long-range TF"],
+        [2, "long-range TF"],
+        [3, "short-range TF"],
+        [4, "short-range TF"],
+    ]
+    assert counts["tf_range_chen2020"] == {
+        "n_source": 5,
+        "n_unmapped": 1,
+        "n_mapped": 4,
+        "n_conflicting": 0,
+        "n_rows": 5,
+        "n_rows_respelled": 3,
+        "n_rows_dropped": 1,
+    }
 
     from gene_assets.tasks.geneformer import GENEFORMER_SOURCES
 
-    rows = [(source, label, f"ENSG{1 + i % 4}", "x") for source, positive, negative in GENEFORMER_SOURCES.values()
-            for i, label in enumerate([positive, negative])]
+    rows = [
+        (source, label, f"ENSG{1 + i % 4}", "x")
+        for source, positive, negative in GENEFORMER_SOURCES.values()
+        for i, label in enumerate([positive, negative])
+    ]
     rows[0] = (" Dosage_Sensitive_vs_Insensitive_TF", " dosage-sensitive tfs", "ENSG1", "A")
     geneformer = pd.DataFrame(rows, columns=["task", "label", "ensembl_id", "gene_name"])
     labels, counts = map_geneformer_labels(geneformer, tiny_resolver(), "long.csv")
     dosage = labels[labels["task"] == "dosage_sensitive_tfs"].set_index("entrez_id")["label"].to_dict()
     assert dosage == {1: "Dosage-sensitive TFs", 2: "Dosage-insensitive TFs"}
-    assert counts["dosage_sensitive_tfs"]["n_rows_respelled"] == 1 and counts["dosage_sensitive_tfs"]["n_rows_dropped"] == 0
+    assert (
+        counts["dosage_sensitive_tfs"]["n_rows_respelled"] == 1
+        and counts["dosage_sensitive_tfs"]["n_rows_dropped"] == 0
+    )
 
-    tfs = pd.DataFrame({"Ensembl ID": ["ENSG1", "ENSG2"], "HGNC symbol": ["A", "B"], "Is TF?": ["yes", " No"],
-                        "EntrezGene ID": ["1", "2"]})
+    tfs = pd.DataFrame(
+        {
+            "Ensembl ID": ["ENSG1", "ENSG2"],
+            "HGNC symbol": ["A", "B"],
+            "Is TF?": ["yes", " No"],
+            "EntrezGene ID": ["1", "2"],
+        }
+    )
     labels, counts = tf_labels(tfs, tiny_resolver(), "tfs.txt")
     assert labels.set_index("entrez_id")["label"].to_dict() == {1: "TF", 2: "non_TF"}
     assert counts["tf_vs_non_tf"]["n_rows_respelled"] == 2
@@ -124,27 +168,51 @@ def test_an_unknown_label_value_is_refused_naming_the_file_the_value_and_its_cou
     from gene_assets.tasks.spec import TaskLabelError
 
     if case == "chen2020":
-        table = pd.DataFrame({"TF": ["A", "B", "C", "D"],
-                              "assignment": ["long-range TF", "mid-range TF", "mid-range TF", None]})
-        call, expected = map_chen2020_labels, (r"chen2020: column 'assignment' has 3 rows with unknown label values: "
-                                               r"'mid-range TF' \(2 rows\), '<missing>' \(1 rows\)\. Expected one of "
-                                               r"\['long-range TF', 'short-range TF'\]")
+        table = pd.DataFrame(
+            {"TF": ["A", "B", "C", "D"], "assignment": ["long-range TF", "mid-range TF", "mid-range TF", None]}
+        )
+        call, expected = (
+            map_chen2020_labels,
+            (
+                r"chen2020: column 'assignment' has 3 rows with unknown label values: "
+                r"'mid-range TF' \(2 rows\), '<missing>' \(1 rows\)\. Expected one of "
+                r"\['long-range TF', 'short-range TF'\]"
+            ),
+        )
     elif case == "geneformer":
-        rows = [(source, label, "ENSG1", "A") for source, positive, negative in GENEFORMER_SOURCES.values()
-                for label in (positive, negative)]
+        rows = [
+            (source, label, "ENSG1", "A")
+            for source, positive, negative in GENEFORMER_SOURCES.values()
+            for label in (positive, negative)
+        ]
         rows.append(("bivalent_vs_lys4_only", "trivalent", "ENSG2", "B"))
         table = pd.DataFrame(rows, columns=["task", "label", "ensembl_id", "gene_name"])
-        call, expected = map_geneformer_labels, (r"geneformer: task 'bivalent_vs_lys4_only' has 1 rows with unknown "
-                                                 r"label values: 'trivalent' \(1 rows\)")
+        call, expected = (
+            map_geneformer_labels,
+            (
+                r"geneformer: task 'bivalent_vs_lys4_only' has 1 rows with unknown "
+                r"label values: 'trivalent' \(1 rows\)"
+            ),
+        )
     else:
-        table = pd.DataFrame({"Ensembl ID": ["ENSG1", "ENSG2"], "HGNC symbol": ["A", "B"], "Is TF?": ["Yes", "Maybe"],
-                              "EntrezGene ID": ["1", "2"]})
-        call, expected = tf_labels, r"human_tfs: column 'Is TF\?' has 1 rows with unknown label values: 'Maybe' \(1 rows\)"
+        table = pd.DataFrame(
+            {
+                "Ensembl ID": ["ENSG1", "ENSG2"],
+                "HGNC symbol": ["A", "B"],
+                "Is TF?": ["Yes", "Maybe"],
+                "EntrezGene ID": ["1", "2"],
+            }
+        )
+        call, expected = (
+            tf_labels,
+            r"human_tfs: column 'Is TF\?' has 1 rows with unknown label values: 'Maybe' \(1 rows\)",
+        )
     with pytest.raises(TaskLabelError, match=expected):
         call(table, tiny_resolver(), case)
 
 
 # Precomputed files keyed by Entrez or Ensembl ids map; a file that maps (almost) nothing is refused ---------------
+
 
 def catalog_with_ensembl_ids(storage: Path) -> pd.DataFrame:
     path = storage / "gene_catalog.parquet"
@@ -187,22 +255,34 @@ def test_a_precomputed_file_mapping_below_the_minimum_coverage_fails_naming_the_
     planted_inputs(storage)
     catalog_with_ensembl_ids(storage)
     word2vec(tmp_path / "mouse.txt", [f"ENSMUSG{i:011d}" for i in range(1, 201)] + ["G7"], 0.0)
-    registry.add([Backbone(name="mouse", kind="precomputed", dims=3, source_path=str(tmp_path / "mouse.txt"), origin="manual")])
+    registry.add(
+        [Backbone(name="mouse", kind="precomputed", dims=3, source_path=str(tmp_path / "mouse.txt"), origin="manual")]
+    )
     previous_table(storage, "mouse")
     before = stored_files(storage)
     resources = {**local_resources(), "io_manager": ParquetIOManager(base_dir=str(storage))}
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, ["mouse"])
-        with pytest.raises(PrecomputedEmbeddingError, match=(
+        with pytest.raises(
+            PrecomputedEmbeddingError,
+            match=(
                 r"mouse\.txt: its 201 vectors cover 1 of the view's 240 genes \(0\.4%, below the minimum 5%\)\. Its "
                 r"identifiers are Ensembl ids \(200 of 201\); 200 map to no catalog gene \(e\.g\. ENSMUSG00000000001, "
-                r"ENSMUSG00000000002, ENSMUSG00000000003\)\. Key the file by human gene symbols, Entrez ids or Ensembl")):
-            materialize([*all_assets, *all_asset_checks], selection=["gene_embeddings"], instance=instance,
-                        resources=resources, partition_key=backbone_view_key("mouse", "summary"))
+                r"ENSMUSG00000000002, ENSMUSG00000000003\)\. Key the file by human gene symbols, Entrez ids or Ensembl"
+            ),
+        ):
+            materialize(
+                [*all_assets, *all_asset_checks],
+                selection=["gene_embeddings"],
+                instance=instance,
+                resources=resources,
+                partition_key=backbone_view_key("mouse", "summary"),
+            )
     assert_nothing_lost(storage, before)
 
 
 # Validation reads the whole input: a bad value after the first cells is found ----------------------------------------
+
 
 def write_cells_with_a_late_value(path: Path, value: float, cell: int = 2_500) -> None:
     """2,600 cells of 3 types × 150 genes G1..G150 with integer counts, except `value` in one late cell."""
@@ -212,16 +292,26 @@ def write_cells_with_a_late_value(path: Path, value: float, cell: int = 2_500) -
     rng = np.random.default_rng(0)
     X = rng.poisson(1.0, size=(2_600, 150)).astype(np.float32)
     X[cell, 5] = value
-    obs = pd.DataFrame({"my_type": np.repeat(["alpha", "beta", "delta"], [900, 900, 800])},
-                       index=[f"cell{i}" for i in range(2_600)])
-    anndata.AnnData(X=sparse.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(1, 151)])).write_h5ad(path)
+    obs = pd.DataFrame(
+        {"my_type": np.repeat(["alpha", "beta", "delta"], [900, 900, 800])}, index=[f"cell{i}" for i in range(2_600)]
+    )
+    anndata.AnnData(
+        X=sparse.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(1, 151)])
+    ).write_h5ad(path)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("value, message", [
-    (-0.5, r"Cell dataset 'toy' has negative values: .* 1 values are negative, the first in cell 2,500\."),
-    (float("nan"), r"Cell dataset 'toy' has 1 NaN or infinite values \(the first in cell 2,500\): give finite counts"),
-], ids=["negative", "nan"])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (-0.5, r"Cell dataset 'toy' has negative values: .* 1 values are negative, the first in cell 2,500\."),
+        (
+            float("nan"),
+            r"Cell dataset 'toy' has 1 NaN or infinite values \(the first in cell 2,500\): give finite counts",
+        ),
+    ],
+    ids=["negative", "nan"],
+)
 def test_a_bad_value_after_the_first_cells_fails_the_dataset_and_keeps_the_previous_cells(tmp_path, value, message):
     from gene_assets.cells.datasets import CellDatasetError
 
@@ -237,8 +327,13 @@ def test_a_bad_value_after_the_first_cells_fails_the_dataset_and_keeps_the_previ
         before = stored_files(storage)
         write_cells_with_a_late_value(tmp_path / "late.h5ad", value)
         with pytest.raises(CellDatasetError, match=message):
-            run(storage, "cell_datasets", instance=instance, partition_key="toy",
-                config={**config, "h5ad_path": str(tmp_path / "late.h5ad")})
+            run(
+                storage,
+                "cell_datasets",
+                instance=instance,
+                partition_key="toy",
+                config={**config, "h5ad_path": str(tmp_path / "late.h5ad")},
+            )
     assert_nothing_lost(storage, before)
 
 

@@ -43,22 +43,48 @@ def postgres_server():
         os.chown(root, account.pw_uid, account.pw_gid)
     (root / "password").write_text(PASSWORD)
     data = root / "data"
-    subprocess.run(as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=scram-sha-256",
-                                   f"--pwfile={root / 'password'}", "-E", "UTF8"]), check=True, capture_output=True)
+    subprocess.run(
+        as_server_user(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "dagster",
+                "--auth=scram-sha-256",
+                f"--pwfile={root / 'password'}",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     log_path = root / "server.log"
     with open(log_path, "w") as log:
-        server = subprocess.Popen(as_server_user([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port),
-                                                  "-h", "127.0.0.1", "-k", str(root)]),
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    env = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port), "DAGSTER_PG_DB": "gene_assets",
-           "DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": PASSWORD}
+        server = subprocess.Popen(
+            as_server_user(
+                [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(root)]
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    env = {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(port),
+        "DAGSTER_PG_DB": "gene_assets",
+        "DAGSTER_PG_USERNAME": "dagster",
+        "DAGSTER_PG_PASSWORD": PASSWORD,
+    }
     try:
         deadline = time.time() + 60
         while True:
             try:
-                connection = psycopg2.connect(host="127.0.0.1", port=port, user="dagster", password=PASSWORD,
-                                              dbname="postgres")
+                connection = psycopg2.connect(
+                    host="127.0.0.1", port=port, user="dagster", password=PASSWORD, dbname="postgres"
+                )
                 break
             except psycopg2.OperationalError:
                 assert time.time() < deadline and server.poll() is None, log_path.read_text()[-2000:]
@@ -92,8 +118,13 @@ def test_postgres_instance_stores_runs_events_and_pools_for_every_process(postgr
     with DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         instance.add_dynamic_partitions(backbone_partitions.name, ["bag-of-words"])
-        run = materialize([*all_assets, *all_asset_checks], selection=["gene_embeddings"], instance=instance,
-                          resources=resources, partition_key=key)
+        run = materialize(
+            [*all_assets, *all_asset_checks],
+            selection=["gene_embeddings"],
+            instance=instance,
+            resources=resources,
+            partition_key=key,
+        )
     assert run.success
 
     with DagsterInstance.get() as other:
@@ -103,8 +134,13 @@ def test_postgres_instance_stores_runs_events_and_pools_for_every_process(postgr
         [record] = other.fetch_materializations(AssetKey("gene_embeddings"), limit=5).records
         assert record.run_id == run.run_id and record.partition_key == key
         assert other.event_log_storage.get_pool_config().default_pool_limit == 1
-    connection = psycopg2.connect(host="127.0.0.1", port=int(postgres_server["DAGSTER_PG_PORT"]), user="dagster",
-                                  password=PASSWORD, dbname="gene_assets")
+    connection = psycopg2.connect(
+        host="127.0.0.1",
+        port=int(postgres_server["DAGSTER_PG_PORT"]),
+        user="dagster",
+        password=PASSWORD,
+        dbname="gene_assets",
+    )
     with connection, connection.cursor() as cursor:
         cursor.execute("SELECT run_id, status FROM runs")
         assert cursor.fetchall() == [(run.run_id, "SUCCESS")]

@@ -30,16 +30,35 @@ from gene_assets.texts.views import VIEWS
 def result(backbone, view, estimate, spread=0.01, draw=0, digest="same", task="dosage_sensitive_tfs", seed=0):
     rng = np.random.default_rng(seed)
     shared = np.random.default_rng(99).normal(0, spread, 500)  # the same resamples for every backbone
-    return {"backbone": backbone, "view": view, "universe": "all_genes", "task": task, "family": "regulation",
-            "kind": "binary", "classifier": "logistic_regression", "metric": "roc_auc", "estimate": estimate,
-            "fold_values": list(estimate + rng.normal(0, 0.02, 5)), "bootstrap": list(estimate + shared + rng.normal(0, 0.002, 500)),
-            "n_genes": 480, "n_classes": 2, "n_excluded": 0, "genes_digest": digest, "draw": draw, "dims": 8}
+    return {
+        "backbone": backbone,
+        "view": view,
+        "universe": "all_genes",
+        "task": task,
+        "family": "regulation",
+        "kind": "binary",
+        "classifier": "logistic_regression",
+        "metric": "roc_auc",
+        "estimate": estimate,
+        "fold_values": list(estimate + rng.normal(0, 0.02, 5)),
+        "bootstrap": list(estimate + shared + rng.normal(0, 0.002, 500)),
+        "n_genes": 480,
+        "n_classes": 2,
+        "n_excluded": 0,
+        "genes_digest": digest,
+        "draw": draw,
+        "dims": 8,
+    }
 
 
 def board():
-    rows = [result("strong", "summary", 0.90), result("close", "summary", 0.899, seed=1),
-            result("weak", "summary", 0.70, seed=2), result("elsewhere", "summary", 0.95, digest="other"),
-            result("strong", "go", 0.93, seed=3)]
+    rows = [
+        result("strong", "summary", 0.90),
+        result("close", "summary", 0.899, seed=1),
+        result("weak", "summary", 0.70, seed=2),
+        result("elsewhere", "summary", 0.95, digest="other"),
+        result("strong", "go", 0.93, seed=3),
+    ]
     rows += [result("random-gaussian", "summary", 0.5 + d / 200, draw=d, seed=10 + d) for d in range(-10, 10)]
     for r in rows[-20:]:
         r["draw"] += 10
@@ -50,13 +69,19 @@ def test_best_ties_and_different_gene_sets_are_marked():
     summary = board().set_index(["backbone", "view"])
     assert not summary.loc[("elsewhere", "summary"), "comparable"]  # highest estimate, but on other genes
     assert summary.loc[("strong", "summary"), "best"] and not summary.loc[("elsewhere", "summary"), "best"]
-    assert summary.loc[("close", "summary"), "tied_with_best"] and not summary.loc[("weak", "summary"), "tied_with_best"]
+    assert (
+        summary.loc[("close", "summary"), "tied_with_best"] and not summary.loc[("weak", "summary"), "tied_with_best"]
+    )
     comparisons = pairwise_comparisons(board())
-    pair = comparisons[(comparisons["backbone_a"] == "close") & (comparisons["backbone_b"] == "strong")
-                       | (comparisons["backbone_a"] == "strong") & (comparisons["backbone_b"] == "close")].iloc[0]
+    pair = comparisons[
+        (comparisons["backbone_a"] == "close") & (comparisons["backbone_b"] == "strong")
+        | (comparisons["backbone_a"] == "strong") & (comparisons["backbone_b"] == "close")
+    ].iloc[0]
     assert pair["p_holm"] > 0.05 and pair["ci_low"] < 0 < pair["ci_high"]
-    weak = comparisons[comparisons[["backbone_a", "backbone_b"]].isin(["weak"]).any(axis=1)
-                       & comparisons[["backbone_a", "backbone_b"]].isin(["strong"]).any(axis=1)].iloc[0]
+    weak = comparisons[
+        comparisons[["backbone_a", "backbone_b"]].isin(["weak"]).any(axis=1)
+        & comparisons[["backbone_a", "backbone_b"]].isin(["strong"]).any(axis=1)
+    ].iloc[0]
     assert weak["p_holm"] < 0.05
     assert not ((comparisons["backbone_a"] == "elsewhere") | (comparisons["backbone_b"] == "elsewhere")).any()
 
@@ -91,8 +116,10 @@ def test_leaderboard_compares_results_of_one_protocol_and_says_which():
     full = pd.DataFrame([dict(result("weak", "summary", 0.7), protocol="full")])
     unnamed = pd.DataFrame([result("old", "summary", 0.8)])
     cells = pd.DataFrame([dict(result("strong", "summary", 0.6), task="cell_type_wang", kind="cells")])
-    results = {"geneformer_results": {"strong|summary": published, "weak|summary": full, "old|summary": unnamed},
-               "cell_type_results": {"strong|wang": cells}}
+    results = {
+        "geneformer_results": {"strong|summary": published, "weak|summary": full, "old|summary": unnamed},
+        "cell_type_results": {"strong|wang": cells},
+    }
     frames, left_out = protocol_frames(results, "published")
     assert [f["backbone"].iloc[0] for f in frames] == ["strong", "strong"]
     assert left_out == ["geneformer_results[old|summary]", "geneformer_results[weak|summary]"]
@@ -113,19 +140,32 @@ def scored(data_dir) -> pd.DataFrame:
     replicates): bag-of-words, TF-IDF, "bag-of-words-copy" (the same vectors) and the random control, whose draws
     1–2 make it a band as in the results assets."""
     long = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv")
-    summaries = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
-                                columns=["ensembl_id", "symbol", "refseq_summary"]).dropna(subset=["ensembl_id"])
+    summaries = pd.read_parquet(
+        data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
+        columns=["ensembl_id", "symbol", "refseq_summary"],
+    ).dropna(subset=["ensembl_id"])
     protocol, rows = Protocol(n_bootstrap=200), []
     for task in (TASKS[name] for name in RANKED_TASKS):
-        genes = long[long["task"] == GENEFORMER_SOURCES[task.name][0]].merge(
-            summaries.drop_duplicates("ensembl_id"), on="ensembl_id").drop_duplicates("ensembl_id")
+        genes = (
+            long[long["task"] == GENEFORMER_SOURCES[task.name][0]]
+            .merge(summaries.drop_duplicates("ensembl_id"), on="ensembl_id")
+            .drop_duplicates("ensembl_id")
+        )
         texts = pd.DataFrame({"text": genes["refseq_summary"].fillna("Gene " + genes["symbol"]).to_numpy()})
         ids = genes["ensembl_id"].str.removeprefix("ENSG").astype(int).to_numpy()
         words = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(texts)
-        vectors = {"bag-of-words": words, "bag-of-words-copy": words, "tfidf": TfidfEncoder(get_backbone("tfidf")).embed(texts)}
+        vectors = {
+            "bag-of-words": words,
+            "bag-of-words-copy": words,
+            "tfidf": TfidfEncoder(get_backbone("tfidf")).embed(texts),
+        }
         vectors.update({("random-gaussian", draw): random_gene_vectors(ids, 384, seed=draw) for draw in range(3)})
-        extra = {"universe": "all_genes", "view": "summary", "n_excluded": 0,
-                 "genes_digest": genes_digest(ids, (genes["label"] == task.positive).to_numpy())}
+        extra = {
+            "universe": "all_genes",
+            "view": "summary",
+            "n_excluded": 0,
+            "genes_digest": genes_digest(ids, (genes["label"] == task.positive).to_numpy()),
+        }
         for name, X in vectors.items():
             backbone, draw = name if isinstance(name, tuple) else (name, 0)
             for row in evaluate_binary(task, X, genes["label"], protocol, bootstrap=draw == 0, forest=False):
@@ -160,18 +200,36 @@ def test_rank_intervals_on_real_results(scored):
 def test_a_backbone_better_on_every_replicate_ranks_first_in_either_metric_direction(scored):
     """Bag-of-words against the random control's first draw on the dosage task: rank 1 [1–1], P(first) = 1, its own
     group; a lower-is-better metric (1 − AUC) ranks the same way."""
-    rows = scored[(scored["task"] == "dosage_sensitive_tfs") & (scored["draw"] == 0)
-                  & scored["backbone"].isin(["bag-of-words", "random-gaussian"])]
+    rows = scored[
+        (scored["task"] == "dosage_sensitive_tfs")
+        & (scored["draw"] == 0)
+        & scored["backbone"].isin(["bag-of-words", "random-gaussian"])
+    ]
     words, random = rows.sort_values("backbone")["bootstrap"].map(np.asarray)
     assert words.min() > random.max()  # better on every replicate
-    flipped = rows.assign(metric="relative_mae", estimate=1 - rows["estimate"],
-                          fold_values=[list(1 - np.asarray(v)) for v in rows["fold_values"]],
-                          bootstrap=[list(1 - np.asarray(b)) for b in rows["bootstrap"]])
+    flipped = rows.assign(
+        metric="relative_mae",
+        estimate=1 - rows["estimate"],
+        fold_values=[list(1 - np.asarray(v)) for v in rows["fold_values"]],
+        bootstrap=[list(1 - np.asarray(b)) for b in rows["bootstrap"]],
+    )
     for frame in (rows, flipped):
         ranks = rank_intervals(summarize(frame)).set_index("backbone")
         ranks = ranks[ranks["task"] != OVERALL]
-        assert ranks.loc["bag-of-words", ["rank", "rank_low", "rank_high", "p_first", "group"]].tolist() == [1, 1, 1, 1, 1]
-        assert ranks.loc["random-gaussian", ["rank", "rank_low", "rank_high", "p_first", "group"]].tolist() == [2, 2, 2, 0, 2]
+        assert ranks.loc["bag-of-words", ["rank", "rank_low", "rank_high", "p_first", "group"]].tolist() == [
+            1,
+            1,
+            1,
+            1,
+            1,
+        ]
+        assert ranks.loc["random-gaussian", ["rank", "rank_low", "rank_high", "p_first", "group"]].tolist() == [
+            2,
+            2,
+            2,
+            0,
+            2,
+        ]
 
 
 def test_release_leaderboard_files_carry_rank_intervals(scored):

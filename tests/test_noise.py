@@ -20,7 +20,9 @@ def test_umap_warnings_the_project_handles_are_not_shown_and_the_figure_is_drawn
         png = umap_png(X, labels, "test", seed=0)
     assert png.startswith(b"\x89PNG")
     shown = [str(w.message) for w in caught]
-    assert not [m for m in shown if "using precomputed metric" in m or "overridden to 1 by setting random_state" in m], shown
+    assert not [
+        m for m in shown if "using precomputed metric" in m or "overridden to 1 by setting random_state" in m
+    ], shown
 
 
 def test_loky_worker_replacement_warning_is_silenced_and_other_warnings_are_not():
@@ -29,8 +31,11 @@ def test_loky_worker_replacement_warning_is_silenced_and_other_warnings_are_not(
     assert [value for value, _ in run_units(pow, [(2, 3), (3, 2)], workers=2, threads=1)] == [8, 9]  # on the pool
     module = "joblib.externals.loky.process_executor"
     with warnings.catch_warnings(record=True) as caught:
-        for message in ("A worker stopped while some jobs were given to the executor. This can be caused by a too "
-                        "short worker timeout or by a memory leak.", "something else from loky"):
+        for message in (
+            "A worker stopped while some jobs were given to the executor. This can be caused by a too "
+            "short worker timeout or by a memory leak.",
+            "something else from loky",
+        ):
             warnings.warn_explicit(message, UserWarning, "process_executor.py", 788, module=module)
     assert [str(w.message) for w in caught] == ["something else from loky"]
 

@@ -102,8 +102,9 @@ def planted_expression(path, n_perturbations=108, n_genes=150, dims=12, seed=0):
     planted embedding; plus a two-gene condition and an unknown gene. Returns (catalog, embeddings of the genes)."""
     rng = np.random.default_rng(seed)
     symbols = [f"PG{i}" for i in range(n_perturbations)]
-    catalog = pd.DataFrame({"entrez_id": np.arange(1000, 1000 + n_perturbations), "symbol": symbols,
-                            "aliases": None, "ensembl_ids": None})
+    catalog = pd.DataFrame(
+        {"entrez_id": np.arange(1000, 1000 + n_perturbations), "symbol": symbols, "aliases": None, "ensembl_ids": None}
+    )
     embedding = rng.normal(size=(n_perturbations, dims))
     shift = 0.2 * rng.normal(size=n_genes) + np.tanh(embedding @ rng.normal(size=(dims, n_genes)) / np.sqrt(dims))
     base = rng.gamma(2.0, 1.0, n_genes)
@@ -112,7 +113,9 @@ def planted_expression(path, n_perturbations=108, n_genes=150, dims=12, seed=0):
         labels += [symbol if "+" in symbol else f"{symbol}+ctrl"] * 5
         cells.append(base + delta + 0.3 * rng.normal(size=(5, n_genes)))
     obs = pd.DataFrame({"condition": labels}, index=[f"cell{i}" for i in range(len(labels))])
-    data = anndata.AnnData(np.vstack(cells).astype(np.float32), obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(n_genes)]))
+    data = anndata.AnnData(
+        np.vstack(cells).astype(np.float32), obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(n_genes)])
+    )
     data.write_h5ad(path)
     return catalog, embedding.astype(np.float32)
 
@@ -153,25 +156,35 @@ def test_pseudobulk_rows_sparse_matrix_and_gene_column(tmp_path):
     """Pseudobulk rows (two per label), a sparse matrix, symbols in a var column, a custom control label."""
     from scipy import sparse
 
-    X = np.array([[1, 0, 2], [3, 0, 2], [4, 1, 2], [6, 1, 2], [0, 5, 0], [2, 5, 4], [9, 9, 9], [9, 9, 9]], dtype=np.float32)
+    X = np.array(
+        [[1, 0, 2], [3, 0, 2], [4, 1, 2], [6, 1, 2], [0, 5, 0], [2, 5, 4], [9, 9, 9], [9, 9, 9]], dtype=np.float32
+    )
     labels = ["non-targeting"] * 2 + ["KLF1"] * 2 + ["ctrl+GATA1"] * 2 + ["KLF1+GATA1"] * 2
     obs = pd.DataFrame({"target": labels}, index=[f"row{i}" for i in range(8)])
     var = pd.DataFrame({"gene_name": ["HBB", "HBG1", "TAL1"]}, index=["ENSG1", "ENSG2", "ENSG3"])
     anndata.AnnData(sparse.csr_matrix(X), obs=obs, var=var).write_h5ad(tmp_path / "pseudobulk.h5ad")
-    table, genes, delta, counts = read_mean_shift(MeanShiftSource(str(tmp_path / "pseudobulk.h5ad"), "target",
-                                                                  "non-targeting", gene_column="gene_name"))
+    table, genes, delta, counts = read_mean_shift(
+        MeanShiftSource(str(tmp_path / "pseudobulk.h5ad"), "target", "non-targeting", gene_column="gene_name")
+    )
     assert list(genes) == ["HBB", "HBG1", "TAL1"] and list(table["gene"]) == ["KLF1", "GATA1"]
     assert np.allclose(delta, [[3, 1, 0], [-1, 5, 0]]) and counts["n_two_gene_conditions"] == 1
     assert perturbed_gene("A+ctrl", "ctrl") == "A" and perturbed_gene("A+B", "ctrl") is None
     with pytest.raises(MeanShiftInputError, match=r"var has no column 'symbol'.*gene_name"):
-        read_mean_shift(MeanShiftSource(str(tmp_path / "pseudobulk.h5ad"), "target", "non-targeting", gene_column="symbol"))
+        read_mean_shift(
+            MeanShiftSource(str(tmp_path / "pseudobulk.h5ad"), "target", "non-targeting", gene_column="symbol")
+        )
 
 
 def store_embeddings(base, backbone: str, genes: pd.DataFrame, matrix: np.ndarray, kind: str) -> None:
-    embeddings = GeneEmbeddings(genes, matrix, {"backbone": backbone, "view": "summary", "dims": matrix.shape[1], "kind": kind})
+    embeddings = GeneEmbeddings(
+        genes, matrix, {"backbone": backbone, "view": "summary", "dims": matrix.shape[1], "kind": kind}
+    )
     table = embeddings.to_arrow()
     metadata = {**table.schema.metadata, b"gene_assets.type": b"gene_assets.embeddings.table:GeneEmbeddings"}
-    write_table(table.replace_schema_metadata(metadata), base / "gene_embeddings" / f"backbone={backbone}" / "view=summary.parquet")
+    write_table(
+        table.replace_schema_metadata(metadata),
+        base / "gene_embeddings" / f"backbone={backbone}" / "view=summary.parquet",
+    )
 
 
 def store_universe(base, catalog: pd.DataFrame) -> None:
@@ -190,14 +203,25 @@ def test_mean_shift_asset_reaches_the_leaderboard_beside_the_mean_signature(tmp_
     genes = catalog[["entrez_id", "symbol"]]
     store_embeddings(base, "bag-of-words", genes, embedding, "bag_of_words")
     store_embeddings(base, "random-gaussian", genes, random_gene_vectors(genes["entrez_id"], 12, seed=0), "random")
-    config = {"path": str(tmp_path / "planted.h5ad"), "n_bootstrap": 200, "random_draws": 2, "universes": ["all_genes"],
-              "models": ["mlp"], "max_epochs": 300}
+    config = {
+        "path": str(tmp_path / "planted.h5ad"),
+        "n_bootstrap": 200,
+        "random_draws": 2,
+        "universes": ["all_genes"],
+        "models": ["mlp"],
+        "max_epochs": 300,
+    }
     with DagsterInstance.ephemeral() as instance:
         register_backbones(instance, ["bag-of-words", "random-gaussian"])
         for backbone in ("bag-of-words", "random-gaussian"):
-            run = materialize(EVERYTHING, selection=["mean_shift_results"], instance=instance, resources=resources,
-                              partition_key=backbone_view_key(backbone, "summary"),
-                              run_config={"ops": {"mean_shift_results": {"config": config}}})
+            run = materialize(
+                EVERYTHING,
+                selection=["mean_shift_results"],
+                instance=instance,
+                resources=resources,
+                partition_key=backbone_view_key(backbone, "summary"),
+                run_config={"ops": {"mean_shift_results": {"config": config}}},
+            )
             assert run.success and all(e.passed for e in run.get_asset_check_evaluations())
         results = run.output_for_node("mean_shift_results")
         assert set(results["backbone"]) == {"random-gaussian", BASELINE} and set(results["draw"]) == {0, 1}
@@ -230,19 +254,34 @@ def test_replogle_asset_on_real_signatures_excludes_unembedded_genes_alike(tmp_p
     config = {"n_bootstrap": 200, "random_draws": 1, "universes": ["all_genes"], "models": ["ridge"]}
     with DagsterInstance.ephemeral() as instance:
         register_backbones(instance, ["random-gaussian"])
-        run = materialize(EVERYTHING, selection=["perturbation_signatures", "perturbation_results"], instance=instance,
-                          resources=resources, partition_key=backbone_view_key("random-gaussian", "summary"),
-                          run_config={"ops": {"perturbation_results": {"config": config}}})
+        run = materialize(
+            EVERYTHING,
+            selection=["perturbation_signatures", "perturbation_results"],
+            instance=instance,
+            resources=resources,
+            partition_key=backbone_view_key("random-gaussian", "summary"),
+            run_config={"ops": {"perturbation_results": {"config": config}}},
+        )
     assert run.success and all(e.passed for e in run.get_asset_check_evaluations())
     results = run.output_for_node("perturbation_results")
     assert set(results["task"]) == {"replogle2022_k562", "replogle2022_rpe1"}
     assert set(results["classifier"]) == {"ridge"} and set(results["backbone"]) == {"random-gaussian", BASELINE}
-    assert set(results["metric"]) == {"roc_auc", "average_precision", "precision_at_20", "precision_at_50", "precision_at_100"}
-    assert (results["n_genes"] == counts["K562"]["n_mapped"] - 1).all() and (results["n_excluded"] == 585 - len(genes)).all()
+    assert set(results["metric"]) == {
+        "roc_auc",
+        "average_precision",
+        "precision_at_20",
+        "precision_at_50",
+        "precision_at_100",
+    }
+    assert (results["n_genes"] == counts["K562"]["n_mapped"] - 1).all() and (
+        results["n_excluded"] == 585 - len(genes)
+    ).all()
     assert results.groupby("task")["genes_digest"].nunique().eq(1).all()
     near = random_near_mean_signature(summarize(results))
     assert len(near) == 2 and near["near"].all()
     baseline = results[(results["backbone"] == BASELINE) & (results["metric"] == "roc_auc")]["estimate"]
     assert (baseline > 0.85).all()  # the shared response alone ranks the up sets well
-    leaking = results.assign(estimate=np.where(results["backbone"] == BASELINE, results["estimate"], results["estimate"] + 0.05))
+    leaking = results.assign(
+        estimate=np.where(results["backbone"] == BASELINE, results["estimate"], results["estimate"] + 0.05)
+    )
     assert not random_near_mean_signature(summarize(leaking))["near"].any()

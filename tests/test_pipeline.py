@@ -24,14 +24,25 @@ from .conftest import dvc, git, make_release_repo, running_ui
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 BACKBONES = ["all-MiniLM-L6-v2", "bag-of-words", "random-gaussian", "text-availability"]
-SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_universes", "geneformer_labels", "gene_type_labels",
-           "gene_property_labels", "gene_interaction_pairs"]
+SOURCES = [
+    "gene_catalog",
+    "gene_summaries",
+    "gene_texts",
+    "gene_universes",
+    "geneformer_labels",
+    "gene_type_labels",
+    "gene_property_labels",
+    "gene_interaction_pairs",
+]
 EVALUATION = {"n_bootstrap": 200}
 # The gene-pair task is left out of the small universe: see test_random_control_off_chance_blocks_the_release.
 GENE_TASK_RESULTS = [name for name in RESULT_ASSETS if name != "gene_interaction_results"]
 CELL_DATASET = "wang"
-CELLS = {"cell_datasets": {"max_cells": 300}, "cell_baseline_results": {"n_bootstrap": 200, "umap": False},
-         "cell_type_results": {"n_bootstrap": 200}}
+CELLS = {
+    "cell_datasets": {"max_cells": 300},
+    "cell_baseline_results": {"n_bootstrap": 200, "umap": False},
+    "cell_type_results": {"n_bootstrap": 200},
+}
 """Wang's pancreas cells (its genes are added to the small gene universe), 300 of them; one UMAP (MiniLM's)."""
 
 
@@ -41,29 +52,59 @@ pytestmark = pytest.mark.slow
 
 def materialize_cells(instance, resources, everything, backbones):
     register_partitions(instance, "cell_dataset", [CELL_DATASET])
-    runs = [materialize(everything, selection=["cell_datasets", "cell_baseline_results"], instance=instance,
-                        resources=resources, partition_key=CELL_DATASET,
-                        run_config={"ops": {k: {"config": CELLS[k]} for k in ("cell_datasets", "cell_baseline_results")}})]
+    runs = [
+        materialize(
+            everything,
+            selection=["cell_datasets", "cell_baseline_results"],
+            instance=instance,
+            resources=resources,
+            partition_key=CELL_DATASET,
+            run_config={"ops": {k: {"config": CELLS[k]} for k in ("cell_datasets", "cell_baseline_results")}},
+        )
+    ]
     for backbone in backbones:
         results_config = {**CELLS["cell_type_results"], "umap": backbone == "all-MiniLM-L6-v2"}
-        runs.append(materialize(everything, selection=["cell_embeddings", "cell_type_results"], instance=instance,
-                                resources=resources, partition_key=backbone_dataset_key(backbone, CELL_DATASET),
-                                run_config={"ops": {"cell_type_results": {"config": results_config}}}))
+        runs.append(
+            materialize(
+                everything,
+                selection=["cell_embeddings", "cell_type_results"],
+                instance=instance,
+                resources=resources,
+                partition_key=backbone_dataset_key(backbone, CELL_DATASET),
+                run_config={"ops": {"cell_type_results": {"config": results_config}}},
+            )
+        )
     return runs
 
 
 def materialize_all(instance, resources, symbols, backbones=BACKBONES, views=("summary",)):
     register_backbones(instance, list(backbones))
     everything = [*all_assets, *all_asset_checks]
-    runs = [materialize(everything, selection=SOURCES, instance=instance, resources=resources,
-                        run_config={"ops": {"gene_texts": {"config": {"views": list(views), "symbols": symbols}}}})]
+    runs = [
+        materialize(
+            everything,
+            selection=SOURCES,
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"gene_texts": {"config": {"views": list(views), "symbols": symbols}}}},
+        )
+    ]
     for backbone in backbones:
         for view in views:
-            runs.append(materialize(everything, selection=["gene_embeddings", *GENE_TASK_RESULTS], instance=instance,
-                                    resources=resources, partition_key=backbone_view_key(backbone, view),
-                                    run_config={"ops": {name: {"config": EVALUATION} for name in GENE_TASK_RESULTS}}))
+            runs.append(
+                materialize(
+                    everything,
+                    selection=["gene_embeddings", *GENE_TASK_RESULTS],
+                    instance=instance,
+                    resources=resources,
+                    partition_key=backbone_view_key(backbone, view),
+                    run_config={"ops": {name: {"config": EVALUATION} for name in GENE_TASK_RESULTS}},
+                )
+            )
     runs += materialize_cells(instance, resources, everything, backbones)
-    runs.append(materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources))
+    runs.append(
+        materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources)
+    )
     assert all(r.success for r in runs)
     return runs
 
@@ -86,8 +127,15 @@ def pipeline(tmp_path_factory, task_symbols, annotation_cache, data_dir):
         instance = DagsterInstance.get()
     with instance:
         runs = materialize_all(instance, resources, symbols)
-        yield {"instance": instance, "resources": resources, "runs": runs, "repo": repo, "tmp": tmp, "symbols": symbols,
-               "dagster_home": dagster_home}
+        yield {
+            "instance": instance,
+            "resources": resources,
+            "runs": runs,
+            "repo": repo,
+            "tmp": tmp,
+            "symbols": symbols,
+            "dagster_home": dagster_home,
+        }
 
 
 def output(pipeline, asset_name):
@@ -102,8 +150,15 @@ def test_leaderboard_scores_every_backbone_on_the_same_genes(pipeline):
     board = output(pipeline, "leaderboard")
     board = board[board["kind"] != "cells"]
     assert set(board["backbone"]) == set(BACKBONES)
-    assert {"dosage_sensitive_tfs", "bivalent_vs_lys4_only", "bivalent_vs_no_methylation", "tf_range_geneformer",
-            "tf_range_chen2020", "tf_vs_non_tf", "hgnc_groups"} <= set(board["task"])
+    assert {
+        "dosage_sensitive_tfs",
+        "bivalent_vs_lys4_only",
+        "bivalent_vs_no_methylation",
+        "tf_range_geneformer",
+        "tf_range_chen2020",
+        "tf_vs_non_tf",
+        "hgnc_groups",
+    } <= set(board["task"])
     assert set(board["universe"]) == {"all_genes", "with_summary"}
     per_task = board.groupby(["universe", "task", "classifier", "metric"])
     assert (per_task["genes_digest"].nunique() == 1).all() and (per_task["n_genes"].nunique() == 1).all()
@@ -114,22 +169,35 @@ def test_leaderboard_scores_every_backbone_on_the_same_genes(pipeline):
 def test_minilm_beats_random_band_and_text_availability_is_a_confound(pipeline):
     board = output(pipeline, "leaderboard").set_index(["backbone", "universe", "task", "classifier", "metric"])
     random = board.loc[("random-gaussian", "all_genes", "dosage_sensitive_tfs", "logistic_regression", "roc_auc")]
-    assert random["n_draws"] == 20 and 0.45 < random["estimate"] < 0.55 and random["band_high"] - random["band_low"] > 0.05
+    assert (
+        random["n_draws"] == 20 and 0.45 < random["estimate"] < 0.55 and random["band_high"] - random["band_low"] > 0.05
+    )
     minilm = board.loc[("all-MiniLM-L6-v2", "all_genes", "dosage_sensitive_tfs", "logistic_regression", "roc_auc")]
-    assert minilm["estimate"] > 0.8 and minilm["ci_low"] > random["band_high"] and minilm["best"] | minilm["tied_with_best"]
-    availability = board.loc[("text-availability", "all_genes", "dosage_sensitive_tfs", "logistic_regression", "roc_auc")]
+    assert (
+        minilm["estimate"] > 0.8
+        and minilm["ci_low"] > random["band_high"]
+        and minilm["best"] | minilm["tied_with_best"]
+    )
+    availability = board.loc[
+        ("text-availability", "all_genes", "dosage_sensitive_tfs", "logistic_regression", "roc_auc")
+    ]
     assert availability["estimate"] > 0.7
-    summary_only = board.loc[("text-availability", "with_summary", "dosage_sensitive_tfs", "logistic_regression", "roc_auc")]
+    summary_only = board.loc[
+        ("text-availability", "with_summary", "dosage_sensitive_tfs", "logistic_regression", "roc_auc")
+    ]
     assert summary_only["estimate"] < availability["estimate"]
 
 
 def test_leaderboard_check_passes_and_results_carry_checks(pipeline):
     checks = {
         (e.asset_key.path[-1], e.check_name): e.passed
-        for run in pipeline["runs"] for e in run.get_asset_check_evaluations()
+        for run in pipeline["runs"]
+        for e in run.get_asset_check_evaluations()
     }
     assert checks[("leaderboard", "random_band_at_chance")]
-    assert all(checks[(name, "metrics_finite")] for name in [*GENE_TASK_RESULTS, "cell_type_results", "cell_baseline_results"])
+    assert all(
+        checks[(name, "metrics_finite")] for name in [*GENE_TASK_RESULTS, "cell_type_results", "cell_baseline_results"]
+    )
     assert checks[("cell_embeddings", "unit_vectors")] and checks[("cell_datasets", "genes_matched")]
 
 
@@ -144,7 +212,11 @@ def test_embeddings_are_float32_with_provenance(pipeline):
     assert metadata["view"].value == "summary"
     decision = metadata["precision_decision"].data  # the calibrated CPU precision and its evidence, kept with the table
     assert decision["precision"] == table.attrs["precision"] == table.attrs["precision_decision"]["precision"]
-    assert decision["reason"] and decision["fingerprint"]["torch"] and "remembered" not in table.attrs["precision_decision"]
+    assert (
+        decision["reason"]
+        and decision["fingerprint"]["torch"]
+        and "remembered" not in table.attrs["precision_decision"]
+    )
 
 
 def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
@@ -179,13 +251,19 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     from gene_assets.leaderboard.report import wide_table
 
     board = output(pipeline, "leaderboard")  # the released table is the one the UI and the CLI show, ⚠ marks included
-    assert (clone / "data" / "leaderboard.csv").read_text() == wide_table(board, leaks=leaderboard_leaks(board)).to_csv(index=False)
+    assert (clone / "data" / "leaderboard.csv").read_text() == wide_table(board, leaks=leaderboard_leaks(board)).to_csv(
+        index=False
+    )
 
 
 def test_unchanged_release_reuses_version(pipeline):
     instance, resources = pipeline["instance"], pipeline["resources"]
-    result = materialize([*all_assets, *all_asset_checks], selection=["leaderboard", "embeddings_release"],
-                         instance=instance, resources=resources)
+    result = materialize(
+        [*all_assets, *all_asset_checks],
+        selection=["leaderboard", "embeddings_release"],
+        instance=instance,
+        resources=resources,
+    )
     again = result.output_for_node("embeddings_release")
     assert again["version"].iloc[0] == "embeddings-v1"
     assert git(pipeline["repo"], "tag", "--list").split() == ["embeddings-v1"]
@@ -197,13 +275,23 @@ def test_random_control_off_chance_blocks_the_release(pipeline):
     above chance, and the blocking check stops the leaderboard before anything is released."""
     instance, resources = pipeline["instance"], pipeline["resources"]
     everything = [*all_assets, *all_asset_checks]
-    scored = materialize(everything, selection=["gene_interaction_results"], instance=instance, resources=resources,
-                         partition_key=backbone_view_key("random-gaussian", "summary"),
-                         run_config={"ops": {"gene_interaction_results": {"config": EVALUATION}}})
+    scored = materialize(
+        everything,
+        selection=["gene_interaction_results"],
+        instance=instance,
+        resources=resources,
+        partition_key=backbone_view_key("random-gaussian", "summary"),
+        run_config={"ops": {"gene_interaction_results": {"config": EVALUATION}}},
+    )
     pairs = scored.output_for_node("gene_interaction_results")
     assert pairs.query("classifier == 'logistic_regression' and universe == 'all_genes'")["estimate"].iloc[0] > 0.6
-    blocked = materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance,
-                          resources=resources, raise_on_error=False)
+    blocked = materialize(
+        everything,
+        selection=["leaderboard", "embeddings_release"],
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
     assert not blocked.success
     evaluation = [e for e in blocked.get_asset_check_evaluations() if e.check_name == "random_band_at_chance"][0]
     assert not evaluation.passed and "gene_interaction" in evaluation.metadata["off_chance"].value
@@ -260,11 +348,17 @@ def test_cell_types_of_every_backbone_and_both_baselines_reach_the_leaderboard(p
     f1 = cells[cells["metric"] == "macro_f1"].set_index(["backbone", "task"])["estimate"]
     assert f1[("all-MiniLM-L6-v2", "wang_genept_w")] > 0.5 and f1[("expression-pca", "wang_pca")] > 0.5
     assert f1[("text-availability", "wang_genept_w")] < f1[("all-MiniLM-L6-v2", "wang_genept_w")]
-    metadata = [e for r in pipeline["runs"] for e in r.get_asset_materialization_events()
-                if e.asset_key.path[-1] == "leaderboard"][0].materialization.metadata
+    metadata = [
+        e
+        for r in pipeline["runs"]
+        for e in r.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "leaderboard"
+    ][0].materialization.metadata
     table = metadata["cell_types_macro_f1"].value
     assert "all-MiniLM-L6-v2 · GenePT-s" in table and "expression-pca · PCA" in table and "★" in table
-    assert "gain vs PCA" in metadata["cell_gains_macro_f1"].value and "gain vs random" in metadata["cell_gains_ari"].value
+    assert (
+        "gain vs PCA" in metadata["cell_gains_macro_f1"].value and "gain vs random" in metadata["cell_gains_ari"].value
+    )
 
 
 def test_cell_embeddings_are_stored_as_h5ad_with_one_obsm_key_per_method(pipeline):
@@ -288,8 +382,11 @@ def test_user_h5ad_is_read_by_path_and_label_column_and_unmatched_genes_fail_cle
     import anndata
 
     wang = anndata.read_h5ad(data_dir / "single_cell/wang.h5ad")
-    mine = anndata.AnnData(X=wang.X, obs=pd.DataFrame({"my_type": wang.obs["cell_type"].to_numpy()}, index=wang.obs_names),
-                           var=pd.DataFrame(index=wang.var_names))
+    mine = anndata.AnnData(
+        X=wang.X,
+        obs=pd.DataFrame({"my_type": wang.obs["cell_type"].to_numpy()}, index=wang.obs_names),
+        var=pd.DataFrame(index=wang.var_names),
+    )
     mine.write_h5ad(tmp_path / "mine.h5ad")
     mine.var_names = [f"feature{i}" for i in range(mine.n_vars)]
     mine.write_h5ad(tmp_path / "unmatched.h5ad")
@@ -299,8 +396,15 @@ def test_user_h5ad_is_read_by_path_and_label_column_and_unmatched_genes_fail_cle
 
     def dataset(name):
         config = {"h5ad_path": str(tmp_path / f"{name}.h5ad"), "label_key": "my_type"}
-        return materialize(everything, selection=["cell_datasets"], instance=instance, resources=resources,
-                           partition_key=name, run_config={"ops": {"cell_datasets": {"config": config}}}, raise_on_error=False)
+        return materialize(
+            everything,
+            selection=["cell_datasets"],
+            instance=instance,
+            resources=resources,
+            partition_key=name,
+            run_config={"ops": {"cell_datasets": {"config": config}}},
+            raise_on_error=False,
+        )
 
     read = dataset("mine")
     assert read.success and len(read.output_for_node("cell_datasets").cells) == 501

@@ -51,8 +51,14 @@ def test_calibration_never_chooses_bf16_where_it_is_emulated(tmp_path):
     """oneDNN capped below AVX512_BF16 runs bf16 emulated, as on a Xeon without it: the calibration must not choose
     it (fp32, or the int8 path where that is faster)."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
-    run = subprocess.run([sys.executable, "-c", EMULATED_BF16, str(tmp_path / "decisions.json")], env=env,
-                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", EMULATED_BF16, str(tmp_path / "decisions.json")],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     decision = json.loads(run.stdout.splitlines()[-1])
     assert decision["precision"] in ("fp32", OPENVINO_INT8)
@@ -66,8 +72,9 @@ def test_calibration_never_chooses_bf16_where_it_is_emulated(tmp_path):
 def test_calibration_chooses_a_reduced_precision_only_within_the_cosine_bar():
     """int8 dynamic quantization drifts below 0.99 cosine on real summaries: it is never chosen, however fast."""
     texts = summary_texts(12)
-    decision = calibrate(MINILM, ["bf16", "int8"], texts, token_budget=4096, threads=1,
-                         fingerprint=machine_fingerprint())
+    decision = calibrate(
+        MINILM, ["bf16", "int8"], texts, token_budget=4096, threads=1, fingerprint=machine_fingerprint()
+    )
     assert decision.min_cosine["int8"] < MINILM.fast_path.min_cosine <= decision.min_cosine["bf16"]
     assert decision.excluded["int8"].startswith("min cosine to fp32")
     assert decision.precision in ("fp32", "bf16")
@@ -93,10 +100,14 @@ def test_candidates_need_native_bf16_and_task_evidence_within_the_bar():
 def materialize_partition(texts: pd.DataFrame, device: EmbeddingDevice):
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("backbone", [MINILM.name])
-        context = build_asset_context(partition_key=backbone_view_key(MINILM.name, "summary"), instance=instance,
-                                      resources={"embedding_device": device})
-        output, check = list(gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts,
-                                             gene_catalog=pd.DataFrame()))
+        context = build_asset_context(
+            partition_key=backbone_view_key(MINILM.name, "summary"),
+            instance=instance,
+            resources={"embedding_device": device},
+        )
+        output, check = list(
+            gene_embeddings(context, config=GeneEmbeddingsConfig(), gene_texts=texts, gene_catalog=pd.DataFrame())
+        )
     assert check.passed
     return output
 
@@ -121,7 +132,9 @@ def test_decision_is_remembered_per_machine_and_recorded_with_the_vectors(tmp_pa
     assert again.value.attrs == first.value.attrs and again.metadata["texts_from_cache"].value == 10
     assert np.array_equal(again.value.matrix, first.value.matrix)
 
-    fewer_allowed = dataclasses.replace(MINILM, fast_path=dataclasses.replace(MINILM.fast_path, precisions=("fp32", "bf16")))
+    fewer_allowed = dataclasses.replace(
+        MINILM, fast_path=dataclasses.replace(MINILM.fast_path, precisions=("fp32", "bf16"))
+    )
     assert DecisionStore(decisions).get(machine_fingerprint(), fewer_allowed) is None  # another choice: calibrate again
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")  # another kernel set is another machine
     assert DecisionStore(decisions).get(machine_fingerprint(), MINILM) is None
@@ -157,8 +170,10 @@ def test_openvino_int8_vectors_are_within_the_cosine_bar_of_fp32():
     cosine = min_cosine(int8.embed(texts, threads=1), fp32.embed(texts, threads=1))
     assert MINILM.fast_path.min_cosine <= cosine < 0.99999  # close to fp32's vectors, yet not fp32 itself
     runtime = int8.requests[1].get_compiled_model().get_runtime_model()
-    kernels = {(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
-               for op in runtime.get_ops()}
+    kernels = {
+        (op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+        for op in runtime.get_ops()
+    }
     assert {kind for layer, kind in kernels if layer == "FullyConnected"} <= {"u8", "i8"}  # every linear layer int8
     assert "bf16" not in {kind for _, kind in kernels}  # the rest fp32, also where the CPU has bf16
     record = quantized_model_record(MINILM)

@@ -78,8 +78,15 @@ def test_verify_detects_corrupted_files(release_repo, tmp_path):
 
 def state(release_repo):
     """What a failed release must leave as it was: data/, data.dvc, HEAD and the tags."""
-    data = {p.relative_to(release_repo).as_posix(): p.read_bytes()
-            for p in (release_repo / "data").rglob("*") if p.is_file()} if (release_repo / "data").exists() else {}
+    data = (
+        {
+            p.relative_to(release_repo).as_posix(): p.read_bytes()
+            for p in (release_repo / "data").rglob("*")
+            if p.is_file()
+        }
+        if (release_repo / "data").exists()
+        else {}
+    )
     pointer = (release_repo / "data.dvc").read_bytes() if (release_repo / "data.dvc").exists() else None
     return data, pointer, git(release_repo, "rev-parse", "HEAD"), git(release_repo, "tag", "--list")
 
@@ -91,7 +98,8 @@ def test_missing_configured_remote_is_an_error_not_a_new_local_directory(release
     unmounted = tmp_path / "nas" / "gene_assets"
     with pytest.raises(ReleaseError, match=f"DVC remote {unmounted} does not exist .*GENE_ASSETS_DVC_REMOTE"):
         repository(release_repo, tmp_path, create_remote=False).model_copy(
-            update={"remote_url": str(unmounted)}).publish({"a.csv": b"2"}, {})
+            update={"remote_url": str(unmounted)}
+        ).publish({"a.csv": b"2"}, {})
     assert not unmounted.exists() and state(release_repo) == before
 
 
@@ -148,7 +156,10 @@ def test_pull_fetches_a_version_verifies_it_and_refuses_a_corrupted_remote(relea
     _, first, record = pull_release(str(release_repo), "embeddings-v1", tmp_path / "v1")
     assert record.revision == git(release_repo, "rev-parse", "embeddings-v1^{commit}").strip()
     assert first["version"] == "embeddings-v1" and (tmp_path / "v1" / "embeddings" / "a.parquet").read_bytes() == b"one"
-    assert pull_release(str(release_repo), None, tmp_path / "latest")[:2] == (tmp_path / "latest", verify_release(tmp_path / "latest", str(release_repo)))
+    assert pull_release(str(release_repo), None, tmp_path / "latest")[:2] == (
+        tmp_path / "latest",
+        verify_release(tmp_path / "latest", str(release_repo)),
+    )
     assert verify_release(tmp_path / "latest", str(release_repo))["version"] == "embeddings-v2"
     with pytest.raises(ReleaseError, match="has no release 'embeddings-v9'; it has embeddings-v1, embeddings-v2"):
         pull_release(str(release_repo), "embeddings-v9", tmp_path / "v9")
@@ -222,8 +233,10 @@ def test_versions_resolve_from_the_branch_without_tags(release_repo, tmp_path, c
 
     assert main(["releases", "--repo", str(mirror)]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert [line.split()[:3] for line in listed] == [["embeddings-v1", first.revision[:12], index["embeddings-v1"]["created_at"]],
-                                                     ["embeddings-v2", second.revision[:12], index["embeddings-v2"]["created_at"]]]
+    assert [line.split()[:3] for line in listed] == [
+        ["embeddings-v1", first.revision[:12], index["embeddings-v1"]["created_at"]],
+        ["embeddings-v2", second.revision[:12], index["embeddings-v2"]["created_at"]],
+    ]
     assert "no tag" in listed[0] and listed[1].endswith("bag-of-words, random-gaussian")
     _, manifest, record = pull_release(str(mirror), "embeddings-v1", tmp_path / "v1", remote=str(tmp_path / "remote"))
     assert manifest["files"] == first.manifest["files"] and record.revision == first.revision and not record.tagged
@@ -254,24 +267,38 @@ def test_manifest_entry_records_what_each_table_holds(tmp_path):
     key = backbone_view_key("bag-of-words", "summary")
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, ["bag-of-words"])
-        run = materialize([*all_assets, *all_asset_checks], selection=["gene_embeddings"], instance=instance,
-                          resources=resources, partition_key=key)
+        run = materialize(
+            [*all_assets, *all_asset_checks],
+            selection=["gene_embeddings"],
+            instance=instance,
+            resources=resources,
+            partition_key=key,
+        )
         table = run.output_for_node("gene_embeddings")
         entry = embedding_provenance(instance, key, table)
         shuffled = GeneEmbeddings(genes=table.genes.iloc[::-1], matrix=table.matrix[::-1], attrs=table.attrs)
         assert embedding_provenance(instance, key, shuffled) == entry
-        edited = table.genes.assign(text_sha256=table.genes["text_sha256"].where(table.genes["entrez_id"] != 1, "0" * 64))
-        changed = embedding_provenance(instance, key, GeneEmbeddings(genes=edited, matrix=table.matrix, attrs=table.attrs))
-        fewer = embedding_provenance(instance, key, GeneEmbeddings(genes=table.genes[1:], matrix=table.matrix[1:],
-                                                                   attrs=table.attrs))
+        edited = table.genes.assign(
+            text_sha256=table.genes["text_sha256"].where(table.genes["entrez_id"] != 1, "0" * 64)
+        )
+        changed = embedding_provenance(
+            instance, key, GeneEmbeddings(genes=edited, matrix=table.matrix, attrs=table.attrs)
+        )
+        fewer = embedding_provenance(
+            instance, key, GeneEmbeddings(genes=table.genes[1:], matrix=table.matrix[1:], attrs=table.attrs)
+        )
     assert entry["backbone"] == "bag-of-words" and entry["view"] == "summary" and entry["device"] == "cpu"
     assert entry["dtype"] and entry["n_genes"] == 240 and "seconds" not in entry
     assert entry["mapping"] == {"view_genes_covered": 240, "view_genes_without_vector": 0}
     assert changed["text_view_sha256"] != entry["text_view_sha256"]
     assert changed["gene_universe_sha256"] == entry["gene_universe_sha256"] != fewer["gene_universe_sha256"]
     json.dumps(entry)  # MANIFEST.json can hold it
-    lines = describe_release({"code": {"commit": "a" * 40, "uncommitted_changes": True, "diff_sha256": "b" * 64},
-                              "models": [{**entry, "file": "embeddings/bag-of-words__summary.parquet"}]})
+    lines = describe_release(
+        {
+            "code": {"commit": "a" * 40, "uncommitted_changes": True, "diff_sha256": "b" * 64},
+            "models": [{**entry, "file": "embeddings/bag-of-words__summary.parquet"}],
+        }
+    )
     assert lines[0] == f"computed with code {'a' * 12} (plus uncommitted changes, diff sha256 {'b' * 12})"
     assert lines[1].startswith("  embeddings/bag-of-words__summary.parquet: ") and "device cpu" in lines[1]
     assert f"text_view_sha256 {entry['text_view_sha256'][:12]}" in lines[1]

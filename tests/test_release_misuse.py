@@ -28,8 +28,12 @@ print(release.version, release.revision)
 def start_publish(release_repo: Path, remote: Path, content: str, log: Path) -> subprocess.Popen:
     """A release of {"a.csv": content} in its own process; stdout and stderr go to `log`."""
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-c", PUBLISH, str(release_repo), str(remote), content],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", PUBLISH, str(release_repo), str(remote), content],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def finish(process: subprocess.Popen, log: Path) -> list[str]:
@@ -58,7 +62,9 @@ def test_two_concurrent_releases_in_separate_processes_both_land(release_repo, t
     assert list(index) == ["embeddings-v1", "embeddings-v2"]
     later = "embeddings-v2"
     assert json.loads((release_repo / "data" / "MANIFEST.json").read_text())["version"] == later
-    assert git(release_repo, "rev-parse", "HEAD").strip() == git(release_repo, "rev-parse", f"{later}^{{commit}}").strip()
+    assert (
+        git(release_repo, "rev-parse", "HEAD").strip() == git(release_repo, "rev-parse", f"{later}^{{commit}}").strip()
+    )
     published = {version_a: ("one", revision_a), version_b: ("two", revision_b)}
     for version, (content, revision) in published.items():
         assert git(release_repo, "rev-parse", f"{version}^{{commit}}").strip() == revision
@@ -81,8 +87,11 @@ def test_a_release_waits_for_the_lock_another_process_holds(release_repo, tmp_pa
         assert f"by pid {os.getpid()}" in log.read_text()
         assert git(release_repo, "tag", "--list").strip() == "" and not (release_repo / "data").exists()
         impatient = repo.model_copy(update={"lock_timeout_s": 0.5})
-        with pytest.raises(ReleaseError, match=rf"Another release of .* \(pid {os.getpid()}\) still holds .*"
-                                               "gene_assets-release.lock.*Nothing was changed"):
+        with pytest.raises(
+            ReleaseError,
+            match=rf"Another release of .* \(pid {os.getpid()}\) still holds .*"
+            "gene_assets-release.lock.*Nothing was changed",
+        ):
             impatient.publish({"a.csv": b"two"}, {})
     assert finish(process, log)[0] == "embeddings-v1"
     assert (release_repo / "data" / "a.csv").read_text() == "one"
@@ -115,9 +124,17 @@ def test_a_failed_release_undoes_only_its_own_work(release_repo, tmp_path, monke
 
 def release_state(release_repo: Path):
     """Everything a refused release must leave as it was: every file under data/, data.dvc, HEAD and the tags."""
-    data = {p.relative_to(release_repo).as_posix(): p.read_bytes()
-            for p in (release_repo / "data").rglob("*") if p.is_file()}
-    return data, (release_repo / "data.dvc").read_bytes(), git(release_repo, "rev-parse", "HEAD"), git(release_repo, "tag")
+    data = {
+        p.relative_to(release_repo).as_posix(): p.read_bytes()
+        for p in (release_repo / "data").rglob("*")
+        if p.is_file()
+    }
+    return (
+        data,
+        (release_repo / "data.dvc").read_bytes(),
+        git(release_repo, "rev-parse", "HEAD"),
+        git(release_repo, "tag"),
+    )
 
 
 def test_a_release_refuses_to_delete_or_overwrite_files_it_does_not_own(release_repo, tmp_path):
@@ -128,8 +145,10 @@ def test_a_release_refuses_to_delete_or_overwrite_files_it_does_not_own(release_
     data = release_repo / "data"
     (data / "my_notes.txt").write_text("mine\n")
     (data / "embeddings" / "extra.parquet").write_bytes(b"mine too")
-    foreign = (r"holds 2 files that are not part of release embeddings-v1: embeddings/extra.parquet, my_notes.txt\. "
-               r".*would delete them: move them out of data/, then release\. Nothing was changed\.")
+    foreign = (
+        r"holds 2 files that are not part of release embeddings-v1: embeddings/extra.parquet, my_notes.txt\. "
+        r".*would delete them: move them out of data/, then release\. Nothing was changed\."
+    )
     before = release_state(release_repo)
     for files in ({"a.csv": b"2", "embeddings/x.parquet": b"x"}, {"a.csv": b"1", "embeddings/x.parquet": b"x"}):
         with pytest.raises(ReleaseError, match=foreign):
@@ -140,8 +159,11 @@ def test_a_release_refuses_to_delete_or_overwrite_files_it_does_not_own(release_
     (data / "a.csv").chmod(0o644)
     (data / "a.csv").write_bytes(b"edited by hand")
     before = release_state(release_repo)
-    with pytest.raises(ReleaseError, match=r"holds 1 files changed since release embeddings-v1: a.csv\. A release would "
-                                           r"overwrite them: .*`dvc checkout data`"):
+    with pytest.raises(
+        ReleaseError,
+        match=r"holds 1 files changed since release embeddings-v1: a.csv\. A release would "
+        r"overwrite them: .*`dvc checkout data`",
+    ):
         repo.publish({"a.csv": b"2", "embeddings/x.parquet": b"x"}, {})
     assert release_state(release_repo) == before and repo.versions() == ["embeddings-v1"]
 
@@ -164,7 +186,9 @@ def tamper(copy: Path, case: str, outside: Path) -> str:
     if case == "manifest edited to match a tampered file":
         (copy / "a.csv").write_bytes(b"tampered")
         manifest["files"]["a.csv"] = hashlib.sha256(b"tampered").hexdigest()
-        expected = r"is not release embeddings-v1 as DVC tracks it in .*data.dvc has md5 \w+.dir.*MANIFEST.json was edited"
+        expected = (
+            r"is not release embeddings-v1 as DVC tracks it in .*data.dvc has md5 \w+.dir.*MANIFEST.json was edited"
+        )
     elif case == "empty file list":
         shutil.rmtree(copy / "embeddings")
         (copy / "a.csv").unlink()
@@ -189,7 +213,8 @@ def released(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("released")
     repo = make_release_repo(root / "release_repo")
     DvcReleaseRepository(repo_dir=str(repo), remote_url=str(root / "remote")).publish(
-        {"a.csv": b"1", "embeddings/x.parquet": b"x"}, {})
+        {"a.csv": b"1", "embeddings/x.parquet": b"x"}, {}
+    )
     return repo
 
 
@@ -198,12 +223,22 @@ def test_verify_checks_a_release_against_its_data_dvc_md5(released, tmp_path, ca
 
     assert main(["verify", str(released / "data")]) == 0
     assert capsys.readouterr().out.strip() == f"{released / 'data'}: release embeddings-v1, 2 files verified"
-    pulled, _, _ = pull_release(str(released), "embeddings-v1", tmp_path / "pulled", remote=str(released.parent / "remote"))
+    pulled, _, _ = pull_release(
+        str(released), "embeddings-v1", tmp_path / "pulled", remote=str(released.parent / "remote")
+    )
     assert main(["verify", str(pulled), "--repo", str(released)]) == 0
 
 
-@pytest.mark.parametrize("case", ["unlisted file", "manifest edited to match a tampered file", "empty file list",
-                                  "path leaving the release", "malformed manifest"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unlisted file",
+        "manifest edited to match a tampered file",
+        "empty file list",
+        "path leaving the release",
+        "malformed manifest",
+    ],
+)
 def test_verify_refuses_what_the_manifest_alone_would_pass(released, tmp_path, capsys, case):
     """Each damaged copy exits 2 with one line naming what is wrong, and verify changes nothing in it."""
     from gene_assets.cli import main
@@ -224,4 +259,6 @@ def test_a_release_over_a_malformed_manifest_says_so_and_changes_nothing(release
     repo = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
     with pytest.raises(ReleaseError, match=r"data/MANIFEST.json is not valid JSON \(.*\): it was damaged or edited"):
         repo.publish({"a.csv": b"1"}, {})
-    assert [p.name for p in (release_repo / "data").iterdir()] == ["MANIFEST.json"] and not (release_repo / "data.dvc").exists()
+    assert [p.name for p in (release_repo / "data").iterdir()] == ["MANIFEST.json"] and not (
+        release_repo / "data.dvc"
+    ).exists()

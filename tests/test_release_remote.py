@@ -17,16 +17,23 @@ from gene_assets.release.dvc_repository import DvcReleaseRepository, ReleaseHist
 
 from .conftest import dvc, free_port, git, make_release_repo
 
+
 def embeddings(seed: int) -> GeneEmbeddings:
     rng = np.random.default_rng(seed)
     genes = pd.DataFrame({"entrez_id": [7157, 672, 1956], "symbol": ["TP53", "BRCA1", "EGFR"]})
-    return GeneEmbeddings(genes=genes, matrix=rng.normal(size=(3, 4)),
-                          attrs={"backbone": "all-MiniLM-L6-v2", "view": "summary", "dims": 4})
+    return GeneEmbeddings(
+        genes=genes,
+        matrix=rng.normal(size=(3, 4)),
+        attrs={"backbone": "all-MiniLM-L6-v2", "view": "summary", "dims": 4},
+    )
 
 
 def release_files(seed: int) -> dict[str, bytes]:
     table = embeddings(seed)
-    return {embedding_file_name(table.attrs): parquet_bytes(table.to_arrow()), "leaderboard.csv": f"seed,{seed}\n".encode()}
+    return {
+        embedding_file_name(table.attrs): parquet_bytes(table.to_arrow()),
+        "leaderboard.csv": f"seed,{seed}\n".encode(),
+    }
 
 
 def team_repository(path: Path, bucket: str) -> Path:
@@ -53,8 +60,15 @@ def test_consumer_round_trip_over_s3(s3_bucket, tmp_path, monkeypatch, capsys):
     models = [{"backbone": "all-MiniLM-L6-v2", "view": "summary"}]
     first = repository.publish(release_files(1), {"models": models})
     second = repository.publish(release_files(2), {"models": models})
-    assert (first.version, second.version, second.remote_url) == ("embeddings-v1", "embeddings-v2", f"s3://{s3_bucket}/gene_assets")
-    assert dvc_remotes(git(producer, "show", "HEAD:.dvc/config")) == ("releases", {"releases": f"s3://{s3_bucket}/gene_assets"})
+    assert (first.version, second.version, second.remote_url) == (
+        "embeddings-v1",
+        "embeddings-v2",
+        f"s3://{s3_bucket}/gene_assets",
+    )
+    assert dvc_remotes(git(producer, "show", "HEAD:.dvc/config")) == (
+        "releases",
+        {"releases": f"s3://{s3_bucket}/gene_assets"},
+    )
     mirror, branch_only = tmp_path / "mirror.git", tmp_path / "branch_only.git"
     git(tmp_path, "clone", "--bare", "--quiet", str(producer), str(mirror))
     git(tmp_path, "init", "--bare", "--quiet", "--initial-branch=main", str(branch_only))
@@ -85,7 +99,11 @@ def test_consumer_round_trip_over_s3(s3_bucket, tmp_path, monkeypatch, capsys):
 
     with dvc_open(f"data/{name}", repo=url, rev="embeddings-v1", mode="rb") as fh:
         table = GeneEmbeddings.from_arrow(pq.read_table(io.BytesIO(fh.read())))
-    assert np.array_equal(table.matrix, embeddings(1).matrix) and table.genes["symbol"].tolist() == ["TP53", "BRCA1", "EGFR"]
+    assert np.array_equal(table.matrix, embeddings(1).matrix) and table.genes["symbol"].tolist() == [
+        "TP53",
+        "BRCA1",
+        "EGFR",
+    ]
 
     assert main(["pull", "embeddings-v1", "--repo", f"file://{branch_only}", "--out", str(consumer / "pulled")]) == 0
     assert f"release embeddings-v1 (commit {first.revision[:12]})" in capsys.readouterr().out
@@ -93,7 +111,9 @@ def test_consumer_round_trip_over_s3(s3_bucket, tmp_path, monkeypatch, capsys):
     assert manifest["files"][name] == first.manifest["files"][name]
     with ReleaseHistory.of(f"file://{branch_only}") as history:
         assert [(r.version, r.revision, r.tagged) for r in history.records()] == [
-            ("embeddings-v1", first.revision, False), ("embeddings-v2", second.revision, False)]
+            ("embeddings-v1", first.revision, False),
+            ("embeddings-v2", second.revision, False),
+        ]
 
     # the S3 endpoint down: one message naming the remote, DVC's reason and how to point at another copy
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
@@ -103,4 +123,3 @@ def test_consumer_round_trip_over_s3(s3_bucket, tmp_path, monkeypatch, capsys):
     assert f"DVC remote 'releases' (s3://{s3_bucket}/gene_assets)" in error and "Could not connect" in error
     assert "--remote URL" in error and "dvc remote modify --local releases endpointurl" in error
     assert not (consumer / "unreachable").exists() and not [p for p in consumer.iterdir() if ".pulling-" in p.name]
-

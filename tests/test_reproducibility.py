@@ -14,8 +14,15 @@ from gene_assets.resources import temporary_resources
 from .conftest import make_release_repo
 
 BACKBONES = ["bag-of-words", "tfidf"]
-SOURCES = ["gene_catalog", "gene_summaries", "gene_texts", "gene_universes", "geneformer_labels", "gene_type_labels",
-           "gene_property_labels"]
+SOURCES = [
+    "gene_catalog",
+    "gene_summaries",
+    "gene_texts",
+    "gene_universes",
+    "geneformer_labels",
+    "gene_type_labels",
+    "gene_property_labels",
+]
 RESULTS = ["geneformer_results", "gene_type_results", "gene_property_results"]
 EVALUATION = {"n_bootstrap": 200}
 
@@ -27,14 +34,29 @@ def cold_run(home, repo, remote, symbols, annotation_cache):
     with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as instance:
         patch.setenv(CACHE_DIR_ENV, str(home / "embedding_cache"))
         register_backbones(instance, BACKBONES)
-        runs = [materialize(everything, selection=SOURCES, instance=instance, resources=resources,
-                            run_config={"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": symbols}}}})]
+        runs = [
+            materialize(
+                everything,
+                selection=SOURCES,
+                instance=instance,
+                resources=resources,
+                run_config={"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": symbols}}}},
+            )
+        ]
         for backbone in BACKBONES:
-            runs.append(materialize(everything, selection=["gene_embeddings", *RESULTS], instance=instance,
-                                    resources=resources, partition_key=backbone_view_key(backbone, "summary"),
-                                    run_config={"ops": {name: {"config": EVALUATION} for name in RESULTS}}))
-        release = materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance,
-                              resources=resources)
+            runs.append(
+                materialize(
+                    everything,
+                    selection=["gene_embeddings", *RESULTS],
+                    instance=instance,
+                    resources=resources,
+                    partition_key=backbone_view_key(backbone, "summary"),
+                    run_config={"ops": {name: {"config": EVALUATION} for name in RESULTS}},
+                )
+            )
+        release = materialize(
+            everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources
+        )
         assert all(run.success for run in [*runs, release])
         return release
 
@@ -72,8 +94,11 @@ def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_fingerprint(
     from gene_assets.tasks.assets import RESULT_ASSETS
 
     launched = []
-    monkeypatch.setattr(PipelineRunner, "execute", lambda self, job, partition=None, run_config=None, selection=None:
-                        launched.append((job, run_config)) or True)
+    monkeypatch.setattr(
+        PipelineRunner,
+        "execute",
+        lambda self, job, partition=None, run_config=None, selection=None: launched.append((job, run_config)) or True,
+    )
     with DagsterInstance.ephemeral() as instance:
         run_pipeline(defs, instance, ["bag-of-words"], ["summary"], release=False, protocol="full")
         configs = dict(launched[1:])
@@ -81,6 +106,8 @@ def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_fingerprint(
         assert configs["release_job"] == {"ops": {"leaderboard": {"config": {"protocol": "full"}}}}
         graph, keys = defs.resolve_asset_graph(), {AssetKey(name) for name in RESULT_ASSETS}
         published = {"ops": {name: {"config": {"protocol": "published"}} for name in RESULT_ASSETS}}
-        digests = {fingerprint(instance, graph, keys, backbone_view_key("bag-of-words", "summary"), config, [], defs.resources)
-                   for config in (configs["backbone_job"], published)}
+        digests = {
+            fingerprint(instance, graph, keys, backbone_view_key("bag-of-words", "summary"), config, [], defs.resources)
+            for config in (configs["backbone_job"], published)
+        }
         assert len(digests) == 2

@@ -24,13 +24,16 @@ def test_every_hub_model_is_pinned_to_a_commit_and_remote_code_is_allowlisted():
 def test_ui_binds_to_localhost_unless_configured():
     dry_run = subprocess.run(["make", "-n", "ui"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout
     assert "dg dev --host 127.0.0.1" in dry_run
-    other = subprocess.run(["make", "-n", "ui", "UI_HOST=0.0.0.0"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                           check=True).stdout
+    other = subprocess.run(
+        ["make", "-n", "ui", "UI_HOST=0.0.0.0"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert "dg dev --host 0.0.0.0" in other
 
 
 def test_no_secret_is_tracked_and_keys_come_only_from_the_environment():
-    tracked = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     found = []
     for name in tracked:
         path = PROJECT_ROOT / name

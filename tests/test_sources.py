@@ -48,9 +48,14 @@ def tarball_package(tmp_path, monkeypatch):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "Tiny.db", arcname="Tiny.db")
     package = AnnotationPackage(
-        name="Tiny.db", version="1.0", debian_package="r-bioc-tiny.db", debian_version="1.0-1",
-        debian_path="usr/lib/R/site-library/Tiny.db/extdata/Tiny.sqlite", tarball_url=archive.as_uri(),
-        tarball_path="Tiny.db/inst/extdata/Tiny.sqlite", sqlite_sha256=sha256_file(inner),
+        name="Tiny.db",
+        version="1.0",
+        debian_package="r-bioc-tiny.db",
+        debian_version="1.0-1",
+        debian_path="usr/lib/R/site-library/Tiny.db/extdata/Tiny.sqlite",
+        tarball_url=archive.as_uri(),
+        tarball_path="Tiny.db/inst/extdata/Tiny.sqlite",
+        sqlite_sha256=sha256_file(inner),
     )
     monkeypatch.setitem(bioconductor.PACKAGES, "Tiny.db", package)
     return package
@@ -65,7 +70,9 @@ def test_tarball_source_extracts_verifies_and_caches(tmp_path, tarball_package):
 
 
 def test_checksum_mismatch_caches_nothing(tmp_path, tarball_package, monkeypatch):
-    monkeypatch.setitem(bioconductor.PACKAGES, "Tiny.db", AnnotationPackage(**{**tarball_package.__dict__, "sqlite_sha256": "0" * 64}))
+    monkeypatch.setitem(
+        bioconductor.PACKAGES, "Tiny.db", AnnotationPackage(**{**tarball_package.__dict__, "sqlite_sha256": "0" * 64})
+    )
     databases = AnnotationDatabases(cache_dir=str(tmp_path / "cache"), source="bioconductor")
     with pytest.raises(AnnotationDatabaseError, match="expected 0000"):
         databases.sqlite_path("Tiny.db")
@@ -82,7 +89,9 @@ def test_corrupted_cache_entry_is_fetched_again(tmp_path, tarball_package):
 def test_real_annotation_databases_are_verified(annotation_cache):
     databases = AnnotationDatabases(cache_dir=str(annotation_cache))
     with databases.connect("org.Hs.eg.db") as con:
-        assert con.execute("SELECT symbol FROM gene_info JOIN genes USING(_id) WHERE gene_id = '7157'").fetchone() == ("TP53",)
+        assert con.execute("SELECT symbol FROM gene_info JOIN genes USING(_id) WHERE gene_id = '7157'").fetchone() == (
+            "TP53",
+        )
     with databases.connect("GO.db") as con:
         assert con.execute("SELECT term FROM go_term WHERE go_id = 'GO:0006915'").fetchone() == ("apoptotic process",)
 
@@ -91,10 +100,18 @@ class _EutilsHandler(http.server.BaseHTTPRequestHandler):
     """Answers esummary POSTs in the E-utilities JSON format from a small table of genes."""
 
     genes = {
-        7157: {"uid": "7157", "name": "TP53", "description": "tumor protein p53",
-               "summary": "This gene encodes a tumor suppressor protein containing transcriptional activation domains."},
-        672: {"uid": "672", "name": "BRCA1", "description": "BRCA1 DNA repair associated",
-              "summary": "This gene encodes a nuclear phosphoprotein that plays a role in maintaining genomic stability."},
+        7157: {
+            "uid": "7157",
+            "name": "TP53",
+            "description": "tumor protein p53",
+            "summary": "This gene encodes a tumor suppressor protein containing transcriptional activation domains.",
+        },
+        672: {
+            "uid": "672",
+            "name": "BRCA1",
+            "description": "BRCA1 DNA repair associated",
+            "summary": "This gene encodes a nuclear phosphoprotein that plays a role in maintaining genomic stability.",
+        },
         1: {"uid": "1", "name": "A1BG", "description": "alpha-1-B glycoprotein", "summary": ""},
     }
     requests: list = []
@@ -164,7 +181,9 @@ def test_esummary_retries_rate_limit_responses(tmp_path, eutils_server, monkeypa
 
 def test_esummary_unreachable_gives_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr("gene_assets.sources.ncbi_eutils.time.sleep", lambda s: None)
-    client = NcbiEutils(base_url="http://127.0.0.1:9/entrez/eutils", cache_dir=str(tmp_path), max_retries=1, timeout_s=2)
+    client = NcbiEutils(
+        base_url="http://127.0.0.1:9/entrez/eutils", cache_dir=str(tmp_path), max_retries=1, timeout_s=2
+    )
     with pytest.raises(EutilsError, match="unreachable after 2 tries"):
         client.gene_summaries([7157])
     assert not list(Path(tmp_path).rglob("*.json"))

@@ -39,8 +39,12 @@ def test_partitioned_output_round_trips_through_its_partition_path(tmp_path):
     assert (tmp_path / "gene_task_results" / "backbone=bag-of-words" / "view=summary.parquet").exists()
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("backbone", ["bag-of-words"])
-        context = build_input_context(asset_key="gene_task_results", partition_key=key, instance=instance,
-                                      asset_partitions_def=backbone_view_partitions)
+        context = build_input_context(
+            asset_key="gene_task_results",
+            partition_key=key,
+            instance=instance,
+            asset_partitions_def=backbone_view_partitions,
+        )
         assert manager.load_input(context).equals(frame)
 
 
@@ -61,8 +65,10 @@ def test_storage_on_s3_publishes_whole_objects_and_reports_corrupt_ones(s3_bucke
     manager = ParquetIOManager(base_dir=f"s3://{s3_bucket}/storage")
     frame = pd.DataFrame({"entrez_id": [1, 2], "symbol": ["A1BG", "A2M"]})
     manager.handle_output(build_output_context(asset_key="gene_catalog"), frame)
-    assert s3.find(f"{s3_bucket}/storage") == [f"{s3_bucket}/storage/gene_catalog.parquet",
-                                               f"{s3_bucket}/storage/gene_catalog.parquet.sha256"]
+    assert s3.find(f"{s3_bucket}/storage") == [
+        f"{s3_bucket}/storage/gene_catalog.parquet",
+        f"{s3_bucket}/storage/gene_catalog.parquet.sha256",
+    ]
     assert manager.load_input(build_input_context(asset_key="gene_catalog")).equals(frame)
     target = storage_path(f"s3://{s3_bucket}/storage/gene_catalog.parquet")
     with pytest.raises(RuntimeError):
@@ -70,14 +76,23 @@ def test_storage_on_s3_publishes_whole_objects_and_reports_corrupt_ones(s3_bucke
             tmp.write_bytes(b"half written")
             raise RuntimeError("connection lost")
     assert manager.load_input(build_input_context(asset_key="gene_catalog")).equals(frame)
-    assert s3.find(f"{s3_bucket}/storage") == [f"{s3_bucket}/storage/gene_catalog.parquet",
-                                               f"{s3_bucket}/storage/gene_catalog.parquet.sha256"]
-    s3.pipe_file(f"{s3_bucket}/storage/gene_catalog.parquet", s3.cat_file(f"{s3_bucket}/storage/gene_catalog.parquet")[:40])
-    with pytest.raises(StoredOutputError, match=f"gene_catalog \\(s3://{s3_bucket}/storage/gene_catalog.parquet\\) does "
-                                                "not match the sha256 written with it"):
+    assert s3.find(f"{s3_bucket}/storage") == [
+        f"{s3_bucket}/storage/gene_catalog.parquet",
+        f"{s3_bucket}/storage/gene_catalog.parquet.sha256",
+    ]
+    s3.pipe_file(
+        f"{s3_bucket}/storage/gene_catalog.parquet", s3.cat_file(f"{s3_bucket}/storage/gene_catalog.parquet")[:40]
+    )
+    with pytest.raises(
+        StoredOutputError,
+        match=f"gene_catalog \\(s3://{s3_bucket}/storage/gene_catalog.parquet\\) does "
+        "not match the sha256 written with it",
+    ):
         manager.load_input(build_input_context(asset_key="gene_catalog"))
     s3.rm_file(f"{s3_bucket}/storage/gene_catalog.parquet.sha256")  # an output written before checksums were kept
-    with pytest.raises(StoredOutputError, match=f"gene_catalog \\(s3://{s3_bucket}/storage/gene_catalog.parquet\\) cannot be read"):
+    with pytest.raises(
+        StoredOutputError, match=f"gene_catalog \\(s3://{s3_bucket}/storage/gene_catalog.parquet\\) cannot be read"
+    ):
         manager.load_input(build_input_context(asset_key="gene_catalog"))
     with pytest.raises(FileNotFoundError, match="gene_texts.parquet: materialize the upstream asset first"):
         manager.load_input(build_input_context(asset_key="gene_texts"))
@@ -96,9 +111,12 @@ def test_a_stored_output_changed_after_it_was_written_fails_its_checksum_and_rew
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(StoredOutputError, match=r"Stored output of gene_catalog \(.*gene_catalog\.parquet\) does not match "
-                                                r"the sha256 written with it \(.*gene_catalog\.parquet\.sha256\): it changed "
-                                                r"after it was written .*Re-materialize that asset"):
+    with pytest.raises(
+        StoredOutputError,
+        match=r"Stored output of gene_catalog \(.*gene_catalog\.parquet\) does not match "
+        r"the sha256 written with it \(.*gene_catalog\.parquet\.sha256\): it changed "
+        r"after it was written .*Re-materialize that asset",
+    ):
         manager.load_input(build_input_context(asset_key="gene_catalog"))
     assert path.read_bytes() == bytes(data)  # left as found, for inspection
     manager.handle_output(build_output_context(asset_key="gene_catalog"), frame)

@@ -70,7 +70,11 @@ def test_geneformer_tasks_map_with_counts_and_no_conflicting_genes(data_dir, res
     assert set(labels["task"]) == {t.name for t in GENEFORMER_TASKS} - {"tf_range_chen2020"}
     dosage = labels[labels["task"] == "dosage_sensitive_tfs"]["label"].value_counts()
     assert dosage["Dosage-sensitive TFs"] >= 115 and dosage["Dosage-insensitive TFs"] >= 350
-    assert 1 <= counts["bivalent_vs_lys4_only"]["n_conflicting"] + counts["bivalent_vs_no_methylation"]["n_conflicting"] <= 3
+    assert (
+        1
+        <= counts["bivalent_vs_lys4_only"]["n_conflicting"] + counts["bivalent_vs_no_methylation"]["n_conflicting"]
+        <= 3
+    )
     assert not labels.duplicated(["task", "entrez_id"]).any()
     for task, c in counts.items():
         assert c["n_mapped"] + c["n_unmapped"] == c["n_source"], task
@@ -78,21 +82,32 @@ def test_geneformer_tasks_map_with_counts_and_no_conflicting_genes(data_dir, res
 
 def test_chen2020_list_is_kept_separately_and_disagrees_with_geneformer(data_dir, resolver):
     chen, counts = map_chen2020_labels(
-        pd.read_csv(data_dir / "gene_tasks/geneformer/chen2020_natcommun_41467_2020_16106_MOESM4_ESM.csv", dtype=str), resolver)
+        pd.read_csv(data_dir / "gene_tasks/geneformer/chen2020_natcommun_41467_2020_16106_MOESM4_ESM.csv", dtype=str),
+        resolver,
+    )
     assert counts["tf_range_chen2020"]["n_source"] == 60 and len(chen) >= 58
-    geneformer, _ = map_geneformer_labels(pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str), resolver)
+    geneformer, _ = map_geneformer_labels(
+        pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str), resolver
+    )
     ranges = geneformer[geneformer["task"] == "tf_range_geneformer"].set_index("entrez_id")["label"]
     long_in_chen = chen[chen["label"] == "long-range TF"]["entrez_id"]
     assert (ranges.reindex(long_in_chen).dropna() == "short_range").sum() >= 10
 
 
 def test_gene_property_labels_from_real_files(data_dir, resolver):
-    tfs, _ = tf_labels(pd.read_csv(data_dir / "gene_tasks/other/lambert2018_humantfs_DatabaseExtract_v_1.01.txt", sep="\t", dtype=str), resolver)
+    tfs, _ = tf_labels(
+        pd.read_csv(data_dir / "gene_tasks/other/lambert2018_humantfs_DatabaseExtract_v_1.01.txt", sep="\t", dtype=str),
+        resolver,
+    )
     assert 1600 <= (tfs["label"] == "TF").sum() <= 1639 and 1100 <= (tfs["label"] == "non_TF").sum() <= 1126
-    groups, _ = hgnc_group_labels(pd.read_csv(data_dir / "gene_annotation/hgnc_gene_groups_long.2019-01.csv.gz", dtype=str), resolver)
+    groups, _ = hgnc_group_labels(
+        pd.read_csv(data_dir / "gene_annotation/hgnc_gene_groups_long.2019-01.csv.gz", dtype=str), resolver
+    )
     multiclass = groups[groups["task"] == "hgnc_group"]
     assert not multiclass["entrez_id"].duplicated().any() and multiclass["label"].value_counts().min() >= 50
-    assert groups[groups["task"] == "hgnc_groups"]["entrez_id"].duplicated().any()  # multilabel: genes in several groups
+    assert (
+        groups[groups["task"] == "hgnc_groups"]["entrez_id"].duplicated().any()
+    )  # multilabel: genes in several groups
     kegg = read_gmt(data_dir / "gene_tasks/other/ylab_gmt/KEGG_CPDB.gmt.gz")
     assert kegg["label"].nunique() == 333 and kegg["entrez_id"].notna().all()
     chromosomes, _ = chromosome_labels(resolver.catalog)
@@ -206,11 +221,20 @@ def test_pair_engine_learns_pairs_from_summed_embeddings():
 
 def test_pair_logistic_regression_matches_scikit_learn_on_real_gene_pairs(data_dir):
     """The factorized fit reaches scikit-learn's optimum on real Gene2vec pairs and bag-of-words summary vectors."""
-    pairs = read_pair_split(data_dir / "ggi/gene2vec_predictionData/train_text.txt",
-                            data_dir / "ggi/gene2vec_predictionData/train_label.txt", "train")
+    pairs = read_pair_split(
+        data_dir / "ggi/gene2vec_predictionData/train_text.txt",
+        data_dir / "ggi/gene2vec_predictionData/train_label.txt",
+        "train",
+    )
     pairs = pairs.sample(6000, random_state=0)
-    summaries = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
-                                columns=["symbol", "refseq_summary"]).dropna().drop_duplicates("symbol").set_index("symbol")
+    summaries = (
+        pd.read_parquet(
+            data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet", columns=["symbol", "refseq_summary"]
+        )
+        .dropna()
+        .drop_duplicates("symbol")
+        .set_index("symbol")
+    )
     pairs = pairs[pairs["symbol_a"].isin(summaries.index) & pairs["symbol_b"].isin(summaries.index)]
     symbols = pd.Index(pd.unique(pairs[["symbol_a", "symbol_b"]].to_numpy().ravel()))
     texts = pd.DataFrame({"text": summaries.loc[symbols, "refseq_summary"].to_numpy()})
@@ -219,7 +243,9 @@ def test_pair_logistic_regression_matches_scikit_learn_on_real_gene_pairs(data_d
     train, test = slice(0, 4000), slice(4000, None)
     reference = LogisticRegression(tol=1e-8, max_iter=20000).fit(Z[a[train]] + Z[b[train]], y[train])
     fast = PairLogisticRegression().fit(Z, a[train], b[train], y[train])
-    assert np.abs(fast.coef_ - reference.coef_[0]).max() < 1e-4 and abs(fast.intercept_ - reference.intercept_[0]) < 1e-4
+    assert (
+        np.abs(fast.coef_ - reference.coef_[0]).max() < 1e-4 and abs(fast.intercept_ - reference.intercept_[0]) < 1e-4
+    )
     expected = reference.predict_proba(Z[a[test]] + Z[b[test]])[:, 1]
     assert np.abs(fast.predict_proba(Z, a[test], b[test]) - expected).max() < 1e-5
     assert roc_auc_score(y[test], expected) > 0.6
@@ -229,8 +255,14 @@ def test_fold_ridge_matches_scikit_learn_pipelines_on_real_summary_vectors(data_
     """Ridge from shared fold statistics equals StandardScaler + Ridge fitted per training fold (float64) on
     bag-of-words vectors of real RefSeq summaries, whose sparse counts include features constant within a fold;
     the engine's multiclass rows equal those of scikit-learn's RidgeClassifier pipeline."""
-    genes = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
-                            columns=["symbol", "refseq_summary"]).dropna().drop_duplicates("symbol").head(300)
+    genes = (
+        pd.read_parquet(
+            data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet", columns=["symbol", "refseq_summary"]
+        )
+        .dropna()
+        .drop_duplicates("symbol")
+        .head(300)
+    )
     X = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(genes.rename(columns={"refseq_summary": "text"}))
     words = genes["refseq_summary"].str.lower()
     Y = np.column_stack([words.str.contains(w).to_numpy() for w in ("kinase", "membrane", "zinc finger")]).astype(float)
@@ -242,7 +274,9 @@ def test_fold_ridge_matches_scikit_learn_pipelines_on_real_summary_vectors(data_
         assert np.abs(predicted - reference.predict(X[test].astype(float))).max() < 1e-8
 
     labels = pd.Series(np.select([Y[:, 0] > 0, Y[:, 1] > 0], ["kinase", "membrane"], "other"))
-    rows, _ = evaluate_multiclass(MULTICLASS, X.astype(float), labels, Protocol(n_bootstrap=10, multiclass_probes=("ridge",)))
+    rows, _ = evaluate_multiclass(
+        MULTICLASS, X.astype(float), labels, Protocol(n_bootstrap=10, multiclass_probes=("ridge",))
+    )
     names, y = np.unique(labels, return_inverse=True)
     stratified = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
     expected = []
@@ -257,9 +291,13 @@ def test_fold_ridge_matches_scikit_learn_pipelines_on_real_summary_vectors(data_
 def gene_type_vectors(data_dir):
     """Bag-of-words vectors (first 256 words) of real RefSeq summaries (symbol and full name where a gene has none)
     for up to 80 genes of each of the 15 gene types of GenePT's gene functionality task, and their type codes."""
-    info = pd.read_csv(data_dir / "gene_tasks/genept_geneformer_gene_info_table.csv.gz", usecols=["ensembl_id", "gene_type"])
-    texts = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
-                            columns=["ensembl_id", "symbol", "full_name", "refseq_summary"]).dropna(subset=["ensembl_id"])
+    info = pd.read_csv(
+        data_dir / "gene_tasks/genept_geneformer_gene_info_table.csv.gz", usecols=["ensembl_id", "gene_type"]
+    )
+    texts = pd.read_parquet(
+        data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
+        columns=["ensembl_id", "symbol", "full_name", "refseq_summary"],
+    ).dropna(subset=["ensembl_id"])
     genes = info.merge(texts.drop_duplicates("ensembl_id"), on="ensembl_id").drop_duplicates("ensembl_id")
     sizes = genes["gene_type"].value_counts()
     genes = genes[genes["gene_type"].isin(sizes[sizes > 75].index[:15])].groupby("gene_type").head(80)
@@ -277,7 +315,9 @@ def test_multinomial_probe_matches_scikit_learn_on_real_gene_types(gene_type_vec
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
     with threadpool_limits(1):  # as on a worker process; a second BLAS thread on a busy shared core is 10x slower
         warm = logistic_fold_probabilities(X, y, folds)
-        cold = [LogisticRegression(max_iter=5000).fit(X[train], y[train]).predict_proba(X[test]) for train, test in folds]
+        cold = [
+            LogisticRegression(max_iter=5000).fit(X[train], y[train]).predict_proba(X[test]) for train, test in folds
+        ]
         rows, confusion = evaluate_multiclass(MULTICLASS, X, pd.Series(names[y]), Protocol(n_bootstrap=10))
     expected = []
     for (_, test), fast, plain in zip(folds, warm, cold):
@@ -285,15 +325,18 @@ def test_multinomial_probe_matches_scikit_learn_on_real_gene_types(gene_type_vec
         assert np.abs(fast - plain).max() < 0.1  # both stop at scikit-learn's tolerance (1e-4), from other starts
         expected.append(balanced_accuracy_score(y[test], plain.argmax(1)))
     assert {r["classifier"] for r in rows} == {"logistic_regression"} and confusion.to_numpy().sum() == len(y)
-    assert np.abs(np.array(rows[0]["fold_values"]) - expected).max() < 0.02 and rows[0]["estimate"] > 0.3  # chance: 1/15
+    assert (
+        np.abs(np.array(rows[0]["fold_values"]) - expected).max() < 0.02 and rows[0]["estimate"] > 0.3
+    )  # chance: 1/15
 
 
 def test_ridge_is_scored_only_when_named_and_shares_folds_and_resamples(gene_type_vectors):
     X, y, names = gene_type_vectors
     labels = pd.Series(names[y])
     with threadpool_limits(1):
-        both, _ = evaluate_multiclass(MULTICLASS, X, labels,
-                                      Protocol(n_bootstrap=20, multiclass_probes=("logistic_regression", "ridge")))
+        both, _ = evaluate_multiclass(
+            MULTICLASS, X, labels, Protocol(n_bootstrap=20, multiclass_probes=("logistic_regression", "ridge"))
+        )
         alone, _ = evaluate_multiclass(MULTICLASS, X, labels, Protocol(n_bootstrap=20, multiclass_probes=("ridge",)))
     assert [r["classifier"] for r in both] == ["logistic_regression"] * 3 + ["ridge"] * 3
     assert both[3:] == alone
@@ -314,14 +357,24 @@ def test_named_protocols_choose_where_forests_are_fitted():
 def test_engine_forests_are_the_plain_forests_on_real_summary_vectors(data_dir):
     """Column-major training features and single-threaded prediction change nothing: every fold's AUC equals that of
     a default scikit-learn forest fitted and applied the plain way."""
-    genes = pd.read_parquet(data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
-                            columns=["symbol", "refseq_summary"]).dropna().drop_duplicates("symbol").head(600)
+    genes = (
+        pd.read_parquet(
+            data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet", columns=["symbol", "refseq_summary"]
+        )
+        .dropna()
+        .drop_duplicates("symbol")
+        .head(600)
+    )
     X = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(genes.rename(columns={"refseq_summary": "text"}))
     labels = pd.Series(np.where(genes["refseq_summary"].str.contains("membrane").to_numpy(), "yes", "no"))
     rows = evaluate_binary(BINARY, X, labels, FAST)
     y = (labels == "yes").to_numpy().astype(int)
-    expected = [roc_auc_score(y[test], RandomForestClassifier(random_state=0).fit(X[train], y[train]).predict_proba(X[test])[:, 1])
-                for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)]
+    expected = [
+        roc_auc_score(
+            y[test], RandomForestClassifier(random_state=0).fit(X[train], y[train]).predict_proba(X[test])[:, 1]
+        )
+        for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
+    ]
     forest = next(r for r in rows if r["classifier"] == "random_forest")
     assert forest["fold_values"] == expected and forest["estimate"] > 0.6
 
@@ -343,8 +396,10 @@ def test_forest_scores_are_identical_from_run_to_run():
     genes = rng.integers(0, 3, size=(300, 6)).astype(np.float32)
     a, b = rng.integers(0, 300, 40000), rng.integers(0, 300, 40000)
     y = (genes[a, 0] + genes[b, 0] + rng.normal(size=40000) > 2).astype(int)
-    runs = [evaluate_pairs(GGI_TASK, genes, (a[:4000], b[:4000]), y[:4000], (a[4000:], b[4000:]), y[4000:], FAST)
-            for _ in range(3)]
+    runs = [
+        evaluate_pairs(GGI_TASK, genes, (a[:4000], b[:4000]), y[:4000], (a[4000:], b[4000:]), y[4000:], FAST)
+        for _ in range(3)
+    ]
     forest_scores = [scores["random_forest"] for _, scores in runs]
     assert all(np.array_equal(forest_scores[0], other) for other in forest_scores[1:])
     assert all(rows == runs[0][0] for rows, _ in runs[1:])
@@ -361,8 +416,11 @@ def test_units_on_worker_processes_equal_units_in_this_process(data_dir, resolve
     table = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str)
     labels, _ = map_geneformer_labels(table, resolver)
     ids = np.sort(labels["entrez_id"].unique())
-    embeddings = GeneEmbeddings(pd.DataFrame({"entrez_id": ids, "symbol": ids.astype(str)}),
-                                random_gene_vectors(ids, 64, seed=0), attrs={"kind": "random"})
+    embeddings = GeneEmbeddings(
+        pd.DataFrame({"entrez_id": ids, "symbol": ids.astype(str)}),
+        random_gene_vectors(ids, 64, seed=0),
+        attrs={"kind": "random"},
+    )
     features, protocol = FeatureDraws(embeddings, draws=3), Protocol(n_bootstrap=100)
     units = []
     for draw in features.draws:

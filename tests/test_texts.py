@@ -40,8 +40,13 @@ def test_fallback_texts_do_not_spell_out_the_gene_type():
 
 def test_card_view_has_names_type_location_aliases_and_summary():
     text = build_view(GENES, "card").set_index("symbol").loc["TP53", "text"]
-    for part in ("Official full name: tumor protein p53", "Gene type: protein-coding", "Location: 17p13.1",
-                 "Also known as: BCC7, LFS1, P53", "Summary: This gene encodes"):
+    for part in (
+        "Official full name: tumor protein p53",
+        "Gene type: protein-coding",
+        "Location: 17p13.1",
+        "Also known as: BCC7, LFS1, P53",
+        "Summary: This gene encodes",
+    ):
         assert part in text
 
 

@@ -15,16 +15,15 @@ def when_handled(trigger: AutomationCondition) -> AutomationCondition:
     """`trigger` happened since this asset (partition) was last requested or updated, and nothing it needs or it
     itself is running."""
     return (
-        trigger.since_last_handled()
-        & ~AutomationCondition.any_deps_in_progress()
-        & ~AutomationCondition.in_progress()
+        trigger.since_last_handled() & ~AutomationCondition.any_deps_in_progress() & ~AutomationCondition.in_progress()
     )
 
 
 EMBEDDINGS_CONDITION = (
     when_handled(
-        AutomationCondition.any_deps_match(AutomationCondition.data_version_changed())
-        .ignore(AssetSelection.assets("gene_catalog"))
+        AutomationCondition.any_deps_match(AutomationCondition.data_version_changed()).ignore(
+            AssetSelection.assets("gene_catalog")
+        )
     )
     & ~AutomationCondition.missing()
 ).with_label("re-embed when the texts changed")

@@ -89,8 +89,11 @@ class ModelDiscovery(ConfigurableResource):
             modalities=["text"],
             exclusive_modality_filter=True,
         )
-        return [backbone_from_mteb(m) for m in metas
-                if m.revision and full_dims(m.embed_dim) and self.allowed(m.name, m.n_parameters, full_dims(m.embed_dim))]
+        return [
+            backbone_from_mteb(m)
+            for m in metas
+            if m.revision and full_dims(m.embed_dim) and self.allowed(m.name, m.n_parameters, full_dims(m.embed_dim))
+        ]
 
     def hub_candidates(self, api=None) -> list[Backbone]:
         """MTEB-tagged sentence-transformers models on the Hub, most downloaded first, with their current commit,
@@ -99,17 +102,30 @@ class ModelDiscovery(ConfigurableResource):
 
         api = api or HfApi()
         found = []
-        for model in api.list_models(filter="mteb", library="sentence-transformers", sort="downloads",
-                                     limit=self.hub_search_limit, expand=["sha", "safetensors"]):
+        for model in api.list_models(
+            filter="mteb",
+            library="sentence-transformers",
+            sort="downloads",
+            limit=self.hub_search_limit,
+            expand=["sha", "safetensors"],
+        ):
             n_parameters = model.safetensors.total if model.safetensors else None
             config = api.model_info(model.id, revision=model.sha, expand=["config"]).config or {}
             dims = config.get("hidden_size")
             if model.sha and dims and self.allowed(model.id, n_parameters, dims):
-                found.append(Backbone(
-                    name=partition_key(model.id, model.sha), kind="sentence_transformers", dims=int(dims),
-                    model_id=model.id, revision=model.sha, max_length=512, n_parameters=n_parameters,
-                    origin="huggingface_hub", description="Found by a Hugging Face Hub search for MTEB-tagged models.",
-                ))
+                found.append(
+                    Backbone(
+                        name=partition_key(model.id, model.sha),
+                        kind="sentence_transformers",
+                        dims=int(dims),
+                        model_id=model.id,
+                        revision=model.sha,
+                        max_length=512,
+                        n_parameters=n_parameters,
+                        origin="huggingface_hub",
+                        description="Found by a Hugging Face Hub search for MTEB-tagged models.",
+                    )
+                )
         return found
 
     def candidates(self) -> list[Backbone]:

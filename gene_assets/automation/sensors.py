@@ -60,7 +60,8 @@ def discovery_sensor(default_status: DefaultSensorStatus):
         return SensorResult(
             run_requests=[
                 RunRequest(run_key=f"{b.name}|{view}", partition_key=backbone_view_key(b.name, view))
-                for b in new for view in model_discovery.views
+                for b in new
+                for view in model_discovery.views
             ],
             dynamic_partitions_requests=[backbone_partitions.build_add_request([b.name for b in new])],
             cursor=cursor,
@@ -69,9 +70,13 @@ def discovery_sensor(default_status: DefaultSensorStatus):
     return model_discovery_sensor
 
 
-@sensor(name="dead_run_recovery", minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
-        description="Marks runs whose process on this machine died (SIGKILL, out of memory) as failed and frees "
-        "their pool slots, so later embedding runs do not wait for the gpu pool forever.")
+@sensor(
+    name="dead_run_recovery",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Marks runs whose process on this machine died (SIGKILL, out of memory) as failed and frees "
+    "their pool slots, so later embedding runs do not wait for the gpu pool forever.",
+)
 def dead_run_recovery(context: SensorEvaluationContext) -> SkipReason:
     recovered = recover_dead_runs(context.instance)
     for run in recovered:

@@ -1,6 +1,5 @@
 """gene_catalog: Entrez genes from org.Hs.eg.db, with NCBI gene_info cross-references added."""
 
-
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, asset, asset_check
 
@@ -17,8 +16,16 @@ FROM genes g JOIN gene_info gi ON gi._id = g._id LEFT JOIN genetype gt ON gt._id
 """
 
 CATALOG_COLUMNS = [
-    "entrez_id", "symbol", "full_name", "gene_type", "chromosome", "map_location", "aliases", "ensembl_ids",
-    "hgnc_id", "catalog_source",
+    "entrez_id",
+    "symbol",
+    "full_name",
+    "gene_type",
+    "chromosome",
+    "map_location",
+    "aliases",
+    "ensembl_ids",
+    "hgnc_id",
+    "catalog_source",
 ]
 
 
@@ -42,7 +49,9 @@ def read_ncbi_gene_info(path) -> pd.DataFrame:
             "chromosome": info["chromosome"],
             "map_location": info["map_location"],
             "aliases": info["Synonyms"],
-            "ensembl_ids": xrefs.map(lambda xs: "|".join(x.removeprefix("Ensembl:") for x in xs if x.startswith("Ensembl:")) or None),
+            "ensembl_ids": xrefs.map(
+                lambda xs: "|".join(x.removeprefix("Ensembl:") for x in xs if x.startswith("Ensembl:")) or None
+            ),
             "hgnc_id": xrefs.map(lambda xs: next((x.removeprefix("HGNC:") for x in xs if x.startswith("HGNC:")), None)),
         }
     )
@@ -107,6 +116,8 @@ def gene_catalog_symbols_unique(gene_catalog: pd.DataFrame) -> AssetCheckResult:
     return AssetCheckResult(
         passed=not duplicated.any(),
         severity=AssetCheckSeverity.WARN,
-        metadata={"genes_sharing_a_symbol": int(duplicated.sum()),
-                  "examples": ", ".join(sorted(gene_catalog.loc[duplicated, "symbol"].unique()[:10]))},
+        metadata={
+            "genes_sharing_a_symbol": int(duplicated.sum()),
+            "examples": ", ".join(sorted(gene_catalog.loc[duplicated, "symbol"].unique()[:10])),
+        },
     )

@@ -96,9 +96,7 @@ def _resolution(pairs) -> Resolution:
 def _unique_map(catalog: pd.DataFrame, column: str, exclude: dict | None = None) -> dict[str, int]:
     """Identifier → Entrez id for identifiers listed ('|'-joined) under exactly one gene."""
     exploded = (
-        catalog[["entrez_id", column]]
-        .assign(key=catalog[column].fillna("").str.upper().str.split("|"))
-        .explode("key")
+        catalog[["entrez_id", column]].assign(key=catalog[column].fillna("").str.upper().str.split("|")).explode("key")
     )
     exploded = exploded[exploded["key"] != ""].drop_duplicates(["entrez_id", "key"])
     unique = exploded.groupby("key")["entrez_id"].agg(["first", "size"])

@@ -90,15 +90,25 @@ def dataset_source(name: str, config: CellDatasetConfig, data_directory: DataDir
     """How to open the dataset: the built-in registry entry, or the configured h5ad."""
     spec = CELL_DATASETS.get(name)
     if config.h5ad_path:
-        source = {"name": name, "path": config.h5ad_path, "label_key": config.label_key or "cell_type", "use_raw": False}
+        source = {
+            "name": name,
+            "path": config.h5ad_path,
+            "label_key": config.label_key or "cell_type",
+            "use_raw": False,
+        }
     elif spec is None:
         raise CellDatasetError(
             f"Cell dataset {name!r} is not built in ({', '.join(CELL_DATASETS)}). For your own data give its h5ad path "
             "and label column in the run config: ops: cell_datasets: config: {h5ad_path: ..., label_key: ...}."
         )
     else:
-        source = {"name": name, "label_key": spec.label_key, "use_raw": spec.use_raw, "scanpy_dataset": spec.scanpy_dataset,
-                  "path": str(data_directory.file(spec.data_file)) if spec.data_file else None}
+        source = {
+            "name": name,
+            "label_key": spec.label_key,
+            "use_raw": spec.use_raw,
+            "scanpy_dataset": spec.scanpy_dataset,
+            "path": str(data_directory.file(spec.data_file)) if spec.data_file else None,
+        }
     if config.label_key:
         source["label_key"] = config.label_key
     if config.use_raw is not None:
@@ -110,11 +120,21 @@ def dataset_source(name: str, config: CellDatasetConfig, data_directory: DataDir
     group_name="cells",
     partitions_def=cell_dataset_partitions,
     compute_kind="anndata",
-    check_specs=[AssetCheckSpec("genes_matched", asset="cell_datasets",
-                                description="At least 80% of the dataset's genes match a catalog gene with a text.")],
+    check_specs=[
+        AssetCheckSpec(
+            "genes_matched",
+            asset="cell_datasets",
+            description="At least 80% of the dataset's genes match a catalog gene with a text.",
+        )
+    ],
 )
-def cell_datasets(context: AssetExecutionContext, config: CellDatasetConfig, gene_catalog: pd.DataFrame,
-                  gene_universes: pd.DataFrame, data_directory: DataDirectory):
+def cell_datasets(
+    context: AssetExecutionContext,
+    config: CellDatasetConfig,
+    gene_catalog: pd.DataFrame,
+    gene_universes: pd.DataFrame,
+    data_directory: DataDirectory,
+):
     """One single-cell dataset: its genes harmonized to the catalog (symbol, alias or older symbol, Ensembl id),
     the cells to score with their labels, and the input scale of its matrix (counts or log-normalized)."""
     name = context.partition_key
@@ -122,8 +142,10 @@ def cell_datasets(context: AssetExecutionContext, config: CellDatasetConfig, gen
     adata = open_anndata(source)
     label_key = source["label_key"]
     if label_key not in adata.obs.columns:
-        raise CellDatasetError(f"Cell dataset {name!r} has no obs column {label_key!r} (columns: "
-                               f"{', '.join(map(str, adata.obs.columns))}). Set label_key to the cell-type column.")
+        raise CellDatasetError(
+            f"Cell dataset {name!r} has no obs column {label_key!r} (columns: "
+            f"{', '.join(map(str, adata.obs.columns))}). Set label_key to the cell-type column."
+        )
     matrix = CellMatrix(adata, source["use_raw"], name)
     genes = match_genes(matrix.var_names, GeneResolver(gene_catalog), set(gene_universes["entrez_id"].astype(int)))
     n_matched = int(genes["entrez_id"].notna().sum())
@@ -139,26 +161,61 @@ def cell_datasets(context: AssetExecutionContext, config: CellDatasetConfig, gen
     scale = detected if config.input_scale == "auto" else config.input_scale
     labels = adata.obs[label_key].reset_index(drop=True)
     positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed)
-    cells = pd.DataFrame({"obs_index": positions, "obs_name": adata.obs_names[positions].astype(str),
-                          "label": labels.iloc[positions].astype(str).to_numpy()})
-    preprocessing = "as stored (log-normalized)" if scale == "log_normalized" else f"normalized to {TARGET_SUM:,} per cell, log1p"
-    attrs = {"name": name, "source": source, "n_obs": int(matrix.n_obs), "n_vars": len(genes), "n_cells": len(cells),
-             "max_cells": config.max_cells, "excluded": excluded, "n_matched_genes": n_matched, "match_rate": fraction,
-             "input_scale": scale, "detected_scale": detected, "preprocessing": preprocessing, "seed": config.seed}
+    cells = pd.DataFrame(
+        {
+            "obs_index": positions,
+            "obs_name": adata.obs_names[positions].astype(str),
+            "label": labels.iloc[positions].astype(str).to_numpy(),
+        }
+    )
+    preprocessing = (
+        "as stored (log-normalized)" if scale == "log_normalized" else f"normalized to {TARGET_SUM:,} per cell, log1p"
+    )
+    attrs = {
+        "name": name,
+        "source": source,
+        "n_obs": int(matrix.n_obs),
+        "n_vars": len(genes),
+        "n_cells": len(cells),
+        "max_cells": config.max_cells,
+        "excluded": excluded,
+        "n_matched_genes": n_matched,
+        "match_rate": fraction,
+        "input_scale": scale,
+        "detected_scale": detected,
+        "preprocessing": preprocessing,
+        "seed": config.seed,
+    }
     match_counts = genes["match"].value_counts().rename_axis("match").reset_index(name="genes")
-    yield Output(CellDataset(cells=cells, genes=genes, attrs=attrs), metadata={
-        "source": MetadataValue.text(source.get("path") or f"scanpy.datasets.{source['scanpy_dataset']}()"),
-        "label_key": label_key, "matrix": "raw.X" if source["use_raw"] else "X",
-        "n_obs": attrs["n_obs"], "n_cells": len(cells), "max_cells": config.max_cells,
-        "excluded_cells": MetadataValue.json(excluded),
-        "n_genes": len(genes), "n_matched_genes": n_matched, "match_rate": round(fraction, 4),
-        "gene_matching": MetadataValue.md(match_counts.to_markdown(index=False)),
-        "classes": MetadataValue.md(cells["label"].value_counts().rename_axis("label").reset_index(name="cells").to_markdown(index=False)),
-        "input_scale": MetadataValue.text(f"{scale} (detected: {detected}); {preprocessing}"),
-    })
-    yield AssetCheckResult(check_name="genes_matched", passed=fraction >= 0.8, severity=AssetCheckSeverity.WARN,
-                           metadata={"match_rate": round(fraction, 4),
-                                     "unmatched_examples": ", ".join(genes.loc[genes["entrez_id"].isna(), "name"].head(20))})
+    yield Output(
+        CellDataset(cells=cells, genes=genes, attrs=attrs),
+        metadata={
+            "source": MetadataValue.text(source.get("path") or f"scanpy.datasets.{source['scanpy_dataset']}()"),
+            "label_key": label_key,
+            "matrix": "raw.X" if source["use_raw"] else "X",
+            "n_obs": attrs["n_obs"],
+            "n_cells": len(cells),
+            "max_cells": config.max_cells,
+            "excluded_cells": MetadataValue.json(excluded),
+            "n_genes": len(genes),
+            "n_matched_genes": n_matched,
+            "match_rate": round(fraction, 4),
+            "gene_matching": MetadataValue.md(match_counts.to_markdown(index=False)),
+            "classes": MetadataValue.md(
+                cells["label"].value_counts().rename_axis("label").reset_index(name="cells").to_markdown(index=False)
+            ),
+            "input_scale": MetadataValue.text(f"{scale} (detected: {detected}); {preprocessing}"),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="genes_matched",
+        passed=fraction >= 0.8,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "match_rate": round(fraction, 4),
+            "unmatched_examples": ", ".join(genes.loc[genes["entrez_id"].isna(), "name"].head(20)),
+        },
+    )
 
 
 class CellEmbeddingConfig(Config):
@@ -176,17 +233,32 @@ class CellEmbeddingConfig(Config):
     partitions_def=backbone_dataset_partitions,
     ins={
         "gene_embeddings": AssetIn(
-            partition_mapping=MultiPartitionMapping({"backbone": DimensionPartitionMapping("backbone", IdentityPartitionMapping())}),
+            partition_mapping=MultiPartitionMapping(
+                {"backbone": DimensionPartitionMapping("backbone", IdentityPartitionMapping())}
+            ),
             metadata={"lazy": True},
         ),
-        "cell_datasets": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="cell_dataset")),
+        "cell_datasets": AssetIn(
+            partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="cell_dataset")
+        ),
     },
     compute_kind="numpy",
-    check_specs=[AssetCheckSpec("unit_vectors", asset="cell_embeddings", blocking=True,
-                                description="Every cell vector is finite with norm 1 (0 only for a cell without matched expression).")],
+    check_specs=[
+        AssetCheckSpec(
+            "unit_vectors",
+            asset="cell_embeddings",
+            blocking=True,
+            description="Every cell vector is finite with norm 1 (0 only for a cell without matched expression).",
+        )
+    ],
 )
-def cell_embeddings(context: AssetExecutionContext, config: CellEmbeddingConfig, gene_embeddings, cell_datasets: CellDataset,
-                    embedding_device: EmbeddingDevice):
+def cell_embeddings(
+    context: AssetExecutionContext,
+    config: CellEmbeddingConfig,
+    gene_embeddings,
+    cell_datasets: CellDataset,
+    embedding_device: EmbeddingDevice,
+):
     """GenePT-w (X·Z over matched genes / the cell's total weight, l2-normalized; X streamed in row chunks) and, for
     text backbones, GenePT-s (the cell's genes by decreasing expression as a sentence). Also written as an h5ad with
     obsm X_genept_w / X_genept_s."""
@@ -194,48 +266,84 @@ def cell_embeddings(context: AssetExecutionContext, config: CellEmbeddingConfig,
     backbone, dataset = get_backbone(keys["backbone"]), cell_datasets
     key = backbone_view_key(backbone.name, config.view)
     if key not in gene_embeddings:
-        raise ValueError(f"gene_embeddings {backbone.name}/{config.view} is not materialized: materialize that partition "
-                         "first, or set the view in this asset's config.")
+        raise ValueError(
+            f"gene_embeddings {backbone.name}/{config.view} is not materialized: materialize that partition "
+            "first, or set the view in this asset's config."
+        )
     genes = gene_embeddings[key]
     weights = GeneWeights.for_dataset(dataset, genes)
     matrix, rows = dataset.matrix(), dataset.cells["obs_index"].to_numpy()
     started = time.perf_counter()
-    progress = ProgressLog(context.log, f"GenePT-w {backbone.name}/{keys['cell_dataset']}",
-                           "cells", total=len(rows))
-    vectors, stats = stream_genept_w(matrix, rows, dataset.attrs["input_scale"], weights, config.chunk_cells,
-                                     progress=progress.part())
+    progress = ProgressLog(context.log, f"GenePT-w {backbone.name}/{keys['cell_dataset']}", "cells", total=len(rows))
+    vectors, stats = stream_genept_w(
+        matrix, rows, dataset.attrs["input_scale"], weights, config.chunk_cells, progress=progress.part()
+    )
     seconds = {"genept_w": round(time.perf_counter() - started, 2)}
     embeddings = {"genept_w": vectors}
     metadata = {}
     if config.genept_s and backbone.kind in SENTENCE_KINDS:
         started = time.perf_counter()
         symbols = dataset.genes["symbol"].to_numpy(dtype=object)
-        sentences = [s for _, block in matrix.chunks(rows, config.chunk_cells) for s in cell_sentences(block, symbols, config.sentence_genes)]
+        sentences = [
+            s
+            for _, block in matrix.chunks(rows, config.chunk_cells)
+            for s in cell_sentences(block, symbols, config.sentence_genes)
+        ]
         placement = embedding_device.placement(backbone)
         cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=context.log)
-        result = cache.embed(sentence_table(sentences), SENTENCE_VIEW,
-                             lambda missing: load_encoder(backbone, placement).embed(missing))
+        result = cache.embed(
+            sentence_table(sentences), SENTENCE_VIEW, lambda missing: load_encoder(backbone, placement).embed(missing)
+        )
         embeddings["genept_s"] = unit_rows(result.matrix)
         seconds["genept_s"] = round(time.perf_counter() - started, 2)
-        metadata.update({"sentence_example": MetadataValue.text(sentences[0][:500]),
-                         "sentences_from_cache": result.from_cache, "sentences_embedded": result.embedded})
-    attrs = {"backbone": backbone.name, "kind": backbone.kind, "view": config.view, "dataset": dataset.attrs["name"],
-             "dims": genes.dims, "methods": list(embeddings), "n_matched_genes": int(weights.matched.sum()),
-             "match_rate": float(weights.matched.mean()), "input_scale": dataset.attrs["input_scale"],
-             "preprocessing": dataset.attrs["preprocessing"], "sentence_genes": config.sentence_genes,
-             "n_cells": len(rows), "n_obs": dataset.attrs["n_obs"], "max_cells": dataset.attrs["max_cells"]}
+        metadata.update(
+            {
+                "sentence_example": MetadataValue.text(sentences[0][:500]),
+                "sentences_from_cache": result.from_cache,
+                "sentences_embedded": result.embedded,
+            }
+        )
+    attrs = {
+        "backbone": backbone.name,
+        "kind": backbone.kind,
+        "view": config.view,
+        "dataset": dataset.attrs["name"],
+        "dims": genes.dims,
+        "methods": list(embeddings),
+        "n_matched_genes": int(weights.matched.sum()),
+        "match_rate": float(weights.matched.mean()),
+        "input_scale": dataset.attrs["input_scale"],
+        "preprocessing": dataset.attrs["preprocessing"],
+        "sentence_genes": config.sentence_genes,
+        "n_cells": len(rows),
+        "n_obs": dataset.attrs["n_obs"],
+        "max_cells": dataset.attrs["max_cells"],
+    }
     output = CellEmbeddings(cells=dataset.cells, embeddings=embeddings, attrs=attrs)
-    yield Output(output, metadata={
-        **metadata, "n_cells": len(rows), "dims": genes.dims, "methods": MetadataValue.json({m: METHODS[m] for m in embeddings}),
-        "n_matched_genes": attrs["n_matched_genes"], "match_rate": round(attrs["match_rate"], 4),
-        "input_scale": MetadataValue.text(f"{attrs['input_scale']}; {attrs['preprocessing']}"),
-        "chunk_cells": config.chunk_cells, "chunks": stats.chunks, "zero_weight_cells": stats.zero_weight_cells,
-        "peak_rss_mb": round(stats.peak_rss_bytes / 2**20, 1), "seconds": MetadataValue.json(seconds),
-    })
+    yield Output(
+        output,
+        metadata={
+            **metadata,
+            "n_cells": len(rows),
+            "dims": genes.dims,
+            "methods": MetadataValue.json({m: METHODS[m] for m in embeddings}),
+            "n_matched_genes": attrs["n_matched_genes"],
+            "match_rate": round(attrs["match_rate"], 4),
+            "input_scale": MetadataValue.text(f"{attrs['input_scale']}; {attrs['preprocessing']}"),
+            "chunk_cells": config.chunk_cells,
+            "chunks": stats.chunks,
+            "zero_weight_cells": stats.zero_weight_cells,
+            "peak_rss_mb": round(stats.peak_rss_bytes / 2**20, 1),
+            "seconds": MetadataValue.json(seconds),
+        },
+    )
     norms = {m: np.linalg.norm(x, axis=1) for m, x in embeddings.items()}
     bad = {m: int((~(np.isclose(n, 1, atol=1e-3) | (n == 0))).sum()) for m, n in norms.items()}
-    yield AssetCheckResult(check_name="unit_vectors", passed=not any(bad.values()),
-                           metadata={"off_unit_vectors": MetadataValue.json(bad), "zero_weight_cells": stats.zero_weight_cells})
+    yield AssetCheckResult(
+        check_name="unit_vectors",
+        passed=not any(bad.values()),
+        metadata={"off_unit_vectors": MetadataValue.json(bad), "zero_weight_cells": stats.zero_weight_cells},
+    )
 
 
 class CellEvaluationConfig(Config):
@@ -252,8 +360,14 @@ class CellEvaluationConfig(Config):
         return CellProtocol(**{f.name: getattr(self, f.name) for f in fields(CellProtocol)})
 
 
-def scored_embeddings(context: AssetExecutionContext, config: CellEvaluationConfig, embeddings: dict[str, np.ndarray],
-                      cells: pd.DataFrame, dataset_attrs: dict, **columns):
+def scored_embeddings(
+    context: AssetExecutionContext,
+    config: CellEvaluationConfig,
+    embeddings: dict[str, np.ndarray],
+    cells: pd.DataFrame,
+    dataset_attrs: dict,
+    **columns,
+):
     """Results rows for each embedding of one dataset's cells, their metadata (estimates, UMAPs) and the check."""
     protocol, dataset = config.protocol(), dataset_attrs["name"]
     digest = cells_digest(cells, protocol)
@@ -263,14 +377,24 @@ def scored_embeddings(context: AssetExecutionContext, config: CellEvaluationConf
         started = time.perf_counter()
         scored = score_cells(X, cells["label"], dataset, method, protocol)
         seconds = time.perf_counter() - started
-        rows += [dict(r, genes_digest=digest, n_excluded=n_excluded, dims=int(X.shape[1]), seconds=seconds) for r in scored]
+        rows += [
+            dict(r, genes_digest=digest, n_excluded=n_excluded, dims=int(X.shape[1]), seconds=seconds) for r in scored
+        ]
         if config.umap:
             title = f"{dataset}: {columns['backbone']} {method}"
-            metadata[f"umap_{method}"] = MetadataValue.md(png_markdown(umap_png(X, cells["label"], title, protocol.seed)))
+            metadata[f"umap_{method}"] = MetadataValue.md(
+                png_markdown(umap_png(X, cells["label"], title, protocol.seed))
+            )
     results = pd.DataFrame(rows).assign(universe=UNIVERSE, draw=0, **columns)
     estimates = results.pivot_table(index=["classifier", "metric"], columns="task", values="estimate").round(3)
-    metadata.update({"estimates": MetadataValue.md(estimates.to_markdown()), "n_cells": len(cells),
-                     "n_classes": int(cells["label"].nunique()), "genes_digest": digest})
+    metadata.update(
+        {
+            "estimates": MetadataValue.md(estimates.to_markdown()),
+            "n_cells": len(cells),
+            "n_classes": int(cells["label"].nunique()),
+            "genes_digest": digest,
+        }
+    )
     context.log.info(f"{dataset} {columns['backbone']}: {len(results)} rows scored")
     yield Output(results, metadata=metadata)
     yield metrics_finite(results)
@@ -289,8 +413,15 @@ def cell_type_results(context: AssetExecutionContext, config: CellEvaluationConf
     """kNN (stratified 80/20 splits; accuracy, macro precision / recall / F1), k-means with k = number of labels (ARI,
     AMI) and silhouette width on the true labels, for each cell embedding of this backbone and dataset."""
     attrs = cell_embeddings.attrs
-    yield from scored_embeddings(context, config, cell_embeddings.embeddings, cell_embeddings.cells,
-                                 {"name": attrs["dataset"], "n_obs": attrs["n_obs"]}, backbone=attrs["backbone"], view=attrs["view"])
+    yield from scored_embeddings(
+        context,
+        config,
+        cell_embeddings.embeddings,
+        cell_embeddings.cells,
+        {"name": attrs["dataset"], "n_obs": attrs["n_obs"]},
+        backbone=attrs["backbone"],
+        view=attrs["view"],
+    )
 
 
 class CellBaselineConfig(CellEvaluationConfig):
@@ -302,7 +433,9 @@ class CellBaselineConfig(CellEvaluationConfig):
     group_name="cells",
     partitions_def=cell_dataset_partitions,
     compute_kind="scikit-learn",
-    check_specs=[AssetCheckSpec("metrics_finite", asset="cell_baseline_results", blocking=True, description=FINITE_CHECK)],
+    check_specs=[
+        AssetCheckSpec("metrics_finite", asset="cell_baseline_results", blocking=True, description=FINITE_CHECK)
+    ],
 )
 def cell_baseline_results(context: AssetExecutionContext, config: CellBaselineConfig, cell_datasets: CellDataset):
     """The expression baseline on the same cells and protocol: PCA of the log-normalized expression matrix (every
@@ -310,7 +443,10 @@ def cell_baseline_results(context: AssetExecutionContext, config: CellBaselineCo
     dataset = cell_datasets
     matrix, rows = dataset.matrix(), dataset.cells["obs_index"].to_numpy()
     scale = dataset.attrs["input_scale"]
-    expression = sparse.vstack([log_normalize(block, scale) for _, block in matrix.chunks(rows, config.chunk_cells)], format="csr")
+    expression = sparse.vstack(
+        [log_normalize(block, scale) for _, block in matrix.chunks(rows, config.chunk_cells)], format="csr"
+    )
     embedding = expression_pca(expression, config.pca_components, config.seed)
-    yield from scored_embeddings(context, config, {"pca": embedding}, dataset.cells, dataset.attrs,
-                                 backbone=PCA_BACKBONE, view="expression")
+    yield from scored_embeddings(
+        context, config, {"pca": embedding}, dataset.cells, dataset.attrs, backbone=PCA_BACKBONE, view="expression"
+    )

@@ -51,16 +51,37 @@ class CellDatasetSpec:
 CELL_DATASETS: dict[str, CellDatasetSpec] = {
     spec.name: spec
     for spec in (
-        CellDatasetSpec("pbmc68k_reduced", "bulk_labels", scanpy_dataset="pbmc68k_reduced", use_raw=True,
-                        description="700 PBMCs, 10 bulk-sorted types, 765 genes (scanpy; log-normalized .raw)"),
-        CellDatasetSpec("pbmc3k", "cell_type", data_file="single_cell_pbmc3k",
-                        description="2,638 PBMCs, 9 types, 13,714 genes (10x; Seurat LogNormalize)"),
-        CellDatasetSpec("xin", "cell_type", data_file="single_cell_xin",
-                        description="674 islet cells, 4 types, 980 genes (Xin 2016)"),
-        CellDatasetSpec("wang", "cell_type", data_file="single_cell_wang",
-                        description="501 pancreas cells, 7 types, 219 genes (Wang 2016)"),
-        CellDatasetSpec("headneck", "cell_type", data_file="single_cell_headneck",
-                        description="180 tumour-microenvironment cells, 9 types, 7,943 genes (Puram 2017)"),
+        CellDatasetSpec(
+            "pbmc68k_reduced",
+            "bulk_labels",
+            scanpy_dataset="pbmc68k_reduced",
+            use_raw=True,
+            description="700 PBMCs, 10 bulk-sorted types, 765 genes (scanpy; log-normalized .raw)",
+        ),
+        CellDatasetSpec(
+            "pbmc3k",
+            "cell_type",
+            data_file="single_cell_pbmc3k",
+            description="2,638 PBMCs, 9 types, 13,714 genes (10x; Seurat LogNormalize)",
+        ),
+        CellDatasetSpec(
+            "xin",
+            "cell_type",
+            data_file="single_cell_xin",
+            description="674 islet cells, 4 types, 980 genes (Xin 2016)",
+        ),
+        CellDatasetSpec(
+            "wang",
+            "cell_type",
+            data_file="single_cell_wang",
+            description="501 pancreas cells, 7 types, 219 genes (Wang 2016)",
+        ),
+        CellDatasetSpec(
+            "headneck",
+            "cell_type",
+            data_file="single_cell_headneck",
+            description="180 tumour-microenvironment cells, 9 types, 7,943 genes (Puram 2017)",
+        ),
     )
 }
 
@@ -75,7 +96,9 @@ def open_anndata(source: dict):
         return getattr(sc.datasets, source["scanpy_dataset"])()
     path = Path(source["path"])
     if not path.is_file():
-        raise CellDatasetError(f"Cell dataset {source['name']!r}: {path} does not exist. Give the path of an h5ad file.")
+        raise CellDatasetError(
+            f"Cell dataset {source['name']!r}: {path} does not exist. Give the path of an h5ad file."
+        )
     try:
         return ad.read_h5ad(path, backed="r")
     except OSError as exc:
@@ -112,7 +135,11 @@ class CellMatrix:
 
     def block(self, start: int, stop: int) -> sparse.csr_matrix:
         rows = self.matrix[start:stop]
-        return sparse.csr_matrix(rows, dtype=np.float32) if not sparse.issparse(rows) else rows.tocsr().astype(np.float32, copy=False)
+        return (
+            sparse.csr_matrix(rows, dtype=np.float32)
+            if not sparse.issparse(rows)
+            else rows.tocsr().astype(np.float32, copy=False)
+        )
 
     def chunks(self, rows: np.ndarray, chunk_cells: int) -> Iterator[tuple[slice, sparse.csr_matrix]]:
         """(positions in `rows`, CSR block of those cells) for the sorted cell indices `rows`, one window of
@@ -128,13 +155,20 @@ class CellMatrix:
             done = end
 
 
-def detect_input_scale(source: sparse.csr_matrix | CellMatrix, name: str,
-                       chunk_cells: int = SCALE_CHUNK_CELLS) -> InputScale:
+def detect_input_scale(
+    source: sparse.csr_matrix | CellMatrix, name: str, chunk_cells: int = SCALE_CHUNK_CELLS
+) -> InputScale:
     """counts (integers), log_normalized (non-integer, at most LOG_SCALE_MAX) or unlogged (larger non-integers), from
     every value of every cell: a CellMatrix is read in chunks of `chunk_cells` cells, never whole. Negative, NaN or
     infinite values anywhere are refused with their count and the first cell that holds one."""
-    blocks = [(0, source)] if sparse.issparse(source) else (
-        (start, source.block(start, min(start + chunk_cells, source.n_obs))) for start in range(0, source.n_obs, chunk_cells))
+    blocks = (
+        [(0, source)]
+        if sparse.issparse(source)
+        else (
+            (start, source.block(start, min(start + chunk_cells, source.n_obs)))
+            for start in range(0, source.n_obs, chunk_cells)
+        )
+    )
     n_values, integers, largest = 0, True, 0.0
     bad = {"negative": [0, None], "NaN or infinite": [0, None]}
     n_cells = 0
@@ -153,8 +187,10 @@ def detect_input_scale(source: sparse.csr_matrix | CellMatrix, name: str,
             largest = max(largest, float(finite.max()))
     count, cell = bad["NaN or infinite"]
     if count:
-        raise CellDatasetError(f"Cell dataset {name!r} has {count:,} NaN or infinite values (the first in cell {cell:,}): "
-                               "give finite counts or log-normalized values.")
+        raise CellDatasetError(
+            f"Cell dataset {name!r} has {count:,} NaN or infinite values (the first in cell {cell:,}): "
+            "give finite counts or log-normalized values."
+        )
     count, cell = bad["negative"]
     if count:
         raise CellDatasetError(
@@ -200,10 +236,15 @@ def match_genes(var_names: pd.Index, resolver: GeneResolver, embeddable: set[int
     method[outside] = "no_text"
     entrez[outside] = pd.NA
     symbols = resolver.catalog.drop_duplicates("entrez_id").set_index("entrez_id")["symbol"]
-    return pd.DataFrame({
-        "var_index": np.arange(len(names)), "name": names, "entrez_id": entrez,
-        "symbol": entrez.map(symbols).fillna(names).astype(str), "match": method,
-    })
+    return pd.DataFrame(
+        {
+            "var_index": np.arange(len(names)),
+            "name": names,
+            "entrez_id": entrez,
+            "symbol": entrez.map(symbols).fillna(names).astype(str),
+            "match": method,
+        }
+    )
 
 
 def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: int) -> tuple[np.ndarray, dict]:
@@ -219,11 +260,16 @@ def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: 
     if capped:
         from sklearn.model_selection import train_test_split
 
-        positions, _ = train_test_split(positions, train_size=max_cells, random_state=seed,
-                                        stratify=labels.to_numpy()[positions])
+        positions, _ = train_test_split(
+            positions, train_size=max_cells, random_state=seed, stratify=labels.to_numpy()[positions]
+        )
         positions = np.sort(positions)
-    excluded = {"unlabelled": int((~labelled).sum()), "in_small_classes": int(labels.isin(small).fillna(False).sum()),
-                "over_cap": int(keep.sum() - len(positions)), "small_classes": [str(c) for c in small]}
+    excluded = {
+        "unlabelled": int((~labelled).sum()),
+        "in_small_classes": int(labels.isin(small).fillna(False).sum()),
+        "over_cap": int(keep.sum() - len(positions)),
+        "small_classes": [str(c) for c in small],
+    }
     return positions, excluded
 
 
@@ -245,8 +291,11 @@ class CellDataset:
     def to_arrow(self) -> pa.Table:
         table = pa.Table.from_pandas(self.cells, preserve_index=False)
         genes = self.genes.astype({"entrez_id": "float64"}).to_dict(orient="list")
-        metadata = {**(table.schema.metadata or {}), b"gene_assets.attrs": json.dumps(self.attrs).encode(),
-                    b"gene_assets.genes": json.dumps(genes).encode()}
+        metadata = {
+            **(table.schema.metadata or {}),
+            b"gene_assets.attrs": json.dumps(self.attrs).encode(),
+            b"gene_assets.genes": json.dumps(genes).encode(),
+        }
         return table.replace_schema_metadata(metadata)
 
     @classmethod

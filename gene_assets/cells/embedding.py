@@ -72,8 +72,15 @@ class StreamStats:
     """Largest resident set size of the process sampled after each chunk."""
 
 
-def stream_genept_w(matrix: CellMatrix, rows: np.ndarray, scale: InputScale, weights: GeneWeights, chunk_cells: int,
-                    out=None, progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, StreamStats]:
+def stream_genept_w(
+    matrix: CellMatrix,
+    rows: np.ndarray,
+    scale: InputScale,
+    weights: GeneWeights,
+    chunk_cells: int,
+    out=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, StreamStats]:
     """GenePT-w of the cells `rows` (sorted file positions), one chunk of the file at a time, written into `out`
     (any array with row-slice assignment, e.g. an h5py dataset; a new float32 array by default)."""
     if out is None:
@@ -106,7 +113,9 @@ def cell_sentences(block: sparse.csr_matrix, symbols: np.ndarray, top_genes: int
 
 def sentence_table(sentences: list[str]) -> pd.DataFrame:
     """Sentences in the texts-table shape the encoders and the embedding cache take."""
-    return pd.DataFrame({"text": sentences, "text_sha256": [hashlib.sha256(s.encode("utf-8")).hexdigest() for s in sentences]})
+    return pd.DataFrame(
+        {"text": sentences, "text_sha256": [hashlib.sha256(s.encode("utf-8")).hexdigest() for s in sentences]}
+    )
 
 
 @dataclass
@@ -122,7 +131,9 @@ class CellEmbeddings:
         for method, matrix in self.embeddings.items():
             flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1), type=pa.float32())
             table = table.append_column(method, pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1]))
-        return table.replace_schema_metadata({**(table.schema.metadata or {}), b"gene_assets.attrs": json.dumps(self.attrs).encode()})
+        return table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"gene_assets.attrs": json.dumps(self.attrs).encode()}
+        )
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> "CellEmbeddings":
@@ -139,6 +150,11 @@ class CellEmbeddings:
         """obs: labels; obsm: one key per method (X_genept_w, X_genept_s); uns: provenance."""
         import anndata as ad
 
-        obs = pd.DataFrame({"label": pd.Categorical(self.cells["label"])}, index=self.cells["obs_name"].astype(str).to_numpy())
-        return ad.AnnData(obs=obs, obsm={METHODS[m]: matrix for m, matrix in self.embeddings.items()},
-                          uns={"gene_assets": json.dumps(self.attrs)})
+        obs = pd.DataFrame(
+            {"label": pd.Categorical(self.cells["label"])}, index=self.cells["obs_name"].astype(str).to_numpy()
+        )
+        return ad.AnnData(
+            obs=obs,
+            obsm={METHODS[m]: matrix for m, matrix in self.embeddings.items()},
+            uns={"gene_assets": json.dumps(self.attrs)},
+        )

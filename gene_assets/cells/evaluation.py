@@ -24,8 +24,12 @@ from ..tasks.statistics import classification_metrics, resample_rng, stratified_
 from .embedding import unit_rows
 
 FAMILY, KIND, UNIVERSE = "cell_type", "cells", "cells"
-KNN_METRICS = {"accuracy": "accuracy", "macro_precision": "macro_precision", "macro_recall": "balanced_accuracy",
-               "macro_f1": "macro_f1"}
+KNN_METRICS = {
+    "accuracy": "accuracy",
+    "macro_precision": "macro_precision",
+    "macro_recall": "balanced_accuracy",
+    "macro_f1": "macro_f1",
+}
 """Reported kNN metric → key of tasks/statistics.py::classification_metrics."""
 
 
@@ -49,16 +53,33 @@ def cell_task(dataset: str, method: str) -> str:
 def cells_digest(cells: pd.DataFrame, protocol: CellProtocol) -> str:
     """Identity of the scored cells, their labels and the protocol: equal digests mean paired comparisons are valid."""
     hashed = pd.util.hash_pandas_object(cells[["obs_name", "label"]].astype(str), index=False).to_numpy()
-    settings = np.array([protocol.k_neighbors, round(protocol.test_fraction * 1e6), protocol.n_splits,
-                         protocol.n_bootstrap, protocol.seed, protocol.silhouette_max_cells])
+    settings = np.array(
+        [
+            protocol.k_neighbors,
+            round(protocol.test_fraction * 1e6),
+            protocol.n_splits,
+            protocol.n_bootstrap,
+            protocol.seed,
+            protocol.silhouette_max_cells,
+        ]
+    )
     return genes_digest(hashed, settings)
 
 
 def _row(task: str, classifier: str, metric: str, fold_values, replicates, n_cells: int, n_classes: int) -> dict:
     fold_values = np.asarray(fold_values, dtype=float)
-    return {"task": task, "family": FAMILY, "kind": KIND, "classifier": classifier, "metric": metric,
-            "estimate": float(fold_values.mean()), "fold_values": fold_values.tolist(),
-            "bootstrap": np.asarray(replicates, dtype=np.float32).tolist(), "n_genes": n_cells, "n_classes": n_classes}
+    return {
+        "task": task,
+        "family": FAMILY,
+        "kind": KIND,
+        "classifier": classifier,
+        "metric": metric,
+        "estimate": float(fold_values.mean()),
+        "fold_values": fold_values.tolist(),
+        "bootstrap": np.asarray(replicates, dtype=np.float32).tolist(),
+        "n_genes": n_cells,
+        "n_classes": n_classes,
+    }
 
 
 def score_cells(X: np.ndarray, labels: pd.Series, dataset: str, method: str, protocol: CellProtocol) -> list[dict]:
@@ -97,7 +118,9 @@ def _score_cells(X: np.ndarray, labels: pd.Series, dataset: str, method: str, pr
 
     sample = silhouette_sample(y, protocol)
     widths = silhouette_samples(X[sample], y[sample])
-    counts = stratified_counts(y[sample], protocol.n_bootstrap, resample_rng(protocol.seed, stream, protocol.n_splits + 1))
+    counts = stratified_counts(
+        y[sample], protocol.n_bootstrap, resample_rng(protocol.seed, stream, protocol.n_splits + 1)
+    )
     rows.append(_row(task, "silhouette", "asw", [widths.mean()], counts @ widths / counts.sum(1), n, k))
     return rows
 
@@ -107,7 +130,9 @@ def silhouette_sample(y: np.ndarray, protocol: CellProtocol) -> np.ndarray:
     positions = np.arange(len(y))
     if len(y) <= protocol.silhouette_max_cells:
         return positions
-    sample, _ = train_test_split(positions, train_size=protocol.silhouette_max_cells, random_state=protocol.seed, stratify=y)
+    sample, _ = train_test_split(
+        positions, train_size=protocol.silhouette_max_cells, random_state=protocol.seed, stratify=y
+    )
     return np.sort(sample)
 
 
@@ -147,15 +172,18 @@ def umap_png(X: np.ndarray, labels: pd.Series, title: str, seed: int) -> bytes:
         # random_state is what makes the picture reproducible, so UMAP running on one thread is expected.
         warnings.filterwarnings("ignore", message="using precomputed metric; inverse_transform will be unavailable")
         warnings.filterwarnings("ignore", message="n_jobs value .* overridden to 1 by setting random_state")
-        coords = umap.UMAP(n_neighbors=15, metric="precomputed" if len(X) < UMAP_SMALL_DATA else "cosine",
-                           random_state=seed).fit_transform(umap_input(X))
+        coords = umap.UMAP(
+            n_neighbors=15, metric="precomputed" if len(X) < UMAP_SMALL_DATA else "cosine", random_state=seed
+        ).fit_transform(umap_input(X))
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5))
     names = sorted(labels.astype(str).unique())
     colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
     for i, name in enumerate(names):
         inside = (labels.astype(str) == name).to_numpy()
-        ax.scatter(coords[inside, 0], coords[inside, 1], s=4, color=colours(i % colours.N), label=f"{name} ({inside.sum()})")
+        ax.scatter(
+            coords[inside, 0], coords[inside, 1], s=4, color=colours(i % colours.N), label=f"{name} ({inside.sum()})"
+        )
     ax.set(title=title, xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2")
     ax.legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
     fig.tight_layout()

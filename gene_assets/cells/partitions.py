@@ -5,7 +5,9 @@ from dagster import DynamicPartitionsDefinition, MultiPartitionKey, MultiPartiti
 from ..embeddings.partitions import backbone_partitions
 
 cell_dataset_partitions = DynamicPartitionsDefinition(name="cell_dataset")
-backbone_dataset_partitions = MultiPartitionsDefinition({"backbone": backbone_partitions, "cell_dataset": cell_dataset_partitions})
+backbone_dataset_partitions = MultiPartitionsDefinition(
+    {"backbone": backbone_partitions, "cell_dataset": cell_dataset_partitions}
+)
 
 
 def backbone_dataset_key(backbone: str, dataset: str) -> MultiPartitionKey:

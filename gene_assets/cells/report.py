@@ -29,15 +29,18 @@ def cell_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
-def cell_type_table(summary: pd.DataFrame, classifier: str = PRIMARY_CLASSIFIER[KIND],
-                    metric: str = PRIMARY_METRIC[KIND]) -> pd.DataFrame:
+def cell_type_table(
+    summary: pd.DataFrame, classifier: str = PRIMARY_CLASSIFIER[KIND], metric: str = PRIMARY_METRIC[KIND]
+) -> pd.DataFrame:
     """Embedding rows × dataset columns: estimate [95% CI]; ★ best on the dataset, ≈ not significantly worse
     (Holm-adjusted paired bootstrap, every embedding and baseline of the dataset compared)."""
     cells = cell_rows(summary)
     cells = cells[(cells["classifier"] == classifier) & (cells["metric"] == metric)]
     if cells.empty:
         return pd.DataFrame()
-    marked = mark_significance(cells.assign(backbone=cells["embedding"], task=cells["dataset"], view="cells").reset_index(drop=True))
+    marked = mark_significance(
+        cells.assign(backbone=cells["embedding"], task=cells["dataset"], view="cells").reset_index(drop=True)
+    )
     marked["cell"] = marked.apply(format_estimate, axis=1)
     table = marked.pivot(index="backbone", columns="task", values="cell")
     order = marked.groupby("backbone")["estimate"].mean().sort_values(ascending=False)
@@ -62,25 +65,42 @@ def cell_gains(summary: pd.DataFrame) -> pd.DataFrame:
                     continue
                 difference = np.asarray(row["bootstrap"], float) - np.asarray(reference["bootstrap"], float)
                 low, high = percentile_interval(difference)
-                rows.append({"dataset": dataset, "embedding": row["embedding"], "classifier": classifier, "metric": metric,
-                             "estimate": row["estimate"], "baseline": baseline, "baseline_estimate": reference["estimate"],
-                             "gain": row["estimate"] - reference["estimate"], "ci_low": low, "ci_high": high,
-                             "p_value": paired_p_value(row["bootstrap"], reference["bootstrap"])})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "embedding": row["embedding"],
+                        "classifier": classifier,
+                        "metric": metric,
+                        "estimate": row["estimate"],
+                        "baseline": baseline,
+                        "baseline_estimate": reference["estimate"],
+                        "gain": row["estimate"] - reference["estimate"],
+                        "ci_low": low,
+                        "ci_high": high,
+                        "p_value": paired_p_value(row["bootstrap"], reference["bootstrap"]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def gains_table(gains: pd.DataFrame, classifier: str = PRIMARY_CLASSIFIER[KIND], metric: str = PRIMARY_METRIC[KIND]) -> pd.DataFrame:
+def gains_table(
+    gains: pd.DataFrame, classifier: str = PRIMARY_CLASSIFIER[KIND], metric: str = PRIMARY_METRIC[KIND]
+) -> pd.DataFrame:
     """Per dataset and embedding: the metric and its gain over each baseline as 'gain [CI]' (* when the CI excludes 0)."""
     if gains.empty:
         return pd.DataFrame()
     selected = gains[(gains["classifier"] == classifier) & (gains["metric"] == metric)]
     if selected.empty:
         return pd.DataFrame()
-    text = selected.assign(cell=[
-        f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]{' *' if lo > 0 or hi < 0 else ''}"
-        for g, lo, hi in zip(selected["gain"], selected["ci_low"], selected["ci_high"])
-    ])
-    table = text.pivot(index=["dataset", "embedding"], columns="baseline", values="cell").fillna("—")  # a baseline vs itself
+    text = selected.assign(
+        cell=[
+            f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]{' *' if lo > 0 or hi < 0 else ''}"
+            for g, lo, hi in zip(selected["gain"], selected["ci_low"], selected["ci_high"])
+        ]
+    )
+    table = text.pivot(index=["dataset", "embedding"], columns="baseline", values="cell").fillna(
+        "—"
+    )  # a baseline vs itself
     table.columns = [f"gain vs {c}" for c in table.columns]
     estimates = selected.groupby(["dataset", "embedding"])["estimate"].first().map("{:.3f}".format)
     return table.assign(**{metric: estimates}).reset_index()[["dataset", "embedding", metric, *table.columns]]

@@ -1,6 +1,5 @@
 """gene_embeddings: one float32 table per (backbone, text view) partition."""
 
-
 import time
 
 import pandas as pd
@@ -48,17 +47,29 @@ def gene_embeddings_asset(pool: str | None = GPU_POOL):
         op_tags=k8s_gpu_tags(),
         description="Every gene's text in this view, embedded by this backbone (float32, one row per gene); a "
         "precomputed backbone contributes the genes its file covers.",
-        check_specs=[AssetCheckSpec("nonzero_vectors", asset="gene_embeddings", description="No gene has an all-zero vector.")],
+        check_specs=[
+            AssetCheckSpec("nonzero_vectors", asset="gene_embeddings", description="No gene has an all-zero vector.")
+        ],
     )
-    def _gene_embeddings(context: AssetExecutionContext, config: GeneEmbeddingsConfig, gene_texts: pd.DataFrame,
-                         gene_catalog: pd.DataFrame, embedding_device: EmbeddingDevice):
+    def _gene_embeddings(
+        context: AssetExecutionContext,
+        config: GeneEmbeddingsConfig,
+        gene_texts: pd.DataFrame,
+        gene_catalog: pd.DataFrame,
+        embedding_device: EmbeddingDevice,
+    ):
         yield from embed_partition(context, gene_texts, gene_catalog, embedding_device, config.checkpoint_texts)
 
     return _gene_embeddings
 
 
-def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_catalog: pd.DataFrame,
-                    embedding_device: EmbeddingDevice, checkpoint_texts: int = CHECKPOINT_TEXTS):
+def embed_partition(
+    context: AssetExecutionContext,
+    gene_texts: pd.DataFrame,
+    gene_catalog: pd.DataFrame,
+    embedding_device: EmbeddingDevice,
+    checkpoint_texts: int = CHECKPOINT_TEXTS,
+):
     """The partition's table with device, dtype (and on CPU the precision decision with its calibration evidence),
     throughput and cache use in its metadata; the nonzero_vectors check."""
     keys = context.partition_key.keys_by_dimension
@@ -78,14 +89,21 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
 
     started = time.perf_counter()
     attrs = {
-        "backbone": backbone.name, "kind": backbone.kind, "model_id": backbone.model_id, "revision": backbone.revision,
-        "view": view, "dims": backbone.dims,
+        "backbone": backbone.name,
+        "kind": backbone.kind,
+        "model_id": backbone.model_id,
+        "revision": backbone.revision,
+        "view": view,
+        "dims": backbone.dims,
     }
     extra_metadata = {}
     genes = texts[["entrez_id", "symbol", "text_sha256"]]
     if backbone.kind == "precomputed":
         imported = import_precomputed(backbone, gene_catalog, texts)
-        genes, result = imported.genes, CachedEmbedding(matrix=imported.matrix, from_cache=0, embedded=len(imported.genes))
+        genes, result = (
+            imported.genes,
+            CachedEmbedding(matrix=imported.matrix, from_cache=0, embedded=len(imported.genes)),
+        )
         attrs["source_path"] = backbone.source_path
         extra_metadata["symbol_mapping"] = MetadataValue.json(imported.mapping)
     elif backbone.kind in CACHED_KINDS:
@@ -105,7 +123,10 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
     yield Output(
         table,
         metadata={
-            **{k: MetadataValue.json(v) if isinstance(v, dict) else MetadataValue.text(str(v)) for k, v in attrs.items()},
+            **{
+                k: MetadataValue.json(v) if isinstance(v, dict) else MetadataValue.text(str(v))
+                for k, v in attrs.items()
+            },
             "device": placement.device,
             "dtype": placement.precision,
             "token_budget": placement.token_budget,
@@ -123,7 +144,10 @@ def embed_partition(context: AssetExecutionContext, gene_texts: pd.DataFrame, ge
         check_name="nonzero_vectors",
         passed=not zero.any(),
         severity=AssetCheckSeverity.WARN,
-        metadata={"zero_vectors": int(zero.sum()), "examples": ", ".join(genes.loc[zero, "symbol"].astype(str).head(10))},
+        metadata={
+            "zero_vectors": int(zero.sum()),
+            "examples": ", ".join(genes.loc[zero, "symbol"].astype(str).head(10)),
+        },
     )
 
 

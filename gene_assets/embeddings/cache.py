@@ -75,8 +75,14 @@ class EmbeddingCache:
         self.dims = int(settings["dims"])
         self.log = log
 
-    def embed(self, texts: pd.DataFrame, view: str, encode: Callable[[pd.DataFrame], np.ndarray],
-              checkpoint_texts: int = CHECKPOINT_TEXTS, expect: Callable[[int], None] | None = None) -> CachedEmbedding:
+    def embed(
+        self,
+        texts: pd.DataFrame,
+        view: str,
+        encode: Callable[[pd.DataFrame], np.ndarray],
+        checkpoint_texts: int = CHECKPOINT_TEXTS,
+        expect: Callable[[int], None] | None = None,
+    ) -> CachedEmbedding:
         """Vectors for `texts` (needs a text_sha256 column): cached ones are read, the others encoded and stored.
 
         Texts are encoded in fixed checkpoints of `checkpoint_texts` distinct texts (cut from the full list, so a
@@ -95,8 +101,10 @@ class EmbeddingCache:
         pending = [c[~c["text_sha256"].isin(cached_set)] for c in checkpoints]
         pending = [c for c in pending if len(c)]
         to_embed = sum(len(c) for c in pending)
-        self.log.info(f"embedding cache: {len(distinct) - to_embed:,} of {len(distinct):,} distinct texts cached; "
-                      f"{to_embed:,} to embed in {len(pending)} checkpoints")
+        self.log.info(
+            f"embedding cache: {len(distinct) - to_embed:,} of {len(distinct):,} distinct texts cached; "
+            f"{to_embed:,} to embed in {len(pending)} checkpoints"
+        )
         if expect:
             expect(to_embed, int(sum(c["text"].str.len().sum() for c in pending)) if "text" in texts else 0)
         fresh_keys, fresh = [], []

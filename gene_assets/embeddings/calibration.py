@@ -36,7 +36,17 @@ HOPELESS = 1.5
 """A precision this many times slower than fp32 in the first round is not timed again."""
 TASK_DELTA_BAR = 0.005
 """Largest move of a gene-task primary metric against fp32 vectors that a reduced precision may cause."""
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
+CPU_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+)
 """The /proc/cpuinfo flags that decide which reduced-precision kernels are native."""
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
@@ -85,7 +95,9 @@ def candidates(backbone: Backbone, flags: list[str], evidence: dict | None = Non
         elif measured is None or measured.get("revision") != backbone.revision:
             excluded[precision] = "no task evidence for this revision in precision_evidence.json"
         elif measured["max_task_delta"] > TASK_DELTA_BAR:
-            excluded[precision] = f"gene-task primary metrics move by {measured['max_task_delta']:.4f} > {TASK_DELTA_BAR}"
+            excluded[precision] = (
+                f"gene-task primary metrics move by {measured['max_task_delta']:.4f} > {TASK_DELTA_BAR}"
+            )
         else:
             chosen.append(precision)
     return chosen, excluded
@@ -142,7 +154,9 @@ class DecisionStore:
     one JSON file, rewritten atomically: a newly allowed precision or new evidence calibrates again."""
 
     def __init__(self, path: Path | None = None):
-        self.path = Path(path or os.environ.get(DECISIONS_ENV, gene_assets_home() / "cache" / "precision_decisions.json"))
+        self.path = Path(
+            path or os.environ.get(DECISIONS_ENV, gene_assets_home() / "cache" / "precision_decisions.json")
+        )
 
     @staticmethod
     def key(fingerprint: dict, backbone: Backbone) -> str:
@@ -157,8 +171,9 @@ class DecisionStore:
         try:
             return json.loads(self.path.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{self.path} is not a precision-decisions file ({exc}). Delete it: the next run "
-                             "calibrates again.") from exc
+            raise ValueError(
+                f"{self.path} is not a precision-decisions file ({exc}). Delete it: the next run calibrates again."
+            ) from exc
 
     def get(self, fingerprint: dict, backbone: Backbone) -> PrecisionDecision | None:
         record = self.read().get(self.key(fingerprint, backbone))
@@ -175,9 +190,16 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
 
-def calibrate(backbone: Backbone, precisions: list[Precision], texts: pd.DataFrame, token_budget: int,
-              threads: int, fingerprint: dict, excluded: dict | None = None,
-              evidence: dict | None = None) -> PrecisionDecision:
+def calibrate(
+    backbone: Backbone,
+    precisions: list[Precision],
+    texts: pd.DataFrame,
+    token_budget: int,
+    threads: int,
+    fingerprint: dict,
+    excluded: dict | None = None,
+    evidence: dict | None = None,
+) -> PrecisionDecision:
     """Time fp32 and each candidate precision on `texts` in alternating rounds on `threads` torch threads, compare
     their vectors to fp32's, and choose the fastest candidate within the cosine floor and the speed margin."""
     from .device import Placement
@@ -197,10 +219,17 @@ def calibrate(backbone: Backbone, precisions: list[Precision], texts: pd.DataFra
             seconds[precision].append(round(time.perf_counter() - started, 4))
     cosines = {p: round(min_cosine(vectors[p], vectors["fp32"]), 5) for p in precisions}
     decision = PrecisionDecision(
-        precision="fp32", reason="", fingerprint=fingerprint, seconds=seconds, min_cosine=cosines,
-        task_deltas={p: evidence[backbone.name][p]["max_task_delta"] for p in precisions
-                     if p in evidence.get(backbone.name, {})},
-        excluded=dict(excluded or {}), texts=len(texts), threads=threads,
+        precision="fp32",
+        reason="",
+        fingerprint=fingerprint,
+        seconds=seconds,
+        min_cosine=cosines,
+        task_deltas={
+            p: evidence[backbone.name][p]["max_task_delta"] for p in precisions if p in evidence.get(backbone.name, {})
+        },
+        excluded=dict(excluded or {}),
+        texts=len(texts),
+        threads=threads,
         decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     speedups = decision.speedups()
@@ -213,8 +242,10 @@ def calibrate(backbone: Backbone, precisions: list[Precision], texts: pd.DataFra
             decision.excluded[p] = f"{speedups[p]:.2f}x fp32's speed here, below the {SPEED_MARGIN}x margin"
     if within:
         decision.precision = max(within, key=speedups.get)
-        decision.reason = (f"{speedups[decision.precision]:.2f}x fp32's speed on {len(texts)} real summaries, "
-                           f"min cosine {cosines[decision.precision]:.4f}")
+        decision.reason = (
+            f"{speedups[decision.precision]:.2f}x fp32's speed on {len(texts)} real summaries, "
+            f"min cosine {cosines[decision.precision]:.4f}"
+        )
     else:
         decision.reason = "no allowed precision beats fp32 here within the accuracy bar"
     return decision

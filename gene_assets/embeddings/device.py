@@ -68,7 +68,14 @@ class EmbeddingDevice(ConfigurableResource):
 
     def cpu_decision(self, backbone: Backbone, token_budget: int):
         """The remembered decision for this machine, else a calibration (stored for the next run)."""
-        from .calibration import DecisionStore, PrecisionDecision, calibrate, candidates, machine_fingerprint, summary_texts
+        from .calibration import (
+            DecisionStore,
+            PrecisionDecision,
+            calibrate,
+            candidates,
+            machine_fingerprint,
+            summary_texts,
+        )
         from .encoders import idle_cores
 
         fingerprint = machine_fingerprint()
@@ -80,10 +87,19 @@ class EmbeddingDevice(ConfigurableResource):
             return remembered
         precisions, excluded = candidates(backbone, fingerprint["flags"])
         if not precisions:
-            decision = PrecisionDecision("fp32", "no reduced precision is a candidate here", fingerprint, excluded=excluded)
+            decision = PrecisionDecision(
+                "fp32", "no reduced precision is a candidate here", fingerprint, excluded=excluded
+            )
         else:
-            decision = calibrate(backbone, precisions, summary_texts(self.calibration_texts, self.data_dir), token_budget,
-                                 idle_cores(), fingerprint, excluded)
+            decision = calibrate(
+                backbone,
+                precisions,
+                summary_texts(self.calibration_texts, self.data_dir),
+                token_budget,
+                idle_cores(),
+                fingerprint,
+                excluded,
+            )
         store.put(backbone, decision)
         return decision
 

@@ -32,7 +32,9 @@ def random_gene_vectors(entrez_ids, dims: int, seed: int) -> np.ndarray:
     """N(0, 1) vectors seeded by (seed, Entrez id): the same gene gets the same vector in any subset."""
     if len(entrez_ids) == 0:
         return np.zeros((0, dims), dtype=np.float32)
-    return np.stack([np.random.default_rng([seed, int(g)]).standard_normal(dims) for g in entrez_ids]).astype(np.float32)
+    return np.stack([np.random.default_rng([seed, int(g)]).standard_normal(dims) for g in entrez_ids]).astype(
+        np.float32
+    )
 
 
 class RandomEncoder:
@@ -90,7 +92,9 @@ class TfidfEncoder:
         from sklearn.preprocessing import normalize
         from threadpoolctl import threadpool_limits
 
-        tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", norm="l2").fit_transform(texts["text"].tolist())
+        tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", norm="l2").fit_transform(
+            texts["text"].tolist()
+        )
         components = min(self.backbone.dims, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
         with threadpool_limits(limits=1, user_api="blas"):
             reduced = TruncatedSVD(n_components=components, random_state=self.backbone.seed or 0).fit_transform(tfidf)
@@ -170,11 +174,14 @@ class SentenceTransformerEncoder:
         source = model_source(backbone)
         kwargs = {}
         if self.placement.device != "cpu":  # load in the run precision: an 8B model does not fit twice in fp32
-            kwargs["model_kwargs"] = {"dtype": torch_dtype(self.placement.precision),
-                                      "attn_implementation": self.placement.attention}
+            kwargs["model_kwargs"] = {
+                "dtype": torch_dtype(self.placement.precision),
+                "attn_implementation": self.placement.attention,
+            }
         try:
-            model = SentenceTransformer(source, device=self.placement.device,
-                                        trust_remote_code=backbone.trust_remote_code, **kwargs)
+            model = SentenceTransformer(
+                source, device=self.placement.device, trust_remote_code=backbone.trust_remote_code, **kwargs
+            )
         except Exception as exc:  # a truncated or unreadable file fails in safetensors, transformers or tokenizers
             raise BackboneUnavailableError(
                 f"Backbone {backbone.name!r}: {backbone.model_id}@{backbone.revision} from {weights_origin(backbone)} "
@@ -202,8 +209,10 @@ class SentenceTransformerEncoder:
         done = characters = 0
         on_cpu = self.placement.device == "cpu"
         threads = threads or (idle_cores() if on_cpu else torch.get_num_threads())
-        logger.info(f"{self.backbone.name}: {len(strings)} texts on {self.placement.device}, {self.placement.precision}"
-                    + (f", {threads} torch threads" if on_cpu else ""))
+        logger.info(
+            f"{self.backbone.name}: {len(strings)} texts on {self.placement.device}, {self.placement.precision}"
+            + (f", {threads} torch threads" if on_cpu else "")
+        )
         with torch_threads(threads), torch.inference_mode():
             for rows in length_sorted_batches(self.token_lengths(strings), self.placement.token_budget):
                 features = self.model.preprocess([strings[i] for i in rows], prompt=self.backbone.prompt)

@@ -50,9 +50,13 @@ class OpenAIEncoder:
             self.url, data=body, headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
         )
         try:
-            answer = request_json(request, f"OpenAI embeddings ({self.backbone.model_id}, {len(batch)} texts) at {self.url}")
+            answer = request_json(
+                request, f"OpenAI embeddings ({self.backbone.model_id}, {len(batch)} texts) at {self.url}"
+            )
         except HttpJsonError as exc:
-            raise BackboneUnavailableError(f"Backbone {self.backbone.name!r}: {exc}. Check {self.key_env} and the network.") from exc
+            raise BackboneUnavailableError(
+                f"Backbone {self.backbone.name!r}: {exc}. Check {self.key_env} and the network."
+            ) from exc
         rows = sorted(answer.get("data", []), key=lambda item: item["index"])
         matrix = np.asarray([row["embedding"] for row in rows], dtype=np.float32)
         if matrix.shape != (len(batch), self.backbone.dims):

@@ -66,7 +66,8 @@ def quantized_model_record(backbone: Backbone, st_model=None) -> dict:
         if actual != expected:
             raise BackboneUnavailableError(
                 f"Backbone {backbone.name!r}: the quantized model file {target / name} has sha256 {actual}, but "
-                f"{expected} was recorded when it was built. Delete {target}: the next run builds it again.")
+                f"{expected} was recorded when it was built. Delete {target}: the next run builds it again."
+            )
     return record
 
 
@@ -95,10 +96,16 @@ def calibration_batches(backbone: Backbone, st_model) -> list[dict[str, np.ndarr
     from .calibration import summary_texts
 
     strings = summary_texts(CALIBRATION_TEXTS, seed=CALIBRATION_SEED)["text"].tolist()
-    lengths = np.array([len(ids) for ids in st_model.tokenizer(strings, truncation=True,
-                                                                max_length=st_model.max_seq_length)["input_ids"]])
-    return [model_inputs(st_model, [strings[i] for i in rows])
-            for rows in length_sorted_batches(lengths, backbone.fast_path.token_budget)]
+    lengths = np.array(
+        [
+            len(ids)
+            for ids in st_model.tokenizer(strings, truncation=True, max_length=st_model.max_seq_length)["input_ids"]
+        ]
+    )
+    return [
+        model_inputs(st_model, [strings[i] for i in rows])
+        for rows in length_sorted_batches(lengths, backbone.fast_path.token_budget)
+    ]
 
 
 def converted(st_model, example: dict[str, np.ndarray]):
@@ -116,8 +123,14 @@ def quantize(graph, batches: list[dict], **options):
     weights, asymmetric activations; SmoothQuant) on `batches`; `options` go to nncf.quantize."""
     import nncf
 
-    return nncf.quantize(graph, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
-                         preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches), **options)
+    return nncf.quantize(
+        graph,
+        nncf.Dataset(batches),
+        model_type=nncf.ModelType.TRANSFORMER,
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(batches),
+        **options,
+    )
 
 
 def model_inputs(st_model, strings: list[str]) -> dict[str, np.ndarray]:
@@ -159,8 +172,19 @@ class OpenVINOEncoder(SentenceTransformerEncoder):
         if threads not in self.requests:
             import openvino as ov
 
-            self.requests[threads] = ov.Core().compile_model(self.graph, "CPU", {
-                "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                "ENABLE_CPU_PINNING": False}).create_infer_request()
+            self.requests[threads] = (
+                ov.Core()
+                .compile_model(
+                    self.graph,
+                    "CPU",
+                    {
+                        "INFERENCE_PRECISION_HINT": "f32",
+                        "INFERENCE_NUM_THREADS": threads,
+                        "PERFORMANCE_HINT": "LATENCY",
+                        "ENABLE_CPU_PINNING": False,
+                    },
+                )
+                .create_infer_request()
+            )
         outputs = self.requests[threads].infer({name: features[name].numpy() for name in INPUTS if name in features})
         return next(iter(outputs.values())).copy()

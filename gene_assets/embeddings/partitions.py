@@ -1,6 +1,11 @@
 """Partitions of the per-backbone assets: backbone (dynamic) × text view (static)."""
 
-from dagster import DynamicPartitionsDefinition, MultiPartitionKey, MultiPartitionsDefinition, StaticPartitionsDefinition
+from dagster import (
+    DynamicPartitionsDefinition,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
+)
 
 from ..texts.views import VIEWS
 

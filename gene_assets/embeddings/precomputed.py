@@ -111,7 +111,9 @@ def _read_pickle(path: Path) -> tuple[list[str], list]:
     except (pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise PrecomputedEmbeddingError(f"{path}: not a pickle of {{symbol: vector}} ({exc}).") from exc
     if not isinstance(content, dict):
-        raise PrecomputedEmbeddingError(f"{path}: the pickle holds a {type(content).__name__}, expected a {{symbol: vector}} dict.")
+        raise PrecomputedEmbeddingError(
+            f"{path}: the pickle holds a {type(content).__name__}, expected a {{symbol: vector}} dict."
+        )
     return [str(k) for k in content], list(content.values())
 
 
@@ -134,18 +136,27 @@ def read_gene_vectors(path: Path, dims: int, symbol_column: str = "symbol") -> t
     """Symbols and a (genes × dims) float32 matrix from a file; duplicates, NaN rows and wrong sizes are refused."""
     path = Path(path)
     if not path.is_file():
-        raise PrecomputedEmbeddingError(f"Precomputed embedding file {path} does not exist: set source_path in the registry entry.")
+        raise PrecomputedEmbeddingError(
+            f"Precomputed embedding file {path} does not exist: set source_path in the registry entry."
+        )
     kind = _format(path)
     try:
-        symbols, rows = (_read_table(path, symbol_column) if kind == "table"
-                         else _read_pickle(path) if kind == "pickle" else _read_word2vec(path))
+        symbols, rows = (
+            _read_table(path, symbol_column)
+            if kind == "table"
+            else _read_pickle(path)
+            if kind == "pickle"
+            else _read_word2vec(path)
+        )
     except UnicodeDecodeError as exc:
         raise PrecomputedEmbeddingError(
             f"{path}, {utf8_error_position(path)}: not UTF-8 text ({exc.reason}). Convert the file to UTF-8 "
             "(e.g. `iconv -f latin1 -t utf-8`)."
         ) from exc
     except (EOFError, gzip.BadGzipFile, zlib.error, pa.ArrowException) as exc:
-        raise PrecomputedEmbeddingError(f"{path} is truncated or corrupt ({exc}); download or export it again.") from exc
+        raise PrecomputedEmbeddingError(
+            f"{path} is truncated or corrupt ({exc}); download or export it again."
+        ) from exc
     if not symbols:
         raise PrecomputedEmbeddingError(f"{path}: no vectors in the file.")
     sizes = np.array([np.size(row) for row in rows])
@@ -159,12 +170,16 @@ def read_gene_vectors(path: Path, dims: int, symbol_column: str = "symbol") -> t
     duplicated = pd.Series(symbols).duplicated(keep=False)
     if duplicated.any():
         examples = ", ".join(sorted(set(pd.Series(symbols)[duplicated]))[:5])
-        raise PrecomputedEmbeddingError(f"{path}: {int(duplicated.sum())} rows share a symbol (e.g. {examples}); keep one vector per symbol.")
+        raise PrecomputedEmbeddingError(
+            f"{path}: {int(duplicated.sum())} rows share a symbol (e.g. {examples}); keep one vector per symbol."
+        )
     matrix = np.asarray(np.stack([np.asarray(row, dtype=np.float64) for row in rows]), dtype=np.float32)
     bad = ~np.isfinite(matrix).all(axis=1)
     if bad.any():
         examples = ", ".join(np.asarray(symbols)[bad][:5])
-        raise PrecomputedEmbeddingError(f"{path}: {int(bad.sum())} vectors contain NaN or infinite values (e.g. {examples}); drop or fix them.")
+        raise PrecomputedEmbeddingError(
+            f"{path}: {int(bad.sum())} vectors contain NaN or infinite values (e.g. {examples}); drop or fix them."
+        )
     return symbols, matrix
 
 
@@ -174,13 +189,17 @@ def import_precomputed(backbone: Backbone, catalog: pd.DataFrame, texts: pd.Data
         raise PrecomputedEmbeddingError(f"Backbone {backbone.name!r} is precomputed but has no source_path.")
     symbols, matrix = read_gene_vectors(Path(backbone.source_path), backbone.dims, backbone.symbol_column)
     resolution = GeneResolver(catalog).identifiers(symbols)
-    mapped = pd.DataFrame({"entrez_id": resolution.entrez_ids, "method": resolution.methods, "row": np.arange(len(symbols))})
+    mapped = pd.DataFrame(
+        {"entrez_id": resolution.entrez_ids, "method": resolution.methods, "row": np.arange(len(symbols))}
+    )
     # A symbol that several catalog genes carry (e.g. mitochondrial ATP6) cannot say which gene its vector is for.
     sizes = catalog["symbol"].str.upper().value_counts()
     shared = pd.Series(symbols).str.upper().isin(sizes[sizes > 1].index).to_numpy()
     mapped = mapped[~shared].dropna(subset=["entrez_id"])
     # Two file symbols naming one gene (e.g. a current symbol and an old one): the current symbol's vector is kept.
-    mapped = mapped.sort_values(["entrez_id", "method"], key=lambda c: c.map({"symbol": 0}).fillna(1) if c.name == "method" else c)
+    mapped = mapped.sort_values(
+        ["entrez_id", "method"], key=lambda c: c.map({"symbol": 0}).fillna(1) if c.name == "method" else c
+    )
     ambiguous = int(mapped["entrez_id"].duplicated().sum())
     mapped = mapped.drop_duplicates("entrez_id").astype({"entrez_id": "int64"})
     rows = texts[["entrez_id"]].reset_index().merge(mapped, on="entrez_id").sort_values("index")

@@ -9,7 +9,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-BackboneKind = Literal["sentence_transformers", "bag_of_words", "tfidf", "random", "text_availability", "precomputed", "openai"]
+BackboneKind = Literal[
+    "sentence_transformers", "bag_of_words", "tfidf", "random", "text_availability", "precomputed", "openai"
+]
 Precision = Literal["fp32", "bf16", "fp16", "int8", "openvino-int8"]
 OPENVINO_INT8 = "openvino-int8"
 """Static int8 on OpenVINO's CPU kernels, quantized by NNCF with activation ranges from real summaries (openvino_int8.py)."""
@@ -84,8 +86,9 @@ class Backbone:
         for field_name in ("dims", "max_length"):
             value = getattr(self, field_name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise InvalidBackboneError(f"Backbone {self.name!r}: {field_name} must be a whole number of 1 or more, "
-                                           f"got {value!r}.")
+                raise InvalidBackboneError(
+                    f"Backbone {self.name!r}: {field_name} must be a whole number of 1 or more, got {value!r}."
+                )
 
 
 GENE_INSTRUCTION = "Given a gene description, represent the gene's biological function"
@@ -94,12 +97,29 @@ INSTRUCTION_PROMPT = f"Instruct: {GENE_INSTRUCTION}\nQuery: "
 """Qwen3-Embedding's and llama-embed-nemotron's query template."""
 
 
-def _small_model(name: str, model_id: str, revision: str, pooling: str, n_parameters: int, dims: int = 384,
-                 prompt: str | None = None, description: str = "") -> Backbone:
+def _small_model(
+    name: str,
+    model_id: str,
+    revision: str,
+    pooling: str,
+    n_parameters: int,
+    dims: int = 384,
+    prompt: str | None = None,
+    description: str = "",
+) -> Backbone:
     """A < 150M-parameter sentence-transformers model of the small-models study (revision and size from mteb)."""
-    return Backbone(name=name, kind="sentence_transformers", dims=dims, model_id=model_id, revision=revision,
-                    prompt=prompt, max_length=512, pooling=pooling, n_parameters=n_parameters,
-                    description=description or f"{model_id} (Hugging Face Hub).")
+    return Backbone(
+        name=name,
+        kind="sentence_transformers",
+        dims=dims,
+        model_id=model_id,
+        revision=revision,
+        prompt=prompt,
+        max_length=512,
+        pooling=pooling,
+        n_parameters=n_parameters,
+        description=description or f"{model_id} (Hugging Face Hub).",
+    )
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -210,20 +230,54 @@ BACKBONES: dict[str, Backbone] = {
             description="Tencent KaLM embedding on Gemma 3 12B (Hugging Face Hub), mteb's instruction template.",
         ),
         # The small-models study's backbones.
-        _small_model("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "5c38ec7c405ec4b44b94cc5a9bb96e735b38267a",
-                     "cls", 33_400_000, description="BGE small English v1.5 (Hugging Face Hub)."),
-        _small_model("e5-small", "intfloat/e5-small", "e272f3049e853b47cb5ca3952268c6662abda68f", "mean",
-                     33_000_000, prompt="query: ", description="E5 small (Hugging Face Hub), symmetric 'query: ' prefix."),
+        _small_model(
+            "bge-small-en-v1.5",
+            "BAAI/bge-small-en-v1.5",
+            "5c38ec7c405ec4b44b94cc5a9bb96e735b38267a",
+            "cls",
+            33_400_000,
+            description="BGE small English v1.5 (Hugging Face Hub).",
+        ),
+        _small_model(
+            "e5-small",
+            "intfloat/e5-small",
+            "e272f3049e853b47cb5ca3952268c6662abda68f",
+            "mean",
+            33_000_000,
+            prompt="query: ",
+            description="E5 small (Hugging Face Hub), symmetric 'query: ' prefix.",
+        ),
         _small_model("gte-small", "thenlper/gte-small", "17e1f347d17fe144873b1201da91788898c639cd", "mean", 33_360_512),
-        _small_model("NoInstruct-small", "avsolatorio/NoInstruct-small-Embedding-v0",
-                     "b38747000553d8268915c95a55fc87e707c9aadd", "mean", 33_360_000),
-        _small_model("GIST-small", "avsolatorio/GIST-small-Embedding-v0", "d6c4190f9e01b9994dc7cac99cf2f2b85cfb57bc",
-                     "cls", 33_360_000),
+        _small_model(
+            "NoInstruct-small",
+            "avsolatorio/NoInstruct-small-Embedding-v0",
+            "b38747000553d8268915c95a55fc87e707c9aadd",
+            "mean",
+            33_360_000,
+        ),
+        _small_model(
+            "GIST-small",
+            "avsolatorio/GIST-small-Embedding-v0",
+            "d6c4190f9e01b9994dc7cac99cf2f2b85cfb57bc",
+            "cls",
+            33_360_000,
+        ),
         # mteb lists no embed_dim for stella-base-en-v2; its hidden size (BERT base) is 768.
-        _small_model("stella-base-en-v2", "infgrad/stella-base-en-v2", "c9e80ff9892d80b39dc54e30a7873f91ea161034",
-                     "mean", 109_482_240, dims=768),
-        _small_model("MedEmbed-small", "abhinand/MedEmbed-small-v0.1", "40a5850d046cfdb56154e332b4d7099b63e8d50e",
-                     "cls", 33_360_000),
+        _small_model(
+            "stella-base-en-v2",
+            "infgrad/stella-base-en-v2",
+            "c9e80ff9892d80b39dc54e30a7873f91ea161034",
+            "mean",
+            109_482_240,
+            dims=768,
+        ),
+        _small_model(
+            "MedEmbed-small",
+            "abhinand/MedEmbed-small-v0.1",
+            "40a5850d046cfdb56154e332b4d7099b63e8d50e",
+            "cls",
+            33_360_000,
+        ),
         Backbone(
             name="text-embedding-ada-002",
             kind="openai",

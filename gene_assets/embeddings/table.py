@@ -29,7 +29,9 @@ class GeneEmbeddings:
     def validate(self) -> None:
         name = "/".join(str(self.attrs[key]) for key in ("backbone", "view") if key in self.attrs) or "embeddings"
         if self.matrix.ndim != 2 or self.matrix.shape[0] != len(self.genes):
-            raise EmbeddingTableError(f"{name}: matrix shape {self.matrix.shape} does not match {len(self.genes)} genes.")
+            raise EmbeddingTableError(
+                f"{name}: matrix shape {self.matrix.shape} does not match {len(self.genes)} genes."
+            )
         expected = self.attrs.get("dims")
         if expected is not None and self.matrix.shape[1] != int(expected):
             raise EmbeddingTableError(

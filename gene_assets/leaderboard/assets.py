@@ -1,6 +1,5 @@
 """leaderboard: aggregates every available partition of every task family, with its blocking checks."""
 
-
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -43,14 +42,17 @@ def leaderboard_leaks(summary: pd.DataFrame) -> pd.DataFrame:
     """The leakage audit of a leaderboard's text views against its gene tasks (cell tasks have no text view): the ⚠
     marks of every leaderboard table, in the UI, the CLI and the release."""
     text_tasks = summary.loc[summary["kind"] != "cells", "task"].unique()
-    return leakage_audit({v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks})
+    return leakage_audit(
+        {v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks}
+    )
 
 
 class LeaderboardConfig(Config):
     protocol: str = Field(
         default="published",
         description=f"The evaluation protocol whose gene-task results are compared, one of {', '.join(PROTOCOLS)}; "
-                    "results of another protocol are left out (cell and perturbation tasks have one protocol).")
+        "results of another protocol are left out (cell and perturbation tasks have one protocol).",
+    )
 
 
 def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) -> tuple[list[pd.DataFrame], list[str]]:
@@ -65,7 +67,10 @@ def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) 
             frame = results[name][partition]
             if not len(frame):
                 continue
-            if name in RESULT_ASSETS and (frame["protocol"] if "protocol" in frame else pd.Series([None])).ne(protocol).any():
+            if (
+                name in RESULT_ASSETS
+                and (frame["protocol"] if "protocol" in frame else pd.Series([None])).ne(protocol).any()
+            ):
                 left_out.append(f"{name}[{partition}]")
                 continue
             frames.append(frame)
@@ -77,11 +82,19 @@ def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) 
     ins={name: AssetIn(name) for name in LEADERBOARD_INPUTS},
     compute_kind="pandas",
     check_specs=[
-        AssetCheckSpec("random_band_at_chance", asset="leaderboard", blocking=True,
-                       description="The random control's band mean is 0.45–0.55 AUC on every binary task with ≥ 100 genes."),
-        AssetCheckSpec("random_near_mean_signature", asset="leaderboard", blocking=True,
-                       description="On every perturbation task with ≥ 100 perturbations, the random control's band mean "
-                                   "(primary metric) is within 0.02 of the mean-signature baseline."),
+        AssetCheckSpec(
+            "random_band_at_chance",
+            asset="leaderboard",
+            blocking=True,
+            description="The random control's band mean is 0.45–0.55 AUC on every binary task with ≥ 100 genes.",
+        ),
+        AssetCheckSpec(
+            "random_near_mean_signature",
+            asset="leaderboard",
+            blocking=True,
+            description="On every perturbation task with ≥ 100 perturbations, the random control's band mean "
+            "(primary metric) is within 0.02 of the mean-signature baseline.",
+        ),
     ],
 )
 def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **results: dict[str, pd.DataFrame]):
@@ -91,11 +104,15 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
     in their own table beside the mean-signature baseline."""
     frames, left_out = protocol_frames(results, config.protocol)
     if not frames:
-        raise ValueError(f"No task results of the {config.protocol!r} protocol are materialized yet: materialize at least "
-                         "one backbone partition with it first.")
+        raise ValueError(
+            f"No task results of the {config.protocol!r} protocol are materialized yet: materialize at least "
+            "one backbone partition with it first."
+        )
     if left_out:
-        context.log.warning(f"Left out, computed under another protocol than {config.protocol!r} (re-materialize them "
-                            f"with it): {', '.join(left_out)}")
+        context.log.warning(
+            f"Left out, computed under another protocol than {config.protocol!r} (re-materialize them "
+            f"with it): {', '.join(left_out)}"
+        )
     summary = summarize(combine_results(frames)).assign(protocol=config.protocol)
     leaks = leaderboard_leaks(summary)
     gains = cell_gains(summary)
@@ -108,37 +125,61 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
         "protocol": config.protocol,
         "left_out_other_protocol": MetadataValue.json(left_out),
         "partitions": summary.loc[summary["backbone"] != BASELINE, ["backbone", "view"]].drop_duplicates().shape[0],
-        "leakage": MetadataValue.md(leaks[leaks["leaks"]].drop(columns="leaks").to_markdown(index=False) or "no shared sources"),
-        "go_minus_summary": MetadataValue.md(ablation.round(3).to_markdown(index=False) if len(ablation) else "needs the go and summary views"),
+        "leakage": MetadataValue.md(
+            leaks[leaks["leaks"]].drop(columns="leaks").to_markdown(index=False) or "no shared sources"
+        ),
+        "go_minus_summary": MetadataValue.md(
+            ablation.round(3).to_markdown(index=False) if len(ablation) else "needs the go and summary views"
+        ),
         "comparisons": len(pairwise_comparisons(summary)),
-        "rank_intervals": MetadataValue.md(_markdown(rank_table(rank_intervals(summary)), "needs two backbones on one task")),
+        "rank_intervals": MetadataValue.md(
+            _markdown(rank_table(rank_intervals(summary)), "needs two backbones on one task")
+        ),
         "universes": MetadataValue.json(
             summary[summary["primary"]].groupby(["universe", "task"])["n_genes"].max().unstack(0).to_dict()
         ),
         "cell_types_macro_f1": MetadataValue.md(_markdown(cell_type_table(summary), "no cell-type results yet")),
-        "cell_gains_macro_f1": MetadataValue.md(_markdown(gains_table(gains), "needs the PCA and random-gaussian baselines")),
-        "cell_gains_ari": MetadataValue.md(_markdown(gains_table(gains, "kmeans", "ari"), "needs the PCA and random-gaussian baselines")),
-        "cell_clustering_ari_ami_asw": MetadataValue.md(_markdown(clustering_table(summary), "no cell-type results yet")),
+        "cell_gains_macro_f1": MetadataValue.md(
+            _markdown(gains_table(gains), "needs the PCA and random-gaussian baselines")
+        ),
+        "cell_gains_ari": MetadataValue.md(
+            _markdown(gains_table(gains, "kmeans", "ari"), "needs the PCA and random-gaussian baselines")
+        ),
+        "cell_clustering_ari_ami_asw": MetadataValue.md(
+            _markdown(clustering_table(summary), "no cell-type results yet")
+        ),
         "perturbation": MetadataValue.md(_markdown(perturbation, "no perturbation results yet")),
     }
     if len(table):
-        metadata.update({
-            "leaderboard": MetadataValue.md(table.to_markdown(index=False)),
-            "leaderboard_with_summary_only": MetadataValue.md(wide_table(summary, "with_summary", leaks).to_markdown(index=False)),
-            "families": MetadataValue.md(family_summary(summary).to_markdown(index=False)),
-            "heatmap": MetadataValue.md(png_markdown(heatmap_png(summary))),
-            "table": MetadataValue.table(records=[TableRecord({k: str(v) for k, v in r.items()}) for r in table.to_dict("records")]),
-        })
+        metadata.update(
+            {
+                "leaderboard": MetadataValue.md(table.to_markdown(index=False)),
+                "leaderboard_with_summary_only": MetadataValue.md(
+                    wide_table(summary, "with_summary", leaks).to_markdown(index=False)
+                ),
+                "families": MetadataValue.md(family_summary(summary).to_markdown(index=False)),
+                "heatmap": MetadataValue.md(png_markdown(heatmap_png(summary))),
+                "table": MetadataValue.table(
+                    records=[TableRecord({k: str(v) for k, v in r.items()}) for r in table.to_dict("records")]
+                ),
+            }
+        )
     yield Output(summary, metadata=metadata)
     yield AssetCheckResult(
         check_name="random_band_at_chance",
         passed=bool(band["at_chance"].all()),
-        metadata={"tasks_checked": len(band), "off_chance": MetadataValue.md(band[~band["at_chance"]].round(3).to_markdown(index=False) or "none")},
+        metadata={
+            "tasks_checked": len(band),
+            "off_chance": MetadataValue.md(band[~band["at_chance"]].round(3).to_markdown(index=False) or "none"),
+        },
     )
     yield AssetCheckResult(
         check_name="random_near_mean_signature",
         passed=bool(near["near"].all()),
-        metadata={"rows_checked": len(near), "checked": MetadataValue.md(near.round(3).to_markdown(index=False) or "none")},
+        metadata={
+            "rows_checked": len(near),
+            "checked": MetadataValue.md(near.round(3).to_markdown(index=False) or "none"),
+        },
     )
 
 

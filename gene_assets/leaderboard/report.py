@@ -12,12 +12,27 @@ from ..tasks.spec import LOWER_IS_BETTER, PRIMARY_METRIC
 from ..tasks.statistics import holm, paired_p_value, percentile_interval
 
 KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
-PRIMARY_CLASSIFIER = {"binary": "logistic_regression", "pairs": "logistic_regression",
-                      "multiclass": "logistic_regression", "multilabel": "ridge", "cells": "knn",
-                      "perturbation_signature": "mlp", "perturbation_mean_shift": "mlp"}
+PRIMARY_CLASSIFIER = {
+    "binary": "logistic_regression",
+    "pairs": "logistic_regression",
+    "multiclass": "logistic_regression",
+    "multilabel": "ridge",
+    "cells": "knn",
+    "perturbation_signature": "mlp",
+    "perturbation_mean_shift": "mlp",
+}
 PERTURBATION_FAMILY = "perturbation"
-PERTURBATION_METRIC_ORDER = ["roc_auc", "average_precision", "precision_at_20", "precision_at_50", "precision_at_100",
-                             "pearson_top20_de", "pearson_top50_de", "pearson_top100_de", "relative_mae"]
+PERTURBATION_METRIC_ORDER = [
+    "roc_auc",
+    "average_precision",
+    "precision_at_20",
+    "precision_at_50",
+    "precision_at_100",
+    "pearson_top20_de",
+    "pearson_top50_de",
+    "pearson_top100_de",
+    "relative_mae",
+]
 ALPHA = 0.05
 
 
@@ -28,10 +43,16 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     first["sd"] = [float(np.std(v, ddof=1)) if len(v) > 1 else np.nan for v in first["fold_values"]]
     intervals = [percentile_interval(np.asarray(b, float)) for b in first["bootstrap"]]
     first["ci_low"], first["ci_high"] = [i[0] for i in intervals], [i[1] for i in intervals]
-    draws = results.groupby(KEYS)["estimate"].agg(
-        n_draws="size", band_mean="mean",
-        band_low=lambda e: np.percentile(e, 2.5), band_high=lambda e: np.percentile(e, 97.5),
-    ).reset_index()
+    draws = (
+        results.groupby(KEYS)["estimate"]
+        .agg(
+            n_draws="size",
+            band_mean="mean",
+            band_low=lambda e: np.percentile(e, 2.5),
+            band_high=lambda e: np.percentile(e, 97.5),
+        )
+        .reset_index()
+    )
     summary = first.merge(draws, on=KEYS, how="left")
     multi = summary["n_draws"] > 1
     summary.loc[~multi, ["band_mean", "band_low", "band_high"]] = np.nan
@@ -39,8 +60,24 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     summary["primary"] = (summary["classifier"] == summary["kind"].map(PRIMARY_CLASSIFIER)) & (
         summary["metric"] == summary["kind"].map(PRIMARY_METRIC)
     )
-    columns = KEYS + ["family", "kind", "primary", "estimate", "sd", "ci_low", "ci_high", "n_genes", "n_classes",
-                      "n_excluded", "n_draws", "band_low", "band_high", "genes_digest", "dims", "bootstrap"]
+    columns = KEYS + [
+        "family",
+        "kind",
+        "primary",
+        "estimate",
+        "sd",
+        "ci_low",
+        "ci_high",
+        "n_genes",
+        "n_classes",
+        "n_excluded",
+        "n_draws",
+        "band_low",
+        "band_high",
+        "genes_digest",
+        "dims",
+        "bootstrap",
+    ]
     return mark_significance(summary[columns].sort_values(KEYS).reset_index(drop=True))
 
 
@@ -73,10 +110,17 @@ def pairwise_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
             for b in records[i + 1 :]:
                 diff = np.asarray(a["bootstrap"], float) - np.asarray(b["bootstrap"], float)
                 low, high = percentile_interval(diff)
-                rows.append({**dict(zip(["view", "universe", "task", "classifier", "metric"], keys[:5])),
-                             "backbone_a": a["backbone"], "backbone_b": b["backbone"],
-                             "difference": a["estimate"] - b["estimate"], "ci_low": low, "ci_high": high,
-                             "p_value": paired_p_value(a["bootstrap"], b["bootstrap"])})
+                rows.append(
+                    {
+                        **dict(zip(["view", "universe", "task", "classifier", "metric"], keys[:5])),
+                        "backbone_a": a["backbone"],
+                        "backbone_b": b["backbone"],
+                        "difference": a["estimate"] - b["estimate"],
+                        "ci_low": low,
+                        "ci_high": high,
+                        "p_value": paired_p_value(a["bootstrap"], b["bootstrap"]),
+                    }
+                )
     table = pd.DataFrame(rows)
     if len(table):
         table["p_holm"] = table.groupby(["view", "universe", "task"])["p_value"].transform(lambda p: holm(p.to_numpy()))
@@ -95,10 +139,20 @@ def view_ablation(summary: pd.DataFrame, view: str = "go", baseline: str = "summ
             continue
         diff = np.asarray(x["bootstrap"], float) - np.asarray(y["bootstrap"], float)
         low, high = percentile_interval(diff)
-        rows.append({"backbone": key[0], "universe": key[1], "task": key[2], "metric": x["metric"],
-                     f"{view}_view": x["estimate"], f"{baseline}_view": y["estimate"],
-                     "gap": x["estimate"] - y["estimate"], "ci_low": low, "ci_high": high,
-                     "p_value": paired_p_value(x["bootstrap"], y["bootstrap"])})
+        rows.append(
+            {
+                "backbone": key[0],
+                "universe": key[1],
+                "task": key[2],
+                "metric": x["metric"],
+                f"{view}_view": x["estimate"],
+                f"{baseline}_view": y["estimate"],
+                "gap": x["estimate"] - y["estimate"],
+                "ci_low": low,
+                "ci_high": high,
+                "p_value": paired_p_value(x["bootstrap"], y["bootstrap"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -108,8 +162,16 @@ def leakage_audit(views: dict, tasks: dict) -> pd.DataFrame:
     for view_name, view in views.items():
         for task in tasks.values():
             shared = sorted(set(view.contains) & set(task.label_sources))
-            rows.append({"view": view_name, "task": task.name, "label_sources": ", ".join(task.label_sources),
-                         "view_contains": ", ".join(view.contains), "shared_source": ", ".join(shared), "leaks": bool(shared)})
+            rows.append(
+                {
+                    "view": view_name,
+                    "task": task.name,
+                    "label_sources": ", ".join(task.label_sources),
+                    "view_contains": ", ".join(view.contains),
+                    "shared_source": ", ".join(shared),
+                    "leaks": bool(shared),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -117,8 +179,19 @@ RANK_GROUP_KEYS = ["view", "universe", "task", "classifier", "metric"]
 OVERALL = "overall"
 NOT_RANKED = "not ranked"
 """The overall rank cell of the random control's band and of a backbone missing a task or scored on other genes."""
-RANK_COLUMNS = [*RANK_GROUP_KEYS, "backbone", "primary", "estimate", "rank", "rank_low", "rank_high", "p_first", "group",
-                "n_ranked", "n_tasks"]
+RANK_COLUMNS = [
+    *RANK_GROUP_KEYS,
+    "backbone",
+    "primary",
+    "estimate",
+    "rank",
+    "rank_low",
+    "rank_high",
+    "p_first",
+    "group",
+    "n_ranked",
+    "n_tasks",
+]
 
 
 def ranks_of(values: np.ndarray, lower_is_better: bool) -> np.ndarray:
@@ -148,11 +221,17 @@ def rank_statistics(names: list[str], point: np.ndarray, replicates: np.ndarray,
         number += 1
         group[members] = number
         order = [i for i in order if i not in members]
-    return pd.DataFrame({"backbone": names, "rank": point_rank,
-                         "rank_low": np.percentile(ranks, 2.5, axis=1, method="lower"),
-                         "rank_high": np.percentile(ranks, 97.5, axis=1, method="higher"),
-                         "p_first": (first / first.sum(axis=0)).mean(axis=1), "group": group,
-                         "n_ranked": len(names)})
+    return pd.DataFrame(
+        {
+            "backbone": names,
+            "rank": point_rank,
+            "rank_low": np.percentile(ranks, 2.5, axis=1, method="lower"),
+            "rank_high": np.percentile(ranks, 97.5, axis=1, method="higher"),
+            "p_first": (first / first.sum(axis=0)).mean(axis=1),
+            "group": group,
+            "n_ranked": len(names),
+        }
+    )
 
 
 def rankable(summary: pd.DataFrame) -> pd.DataFrame:
@@ -183,10 +262,17 @@ def task_ranks(summary: pd.DataFrame) -> pd.DataFrame:
         replicates = replicate_matrix(group["bootstrap"])
         if not any_defined(replicates):
             continue
-        ranks = rank_statistics(group["backbone"].tolist(), group["estimate"].to_numpy(float), replicates,
-                                keys[-1] in LOWER_IS_BETTER)
-        frames.append(ranks.assign(**dict(zip(RANK_GROUP_KEYS, keys)), primary=group["primary"].iloc[0],
-                                   estimate=group["estimate"].to_numpy(), n_tasks=1))
+        ranks = rank_statistics(
+            group["backbone"].tolist(), group["estimate"].to_numpy(float), replicates, keys[-1] in LOWER_IS_BETTER
+        )
+        frames.append(
+            ranks.assign(
+                **dict(zip(RANK_GROUP_KEYS, keys)),
+                primary=group["primary"].iloc[0],
+                estimate=group["estimate"].to_numpy(),
+                n_tasks=1,
+            )
+        )
     return pd.DataFrame(pd.concat(frames, ignore_index=True) if frames else [], columns=RANK_COLUMNS)
 
 
@@ -201,8 +287,14 @@ def overall_ranks(summary: pd.DataFrame) -> pd.DataFrame:
     for (view, universe), rows in primary.groupby(["view", "universe"]):
         ranked = rankable(rows)
         tasks = sorted(ranked["task"].unique())
-        contenders = sorted(set.intersection(*(set(ranked.loc[ranked["task"] == t, "backbone"]) for t in tasks))
-                            - set(rows.loc[rows["n_draws"] > 1, "backbone"])) if tasks else []
+        contenders = (
+            sorted(
+                set.intersection(*(set(ranked.loc[ranked["task"] == t, "backbone"]) for t in tasks))
+                - set(rows.loc[rows["n_draws"] > 1, "backbone"])
+            )
+            if tasks
+            else []
+        )
         ranked = ranked[ranked["backbone"].isin(contenders)]
         if len(contenders) < 2:
             continue
@@ -217,8 +309,18 @@ def overall_ranks(summary: pd.DataFrame) -> pd.DataFrame:
         if not any_defined(mean_replicates):
             continue
         ranks = rank_statistics(contenders, mean_point, mean_replicates, lower_is_better=True)
-        frames.append(ranks.assign(view=view, universe=universe, task=OVERALL, classifier="primary", metric="mean_rank",
-                                   primary=True, estimate=mean_point, n_tasks=len(tasks)))
+        frames.append(
+            ranks.assign(
+                view=view,
+                universe=universe,
+                task=OVERALL,
+                classifier="primary",
+                metric="mean_rank",
+                primary=True,
+                estimate=mean_point,
+                n_tasks=len(tasks),
+            )
+        )
     return pd.DataFrame(pd.concat(frames, ignore_index=True) if frames else [], columns=RANK_COLUMNS)
 
 
@@ -226,12 +328,16 @@ def rank_intervals(summary: pd.DataFrame) -> pd.DataFrame:
     """Every task's ranks and the overall ranks (task 'overall'), one row per backbone and comparison."""
     parts = [part for part in (task_ranks(summary), overall_ranks(summary)) if len(part)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RANK_COLUMNS)
-    return table.astype({"n_ranked": int, "n_tasks": int, "group": int}).sort_values(
-        [*RANK_GROUP_KEYS, "rank", "backbone"]).reset_index(drop=True)
+    return (
+        table.astype({"n_ranked": int, "n_tasks": int, "group": int})
+        .sort_values([*RANK_GROUP_KEYS, "rank", "backbone"])
+        .reset_index(drop=True)
+    )
 
 
 def format_rank(rank: float, low: float, high: float) -> str:
     """A rank with its 95% interval, e.g. '2 [1–3]' (ties give half ranks)."""
+
     def number(value):
         return f"{value:g}"
 
@@ -242,9 +348,15 @@ def rank_columns(overall: pd.DataFrame, index: list[str]) -> pd.DataFrame:
     """Overall ranks (overall_ranks rows) as shown beside a table indexed by `index`: 'rank [95% interval]',
     P(first), group, and the point rank to sort by."""
     overall = overall.set_index(index)
-    return pd.DataFrame({"overall rank [95%]": [format_rank(*r) for r in overall[["rank", "rank_low", "rank_high"]].to_numpy()],
-                         "P(first)": overall["p_first"].astype(float).round(3).to_numpy(), "group": overall["group"].to_numpy(),
-                         "overall_rank": overall["rank"].to_numpy()}, index=overall.index)
+    return pd.DataFrame(
+        {
+            "overall rank [95%]": [format_rank(*r) for r in overall[["rank", "rank_low", "rank_high"]].to_numpy()],
+            "P(first)": overall["p_first"].astype(float).round(3).to_numpy(),
+            "group": overall["group"].to_numpy(),
+            "overall_rank": overall["rank"].to_numpy(),
+        },
+        index=overall.index,
+    )
 
 
 def rank_table(ranks: pd.DataFrame, universe: str = "all_genes") -> pd.DataFrame:
@@ -256,7 +368,8 @@ def rank_table(ranks: pd.DataFrame, universe: str = "all_genes") -> pd.DataFrame
     tasks = shown[shown["task"] != OVERALL]
     cells = tasks.assign(cell=[format_rank(*r) for r in tasks[["rank", "rank_low", "rank_high"]].to_numpy()])
     table = rank_columns(shown[shown["task"] == OVERALL], ["backbone", "view"]).join(
-        cells.pivot_table(index=["backbone", "view"], columns="task", values="cell", aggfunc="first"), how="outer")
+        cells.pivot_table(index=["backbone", "view"], columns="task", values="cell", aggfunc="first"), how="outer"
+    )
     table = table.reset_index().sort_values(["view", "overall_rank", "backbone"], na_position="last")
     return table.drop(columns="overall_rank").reset_index(drop=True)
 
@@ -303,7 +416,9 @@ def wide_table(summary: pd.DataFrame, universe: str = "all_genes", leaks: pd.Dat
     order = primary.groupby(["backbone", "view"])["estimate"].mean().sort_values(ascending=False)
     table = table.loc[order.index]
     table.insert(0, "mean", order.map("{:.3f}".format))
-    ranks = rank_columns(overall_ranks(summary[summary["universe"] == universe]), ["backbone", "view"]).reindex(table.index)
+    ranks = rank_columns(overall_ranks(summary[summary["universe"] == universe]), ["backbone", "view"]).reindex(
+        table.index
+    )
     table.insert(1, "overall rank [95%]", ranks["overall rank [95%]"].fillna(NOT_RANKED))
     if "protocol" in primary:
         table.insert(0, "protocol", primary["protocol"].iloc[0])
@@ -330,8 +445,15 @@ def heatmap_png(summary: pd.DataFrame, universe: str = "all_genes") -> bytes:
             value = grid.iat[i, j]
             if np.isfinite(value):
                 star = "★" if (backbone, view, task) in best else ""
-                ax.text(j, i, f"{value:.2f}{star}", ha="center", va="center", fontsize=7,
-                        color="white" if value < 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}{star}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if value < 0.6 else "black",
+                )
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(grid.shape[0]), [f"{b} / {v}" for b, v in grid.index], fontsize=8)
     protocol = f"{primary['protocol'].iloc[0]} protocol, " if "protocol" in primary and len(primary) else ""
@@ -344,12 +466,29 @@ def heatmap_png(summary: pd.DataFrame, universe: str = "all_genes") -> bytes:
     return buffer.getvalue()
 
 
-def random_band_at_chance(summary: pd.DataFrame, low: float = 0.45, high: float = 0.55, min_genes: int = 100) -> pd.DataFrame:
+def random_band_at_chance(
+    summary: pd.DataFrame, low: float = 0.45, high: float = 0.55, min_genes: int = 100
+) -> pd.DataFrame:
     """The random control's band mean on every binary task with at least `min_genes` genes, and whether it is at chance."""
-    rows = summary[(summary["backbone"] == "random-gaussian") & summary["kind"].isin(["binary", "pairs"])
-                   & (summary["metric"] == "roc_auc") & (summary["n_genes"] >= min_genes)]
+    rows = summary[
+        (summary["backbone"] == "random-gaussian")
+        & summary["kind"].isin(["binary", "pairs"])
+        & (summary["metric"] == "roc_auc")
+        & (summary["n_genes"] >= min_genes)
+    ]
     return rows.assign(at_chance=rows["estimate"].between(low, high))[
-        ["view", "universe", "task", "classifier", "n_genes", "n_draws", "estimate", "band_low", "band_high", "at_chance"]
+        [
+            "view",
+            "universe",
+            "task",
+            "classifier",
+            "n_genes",
+            "n_draws",
+            "estimate",
+            "band_low",
+            "band_high",
+            "at_chance",
+        ]
     ]
 
 
@@ -357,7 +496,9 @@ def baseline_gaps(summary: pd.DataFrame) -> pd.DataFrame:
     """Every perturbation row minus the mean-signature baseline on the same perturbations, model and metric:
     difference, paired 95% bootstrap CI and p-value (replicates resample the same held-out perturbations)."""
     rows = summary[summary["family"] == PERTURBATION_FAMILY]
-    baseline = rows[rows["backbone"] == BASELINE].set_index(["view", "universe", "task", "classifier", "metric", "genes_digest"])
+    baseline = rows[rows["backbone"] == BASELINE].set_index(
+        ["view", "universe", "task", "classifier", "metric", "genes_digest"]
+    )
     out = []
     for row in rows[rows["backbone"] != BASELINE].to_dict("records"):
         key = (row["view"], row["universe"], row["task"], row["classifier"], row["metric"], row["genes_digest"])
@@ -365,10 +506,20 @@ def baseline_gaps(summary: pd.DataFrame) -> pd.DataFrame:
             continue
         base = baseline.loc[key]
         low, high = percentile_interval(np.asarray(row["bootstrap"], float) - np.asarray(base["bootstrap"], float))
-        out.append({**{k: row[k] for k in KEYS}, "estimate": row["estimate"], "mean_signature": base["estimate"],
-                    "gap": row["estimate"] - base["estimate"], "gap_ci_low": low, "gap_ci_high": high,
-                    "p_value": paired_p_value(row["bootstrap"], base["bootstrap"])})
-    return pd.DataFrame(out, columns=[*KEYS, "estimate", "mean_signature", "gap", "gap_ci_low", "gap_ci_high", "p_value"])
+        out.append(
+            {
+                **{k: row[k] for k in KEYS},
+                "estimate": row["estimate"],
+                "mean_signature": base["estimate"],
+                "gap": row["estimate"] - base["estimate"],
+                "gap_ci_low": low,
+                "gap_ci_high": high,
+                "p_value": paired_p_value(row["bootstrap"], base["bootstrap"]),
+            }
+        )
+    return pd.DataFrame(
+        out, columns=[*KEYS, "estimate", "mean_signature", "gap", "gap_ci_low", "gap_ci_high", "p_value"]
+    )
 
 
 def perturbation_table(summary: pd.DataFrame, universe: str = "all_genes") -> pd.DataFrame:
@@ -380,13 +531,17 @@ def perturbation_table(summary: pd.DataFrame, universe: str = "all_genes") -> pd
     cells = rows.assign(cell=[f"{e:.3f} ± {sd:.3f}" for e, sd in zip(rows["estimate"], rows["sd"])])
     index = ["task", "view", "backbone", "classifier"]
     table = cells.pivot_table(index=index, columns="metric", values="cell", aggfunc="first")
-    table = table[[m for m in PERTURBATION_METRIC_ORDER if m in table.columns]
-                  + sorted(set(table.columns) - set(PERTURBATION_METRIC_ORDER))]
+    table = table[
+        [m for m in PERTURBATION_METRIC_ORDER if m in table.columns]
+        + sorted(set(table.columns) - set(PERTURBATION_METRIC_ORDER))
+    ]
     primary = rows[rows["metric"] == rows["kind"].map(PRIMARY_METRIC)].set_index(index)
     table.insert(0, "scored", primary["n_genes"].reindex(table.index))
     table.insert(1, "excluded", primary["n_excluded"].reindex(table.index))
-    table["primary [95% CI]"] = [f"{p['metric']} {p['estimate']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]"
-                                 for _, p in primary.reindex(table.index).iterrows()]
+    table["primary [95% CI]"] = [
+        f"{p['metric']} {p['estimate']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]"
+        for _, p in primary.reindex(table.index).iterrows()
+    ]
     gaps = baseline_gaps(rows)
     gaps = gaps.merge(primary.reset_index()[index + ["metric"]], on=index + ["metric"]).set_index(index)
 
@@ -401,12 +556,17 @@ def perturbation_table(summary: pd.DataFrame, universe: str = "all_genes") -> pd
     return table.rename_axis(index=["task", "view", "backbone", "model"]).reset_index()
 
 
-def random_near_mean_signature(summary: pd.DataFrame, tolerance: float = 0.02, min_perturbations: int = 100) -> pd.DataFrame:
+def random_near_mean_signature(
+    summary: pd.DataFrame, tolerance: float = 0.02, min_perturbations: int = 100
+) -> pd.DataFrame:
     """Perturbation tasks: the random control's band mean on the primary metric, for every model, must lie within
     `tolerance` of the mean-signature baseline (a random embedding carries no gene identity the model can use;
     far above the baseline means leakage, far below means the model fits noise)."""
-    rows = summary[(summary["family"] == PERTURBATION_FAMILY) & (summary["metric"] == summary["kind"].map(PRIMARY_METRIC))
-                   & (summary["n_genes"] >= min_perturbations)]
+    rows = summary[
+        (summary["family"] == PERTURBATION_FAMILY)
+        & (summary["metric"] == summary["kind"].map(PRIMARY_METRIC))
+        & (summary["n_genes"] >= min_perturbations)
+    ]
     keys = ["view", "universe", "task", "classifier", "metric"]
     random = rows[rows["backbone"] == "random-gaussian"]
     baseline = rows[rows["backbone"] == BASELINE][keys + ["estimate"]].rename(columns={"estimate": "mean_signature"})

@@ -19,8 +19,9 @@ from .signatures import CELL_LINES, ResponseTargets, map_perturbations, read_sig
 
 
 @asset(group_name="perturbation", compute_kind="pandas")
-def perturbation_signatures(context: AssetExecutionContext, gene_catalog: pd.DataFrame,
-                            data_directory: DataDirectory) -> pd.DataFrame:
+def perturbation_signatures(
+    context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
+) -> pd.DataFrame:
     """Replogle 2022 K562 and RPE1 up-regulated signatures with each knocked-down gene's Entrez id (unmapped and
     conflicting symbols counted per cell line)."""
     path = data_directory.file("replogle_signatures")
@@ -48,10 +49,21 @@ class PerturbationEvaluationConfig(Config):
     """Processes scoring (target, universe, draw) units side by side (0: one per core); results do not depend on it."""
 
     def protocol(self) -> PerturbationProtocol:
-        mlp = MlpSettings(hidden_units=self.hidden_units, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
-                          max_epochs=self.max_epochs, patience=self.patience)
-        return PerturbationProtocol(n_splits=self.n_splits, seed=self.seed, n_bootstrap=self.n_bootstrap,
-                                    models=tuple(self.models), mlp=mlp, threads=self.threads)
+        mlp = MlpSettings(
+            hidden_units=self.hidden_units,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            patience=self.patience,
+        )
+        return PerturbationProtocol(
+            n_splits=self.n_splits,
+            seed=self.seed,
+            n_bootstrap=self.n_bootstrap,
+            models=tuple(self.models),
+            mlp=mlp,
+            threads=self.threads,
+        )
 
 
 class ReplogleEvaluationConfig(PerturbationEvaluationConfig):
@@ -67,20 +79,32 @@ class MeanShiftEvaluationConfig(PerturbationEvaluationConfig):
     dataset: str | None = None
 
     def source(self) -> MeanShiftSource:
-        return MeanShiftSource(path=self.path, perturbation_column=self.perturbation_column,
-                               control_label=self.control_label, gene_column=self.gene_column, dataset=self.dataset)
+        return MeanShiftSource(
+            path=self.path,
+            perturbation_column=self.perturbation_column,
+            control_label=self.control_label,
+            gene_column=self.gene_column,
+            dataset=self.dataset,
+        )
 
 
-def score_targets(targets: ResponseTargets, genes: GeneMatrix, protocol: PerturbationProtocol,
-                  first_draw: bool) -> tuple[list[dict], list[dict]]:
+def score_targets(
+    targets: ResponseTargets, genes: GeneMatrix, protocol: PerturbationProtocol, first_draw: bool
+) -> tuple[list[dict], list[dict]]:
     """Rows of the backbone's models on one target (one universe, one draw), and on the first draw (with bootstrap
     replicates) those of the mean-signature baseline."""
     scored = evaluate_perturbations(targets, genes.rows(targets.entrez_ids), protocol, bootstrap=first_draw)
     return scored, evaluate_perturbations(targets, None, protocol) if first_draw else []
 
 
-def score_perturbations(context: AssetExecutionContext, config: PerturbationEvaluationConfig, embeddings: GeneEmbeddings,
-                        universes: pd.DataFrame, targets: list[ResponseTargets], metadata: dict | None = None):
+def score_perturbations(
+    context: AssetExecutionContext,
+    config: PerturbationEvaluationConfig,
+    embeddings: GeneEmbeddings,
+    universes: pd.DataFrame,
+    targets: list[ResponseTargets],
+    metadata: dict | None = None,
+):
     """Rows (long results schema) of this partition's backbone and of the mean-signature baseline, for every
     target and universe, then the asset's checks. A perturbation whose gene has no embedding or is outside the
     universe is excluded (and counted) for every backbone alike."""
@@ -88,16 +112,26 @@ def score_perturbations(context: AssetExecutionContext, config: PerturbationEval
     backbone = get_backbone(keys["backbone"])
     protocol, features = config.protocol(), FeatureDraws(embeddings, config.random_draws)
     embedded = set(features.index)
-    inside = {(universe, target.task.name): target.restricted_to(set(universes.loc[universes[universe], "entrez_id"]) & embedded)
-              for universe in config.universes for target in targets}
+    inside = {
+        (universe, target.task.name): target.restricted_to(
+            set(universes.loc[universes[universe], "entrez_id"]) & embedded
+        )
+        for universe in config.universes
+        for target in targets
+    }
     units = [(draw, universe, target) for draw in features.draws for universe in config.universes for target in targets]
 
     def unit(draw: int, universe: str, target: ResponseTargets) -> tuple:
         restricted = inside[universe, target.task.name]
         return restricted, features.genes(draw, restricted.entrez_ids), protocol, draw == 0
 
-    outcomes = run_units(score_targets, (unit(*u) for u in units), worker_count(config.workers), protocol.threads,
-                         expected=(TaskLabelError,))
+    outcomes = run_units(
+        score_targets,
+        (unit(*u) for u in units),
+        worker_count(config.workers),
+        protocol.threads,
+        expected=(TaskLabelError,),
+    )
     rows, skipped = [], []
     for (draw, universe, target), (outcome, seconds) in zip(units, outcomes):
         if isinstance(outcome, TaskLabelError):
@@ -106,28 +140,42 @@ def score_perturbations(context: AssetExecutionContext, config: PerturbationEval
                 context.log.warning(f"{target.task.name} on {universe}: {outcome}")
             continue
         scored, baseline = outcome
-        common = dict(universe=universe, draw=draw, n_excluded=target.n_source - len(inside[universe, target.task.name].entrez_ids),
-                      view=keys["view"], seconds=seconds)
+        common = dict(
+            universe=universe,
+            draw=draw,
+            n_excluded=target.n_source - len(inside[universe, target.task.name].entrez_ids),
+            view=keys["view"],
+            seconds=seconds,
+        )
         rows += [dict(r, **common, backbone=backbone.name, dims=embeddings.dims) for r in scored]
         rows += [dict(r, **common, backbone=BASELINE, dims=0) for r in baseline]
-        context.log.info(f"{backbone.name}/{keys['view']}: {target.task.name} on {universe}, draw {draw}: {seconds:.1f}s")
+        context.log.info(
+            f"{backbone.name}/{keys['view']}: {target.task.name} on {universe}, draw {draw}: {seconds:.1f}s"
+        )
     results = pd.DataFrame(rows)
     yield Output(results, metadata={**(metadata or {}), **_metadata(results, skipped)})
     yield from result_checks(results, skipped)
 
 
 def _metadata(results: pd.DataFrame, skipped: list) -> dict:
-    metadata = {"seconds": round(float(results.drop_duplicates(["task", "universe", "draw"])["seconds"].sum()), 1)
-                if len(results) else 0.0}
+    metadata = {
+        "seconds": round(float(results.drop_duplicates(["task", "universe", "draw"])["seconds"].sum()), 1)
+        if len(results)
+        else 0.0
+    }
     if len(results):
         first = results[results["draw"] == 0]
-        table = first.pivot_table(index=["task", "universe", "metric"], columns=["backbone", "classifier"],
-                                  values="estimate").round(3)
+        table = first.pivot_table(
+            index=["task", "universe", "metric"], columns=["backbone", "classifier"], values="estimate"
+        ).round(3)
         table.columns = [f"{backbone} {model}" for backbone, model in table.columns]
         metadata["estimates"] = MetadataValue.md(table.to_markdown())
         metadata["perturbations"] = MetadataValue.md(
-            first.groupby(["task", "universe"])[["n_genes", "n_excluded", "n_classes"]].first()
-            .rename(columns={"n_genes": "scored", "n_excluded": "excluded", "n_classes": "measured_genes"}).to_markdown())
+            first.groupby(["task", "universe"])[["n_genes", "n_excluded", "n_classes"]]
+            .first()
+            .rename(columns={"n_genes": "scored", "n_excluded": "excluded", "n_classes": "measured_genes"})
+            .to_markdown()
+        )
     if skipped:
         metadata["skipped"] = MetadataValue.json(skipped)
     return metadata
@@ -143,8 +191,13 @@ PARTITIONED_INPUTS = {"embeddings": AssetIn("gene_embeddings"), "universes": Ass
     compute_kind="torch",
     check_specs=result_check_specs("perturbation_results"),
 )
-def perturbation_results(context: AssetExecutionContext, config: ReplogleEvaluationConfig, embeddings: GeneEmbeddings,
-                         universes: pd.DataFrame, signatures: pd.DataFrame):
+def perturbation_results(
+    context: AssetExecutionContext,
+    config: ReplogleEvaluationConfig,
+    embeddings: GeneEmbeddings,
+    universes: pd.DataFrame,
+    signatures: pd.DataFrame,
+):
     """Replogle 2022 K562 / RPE1: from the knocked-down gene's embedding, rank the measured genes (MLP and ridge);
     AUROC, average precision and precision@20/50/100 of the significant up set per held-out perturbation (9-fold
     CV), beside the training-set mean signature."""
@@ -159,10 +212,16 @@ def perturbation_results(context: AssetExecutionContext, config: ReplogleEvaluat
     compute_kind="torch",
     check_specs=result_check_specs("mean_shift_results"),
 )
-def mean_shift_results(context: AssetExecutionContext, config: MeanShiftEvaluationConfig, embeddings: GeneEmbeddings,
-                       universes: pd.DataFrame, gene_catalog: pd.DataFrame):
+def mean_shift_results(
+    context: AssetExecutionContext,
+    config: MeanShiftEvaluationConfig,
+    embeddings: GeneEmbeddings,
+    universes: pd.DataFrame,
+    gene_catalog: pd.DataFrame,
+):
     """The paper's protocol on the expression file in the run config: MLP (and ridge) from the perturbed gene's
     embedding to Δμ = μ_p − μ_ctrl; Pearson over the top-20/50/100 changed genes and relative MAE (K-fold CV)."""
     targets, counts = mean_shift_targets(config.source(), GeneResolver(gene_catalog))
-    yield from score_perturbations(context, config, embeddings, universes, [targets],
-                                   {"file": config.path, "mapping": MetadataValue.json(counts)})
+    yield from score_perturbations(
+        context, config, embeddings, universes, [targets], {"file": config.path, "mapping": MetadataValue.json(counts)}
+    )

@@ -34,7 +34,9 @@ class PerturbationProtocol:
 
     def predict(self, model: str, X_train, basis: ResponseBasis, X_test, fold: int) -> np.ndarray:
         if model == "mlp":
-            return mlp_response(X_train, basis, X_test, seed=self.seed * 1000 + fold, settings=self.mlp, threads=self.threads)
+            return mlp_response(
+                X_train, basis, X_test, seed=self.seed * 1000 + fold, settings=self.mlp, threads=self.threads
+            )
         if model == "ridge":
             return ridge_response(X_train, basis, X_test)
         raise ValueError(f"Unknown perturbation model {model!r}; choose from {MODELS}.")
@@ -70,7 +72,9 @@ def signature_metrics(targets: ResponseTargets, rows: np.ndarray, scores: np.nda
     return metrics
 
 
-def mean_shift_metrics(targets: ResponseTargets, rows: np.ndarray, predicted: np.ndarray, top_k) -> dict[str, np.ndarray]:
+def mean_shift_metrics(
+    targets: ResponseTargets, rows: np.ndarray, predicted: np.ndarray, top_k
+) -> dict[str, np.ndarray]:
     """Per held-out perturbation: Pearson correlation of predicted and measured Δμ over its K most changed genes
     (largest |Δμ|), and MAE over all genes relative to predicting no change (Σ|Δμ̂ − Δμ| / Σ|Δμ|; lower is better)."""
     truth = targets.values[rows]
@@ -78,7 +82,9 @@ def mean_shift_metrics(targets: ResponseTargets, rows: np.ndarray, predicted: np
     metrics = {}
     for k in top_k:
         top = order[:, :k]
-        metrics[f"pearson_top{k}_de"] = row_pearson(np.take_along_axis(truth, top, 1), np.take_along_axis(predicted, top, 1))
+        metrics[f"pearson_top{k}_de"] = row_pearson(
+            np.take_along_axis(truth, top, 1), np.take_along_axis(predicted, top, 1)
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         metrics["relative_mae"] = np.abs(predicted - truth).sum(1) / np.abs(truth).sum(1)
     return metrics
@@ -94,13 +100,16 @@ def row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def perturbation_folds(targets: ResponseTargets, protocol: PerturbationProtocol) -> list[tuple[np.ndarray, np.ndarray]]:
     n = len(targets.entrez_ids)
     if n < 2 * protocol.n_splits:
-        raise TaskLabelError(f"Task {targets.task.name}: {n} perturbations with an embedding; {protocol.n_splits}-fold CV "
-                             f"needs at least {2 * protocol.n_splits}.")
+        raise TaskLabelError(
+            f"Task {targets.task.name}: {n} perturbations with an embedding; {protocol.n_splits}-fold CV "
+            f"needs at least {2 * protocol.n_splits}."
+        )
     return list(KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(np.arange(n)))
 
 
-def evaluate_perturbations(targets: ResponseTargets, features: np.ndarray | None, protocol: PerturbationProtocol,
-                           bootstrap: bool = True) -> list[dict]:
+def evaluate_perturbations(
+    targets: ResponseTargets, features: np.ndarray | None, protocol: PerturbationProtocol, bootstrap: bool = True
+) -> list[dict]:
     """Result rows (long schema) of every model in `protocol.models`; with `features=None`, the mean-signature
     baseline, repeated under each model's name so that every comparison group holds it."""
     folds = perturbation_folds(targets, protocol)
@@ -116,18 +125,34 @@ def evaluate_perturbations(targets: ResponseTargets, features: np.ndarray | None
                 else:
                     predicted = protocol.predict(model, features[train], basis, features[test], fold)
                 per_model[model].append(score(targets, test, predicted, protocol.top_k))
-    counts = [resample_rng(protocol.seed, targets.task.name, f).multinomial(
-        len(test), np.full(len(test), 1 / len(test)), size=protocol.n_bootstrap) for f, (_, test) in enumerate(folds)] \
-        if bootstrap else None
+    counts = (
+        [
+            resample_rng(protocol.seed, targets.task.name, f).multinomial(
+                len(test), np.full(len(test), 1 / len(test)), size=protocol.n_bootstrap
+            )
+            for f, (_, test) in enumerate(folds)
+        ]
+        if bootstrap
+        else None
+    )
     rows = []
     for model, per_fold in per_model.items():
         for metric in per_fold[0]:
             values = [fold[metric] for fold in per_fold]
             replicates = fold_mean_replicates(values, counts) if bootstrap else None
             for name in protocol.models if model is None else [model]:
-                rows.append(result_row(targets.task, name, metric, [np.nanmean(v) for v in values], replicates,
-                                       n_genes=len(targets.entrez_ids), n_classes=len(targets.genes),
-                                       genes_digest=targets.digest))
+                rows.append(
+                    result_row(
+                        targets.task,
+                        name,
+                        metric,
+                        [np.nanmean(v) for v in values],
+                        replicates,
+                        n_genes=len(targets.entrez_ids),
+                        n_classes=len(targets.genes),
+                        genes_digest=targets.digest,
+                    )
+                )
     return rows
 
 
@@ -139,4 +164,3 @@ def fold_mean_replicates(values: list[np.ndarray], counts: list[np.ndarray]) -> 
         with np.errstate(divide="ignore", invalid="ignore"):
             means.append(fold_counts @ np.where(finite, fold_values, 0.0) / (fold_counts @ finite))
     return np.mean(means, axis=0)
-

@@ -42,7 +42,10 @@ MEAN_SHIFT_PREFIX = "mean_shift_"
 
 def mean_shift_task(dataset: str) -> GeneTask:
     return GeneTask(
-        f"{MEAN_SHIFT_PREFIX}{dataset}", "perturbation", "perturbation_mean_shift", PERTURBATION_SOURCES,
+        f"{MEAN_SHIFT_PREFIX}{dataset}",
+        "perturbation",
+        "perturbation_mean_shift",
+        PERTURBATION_SOURCES,
         f"{dataset}: predict a held-out perturbation's mean expression shift Δμ = μ_p − μ_ctrl from the perturbed gene's "
         "embedding; Pearson over the top-K changed genes and relative MAE over all genes (K-fold CV over perturbations).",
     )
@@ -64,21 +67,27 @@ def read_mean_shift(source: MeanShiftSource) -> tuple[pd.DataFrame, np.ndarray, 
         raise MeanShiftInputError(f"Expression file {path} does not exist; set the `path` config to an .h5ad file.")
     data = anndata.read_h5ad(path)
     if source.perturbation_column not in data.obs.columns:
-        raise MeanShiftInputError(f"{path}: obs has no column {source.perturbation_column!r} (columns: "
-                                  f"{', '.join(map(str, data.obs.columns))}); set `perturbation_column`.")
+        raise MeanShiftInputError(
+            f"{path}: obs has no column {source.perturbation_column!r} (columns: "
+            f"{', '.join(map(str, data.obs.columns))}); set `perturbation_column`."
+        )
     if source.gene_column is None:
         genes = data.var_names.astype(str).to_numpy()
     elif source.gene_column in data.var.columns:
         genes = data.var[source.gene_column].astype(str).to_numpy()
     else:
-        raise MeanShiftInputError(f"{path}: var has no column {source.gene_column!r} (columns: "
-                                  f"{', '.join(map(str, data.var.columns))}); set `gene_column` or leave it empty for var_names.")
+        raise MeanShiftInputError(
+            f"{path}: var has no column {source.gene_column!r} (columns: "
+            f"{', '.join(map(str, data.var.columns))}); set `gene_column` or leave it empty for var_names."
+        )
     labels = data.obs[source.perturbation_column].astype(str).str.strip().to_numpy()
     is_control = labels == source.control_label
     if not is_control.any():
         examples = ", ".join(pd.unique(labels)[:8])
-        raise MeanShiftInputError(f"{path}: no row of {source.perturbation_column!r} equals the control label "
-                                  f"{source.control_label!r} (values include {examples}); set `control_label`.")
+        raise MeanShiftInputError(
+            f"{path}: no row of {source.perturbation_column!r} equals the control label "
+            f"{source.control_label!r} (values include {examples}); set `control_label`."
+        )
     names, codes = np.unique(labels, return_inverse=True)
     indicator = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(names), len(codes)))
     sizes = np.asarray(indicator.sum(1)).ravel()
@@ -88,12 +97,18 @@ def read_mean_shift(source: MeanShiftSource) -> tuple[pd.DataFrame, np.ndarray, 
     delta = (means[~control] - means[control][0]).astype(np.float32)
     table = pd.DataFrame({"label": names[~control], "n_rows": sizes[~control].astype(int)})
     table["gene"] = [perturbed_gene(label, source.control_label) for label in table["label"]]
-    counts = {"n_rows": int(len(labels)), "n_control_rows": int(is_control.sum()), "n_conditions": int(len(table)),
-              "n_two_gene_conditions": int(table["gene"].isna().sum())}
+    counts = {
+        "n_rows": int(len(labels)),
+        "n_control_rows": int(is_control.sum()),
+        "n_conditions": int(len(table)),
+        "n_two_gene_conditions": int(table["gene"].isna().sum()),
+    }
     single = table["gene"].notna().to_numpy()
     if not single.any():
-        raise MeanShiftInputError(f"{path}: no single-gene perturbation in {source.perturbation_column!r} (only two-gene "
-                                  "conditions and controls); the task predicts single-gene perturbations.")
+        raise MeanShiftInputError(
+            f"{path}: no single-gene perturbation in {source.perturbation_column!r} (only two-gene "
+            "conditions and controls); the task predicts single-gene perturbations."
+        )
     return table[single].reset_index(drop=True), genes, delta[single], counts
 
 
@@ -108,13 +123,25 @@ def mean_shift_targets(source: MeanShiftSource, resolver: GeneResolver) -> tuple
         raise MeanShiftInputError(
             f"{source.path}: {len(unmapped)} of {len(table)} single-gene perturbations name no known gene (e.g. "
             f"{', '.join(unmapped[:10])}). Check that `perturbation_column` holds gene symbols or GEARS conditions "
-            "like `A+ctrl`.")
+            "like `A+ctrl`."
+        )
     mapped = table[table["entrez_id"].notna()]
     conflicting = mapped["entrez_id"].duplicated(keep=False)
     table = mapped[~conflicting]
-    counts.update(n_single_gene=len(resolution.methods), n_unmapped=len(unmapped), n_conflicting=int(conflicting.sum()),
-                  n_mapped=len(table), unmapped=", ".join(unmapped[:50]))
+    counts.update(
+        n_single_gene=len(resolution.methods),
+        n_unmapped=len(unmapped),
+        n_conflicting=int(conflicting.sum()),
+        n_mapped=len(table),
+        unmapped=", ".join(unmapped[:50]),
+    )
     table = table.sort_values("entrez_id")
     values = delta[table.index.to_numpy()]
-    return ResponseTargets(source.task, counts["n_single_gene"], table["entrez_id"].to_numpy(np.int64),
-                           table["label"].to_numpy(str), genes, values), counts
+    return ResponseTargets(
+        source.task,
+        counts["n_single_gene"],
+        table["entrez_id"].to_numpy(np.int64),
+        table["label"].to_numpy(str),
+        genes,
+        values,
+    ), counts

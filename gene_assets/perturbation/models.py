@@ -80,8 +80,14 @@ def seeded_torch(seed: int, threads: int):
         torch.set_num_threads(previous)
 
 
-def mlp_response(X_train: np.ndarray, basis: ResponseBasis, X_test: np.ndarray, seed: int = 0,
-                 settings: MlpSettings = MlpSettings(), threads: int = 1) -> np.ndarray:
+def mlp_response(
+    X_train: np.ndarray,
+    basis: ResponseBasis,
+    X_test: np.ndarray,
+    seed: int = 0,
+    settings: MlpSettings = MlpSettings(),
+    threads: int = 1,
+) -> np.ndarray:
     """One hidden layer (ReLU), full-batch AdamW on the squared error, early stopping on a seeded validation
     split of the training perturbations. The output layer starts at zero, so epoch 0 is the mean response."""
     scale = float(basis.scores.std()) or 1.0
@@ -92,8 +98,11 @@ def mlp_response(X_train: np.ndarray, basis: ResponseBasis, X_test: np.ndarray, 
     n_validation = max(1, int(round(len(X_train) * settings.validation_fraction)))
     validation, train = torch.tensor(order[:n_validation]), torch.tensor(order[n_validation:])
     with seeded_torch(seed, threads):
-        model = torch.nn.Sequential(torch.nn.Linear(inputs.shape[1], settings.hidden_units), torch.nn.ReLU(),
-                                    torch.nn.Linear(settings.hidden_units, targets.shape[1]))
+        model = torch.nn.Sequential(
+            torch.nn.Linear(inputs.shape[1], settings.hidden_units),
+            torch.nn.ReLU(),
+            torch.nn.Linear(settings.hidden_units, targets.shape[1]),
+        )
         torch.nn.init.zeros_(model[2].weight)
         torch.nn.init.zeros_(model[2].bias)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)

@@ -26,7 +26,10 @@ PERTURBATION_SOURCES = ("Perturb-seq",)
 
 def replogle_task(cell_line: str) -> GeneTask:
     return GeneTask(
-        f"replogle2022_{cell_line.lower()}", "perturbation", "perturbation_signature", PERTURBATION_SOURCES,
+        f"replogle2022_{cell_line.lower()}",
+        "perturbation",
+        "perturbation_signature",
+        PERTURBATION_SOURCES,
         f"Replogle 2022 {cell_line} CRISPRi: from the knocked-down gene's embedding alone, rank every measured gene "
         "so that the knockdown's significant up-regulated genes come first (held-out perturbations, 9-fold CV).",
     )
@@ -53,8 +56,13 @@ class ResponseTargets:
 
     def restricted_to(self, entrez_ids) -> "ResponseTargets":
         keep = np.isin(self.entrez_ids, np.asarray(list(entrez_ids), dtype=np.int64))
-        return replace(self, entrez_ids=self.entrez_ids[keep], labels=self.labels[keep], values=self.values[keep],
-                       up_set=None if self.up_set is None else self.up_set[keep])
+        return replace(
+            self,
+            entrez_ids=self.entrez_ids[keep],
+            labels=self.labels[keep],
+            values=self.values[keep],
+            up_set=None if self.up_set is None else self.up_set[keep],
+        )
 
     @property
     def digest(self) -> str:
@@ -67,11 +75,16 @@ def read_signatures(path: Path) -> pd.DataFrame:
     table = pd.read_parquet(path)
     missing = [c for c in SIGNATURE_COLUMNS if c not in table.columns]
     if missing:
-        raise TaskLabelError(f"{path} lacks columns {missing}; it needs {SIGNATURE_COLUMNS} (see PROVENANCE.md section 6).")
+        raise TaskLabelError(
+            f"{path} lacks columns {missing}; it needs {SIGNATURE_COLUMNS} (see PROVENANCE.md section 6)."
+        )
     table = table[SIGNATURE_COLUMNS].astype({"rank": "int64", "in_up_set": bool})
     if not table["rank"].between(1, LIST_LENGTH).all():
         raise TaskLabelError(f"{path}: ranks must lie in 1–{LIST_LENGTH}.")
-    if table.duplicated(["cell_line", "perturbation", "rank"]).any() or table.duplicated(["cell_line", "perturbation", "gene"]).any():
+    if (
+        table.duplicated(["cell_line", "perturbation", "rank"]).any()
+        or table.duplicated(["cell_line", "perturbation", "gene"]).any()
+    ):
         raise TaskLabelError(f"{path}: a (cell line, perturbation) repeats a rank or a gene.")
     return table
 
@@ -81,17 +94,26 @@ def map_perturbations(signatures: pd.DataFrame, resolver: GeneResolver) -> tuple
     that resolve to the same gene as another perturbation are conflicting and left unmapped."""
     symbols = pd.Series(np.sort(signatures["perturbation"].unique()))
     resolution = resolver.symbols(symbols)
-    mapping = pd.DataFrame({"perturbation": symbols, "entrez_id": resolution.entrez_ids.to_numpy(),
-                            "mapped_by": resolution.methods.to_numpy()})
+    mapping = pd.DataFrame(
+        {
+            "perturbation": symbols,
+            "entrez_id": resolution.entrez_ids.to_numpy(),
+            "mapped_by": resolution.methods.to_numpy(),
+        }
+    )
     shared = mapping["entrez_id"].notna() & mapping["entrez_id"].duplicated(keep=False)
     mapping.loc[shared, ["entrez_id", "mapped_by"]] = [pd.NA, "conflicting"]
     mapped = signatures.merge(mapping, on="perturbation", how="left")
     counts = {}
     for cell_line, rows in mapped.drop_duplicates(["cell_line", "perturbation"]).groupby("cell_line"):
         methods = rows["mapped_by"].value_counts()
-        counts[cell_line] = mapping_counts(len(rows), rows["entrez_id"].notna().sum(), n_alias=int(methods.get("alias", 0)),
-                                           n_conflicting=int(methods.get("conflicting", 0)),
-                                           unmapped=", ".join(rows.loc[rows["entrez_id"].isna(), "perturbation"]))
+        counts[cell_line] = mapping_counts(
+            len(rows),
+            rows["entrez_id"].notna().sum(),
+            n_alias=int(methods.get("alias", 0)),
+            n_conflicting=int(methods.get("conflicting", 0)),
+            unmapped=", ".join(rows.loc[rows["entrez_id"].isna(), "perturbation"]),
+        )
     return mapped, counts
 
 
@@ -99,7 +121,9 @@ def signature_targets(signatures: pd.DataFrame, cell_line: str) -> ResponseTarge
     """Rank-score targets and up sets of one cell line's mapped perturbations over its measured genes."""
     rows = signatures[signatures["cell_line"] == cell_line]
     if rows.empty:
-        raise TaskLabelError(f"No signatures for cell line {cell_line}; the file has {sorted(signatures['cell_line'].unique())}.")
+        raise TaskLabelError(
+            f"No signatures for cell line {cell_line}; the file has {sorted(signatures['cell_line'].unique())}."
+        )
     genes = np.sort(rows["gene"].unique())
     mapped = rows[rows["entrez_id"].notna()]
     items = mapped.drop_duplicates("perturbation").sort_values("entrez_id")
@@ -109,5 +133,12 @@ def signature_targets(signatures: pd.DataFrame, cell_line: str) -> ResponseTarge
     values[row_of, column_of] = (LIST_LENGTH + 1 - mapped["rank"].to_numpy()) / LIST_LENGTH
     up_set = np.zeros(values.shape, dtype=bool)
     up_set[row_of, column_of] = mapped["in_up_set"].to_numpy()
-    return ResponseTargets(replogle_task(cell_line), rows["perturbation"].nunique(), items["entrez_id"].to_numpy(np.int64),
-                           items["perturbation"].to_numpy(str), genes, values, up_set)
+    return ResponseTargets(
+        replogle_task(cell_line),
+        rows["perturbation"].nunique(),
+        items["entrez_id"].to_numpy(np.int64),
+        items["perturbation"].to_numpy(str),
+        genes,
+        values,
+        up_set,
+    )

@@ -1,6 +1,5 @@
 """embeddings_release: every available embedding table and the leaderboard, published as a DVC release."""
 
-
 import hashlib
 import io
 
@@ -44,17 +43,25 @@ def embedding_provenance(instance: DagsterInstance, partition: str, table: GeneE
     (device, precision and whatever else the step reports; paths and speed left out), the backbone's weights sha256,
     digests of its texts (entrez id → text sha256) and of its gene universe, and how its genes were mapped."""
     record = latest_materialization(instance, AssetKey("gene_embeddings"), partition)
-    metadata = {key: value.value for key, value in (record.asset_materialization.metadata if record else {}).items()
-                if key not in RUN_FIGURES and not isinstance(value, PathMetadataValue)}
+    metadata = {
+        key: value.value
+        for key, value in (record.asset_materialization.metadata if record else {}).items()
+        if key not in RUN_FIGURES and not isinstance(value, PathMetadataValue)
+    }
     backbone = all_backbones().get(table.attrs.get("backbone"))
     genes = table.genes
-    provenance = {**metadata, **table.attrs, "weights_sha256": metadata.get("weights_sha256") or (
-        backbone.weights_sha256 if backbone else None)}
+    provenance = {
+        **metadata,
+        **table.attrs,
+        "weights_sha256": metadata.get("weights_sha256") or (backbone.weights_sha256 if backbone else None),
+    }
     if "text_sha256" in genes:
         provenance["text_view_sha256"] = digest_of(genes[["entrez_id", "text_sha256"]])
     provenance["gene_universe_sha256"] = digest_of(genes[["entrez_id"]])
-    provenance["mapping"] = provenance.pop("symbol_mapping", None) or {"view_genes_covered": len(genes),
-                                                                       "view_genes_without_vector": 0}
+    provenance["mapping"] = provenance.pop("symbol_mapping", None) or {
+        "view_genes_covered": len(genes),
+        "view_genes_without_vector": 0,
+    }
     return provenance
 
 
@@ -79,8 +86,10 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
         "leaderboard_perturbation.csv": perturbation_table(leaderboard),
         "leaderboard_perturbation_vs_mean_signature.csv": baseline_gaps(leaderboard),
     }
-    return {**{name: table.to_csv(index=False).encode() for name, table in tables.items()},
-            "leaderboard.png": heatmap_png(leaderboard)}
+    return {
+        **{name: table.to_csv(index=False).encode() for name, table in tables.items()},
+        "leaderboard.png": heatmap_png(leaderboard),
+    }
 
 
 @asset(
@@ -114,8 +123,10 @@ def embeddings_release(
     files.update(leaderboard_files(leaderboard))
     code = code_revision()
     if code["uncommitted_changes"]:
-        context.log.warning(f"The package differs from commit {code['commit']}: the release records the diff's sha256 "
-                            f"{code['diff_sha256']}; commit the changes for a release that a commit reproduces.")
+        context.log.warning(
+            f"The package differs from commit {code['commit']}: the release records the diff's sha256 "
+            f"{code['diff_sha256']}; commit the changes for a release that a commit reproduces."
+        )
     protocol = leaderboard["protocol"].iloc[0] if "protocol" in leaderboard and len(leaderboard) else None
     release = release_repository.publish(files, describe={"code": code, "protocol": protocol, "models": models})
     context.log.info(
@@ -135,6 +146,8 @@ def embeddings_release(
         }
     )
     return pd.DataFrame(
-        [{"version": release.version, "git_revision": release.revision, "file": f, "sha256": d}
-         for f, d in release.manifest["files"].items()]
+        [
+            {"version": release.version, "git_revision": release.revision, "file": f, "sha256": d}
+            for f, d in release.manifest["files"].items()
+        ]
     )

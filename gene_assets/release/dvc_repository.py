@@ -63,8 +63,11 @@ class ReleaseRecord:
 def dvc_remotes(config_text: str) -> tuple[str | None, dict[str, str]]:
     """The default remote name and {name: url} of one DVC config file's text."""
     config = ConfigObj(config_text.splitlines())
-    remotes = {m.group(1): section.get("url", "") for key, section in config.items()
-               if (m := re.fullmatch(r'remote\s+"(.+)"', key))}
+    remotes = {
+        m.group(1): section.get("url", "")
+        for key, section in config.items()
+        if (m := re.fullmatch(r'remote\s+"(.+)"', key))
+    }
     return config.get("core", {}).get("remote"), remotes
 
 
@@ -150,8 +153,10 @@ class DvcReleaseRepository(ConfigurableResource):
         if local_default:
             url = {**dvc_remotes(self._dvc_config("config"))[1], **local_remotes}.get(local_default)
             if not url:
-                raise ReleaseError(f"{self.root / '.dvc' / 'config.local'} makes {local_default!r} the default DVC "
-                                   "remote, but no DVC config gives its url: `dvc remote add --local -d NAME URL`.")
+                raise ReleaseError(
+                    f"{self.root / '.dvc' / 'config.local'} makes {local_default!r} the default DVC "
+                    "remote, but no DVC config gives its url: `dvc remote add --local -d NAME URL`."
+                )
             if not is_url(url) and not Path(url).is_absolute():
                 url = str((self.root / ".dvc" / url).resolve())
             return local_default, url
@@ -159,8 +164,10 @@ class DvcReleaseRepository(ConfigurableResource):
 
     def require_git(self) -> None:
         if not (self.root / ".git").exists():
-            raise ReleaseError(f"{self.repo_dir} is not a git repository: releases are git commits tagged "
-                               f"{self.tag_prefix}N. Run `git init` there or set the release repository.")
+            raise ReleaseError(
+                f"{self.repo_dir} is not a git repository: releases are git commits tagged "
+                f"{self.tag_prefix}N. Run `git init` there or set the release repository."
+            )
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -182,10 +189,14 @@ class DvcReleaseRepository(ConfigurableResource):
                         raise ReleaseError(
                             f"Another release of {self.repo_dir} (pid {holder}) still holds {path} after "
                             f"{self.lock_timeout_s:.0f} s: wait for it to finish, or stop that process (its lock "
-                            "is freed when it exits), then release again. Nothing was changed.") from None
+                            "is freed when it exits), then release again. Nothing was changed."
+                        ) from None
                     if not announced:
-                        print(f"Waiting for the release of {self.repo_dir} by pid {holder} to finish ({path}) …",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"Waiting for the release of {self.repo_dir} by pid {holder} to finish ({path}) …",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         announced = True
                     time.sleep(0.2)
             try:
@@ -213,16 +224,20 @@ class DvcReleaseRepository(ConfigurableResource):
         if not is_url(url):
             remote = Path(url)
             if (configured or not self.create_remote) and not remote.is_dir():
-                raise ReleaseError(f"DVC remote {url} does not exist (is its disk mounted?). Create the directory, or "
-                                   f"set {DVC_REMOTE_ENV} to an existing directory or a DVC remote URL.")
+                raise ReleaseError(
+                    f"DVC remote {url} does not exist (is its disk mounted?). Create the directory, or "
+                    f"set {DVC_REMOTE_ENV} to an existing directory or a DVC remote URL."
+                )
             try:
                 remote.mkdir(parents=True, exist_ok=True)
                 probe = remote / f".write-probe-{uuid.uuid4().hex}"
                 probe.write_bytes(b"")
                 probe.unlink()
             except OSError as exc:
-                raise ReleaseError(f"DVC remote {url} is not writable ({exc.strerror}). Set {DVC_REMOTE_ENV} to a "
-                                   "writable directory or a DVC remote URL.") from exc
+                raise ReleaseError(
+                    f"DVC remote {url} is not writable ({exc.strerror}). Set {DVC_REMOTE_ENV} to a "
+                    "writable directory or a DVC remote URL."
+                ) from exc
         if not configured:
             self.dvc("remote", "add", "--local", "--default", "--force", name, url)
         return name, url
@@ -236,25 +251,39 @@ class DvcReleaseRepository(ConfigurableResource):
                     f"{self.root / '.dvc' / 'config'} names the local directory {url} as DVC remote {name!r}; a clone "
                     f"on another machine cannot reach it and a release would commit it. Move it to this clone's "
                     f"untracked .dvc/config.local: `dvc remote remove {name} && dvc remote add --local -d {name} {url}`, "
-                    "commit .dvc/config, then release.")
+                    "commit .dvc/config, then release."
+                )
 
     def release_paths(self) -> list[str]:
         """What a release commits: the data pointer, the release index and DVC's own files."""
-        return [f"{self.data_dir_name}.dvc", RELEASE_INDEX, ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvcignore"]
+        return [
+            f"{self.data_dir_name}.dvc",
+            RELEASE_INDEX,
+            ".gitignore",
+            ".dvc/config",
+            ".dvc/.gitignore",
+            ".dvcignore",
+        ]
 
     def refuse_dirty_tree(self) -> None:
         """A release commits only its own files; refuse when those carry someone's uncommitted changes or git is in
         the middle of a merge, rebase or cherry-pick (a release commit would mix into it)."""
         git_dir = Path(self.git("rev-parse", "--absolute-git-dir").strip())
-        for marker, what in (("MERGE_HEAD", "a merge"), ("rebase-merge", "a rebase"), ("rebase-apply", "a rebase"),
-                             ("CHERRY_PICK_HEAD", "a cherry-pick")):
+        for marker, what in (
+            ("MERGE_HEAD", "a merge"),
+            ("rebase-merge", "a rebase"),
+            ("rebase-apply", "a rebase"),
+            ("CHERRY_PICK_HEAD", "a cherry-pick"),
+        ):
             if (git_dir / marker).exists():
                 raise ReleaseError(f"{self.repo_dir} is in the middle of {what}: finish or abort it, then release.")
         status = self.git("status", "--porcelain", "--untracked-files=no", "--", *self.release_paths())
         changed = [line[3:] for line in status.splitlines() if line.strip()]
         if changed:
-            raise ReleaseError(f"{self.repo_dir} has uncommitted changes in {', '.join(changed)}, which a release "
-                               "commits: commit or `git restore` them first.")
+            raise ReleaseError(
+                f"{self.repo_dir} has uncommitted changes in {', '.join(changed)}, which a release "
+                "commits: commit or `git restore` them first."
+            )
 
     def refuse_unowned_files(self, current: dict | None) -> None:
         """A release replaces data/ whole: refuse while data/ holds a file the current release does not list, or a
@@ -273,15 +302,19 @@ class DvcReleaseRepository(ConfigurableResource):
                 changed.append(name)
         release = f"release {current.get('version')}" if current else f"any release (no {MANIFEST})"
         if foreign:
-            raise ReleaseError(f"{self.data_path} holds {len(foreign)} files that are not part of {release}: "
-                               f"{_listing(foreign)}. A release replaces {self.data_dir_name}/ with what it publishes "
-                               f"and would delete them: move them out of {self.data_dir_name}/, then release. "
-                               "Nothing was changed.")
+            raise ReleaseError(
+                f"{self.data_path} holds {len(foreign)} files that are not part of {release}: "
+                f"{_listing(foreign)}. A release replaces {self.data_dir_name}/ with what it publishes "
+                f"and would delete them: move them out of {self.data_dir_name}/, then release. "
+                "Nothing was changed."
+            )
         if changed:
-            raise ReleaseError(f"{self.data_path} holds {len(changed)} files changed since {release}: "
-                               f"{_listing(changed)}. A release would overwrite them: move your copies out of "
-                               f"{self.data_dir_name}/ and `dvc checkout {self.data_dir_name}` to restore the released "
-                               "ones, then release. Nothing was changed.")
+            raise ReleaseError(
+                f"{self.data_path} holds {len(changed)} files changed since {release}: "
+                f"{_listing(changed)}. A release would overwrite them: move your copies out of "
+                f"{self.data_dir_name}/ and `dvc checkout {self.data_dir_name}` to restore the released "
+                "ones, then release. Nothing was changed."
+            )
 
     # --- publishing ---------------------------------------------------------------------------
     def publish(self, files: dict[str, bytes], describe: dict) -> Release:
@@ -340,8 +373,12 @@ class DvcReleaseRepository(ConfigurableResource):
 
     def _add_to_index(self, version: str, manifest: dict) -> None:
         backbones = sorted({m["backbone"] for m in manifest.get("models", []) if "backbone" in m})
-        entry = {"data_md5": data_md5((self.root / f"{self.data_dir_name}.dvc").read_text()),
-                 "created_at": manifest["created_at"], "backbones": backbones, "files": len(manifest["files"])}
+        entry = {
+            "data_md5": data_md5((self.root / f"{self.data_dir_name}.dvc").read_text()),
+            "created_at": manifest["created_at"],
+            "backbones": backbones,
+            "files": len(manifest["files"]),
+        }
         index = {**self.release_index(), version: entry}
         write_bytes_atomic(self.index_path, (json.dumps(index, indent=2) + "\n").encode())
 
@@ -352,11 +389,16 @@ class DvcReleaseRepository(ConfigurableResource):
                 write_bytes_atomic(directory / name, content)
             except OSError as exc:
                 hint = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the directory"
-                raise ReleaseError(f"Writing {name} of the release to {directory} failed ({exc.strerror}): {hint} and "
-                                   "release again. data/, data.dvc and the tags are unchanged.") from exc
+                raise ReleaseError(
+                    f"Writing {name} of the release to {directory} failed ({exc.strerror}): {hint} and "
+                    "release again. data/, data.dvc and the tags are unchanged."
+                ) from exc
 
     def _has_commits(self) -> bool:
-        return subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=self.repo_dir, capture_output=True).returncode == 0
+        return (
+            subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=self.repo_dir, capture_output=True).returncode
+            == 0
+        )
 
     @staticmethod
     def _verify(directory: Path, digests: dict[str, str]) -> None:
@@ -365,8 +407,14 @@ class DvcReleaseRepository(ConfigurableResource):
             if actual != digest:
                 raise ReleaseError(f"{directory / name} was written with sha256 {actual}, expected {digest}.")
 
-    def _roll_back(self, staging: Path, previous: Path, tracked_before: dict[Path, bytes | None],
-                   head_before: str | None, made: dict[str, str]) -> None:
+    def _roll_back(
+        self,
+        staging: Path,
+        previous: Path,
+        tracked_before: dict[Path, bytes | None],
+        head_before: str | None,
+        made: dict[str, str],
+    ) -> None:
         """Undo this release's own work: its data/, pointer and index writes, and its tag and commit only while they
         still are what it made (a commit someone added on top, or a tag of theirs, stays)."""
         shutil.rmtree(staging, ignore_errors=True)
@@ -378,16 +426,19 @@ class DvcReleaseRepository(ConfigurableResource):
                 path.unlink(missing_ok=True)
             else:
                 write_bytes_atomic(path, content)
+
         def resolve(revision: str) -> str:
-            return subprocess.run(["git", "rev-parse", "--verify", "--quiet", revision], cwd=self.repo_dir,
-                                  capture_output=True, text=True).stdout.strip()
+            return subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", revision], cwd=self.repo_dir, capture_output=True, text=True
+            ).stdout.strip()
 
         if "tag" in made and resolve(f"{made['tag']}^{{commit}}") == made.get("commit"):
             subprocess.run(["git", "tag", "-d", made["tag"]], cwd=self.repo_dir, capture_output=True)
         if "commit" in made and head_before and resolve("HEAD") == made["commit"]:
             subprocess.run(["git", "reset", "--soft", head_before], cwd=self.repo_dir, capture_output=True)
-        subprocess.run(["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir, capture_output=True
+        )
 
 
 def _listing(names: list[str], shown: int = 10) -> str:
@@ -422,14 +473,18 @@ def read_manifest(data_dir: Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReleaseError(f"{path} is not valid JSON ({exc}): it was damaged or edited. `dvc pull --force` or "
-                           "`gene-assets pull` restores the release.") from None
+        raise ReleaseError(
+            f"{path} is not valid JSON ({exc}): it was damaged or edited. `dvc pull --force` or "
+            "`gene-assets pull` restores the release."
+        ) from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or not all(isinstance(d, str) for d in files.values()):
-        raise ReleaseError(f"{path} has no \"files\" mapping of file → sha256: it is not a gene_assets release manifest.")
+        raise ReleaseError(f'{path} has no "files" mapping of file → sha256: it is not a gene_assets release manifest.')
     if not files:
-        raise ReleaseError(f"{path} lists no files: every release holds its tables and leaderboard, so this manifest was "
-                           "emptied. `dvc pull --force` or `gene-assets pull` restores the release.")
+        raise ReleaseError(
+            f"{path} lists no files: every release holds its tables and leaderboard, so this manifest was "
+            "emptied. `dvc pull --force` or `gene-assets pull` restores the release."
+        )
     if not isinstance(manifest.get("version"), str):
         raise ReleaseError(f"{path} names no release version: it is not a gene_assets release manifest.")
     return manifest
@@ -456,28 +511,45 @@ def check_release(data_dir: Path, expected_md5: str | None, source: str) -> dict
     manifest = read_manifest(data_dir)
     version, listed = manifest["version"], manifest["files"]
     root = data_dir.resolve()
-    outside = [name for name in listed if PurePosixPath(name).is_absolute() or not PurePosixPath(name).parts
-               or {"..", "."} & set(PurePosixPath(name).parts) or name != PurePosixPath(name).as_posix()
-               or not (data_dir / name).resolve().is_relative_to(root)]
+    outside = [
+        name
+        for name in listed
+        if PurePosixPath(name).is_absolute()
+        or not PurePosixPath(name).parts
+        or {"..", "."} & set(PurePosixPath(name).parts)
+        or name != PurePosixPath(name).as_posix()
+        or not (data_dir / name).resolve().is_relative_to(root)
+    ]
     if outside:
-        raise ReleaseError(f"{data_dir / MANIFEST} lists {len(outside)} paths outside the release directory "
-                           f"({_listing(outside)}): refused. Pull the release again with `gene-assets pull`.")
+        raise ReleaseError(
+            f"{data_dir / MANIFEST} lists {len(outside)} paths outside the release directory "
+            f"({_listing(outside)}): refused. Pull the release again with `gene-assets pull`."
+        )
     present = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if not p.is_dir())
     unlisted = [name for name in present if name != MANIFEST and name not in listed]
     if unlisted:
-        raise ReleaseError(f"Release {version} in {data_dir}: {len(unlisted)} files are not in its MANIFEST.json "
-                           f"({_listing(unlisted)}): they are not part of the release. Move them out of {data_dir}.")
-    bad = [name for name, digest in listed.items()
-           if not (data_dir / name).is_file() or sha256_file(data_dir / name) != digest]
+        raise ReleaseError(
+            f"Release {version} in {data_dir}: {len(unlisted)} files are not in its MANIFEST.json "
+            f"({_listing(unlisted)}): they are not part of the release. Move them out of {data_dir}."
+        )
+    bad = [
+        name
+        for name, digest in listed.items()
+        if not (data_dir / name).is_file() or sha256_file(data_dir / name) != digest
+    ]
     if bad:
-        raise ReleaseError(f"Release {version} in {data_dir}: {len(bad)} files missing or corrupted "
-                           f"({_listing(bad, 5)}). Run `dvc pull --force` to restore them.")
+        raise ReleaseError(
+            f"Release {version} in {data_dir}: {len(bad)} files missing or corrupted "
+            f"({_listing(bad, 5)}). Run `dvc pull --force` to restore them."
+        )
     actual = dvc_dir_md5(data_dir, sorted([*listed, MANIFEST]))
     if actual != expected_md5:
-        raise ReleaseError(f"{data_dir} is not release {version} as DVC tracks it in {source}: that release's data.dvc "
-                           f"has md5 {expected_md5 or 'none'}, this directory {actual}, although every file matches "
-                           "MANIFEST.json, so MANIFEST.json was edited. Run `dvc pull --force` or `gene-assets pull` "
-                           "to restore the release.")
+        raise ReleaseError(
+            f"{data_dir} is not release {version} as DVC tracks it in {source}: that release's data.dvc "
+            f"has md5 {expected_md5 or 'none'}, this directory {actual}, although every file matches "
+            "MANIFEST.json, so MANIFEST.json was edited. Run `dvc pull --force` or `gene-assets pull` "
+            "to restore the release."
+        )
     return manifest
 
 
@@ -491,21 +563,35 @@ def verify_release(data_dir: Path, repo: str, data_dir_name: str = "data") -> di
     return check_release(data_dir, expected, f"{repo} (commit {record.revision[:12]})")
 
 
-PROVENANCE_FIELDS = ("model_id", "revision", "weights_sha256", "precision", "dtype", "device", "text_view_sha256",
-                     "gene_universe_sha256")
+PROVENANCE_FIELDS = (
+    "model_id",
+    "revision",
+    "weights_sha256",
+    "precision",
+    "dtype",
+    "device",
+    "text_view_sha256",
+    "gene_universe_sha256",
+)
 
 
 def describe_release(manifest: dict) -> list[str]:
     """What a release says it holds: the code it was computed with and each file's provenance (digests shortened;
     MANIFEST.json has them whole)."""
+
     def short(value) -> str:
         return value[:12] if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40,64}", value) else str(value)
 
     code = manifest.get("code") or {}
     lines = []
     if code:
-        state = (f"plus uncommitted changes, diff sha256 {short(code.get('diff_sha256'))}" if code.get("uncommitted_changes")
-                 else "no uncommitted changes" if code.get("uncommitted_changes") is False else "not a git checkout")
+        state = (
+            f"plus uncommitted changes, diff sha256 {short(code.get('diff_sha256'))}"
+            if code.get("uncommitted_changes")
+            else "no uncommitted changes"
+            if code.get("uncommitted_changes") is False
+            else "not a git checkout"
+        )
         lines.append(f"computed with code {short(code.get('commit'))} ({state})")
     if manifest.get("protocol"):
         lines.append(f"gene tasks scored under the {manifest['protocol']} evaluation protocol")
@@ -530,9 +616,13 @@ class ReleaseHistory:
     def of(cls, repo: str, **kwargs) -> Iterator["ReleaseHistory"]:
         with tempfile.TemporaryDirectory(prefix="gene-assets-history-") as tmp:
             clone = Path(tmp) / "repo.git"
-            result = subprocess.run(["git", "clone", "--bare", "--quiet", repo, str(clone)], capture_output=True, text=True)
+            result = subprocess.run(
+                ["git", "clone", "--bare", "--quiet", repo, str(clone)], capture_output=True, text=True
+            )
             if result.returncode != 0:
-                raise ReleaseError(f"Cannot read the releases of {repo}: {result.stderr.strip() or 'git clone failed'}.")
+                raise ReleaseError(
+                    f"Cannot read the releases of {repo}: {result.stderr.strip() or 'git clone failed'}."
+                )
             yield cls(clone, repo, **kwargs)
 
     def git(self, *args: str) -> subprocess.CompletedProcess:
@@ -555,18 +645,30 @@ class ReleaseHistory:
             revision = added[0] if added else None
             pointer = self.show(revision, f"{self.data_dir_name}.dvc") if revision else None
             if pointer is None or data_md5(pointer) != entry.get("data_md5"):
-                raise ReleaseError(f"{self.repo}: the release index lists {version} with data.dvc md5 "
-                                   f"{entry.get('data_md5')}, but the commit that added it ({revision or 'none'}) "
-                                   f"holds {data_md5(pointer) if pointer else 'no data.dvc'}; the index was edited by hand.")
-            records.append(ReleaseRecord(version, revision, entry.get("created_at"), entry.get("data_md5"),
-                                         entry.get("backbones"), tagged=version in tags))
+                raise ReleaseError(
+                    f"{self.repo}: the release index lists {version} with data.dvc md5 "
+                    f"{entry.get('data_md5')}, but the commit that added it ({revision or 'none'}) "
+                    f"holds {data_md5(pointer) if pointer else 'no data.dvc'}; the index was edited by hand."
+                )
+            records.append(
+                ReleaseRecord(
+                    version,
+                    revision,
+                    entry.get("created_at"),
+                    entry.get("data_md5"),
+                    entry.get("backbones"),
+                    tagged=version in tags,
+                )
+            )
         return records
 
     def find(self, version: str | None) -> ReleaseRecord:
         records = self.records()
         if not records:
-            raise ReleaseError(f"{self.repo} has no releases (no {RELEASE_INDEX} on its default branch and no "
-                               f"{self.tag_prefix}N tags): make one with `gene-assets release`.")
+            raise ReleaseError(
+                f"{self.repo} has no releases (no {RELEASE_INDEX} on its default branch and no "
+                f"{self.tag_prefix}N tags): make one with `gene-assets release`."
+            )
         if version is None:
             return records[-1]
         for record in records:
@@ -593,8 +695,9 @@ def local_default_remote(repo: str) -> str | None:
     return DvcReleaseRepository(repo_dir=str(Path(repo).resolve())).push_remote()[1]
 
 
-def pull_release(repo: str, version: str | None, out: Path | None = None, data_dir_name: str = "data",
-                 remote: str | None = None) -> tuple[Path, dict, ReleaseRecord]:
+def pull_release(
+    repo: str, version: str | None, out: Path | None = None, data_dir_name: str = "data", remote: str | None = None
+) -> tuple[Path, dict, ReleaseRecord]:
     """`dvc get` the release's data/ at `version` (the latest when None) into `out` (default
     ./gene-embeddings-<version>), then verify it (check_release: MANIFEST.json and data.dvc's md5); returns `out`, the manifest and the
     release's record. The version is found in the release index on the branch (tags are not needed). The data comes
@@ -626,12 +729,17 @@ def pull_release(repo: str, version: str | None, out: Path | None = None, data_d
     try:
         result = subprocess.run(args, cwd=out.parent, capture_output=True, text=True, env=env)
         if result.returncode != 0:
-            raise ReleaseError(unreachable_message(repo, record.version, result, remote or committed_url,
-                                                   "release" if remote else committed_name))
+            raise ReleaseError(
+                unreachable_message(
+                    repo, record.version, result, remote or committed_url, "release" if remote else committed_name
+                )
+            )
         manifest = check_release(staging, expected_md5, f"{repo} (commit {record.revision[:12]})")
         if manifest.get("version") != version:
-            raise ReleaseError(f"{repo} at {version} holds a MANIFEST.json of {manifest.get('version')!r}: the "
-                               "release index or tag points at the wrong data.dvc.")
+            raise ReleaseError(
+                f"{repo} at {version} holds a MANIFEST.json of {manifest.get('version')!r}: the "
+                "release index or tag points at the wrong data.dvc."
+            )
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -639,14 +747,20 @@ def pull_release(repo: str, version: str | None, out: Path | None = None, data_d
     return out, manifest, record
 
 
-def unreachable_message(repo: str, version: str, result: subprocess.CompletedProcess, url: str | None,
-                        name: str | None) -> str:
+def unreachable_message(
+    repo: str, version: str, result: subprocess.CompletedProcess, url: str | None, name: str | None
+) -> str:
     """One message for a failed `dvc get`: which remote, DVC's reason, and how to point at another copy."""
-    reasons = [line.removeprefix("ERROR: ").strip() for line in (result.stderr or result.stdout).splitlines()
-               if line.startswith("ERROR:")]
+    reasons = [
+        line.removeprefix("ERROR: ").strip()
+        for line in (result.stderr or result.stdout).splitlines()
+        if line.startswith("ERROR:")
+    ]
     reason = reasons[0] if reasons else (result.stderr.strip().splitlines() or ["dvc get failed"])[-1]
     where = f"DVC remote {name!r} ({url})" if url else "no DVC remote (its .dvc/config names none)"
-    return (f"Release {version} of {repo} could not be fetched from {where}: {reason}. Point at a copy you can "
-            f"reach with `gene-assets pull {version} --remote URL` or {DVC_REMOTE_ENV}=URL (for an S3-compatible "
-            "endpoint, AWS_ENDPOINT_URL=...); in a clone, `dvc remote add --local -d mirror URL` or "
-            f"`dvc remote modify --local {name or 'NAME'} endpointurl URL`, then `dvc pull`.")
+    return (
+        f"Release {version} of {repo} could not be fetched from {where}: {reason}. Point at a copy you can "
+        f"reach with `gene-assets pull {version} --remote URL` or {DVC_REMOTE_ENV}=URL (for an S3-compatible "
+        "endpoint, AWS_ENDPOINT_URL=...); in a clone, `dvc remote add --local -d mirror URL` or "
+        f"`dvc remote modify --local {name or 'NAME'} endpointurl URL`, then `dvc pull`."
+    )

@@ -80,7 +80,9 @@ class AnnotationDatabases(ConfigurableResource):
         if target.exists() and self._verified(target, pkg):
             return target
         with tempfile.TemporaryDirectory(prefix="bioc-", dir=_mkdir(Path(self.cache_dir))) as tmp:
-            extracted = self._fetch_debian(pkg, Path(tmp)) if self.source == "debian" else self._fetch_tarball(pkg, Path(tmp))
+            extracted = (
+                self._fetch_debian(pkg, Path(tmp)) if self.source == "debian" else self._fetch_tarball(pkg, Path(tmp))
+            )
             actual = sha256_file(extracted)
             if actual != pkg.sqlite_sha256:
                 raise AnnotationDatabaseError(
@@ -140,7 +142,9 @@ class AnnotationDatabases(ConfigurableResource):
             with urllib.request.urlopen(pkg.tarball_url, timeout=60) as response, open(archive, "wb") as out:
                 shutil.copyfileobj(response, out)
         except OSError as exc:
-            raise AnnotationDatabaseError(f"Could not download {pkg.tarball_url}: {exc}. Use source 'debian' offline.") from exc
+            raise AnnotationDatabaseError(
+                f"Could not download {pkg.tarball_url}: {exc}. Use source 'debian' offline."
+            ) from exc
         with tarfile.open(archive) as tar:
             try:
                 member = tar.getmember(pkg.tarball_path)

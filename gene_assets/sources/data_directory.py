@@ -43,19 +43,28 @@ DATA_FILES = {
         "gene_annotation/hgnc_gene_groups_long.2019-01.csv.gz",
         "HGNC (gene, gene group) pairs (CSV.gz) with columns symbol, entrez_id, gene_group",
     ),
-    "kegg_gene_sets": ("gene_tasks/other/ylab_gmt/KEGG_CPDB.gmt.gz", "KEGG pathways as a gzipped GMT file of Entrez ids"),
+    "kegg_gene_sets": (
+        "gene_tasks/other/ylab_gmt/KEGG_CPDB.gmt.gz",
+        "KEGG pathways as a gzipped GMT file of Entrez ids",
+    ),
     "go_bp_gene_sets": (
         "gene_tasks/other/ylab_gmt/hsa_EXP_ALL_BP_propagated.gmt.gz",
         "GO biological process sets (experimental evidence, propagated) as a gzipped GMT file of Entrez ids",
     ),
-    "omim_gene_sets": ("gene_tasks/other/ylab_gmt/omim.20231030.prop.gmt.gz", "OMIM disease gene sets as a gzipped GMT file"),
+    "omim_gene_sets": (
+        "gene_tasks/other/ylab_gmt/omim.20231030.prop.gmt.gz",
+        "OMIM disease gene sets as a gzipped GMT file",
+    ),
     "replogle_signatures": (
         "perturbation/replogle2022_k562_rpe1_deseq2_up_signatures.parquet",
         "Replogle 2022 CRISPRi up-regulated signatures (parquet) with columns cell_line, perturbation, rank, gene, in_up_set",
     ),
     **{
-        f"single_cell_{name}": (f"single_cell/{file}.h5ad", f"{description}: an AnnData h5ad with cells × genes X (gene "
-                                "symbols as var names) and the cell type in obs['cell_type']")
+        f"single_cell_{name}": (
+            f"single_cell/{file}.h5ad",
+            f"{description}: an AnnData h5ad with cells × genes X (gene "
+            "symbols as var names) and the cell type in obs['cell_type']",
+        )
         for name, file, description in (
             ("pbmc3k", "pbmc3k_seurat_lognorm", "10x PBMC3k, Seurat LogNormalize values"),
             ("xin", "xin", "Xin et al. 2016 human islets, log-scaled values"),
@@ -138,8 +147,11 @@ class DataDirectory(ConfigurableResource):
 
     def check(self, names) -> None:
         """Every named file is present: one error listing all the missing ones, before a run starts."""
-        missing = [(self.root() / DATA_FILES[n][0], DATA_FILES[n][1]) for n in names
-                   if not (self.root() / DATA_FILES[n][0]).is_file()]
+        missing = [
+            (self.root() / DATA_FILES[n][0], DATA_FILES[n][1])
+            for n in names
+            if not (self.root() / DATA_FILES[n][0]).is_file()
+        ]
         if missing:
             listing = "; ".join(f"{path} ({contents})" for path, contents in missing)
             raise DataDirectoryError(

@@ -39,7 +39,9 @@ class NcbiEutils(ConfigurableResource):
     def requests_per_second(self) -> float:
         return 10.0 if self.api_key else 3.0
 
-    def gene_summaries(self, entrez_ids: Iterable[int], progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    def gene_summaries(
+        self, entrez_ids: Iterable[int], progress: Callable[[int, int], None] | None = None
+    ) -> pd.DataFrame:
         """One row per requested gene found by NCBI: entrez_id, symbol, full_name, summary, source."""
         ids = sorted({int(i) for i in entrez_ids})
         records: dict[int, dict] = {}
@@ -87,8 +89,12 @@ class NcbiEutils(ConfigurableResource):
         body = urllib.parse.urlencode(params).encode()
         url = f"{self.base_url.rstrip('/')}/esummary.fcgi"
         try:
-            payload = request_json(urllib.request.Request(url, data=body), f"esummary for {len(ids)} genes at {url}",
-                                   self.max_retries, self.timeout_s)
+            payload = request_json(
+                urllib.request.Request(url, data=body),
+                f"esummary for {len(ids)} genes at {url}",
+                self.max_retries,
+                self.timeout_s,
+            )
         except HttpJsonError as exc:
             raise EutilsError(str(exc)) from exc
         if "error" in payload:

@@ -66,7 +66,9 @@ def counts_metadata(counts: dict, files: list) -> dict:
 
 
 @asset(group_name="tasks", compute_kind="pandas")
-def gene_universes(context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_summaries: pd.DataFrame) -> pd.DataFrame:
+def gene_universes(
+    context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_summaries: pd.DataFrame
+) -> pd.DataFrame:
     """entrez_id and the universes it belongs to; every backbone is scored on the same universe genes."""
     genes = pd.DataFrame({"entrez_id": np.sort(gene_texts["entrez_id"].unique())})
     genes["all_genes"] = True
@@ -76,7 +78,9 @@ def gene_universes(context: AssetExecutionContext, gene_texts: pd.DataFrame, gen
 
 
 @asset(group_name="tasks", compute_kind="pandas")
-def geneformer_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
+def geneformer_labels(
+    context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
+) -> pd.DataFrame:
     """The seven Geneformer tasks (Ensembl ids) and Chen 2020's TF range list (symbols) as Entrez-id labels."""
     resolver = GeneResolver(gene_catalog)
     geneformer_path, chen_path = data_directory.file("geneformer_tasks"), data_directory.file("chen2020_tf_range")
@@ -87,7 +91,9 @@ def geneformer_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame
 
 
 @asset(group_name="tasks", compute_kind="pandas")
-def gene_type_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
+def gene_type_labels(
+    context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
+) -> pd.DataFrame:
     """GenePT's gene functionality labels (Ensembl gene_type), mapped to Entrez ids."""
     path = data_directory.file("gene_type_table")
     labels, counts = map_gene_type_labels(read_data_csv(path, dtype=str), GeneResolver(gene_catalog), path)
@@ -96,11 +102,15 @@ def gene_type_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame,
 
 
 @asset(group_name="tasks", compute_kind="pandas")
-def gene_property_labels(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
+def gene_property_labels(
+    context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
+) -> pd.DataFrame:
     """TF vs non-TF, HGNC groups, KEGG / GO-BP / OMIM gene sets and chromosome, as (task, entrez_id, label)."""
     resolver = GeneResolver(gene_catalog)
-    files = {name: data_directory.file(name) for name in
-             ("human_tfs", "hgnc_gene_groups", "kegg_gene_sets", "go_bp_gene_sets", "omim_gene_sets")}
+    files = {
+        name: data_directory.file(name)
+        for name in ("human_tfs", "hgnc_gene_groups", "kegg_gene_sets", "go_bp_gene_sets", "omim_gene_sets")
+    }
     parts = [
         tf_labels(read_data_csv(files["human_tfs"], sep="\t", dtype=str), resolver, files["human_tfs"]),
         hgnc_group_labels(read_data_csv(files["hgnc_gene_groups"], dtype=str), resolver, files["hgnc_gene_groups"]),
@@ -115,7 +125,9 @@ def gene_property_labels(context: AssetExecutionContext, gene_catalog: pd.DataFr
 
 
 @asset(group_name="tasks", compute_kind="pandas")
-def gene_interaction_pairs(context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory) -> pd.DataFrame:
+def gene_interaction_pairs(
+    context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
+) -> pd.DataFrame:
     """Gene2vec train and test pairs (2018 symbols) mapped to Entrez ids; unmapped pairs dropped and counted."""
     files, splits = [], []
     for split in ("train", "test"):
@@ -131,12 +143,14 @@ class TaskEvaluationConfig(Config):
     protocol: str = Field(
         default="published",
         description=f"Evaluation protocol, one of {', '.join(PROTOCOLS)}. published: the sources' probes, forests on "
-                    "all_genes only and on 5 of the random control's draws; full: forests on both universes and every "
-                    "draw. Recorded in every result row; the leaderboard compares results of one protocol.")
+        "all_genes only and on 5 of the random control's draws; full: forests on both universes and every "
+        "draw. Recorded in every result row; the leaderboard compares results of one protocol.",
+    )
     multiclass_probes: list[str] = Field(
         default=["logistic_regression"],
         description=f"Multiclass probes, scored in this order, from {', '.join(MULTICLASS_PROBES)}: multinomial "
-                    "logistic regression (the published probe) and, only when named, the one-vs-rest ridge classifier.")
+        "logistic regression (the published probe) and, only when named, the one-vs-rest ridge classifier.",
+    )
     n_splits: int = 5
     seed: int = 0
     pca_dims: int | None = None
@@ -148,9 +162,15 @@ class TaskEvaluationConfig(Config):
     """Processes scoring (task, universe, draw) units side by side (0: one per core); results do not depend on it."""
 
     def evaluation_protocol(self) -> Protocol:
-        return Protocol.named(self.protocol, multiclass_probes=tuple(self.multiclass_probes), n_splits=self.n_splits,
-                              seed=self.seed, pca_dims=self.pca_dims, n_bootstrap=self.n_bootstrap,
-                              threads=threads_per_worker(worker_count(self.workers)))
+        return Protocol.named(
+            self.protocol,
+            multiclass_probes=tuple(self.multiclass_probes),
+            n_splits=self.n_splits,
+            seed=self.seed,
+            pca_dims=self.pca_dims,
+            n_bootstrap=self.n_bootstrap,
+            threads=threads_per_worker(worker_count(self.workers)),
+        )
 
 
 @dataclass(frozen=True)
@@ -206,7 +226,10 @@ def label_matrix(task: GeneTask, labels: pd.DataFrame) -> tuple[np.ndarray, np.n
     sizes = labels["label"].value_counts()
     kept = sorted(sizes[(sizes >= low) & (sizes <= high)].index)
     genes = np.sort(labels["entrez_id"].unique())
-    Y = pd.crosstab(labels["entrez_id"], labels["label"]).reindex(index=genes, columns=kept, fill_value=0).to_numpy() > 0
+    Y = (
+        pd.crosstab(labels["entrez_id"], labels["label"]).reindex(index=genes, columns=kept, fill_value=0).to_numpy()
+        > 0
+    )
     return genes, Y
 
 
@@ -222,8 +245,14 @@ def in_band(task: GeneTask, labels: pd.DataFrame, protocol: Protocol) -> bool:
     return task.kind != "pairs" and labels["entrez_id"].nunique() <= protocol.band_max_genes
 
 
-def score_task(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol: Protocol,
-               extra_draw: bool = False, forest: bool = True) -> tuple[list[dict], dict]:
+def score_task(
+    task: GeneTask,
+    labels: pd.DataFrame,
+    genes: GeneMatrix,
+    protocol: Protocol,
+    extra_draw: bool = False,
+    forest: bool = True,
+) -> tuple[list[dict], dict]:
     """Rows for one task on one universe (labels already restricted) and its figures' inputs. Extra draws of the
     random control skip bootstrap replicates (and are scored only on tasks `in_band`); `forest`: binary tasks also
     fit random forests (the gene-pair task always does)."""
@@ -232,11 +261,20 @@ def score_task(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
         if train.empty or test.empty:
             raise TaskLabelError(f"Task {task.name}: no train or no test pairs inside this universe.")
+
         def rows_of(t):
             return genes.index.get_indexer(t["entrez_a"]), genes.index.get_indexer(t["entrez_b"])
 
-        rows, scores = evaluate_pairs(task, genes.matrix, rows_of(train), train["label"].to_numpy(), rows_of(test),
-                                      test["label"].to_numpy(), protocol, bootstrap)
+        rows, scores = evaluate_pairs(
+            task,
+            genes.matrix,
+            rows_of(train),
+            train["label"].to_numpy(),
+            rows_of(test),
+            test["label"].to_numpy(),
+            protocol,
+            bootstrap,
+        )
         digest = genes_digest(labels[["entrez_a", "entrez_b", "label"]].to_numpy())
         n_genes = len(pd.unique(labels[["entrez_a", "entrez_b"]].to_numpy().ravel()))
         for row in rows:
@@ -260,25 +298,40 @@ def score_task(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol
 
 def metrics_finite(results: pd.DataFrame) -> AssetCheckResult:
     """The `metrics_finite` check of a results table: every estimate and fold value is finite."""
-    values = np.concatenate([results["estimate"].to_numpy(float)] + [np.asarray(v, float) for v in results["fold_values"]]) \
-        if len(results) else np.array([])
-    return AssetCheckResult(check_name="metrics_finite", passed=bool(np.isfinite(values).all()),
-                            metadata={"values": len(values), "non_finite": int((~np.isfinite(values)).sum())})
+    values = (
+        np.concatenate([results["estimate"].to_numpy(float)] + [np.asarray(v, float) for v in results["fold_values"]])
+        if len(results)
+        else np.array([])
+    )
+    return AssetCheckResult(
+        check_name="metrics_finite",
+        passed=bool(np.isfinite(values).all()),
+        metadata={"values": len(values), "non_finite": int((~np.isfinite(values)).sum())},
+    )
 
 
 def result_check_specs(name: str) -> list[AssetCheckSpec]:
     """The checks beside every results asset (gene tasks and perturbation tasks)."""
     return [
-        AssetCheckSpec("metrics_finite", asset=name, blocking=True, description="Every metric and fold value is finite."),
-        AssetCheckSpec("universes_non_empty", asset=name,
-                       description="Every task was scored on every gene universe (none empty or too small)."),
+        AssetCheckSpec(
+            "metrics_finite", asset=name, blocking=True, description="Every metric and fold value is finite."
+        ),
+        AssetCheckSpec(
+            "universes_non_empty",
+            asset=name,
+            description="Every task was scored on every gene universe (none empty or too small).",
+        ),
     ]
 
 
 def result_checks(results: pd.DataFrame, skipped: list):
     yield metrics_finite(results)
-    yield AssetCheckResult(check_name="universes_non_empty", passed=not skipped, severity=AssetCheckSeverity.WARN,
-                           metadata={"skipped": MetadataValue.json(skipped)})
+    yield AssetCheckResult(
+        check_name="universes_non_empty",
+        passed=not skipped,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"skipped": MetadataValue.json(skipped)},
+    )
 
 
 def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], description: str):
@@ -288,13 +341,22 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
         name=name,
         group_name="tasks",
         partitions_def=backbone_view_partitions,
-        ins={"embeddings": AssetIn("gene_embeddings"), "universes": AssetIn("gene_universes"), "labels": AssetIn(labels_asset)},
+        ins={
+            "embeddings": AssetIn("gene_embeddings"),
+            "universes": AssetIn("gene_universes"),
+            "labels": AssetIn(labels_asset),
+        },
         compute_kind="scikit-learn",
         description=description,
         check_specs=result_check_specs(name),
     )
-    def _results(context: AssetExecutionContext, config: TaskEvaluationConfig, embeddings: GeneEmbeddings,
-                 universes: pd.DataFrame, labels: pd.DataFrame):
+    def _results(
+        context: AssetExecutionContext,
+        config: TaskEvaluationConfig,
+        embeddings: GeneEmbeddings,
+        universes: pd.DataFrame,
+        labels: pd.DataFrame,
+    ):
         partition = context.partition_key.keys_by_dimension
         backbone = get_backbone(partition["backbone"])
         protocol, features = config.evaluation_protocol(), FeatureDraws(embeddings, config.random_draws)
@@ -304,18 +366,39 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             genes = set(universes.loc[universes[universe], "entrez_id"]) & embedded
             for task in tasks:
                 restricted[universe, task.name] = restrict(task, labels_of(task, labels), genes)
-        keys = [(draw, universe, task) for draw in features.draws for universe in config.universes for task in tasks
-                if draw == 0 or in_band(task, restricted[universe, task.name][0], protocol)]
+        keys = [
+            (draw, universe, task)
+            for draw in features.draws
+            for universe in config.universes
+            for task in tasks
+            if draw == 0 or in_band(task, restricted[universe, task.name][0], protocol)
+        ]
 
         def unit(draw: int, universe: str, task: GeneTask) -> tuple:
             inside = restricted[universe, task.name][0]
-            return (task, inside, features.genes(draw, task_genes(task, inside)), protocol, draw > 0,
-                    protocol.forests(universe, draw))
+            return (
+                task,
+                inside,
+                features.genes(draw, task_genes(task, inside)),
+                protocol,
+                draw > 0,
+                protocol.forests(universe, draw),
+            )
 
-        progress = ProgressLog(context.log, f"{name} {backbone.name}/{partition['view']}", "task evaluations",
-                               total=len(keys), every_seconds=0.0)
-        outcomes = run_units(score_task, (unit(*key) for key in keys), worker_count(config.workers), protocol.threads,
-                             expected=(TaskLabelError,))
+        progress = ProgressLog(
+            context.log,
+            f"{name} {backbone.name}/{partition['view']}",
+            "task evaluations",
+            total=len(keys),
+            every_seconds=0.0,
+        )
+        outcomes = run_units(
+            score_task,
+            (unit(*key) for key in keys),
+            worker_count(config.workers),
+            protocol.threads,
+            expected=(TaskLabelError,),
+        )
         rows, skipped, figures, timings = [], [], {}, {}
         for (draw, universe, task), (outcome, seconds) in zip(keys, outcomes):
             if isinstance(outcome, TaskLabelError):
@@ -328,24 +411,31 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             progress.advance(note=f"{task.name} on {universe}, draw {draw}: {seconds:.1f}s")
             timings[task.name] = timings.get(task.name, 0.0) + seconds
             excluded = restricted[universe, task.name][1]
-            rows += [dict(r, universe=universe, draw=draw, n_excluded=excluded, seconds=seconds, protocol=protocol.name)
-                     for r in scored]
+            rows += [
+                dict(r, universe=universe, draw=draw, n_excluded=excluded, seconds=seconds, protocol=protocol.name)
+                for r in scored
+            ]
             if draw == 0 and universe == "all_genes" and figure:
                 figures[task.name] = figure
         results = pd.DataFrame(rows).assign(backbone=backbone.name, view=partition["view"], dims=embeddings.dims)
-        yield Output(results, metadata={"protocol": protocol.name,
-                                        **_results_metadata(results, skipped, figures, timings)})
+        yield Output(
+            results, metadata={"protocol": protocol.name, **_results_metadata(results, skipped, figures, timings)}
+        )
         yield from result_checks(results, skipped)
 
     return _results
 
 
 def _results_metadata(results: pd.DataFrame, skipped: list, figures: dict, timings: dict) -> dict:
-    metadata = {"seconds_per_task": MetadataValue.json({k: round(v, 2) for k, v in timings.items()}),
-                "seconds": round(sum(timings.values()), 2)}
+    metadata = {
+        "seconds_per_task": MetadataValue.json({k: round(v, 2) for k, v in timings.items()}),
+        "seconds": round(sum(timings.values()), 2),
+    }
     if len(results):
         first = results[results["draw"] == 0]
-        summary = first.pivot_table(index=["task", "classifier", "metric"], columns="universe", values="estimate").round(3)
+        summary = first.pivot_table(
+            index=["task", "classifier", "metric"], columns="universe", values="estimate"
+        ).round(3)
         metadata["estimates"] = MetadataValue.md(summary.to_markdown())
     if skipped:
         metadata["skipped"] = MetadataValue.json(skipped)
@@ -353,24 +443,34 @@ def _results_metadata(results: pd.DataFrame, skipped: list, figures: dict, timin
         if "roc" in figure:
             metadata[f"{task}_roc"] = MetadataValue.md(png_markdown(roc_png(*figure["roc"], title=task)))
         if "confusion" in figure:
-            metadata[f"{task}_confusion"] = MetadataValue.md(png_markdown(confusion_png(figure["confusion"], title=task)))
+            metadata[f"{task}_confusion"] = MetadataValue.md(
+                png_markdown(confusion_png(figure["confusion"], title=task))
+            )
     return metadata
 
 
 geneformer_results = task_results_asset(
-    "geneformer_results", "geneformer_labels", GENEFORMER_TASKS,
+    "geneformer_results",
+    "geneformer_labels",
+    GENEFORMER_TASKS,
     "ROC-AUC (LR, RF; stratified K-fold) on the Geneformer tasks and Chen 2020 TF range, per universe.",
 )
 gene_type_results = task_results_asset(
-    "gene_type_results", "gene_type_labels", [GENE_TYPE_TASK],
+    "gene_type_results",
+    "gene_type_labels",
+    [GENE_TYPE_TASK],
     "Gene functionality: balanced accuracy, macro-F1 and MCC of multinomial LR (stratified K-fold), per universe.",
 )
 gene_property_results = task_results_asset(
-    "gene_property_results", "gene_property_labels", GENE_PROPERTY_TASKS,
+    "gene_property_results",
+    "gene_property_labels",
+    GENE_PROPERTY_TASKS,
     "Gene-property families: binary AUC, multiclass balanced accuracy / F1 / MCC, multilabel mean per-label AUC.",
 )
 gene_interaction_results = task_results_asset(
-    "gene_interaction_results", "gene_interaction_pairs", [GGI_TASK],
+    "gene_interaction_results",
+    "gene_interaction_pairs",
+    [GGI_TASK],
     "Gene-gene interaction: train-split fit, test-split ROC-AUC (LR, RF) on summed pair embeddings.",
 )
 

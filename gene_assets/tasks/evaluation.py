@@ -95,9 +95,11 @@ def with_pca(estimator, protocol: Protocol, dims: int):
 
 def binary_classifiers(protocol: Protocol, dims: int, pairs: bool = False) -> dict:
     """scikit-learn defaults as GenePT uses them; logistic regression gets enough iterations to converge."""
+
     def forest():
-        return RandomForestClassifier(random_state=protocol.seed, n_jobs=protocol.threads,
-                                      max_samples=protocol.rf_max_samples if pairs else None)
+        return RandomForestClassifier(
+            random_state=protocol.seed, n_jobs=protocol.threads, max_samples=protocol.rf_max_samples if pairs else None
+        )
 
     return {
         "logistic_regression": lambda: with_pca(LogisticRegression(max_iter=5000), protocol, dims),
@@ -122,9 +124,15 @@ def fitted_scores(model, X_train: np.ndarray, y_train: np.ndarray, X_test: np.nd
 def result_row(task: GeneTask, classifier: str, metric: str, fold_values, replicates, **extra) -> dict:
     fold_values = np.asarray(fold_values, dtype=float)
     return {
-        "task": task.name, "family": task.family, "kind": task.kind, "classifier": classifier, "metric": metric,
-        "estimate": float(np.mean(fold_values)), "fold_values": fold_values.tolist(),
-        "bootstrap": None if replicates is None else np.asarray(replicates, dtype=np.float32).tolist(), **extra,
+        "task": task.name,
+        "family": task.family,
+        "kind": task.kind,
+        "classifier": classifier,
+        "metric": metric,
+        "estimate": float(np.mean(fold_values)),
+        "fold_values": fold_values.tolist(),
+        "bootstrap": None if replicates is None else np.asarray(replicates, dtype=np.float32).tolist(),
+        **extra,
     }
 
 
@@ -138,13 +146,20 @@ def _check_classes(task: GeneTask, y: np.ndarray, names, minimum: int) -> None:
         )
 
 
-def evaluate_binary(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: Protocol, bootstrap: bool = True,
-                    forest: bool = True) -> list[dict]:
+def evaluate_binary(
+    task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: Protocol, bootstrap: bool = True, forest: bool = True
+) -> list[dict]:
     y = (labels.to_numpy() == task.positive).astype(int)
     _check_classes(task, y, ["negative", "positive"], protocol.n_splits)
     folds = list(StratifiedKFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X, y))
-    counts = [stratified_counts(y[test], protocol.n_bootstrap, resample_rng(protocol.seed, task.name, f))
-              for f, (_, test) in enumerate(folds)] if bootstrap else None
+    counts = (
+        [
+            stratified_counts(y[test], protocol.n_bootstrap, resample_rng(protocol.seed, task.name, f))
+            for f, (_, test) in enumerate(folds)
+        ]
+        if bootstrap
+        else None
+    )
     rows = []
     classifiers = binary_classifiers(protocol, X.shape[1])
     if not forest:
@@ -156,8 +171,18 @@ def evaluate_binary(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: 
             aucs.append(roc_auc_score(y[test], score))
             if bootstrap:
                 replicates.append(weighted_auc(y[test], score, counts[f]))
-        rows.append(result_row(task, name, "roc_auc", aucs, np.mean(replicates, axis=0) if bootstrap else None,
-                         n_genes=len(y), n_positive=int(y.sum()), n_classes=2))
+        rows.append(
+            result_row(
+                task,
+                name,
+                "roc_auc",
+                aucs,
+                np.mean(replicates, axis=0) if bootstrap else None,
+                n_genes=len(y),
+                n_positive=int(y.sum()),
+                n_classes=2,
+            )
+        )
     return rows
 
 
@@ -167,11 +192,14 @@ def ridge_predictions(X: np.ndarray, Y: np.ndarray, folds: list, protocol: Proto
     if not (protocol.pca_dims and X.shape[1] > protocol.pca_dims):
         return ridge_fold_predictions(X, Y, folds)
     model = with_pca(make_pipeline(StandardScaler(), Ridge(alpha=1.0)), protocol, X.shape[1])
-    return [model.fit(X[train], Y[train].astype(float)).predict(X[test]).reshape(len(test), -1) for train, test in folds]
+    return [
+        model.fit(X[train], Y[train].astype(float)).predict(X[test]).reshape(len(test), -1) for train, test in folds
+    ]
 
 
-def multiclass_scores(probe: str, X: np.ndarray, y: np.ndarray, n_classes: int, folds: list,
-                      protocol: Protocol) -> list[np.ndarray]:
+def multiclass_scores(
+    probe: str, X: np.ndarray, y: np.ndarray, n_classes: int, folds: list, protocol: Protocol
+) -> list[np.ndarray]:
     """Each test fold's class scores (argmax: the prediction) from the named probe fitted on its training fold:
     multinomial logistic regression (warm-started across folds; fitted afresh after a per-fold PCA when the protocol
     projects) or the one-vs-rest ridge classifier."""
@@ -192,14 +220,22 @@ def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protoc
     names, y = np.unique(labels.to_numpy(), return_inverse=True)
     _check_classes(task, y, names, protocol.n_splits)
     folds = list(StratifiedKFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X, y))
-    counts = [stratified_counts(y[test], protocol.n_bootstrap, resample_rng(protocol.seed, task.name, f))
-              for f, (_, test) in enumerate(folds)] if bootstrap else None
+    counts = (
+        [
+            stratified_counts(y[test], protocol.n_bootstrap, resample_rng(protocol.seed, task.name, f))
+            for f, (_, test) in enumerate(folds)
+        ]
+        if bootstrap
+        else None
+    )
     rows, confusions = [], []
     for probe in protocol.multiclass_probes:
         per_fold = {m: [] for m in ("balanced_accuracy", "macro_f1", "mcc")}
         replicates = {m: [] for m in per_fold}
         confusion = np.zeros((len(names), len(names)))
-        for f, ((_, test), scores) in enumerate(zip(folds, multiclass_scores(probe, X, y, len(names), folds, protocol))):
+        for f, ((_, test), scores) in enumerate(
+            zip(folds, multiclass_scores(probe, X, y, len(names), folds, protocol))
+        ):
             predicted = scores.argmax(1)
             fold_confusion = weighted_confusions(y[test], predicted, len(names), np.ones(len(test)))
             confusion += fold_confusion[0]
@@ -210,10 +246,18 @@ def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protoc
                 per_fold[metric].append(float(point[metric][0]))
                 if bootstrap:
                     replicates[metric].append(resampled[metric])
-        rows += [result_row(task, probe, metric, per_fold[metric],
-                            np.mean(replicates[metric], axis=0) if bootstrap else None, n_genes=len(y),
-                            n_classes=len(names))
-                 for metric in per_fold]
+        rows += [
+            result_row(
+                task,
+                probe,
+                metric,
+                per_fold[metric],
+                np.mean(replicates[metric], axis=0) if bootstrap else None,
+                n_genes=len(y),
+                n_classes=len(names),
+            )
+            for metric in per_fold
+        ]
         confusions.append(pd.DataFrame(confusion, index=names, columns=names))
     return rows, confusions[0]
 
@@ -228,32 +272,58 @@ def column_aucs(Y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
-def evaluate_multilabel(task: GeneTask, X: np.ndarray, Y: np.ndarray, protocol: Protocol, bootstrap: bool = True) -> list[dict]:
+def evaluate_multilabel(
+    task: GeneTask, X: np.ndarray, Y: np.ndarray, protocol: Protocol, bootstrap: bool = True
+) -> list[dict]:
     """One ridge probe for all labels at once (standardized features); per-label AUC, averaged over folds."""
     if Y.shape[1] == 0:
-        raise TaskLabelError(f"Task {task.name}: no label has {task.label_size_range[0]}–{task.label_size_range[1]} genes.")
+        raise TaskLabelError(
+            f"Task {task.name}: no label has {task.label_size_range[0]}–{task.label_size_range[1]} genes."
+        )
     folds = list(KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X))
-    per_fold = [column_aucs(Y[test], scores)
-                for (_, test), scores in zip(folds, ridge_predictions(X, Y, folds, protocol))]
+    per_fold = [
+        column_aucs(Y[test], scores) for (_, test), scores in zip(folds, ridge_predictions(X, Y, folds, protocol))
+    ]
     per_fold = np.array(per_fold)
     per_label = np.nanmean(per_fold, axis=0)
     scored = np.isfinite(per_label)
     replicates = None
     if bootstrap:
-        picks = resample_rng(protocol.seed, task.name, 0).integers(0, scored.sum(), size=(protocol.n_bootstrap, scored.sum()))
+        picks = resample_rng(protocol.seed, task.name, 0).integers(
+            0, scored.sum(), size=(protocol.n_bootstrap, scored.sum())
+        )
         replicates = per_label[scored][picks].mean(1)
-    row = result_row(task, "ridge", "mean_roc_auc", np.nanmean(per_fold[:, scored], axis=1), replicates,
-               n_genes=len(Y), n_classes=int(scored.sum()))
+    row = result_row(
+        task,
+        "ridge",
+        "mean_roc_auc",
+        np.nanmean(per_fold[:, scored], axis=1),
+        replicates,
+        n_genes=len(Y),
+        n_classes=int(scored.sum()),
+    )
     row["estimate"] = float(per_label[scored].mean())
     return [row]
 
 
-def evaluate_pairs(task: GeneTask, Z: np.ndarray, train: tuple, y_train, test: tuple, y_test, protocol: Protocol,
-                   bootstrap: bool = True):
+def evaluate_pairs(
+    task: GeneTask,
+    Z: np.ndarray,
+    train: tuple,
+    y_train,
+    test: tuple,
+    y_test,
+    protocol: Protocol,
+    bootstrap: bool = True,
+):
     """Train on the dataset's train split, score its test split; returns rows and each classifier's test scores.
     `train` and `test` are (rows of gene a, rows of gene b) in Z; a pair's features are Z[a] + Z[b]. Logistic
     regression is fitted without building those features (linear_probes.py) unless a PCA projection is set."""
-    counts = stratified_counts(y_test, protocol.n_bootstrap, resample_rng(protocol.seed, task.name, 0)) if bootstrap else None
+    counts = (
+        stratified_counts(y_test, protocol.n_bootstrap, resample_rng(protocol.seed, task.name, 0))
+        if bootstrap
+        else None
+    )
     rows, scores = [], {}
     for name, make in binary_classifiers(protocol, Z.shape[1], pairs=True).items():
         if name == "logistic_regression" and not protocol.pca_dims:
@@ -262,6 +332,16 @@ def evaluate_pairs(task: GeneTask, Z: np.ndarray, train: tuple, y_train, test: t
             score = fitted_scores(make(), Z[train[0]] + Z[train[1]], y_train, Z[test[0]] + Z[test[1]])
         scores[name] = score
         replicates = weighted_auc(y_test, score, counts) if bootstrap else None
-        rows.append(result_row(task, name, "roc_auc", [roc_auc_score(y_test, score)], replicates,
-                         n_genes=len(y_train) + len(y_test), n_positive=int(y_test.sum()), n_classes=2))
+        rows.append(
+            result_row(
+                task,
+                name,
+                "roc_auc",
+                [roc_auc_score(y_test, score)],
+                replicates,
+                n_genes=len(y_train) + len(y_test),
+                n_positive=int(y_test.sum()),
+                n_classes=2,
+            )
+        )
     return rows, scores

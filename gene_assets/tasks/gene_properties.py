@@ -11,21 +11,58 @@ from ..catalog.resolver import GeneResolver
 from .spec import GeneTask, TaskLabelError, canonical_labels, dropped_rows, mapping_counts, require_mapped
 
 GENE_PROPERTY_TASKS = [
-    GeneTask("tf_vs_non_tf", "regulation", "binary", ("literature",),
-             "Curated transcription factors vs curated non-TF candidates (Lambert 2018 Human TFs).", "TF"),
-    GeneTask("hgnc_group", "gene_groups", "multiclass", ("HGNC",),
-             "HGNC gene group of genes in exactly one large group (groups with at least 50 such genes).",
-             min_class_genes=50),
-    GeneTask("hgnc_groups", "gene_groups", "multilabel", ("HGNC",),
-             "Membership in each HGNC gene group with 20 to 1,000 genes (one binary AUC per group)."),
-    GeneTask("kegg_pathways", "pathways", "multilabel", ("KEGG",),
-             "Membership in each KEGG pathway (ConsensusPathDB) with 20 to 1,000 genes."),
-    GeneTask("go_bp_experimental", "biological_process", "multilabel", ("GO",),
-             "Membership in each GO biological process (experimental evidence, propagated) with 20 to 1,000 genes."),
-    GeneTask("omim_disease", "disease", "multilabel", ("OMIM",),
-             "Association with each OMIM disease (DOID, propagated) with 20 to 1,000 genes."),
-    GeneTask("chromosome", "genomic_location", "multiclass", ("location",),
-             "Chromosome of protein-coding genes on a single chromosome (1-22, X, Y).", min_class_genes=20),
+    GeneTask(
+        "tf_vs_non_tf",
+        "regulation",
+        "binary",
+        ("literature",),
+        "Curated transcription factors vs curated non-TF candidates (Lambert 2018 Human TFs).",
+        "TF",
+    ),
+    GeneTask(
+        "hgnc_group",
+        "gene_groups",
+        "multiclass",
+        ("HGNC",),
+        "HGNC gene group of genes in exactly one large group (groups with at least 50 such genes).",
+        min_class_genes=50,
+    ),
+    GeneTask(
+        "hgnc_groups",
+        "gene_groups",
+        "multilabel",
+        ("HGNC",),
+        "Membership in each HGNC gene group with 20 to 1,000 genes (one binary AUC per group).",
+    ),
+    GeneTask(
+        "kegg_pathways",
+        "pathways",
+        "multilabel",
+        ("KEGG",),
+        "Membership in each KEGG pathway (ConsensusPathDB) with 20 to 1,000 genes.",
+    ),
+    GeneTask(
+        "go_bp_experimental",
+        "biological_process",
+        "multilabel",
+        ("GO",),
+        "Membership in each GO biological process (experimental evidence, propagated) with 20 to 1,000 genes.",
+    ),
+    GeneTask(
+        "omim_disease",
+        "disease",
+        "multilabel",
+        ("OMIM",),
+        "Association with each OMIM disease (DOID, propagated) with 20 to 1,000 genes.",
+    ),
+    GeneTask(
+        "chromosome",
+        "genomic_location",
+        "multiclass",
+        ("location",),
+        "Chromosome of protein-coding genes on a single chromosome (1-22, X, Y).",
+        min_class_genes=20,
+    ),
 ]
 
 MULTICLASS_MIN_GENES = 50
@@ -54,7 +91,9 @@ def tf_labels(table: pd.DataFrame, resolver: GeneResolver, path="Human TFs file"
     return mapped.assign(task="tf_vs_non_tf"), {"tf_vs_non_tf": counts}
 
 
-def hgnc_group_labels(groups: pd.DataFrame, resolver: GeneResolver, path="HGNC gene groups") -> tuple[pd.DataFrame, dict]:
+def hgnc_group_labels(
+    groups: pd.DataFrame, resolver: GeneResolver, path="HGNC gene groups"
+) -> tuple[pd.DataFrame, dict]:
     """hgnc_group (multiclass) and hgnc_groups (multilabel) from the long (gene, group) table."""
     missing = [c for c in ("symbol", "entrez_id", "gene_group") if c not in groups.columns]
     if missing:
@@ -71,7 +110,9 @@ def hgnc_group_labels(groups: pd.DataFrame, resolver: GeneResolver, path="HGNC g
     sizes = single["label"].value_counts()
     multiclass = single[single["label"].isin(sizes[sizes >= MULTICLASS_MIN_GENES].index)]
     counts["hgnc_group"] = mapping_counts(counts["hgnc_groups"]["n_source"], len(multiclass))
-    return pd.concat([multiclass.assign(task="hgnc_group"), pairs.assign(task="hgnc_groups")], ignore_index=True), counts
+    return pd.concat(
+        [multiclass.assign(task="hgnc_group"), pairs.assign(task="hgnc_groups")], ignore_index=True
+    ), counts
 
 
 def read_gmt(path) -> pd.DataFrame:
@@ -85,7 +126,9 @@ def read_gmt(path) -> pd.DataFrame:
                     raise TaskLabelError(f"{path}, line {number}: a GMT line needs a term id, a name and genes.")
                 rows.extend((fields[0], gene) for gene in fields[2:] if gene)
     except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise TaskLabelError(f"{path} is not a readable gzipped GMT file ({exc}); restore it from the data directory's source.") from exc
+        raise TaskLabelError(
+            f"{path} is not a readable gzipped GMT file ({exc}); restore it from the data directory's source."
+        ) from exc
     table = pd.DataFrame(rows, columns=["label", "entrez_id"])
     table["entrez_id"] = pd.to_numeric(table["entrez_id"], errors="coerce")
     return table
@@ -97,7 +140,11 @@ def gene_set_labels(path, task: str, resolver: GeneResolver) -> tuple[pd.DataFra
     known = table["entrez_id"].isin(set(resolver.catalog["entrez_id"]))
     require_mapped(task, path, table["entrez_id"].where(known), {"Entrez ids": table["entrez_id"]})
     mapped = table[known].drop_duplicates().astype({"entrez_id": "int64"})
-    counts = {task: mapping_counts(table["entrez_id"].nunique(), mapped["entrez_id"].nunique(), n_terms=table["label"].nunique())}
+    counts = {
+        task: mapping_counts(
+            table["entrez_id"].nunique(), mapped["entrez_id"].nunique(), n_terms=table["label"].nunique()
+        )
+    }
     return mapped.assign(task=task), counts
 
 

@@ -8,14 +8,19 @@ from ..catalog.resolver import GeneResolver
 from .spec import GeneTask, TaskLabelError, mapping_counts, require_mapped
 
 GENE_TYPE_TASK = GeneTask(
-    "gene_type", "gene_type", "multiclass", ("gene_type",),
+    "gene_type",
+    "gene_type",
+    "multiclass",
+    ("gene_type",),
     "Gene functionality (GenePT): Ensembl gene biotype, the 15 most common classes with more than 75 genes.",
     min_class_genes=76,
     max_classes=15,
 )
 
 
-def map_gene_type_labels(table: pd.DataFrame, resolver: GeneResolver, path="gene_info_table") -> tuple[pd.DataFrame, dict]:
+def map_gene_type_labels(
+    table: pd.DataFrame, resolver: GeneResolver, path="gene_info_table"
+) -> tuple[pd.DataFrame, dict]:
     """task, entrez_id, label (gene_type) for every mappable gene; class selection happens per universe."""
     missing = [c for c in ("ensembl_id", "gene_name", "gene_type") if c not in table.columns]
     if missing:
@@ -30,4 +35,3 @@ def map_gene_type_labels(table: pd.DataFrame, resolver: GeneResolver, path="gene
     n_mapped_ids = table.loc[entrez.notna().to_numpy(), "ensembl_id"].nunique()
     counts = {"gene_type": mapping_counts(table["ensembl_id"].nunique(), n_mapped_ids, n_conflicting=n_conflicting)}
     return mapped.assign(task="gene_type").reset_index(drop=True), counts
-

@@ -19,23 +19,71 @@ GENEFORMER_SOURCES = {
 }
 
 GENEFORMER_TASKS = [
-    GeneTask("dosage_sensitive_tfs", "regulation", "binary", ("literature",),
-             "Dosage-sensitive vs dosage-insensitive transcription factors (Geneformer).", "Dosage-sensitive TFs"),
-    GeneTask("bivalent_vs_lys4_only", "chromatin", "binary", ("chromatin_state",),
-             "Bivalent (H3K4me3 + H3K27me3) vs H3K4me3-only promoters in ES cells (Geneformer).", "bivalent"),
-    GeneTask("bivalent_vs_no_methylation", "chromatin", "binary", ("chromatin_state",),
-             "Bivalent vs unmethylated promoters in ES cells (Geneformer).", "bivalent"),
-    GeneTask("bivalent_vs_lys4_only_genomewide", "chromatin", "binary", ("chromatin_state",),
-             "Bivalent vs H3K4me3-only promoters, genome-wide (Geneformer).", "bivalent"),
-    GeneTask("tf_range_geneformer", "regulation", "binary", ("literature",),
-             "Long- vs short-range transcription factors, Geneformer's labels.", "long_range"),
-    GeneTask("n1_network_central", "regulation", "binary", ("network",),
-             "Central vs peripheral genes of the NOTCH1 network in endothelial cells (Geneformer).", "n1_central"),
-    GeneTask("n1_target_activated", "regulation", "binary", ("network",),
-             "NOTCH1-activated targets vs non-targets (Geneformer).", "n1_activated"),
-    GeneTask("tf_range_chen2020", "regulation", "binary", ("literature",),
-             "Long- vs short-range TFs, Chen et al. 2020 supplementary list by symbol (GenePT's labels; "
-             "14 of its long-range TFs are short-range in Geneformer's list).", "long-range TF"),
+    GeneTask(
+        "dosage_sensitive_tfs",
+        "regulation",
+        "binary",
+        ("literature",),
+        "Dosage-sensitive vs dosage-insensitive transcription factors (Geneformer).",
+        "Dosage-sensitive TFs",
+    ),
+    GeneTask(
+        "bivalent_vs_lys4_only",
+        "chromatin",
+        "binary",
+        ("chromatin_state",),
+        "Bivalent (H3K4me3 + H3K27me3) vs H3K4me3-only promoters in ES cells (Geneformer).",
+        "bivalent",
+    ),
+    GeneTask(
+        "bivalent_vs_no_methylation",
+        "chromatin",
+        "binary",
+        ("chromatin_state",),
+        "Bivalent vs unmethylated promoters in ES cells (Geneformer).",
+        "bivalent",
+    ),
+    GeneTask(
+        "bivalent_vs_lys4_only_genomewide",
+        "chromatin",
+        "binary",
+        ("chromatin_state",),
+        "Bivalent vs H3K4me3-only promoters, genome-wide (Geneformer).",
+        "bivalent",
+    ),
+    GeneTask(
+        "tf_range_geneformer",
+        "regulation",
+        "binary",
+        ("literature",),
+        "Long- vs short-range transcription factors, Geneformer's labels.",
+        "long_range",
+    ),
+    GeneTask(
+        "n1_network_central",
+        "regulation",
+        "binary",
+        ("network",),
+        "Central vs peripheral genes of the NOTCH1 network in endothelial cells (Geneformer).",
+        "n1_central",
+    ),
+    GeneTask(
+        "n1_target_activated",
+        "regulation",
+        "binary",
+        ("network",),
+        "NOTCH1-activated targets vs non-targets (Geneformer).",
+        "n1_activated",
+    ),
+    GeneTask(
+        "tf_range_chen2020",
+        "regulation",
+        "binary",
+        ("literature",),
+        "Long- vs short-range TFs, Chen et al. 2020 supplementary list by symbol (GenePT's labels; "
+        "14 of its long-range TFs are short-range in Geneformer's list).",
+        "long-range TF",
+    ),
 ]
 
 GENEFORMER_COLUMNS = ["task", "label", "ensembl_id", "gene_name"]
@@ -66,22 +114,36 @@ def map_geneformer_labels(labels: pd.DataFrame, resolver: GeneResolver, path="la
         mapped = pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": values.to_numpy()})
         n_mapped_ids = rows.loc[entrez.notna().to_numpy(), "ensembl_id"].nunique()
         mapped, n_conflicting = drop_conflicts(mapped)
-        counts[task] = dropped_rows(mapping_counts(rows["ensembl_id"].nunique(), n_mapped_ids, n_conflicting=n_conflicting),
-                                    len(rows), len(mapped), n_respelled)
+        counts[task] = dropped_rows(
+            mapping_counts(rows["ensembl_id"].nunique(), n_mapped_ids, n_conflicting=n_conflicting),
+            len(rows),
+            len(mapped),
+            n_respelled,
+        )
         frames.append(mapped.assign(task=task))
     return pd.concat(frames, ignore_index=True), counts
 
 
-def map_chen2020_labels(table: pd.DataFrame, resolver: GeneResolver, path="Chen 2020 file") -> tuple[pd.DataFrame, dict]:
+def map_chen2020_labels(
+    table: pd.DataFrame, resolver: GeneResolver, path="Chen 2020 file"
+) -> tuple[pd.DataFrame, dict]:
     """task, entrez_id, label for the Chen 2020 long/short-range TF list (first column: symbol)."""
     if "assignment" not in table.columns:
         raise TaskLabelError(f"{path} has no 'assignment' column (expected 'long-range TF' / 'short-range TF').")
     symbols = table.iloc[:, 0]
-    values, n_respelled = canonical_labels(table["assignment"], ["long-range TF", "short-range TF"], path, "column 'assignment'")
+    values, n_respelled = canonical_labels(
+        table["assignment"], ["long-range TF", "short-range TF"], path, "column 'assignment'"
+    )
     entrez = resolver.symbols(symbols).entrez_ids
     require_mapped("tf_range_chen2020", path, entrez, {"symbols": symbols})
     mapped, n_conflicting = drop_conflicts(pd.DataFrame({"entrez_id": entrez.to_numpy(), "label": values.to_numpy()}))
     n_mapped_symbols = symbols[entrez.notna().to_numpy()].nunique()
-    counts = {"tf_range_chen2020": dropped_rows(mapping_counts(symbols.nunique(), n_mapped_symbols, n_conflicting=n_conflicting),
-                                                len(table), len(mapped), n_respelled)}
+    counts = {
+        "tf_range_chen2020": dropped_rows(
+            mapping_counts(symbols.nunique(), n_mapped_symbols, n_conflicting=n_conflicting),
+            len(table),
+            len(mapped),
+            n_respelled,
+        )
+    }
     return mapped.assign(task="tf_range_chen2020"), counts

@@ -23,8 +23,9 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 
-def _minimize_logistic(margins: Callable, transpose: Callable, gram: np.ndarray, y: np.ndarray, C: float,
-                       tol: float, max_iter: int) -> np.ndarray:
+def _minimize_logistic(
+    margins: Callable, transpose: Callable, gram: np.ndarray, y: np.ndarray, C: float, tol: float, max_iter: int
+) -> np.ndarray:
     """θ (coefficients, then intercept) minimizing mean(log(1 + e^m) − y·m) + ‖w‖² / (2·C·n), m = X·θ, given
     m = margins(θ), Xᵀr = transpose(r) and gram = XᵀX (X carries the intercept column last)."""
     n = len(y)
@@ -40,8 +41,13 @@ def _minimize_logistic(margins: Callable, transpose: Callable, gram: np.ndarray,
         loss = np.mean(np.logaddexp(0.0, m) - target * m) + 0.5 * theta @ (penalty * theta)
         return loss, whiten @ (transpose((expit(m) - target) / n) + penalty * theta)
 
-    result = optimize.minimize(loss_and_gradient, np.zeros(len(gram)), jac=True, method="L-BFGS-B",
-                               options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps})
+    result = optimize.minimize(
+        loss_and_gradient,
+        np.zeros(len(gram)),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps},
+    )
     return whiten @ result.x
 
 
@@ -60,8 +66,13 @@ class PairLogisticRegression:
         # the intercept column holds ½ per gene: the two genes of a pair add up to 1
         Zu = np.hstack([np.asarray(Z[used], dtype=np.float64), np.full((len(used), 1), 0.5)])
         theta = _minimize_logistic(
-            lambda t: incidence @ (Zu @ t), lambda r: Zu.T @ (incidence.T @ r),
-            Zu.T @ ((incidence.T @ incidence) @ Zu), y, self.C, self.tol, self.max_iter,
+            lambda t: incidence @ (Zu @ t),
+            lambda r: Zu.T @ (incidence.T @ r),
+            Zu.T @ ((incidence.T @ incidence) @ Zu),
+            y,
+            self.C,
+            self.tol,
+            self.max_iter,
         )
         self.coef_, self.intercept_ = theta[:-1], float(theta[-1])
         return self

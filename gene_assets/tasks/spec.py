@@ -8,12 +8,19 @@ from typing import Literal
 
 import pandas as pd
 
-TaskKind = Literal["binary", "multiclass", "multilabel", "pairs", "cells", "perturbation_signature",
-                   "perturbation_mean_shift"]
+TaskKind = Literal[
+    "binary", "multiclass", "multilabel", "pairs", "cells", "perturbation_signature", "perturbation_mean_shift"
+]
 
-PRIMARY_METRIC = {"binary": "roc_auc", "pairs": "roc_auc", "multiclass": "balanced_accuracy", "multilabel": "mean_roc_auc",
-                  "cells": "macro_f1", "perturbation_signature": "average_precision",
-                  "perturbation_mean_shift": "pearson_top20_de"}
+PRIMARY_METRIC = {
+    "binary": "roc_auc",
+    "pairs": "roc_auc",
+    "multiclass": "balanced_accuracy",
+    "multilabel": "mean_roc_auc",
+    "cells": "macro_f1",
+    "perturbation_signature": "average_precision",
+    "perturbation_mean_shift": "pearson_top20_de",
+}
 """Primary metric per task kind; `cells` is the cell-type kind (kNN on cell embeddings, gene_assets/cells/)."""
 LOWER_IS_BETTER = {"relative_mae"}
 
@@ -72,8 +79,10 @@ def canonical_labels(values: pd.Series, allowed: list[str], path, what: str) -> 
     unknown = values[~keys.isin(lookup)]
     if len(unknown):
         listed = ", ".join(f"{value!r} ({n} rows)" for value, n in unknown.fillna("<missing>").value_counts().items())
-        raise TaskLabelError(f"{path}: {what} has {len(unknown)} rows with unknown label values: {listed}. Expected "
-                             f"one of {allowed} (case, spaces and -/_ may differ); fix or remove those rows.")
+        raise TaskLabelError(
+            f"{path}: {what} has {len(unknown)} rows with unknown label values: {listed}. Expected "
+            f"one of {allowed} (case, spaces and -/_ may differ); fix or remove those rows."
+        )
     labels = keys.map(lookup)
     return labels, int((labels != values).sum())
 
@@ -81,4 +90,9 @@ def canonical_labels(values: pd.Series, allowed: list[str], path, what: str) -> 
 def dropped_rows(counts: dict, n_rows: int, n_kept: int, n_respelled: int) -> dict:
     """Add to a task's mapping counts how many label rows it read, respelled and dropped (unmapped, duplicate or
     conflicting), so metadata accounts for every row."""
-    return {**counts, "n_rows": int(n_rows), "n_rows_respelled": int(n_respelled), "n_rows_dropped": int(n_rows - n_kept)}
+    return {
+        **counts,
+        "n_rows": int(n_rows),
+        "n_rows_respelled": int(n_respelled),
+        "n_rows_dropped": int(n_rows - n_kept),
+    }

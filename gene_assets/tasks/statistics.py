@@ -65,8 +65,13 @@ def classification_metrics(confusions: np.ndarray) -> dict[str, np.ndarray]:
         covariance = diag.sum(1) * total - (pred * true).sum(1)
         denominator = np.sqrt((total**2 - (pred**2).sum(1)) * (total**2 - (true**2).sum(1)))
         mcc = np.where(denominator > 0, covariance / denominator, 0.0)
-    return {"balanced_accuracy": np.nanmean(recall, axis=1), "macro_f1": np.nanmean(f1, axis=1), "mcc": mcc,
-            "accuracy": diag.sum(1) / total, "macro_precision": np.nanmean(precision, axis=1)}
+    return {
+        "balanced_accuracy": np.nanmean(recall, axis=1),
+        "macro_f1": np.nanmean(f1, axis=1),
+        "mcc": mcc,
+        "accuracy": diag.sum(1) / total,
+        "macro_precision": np.nanmean(precision, axis=1),
+    }
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -1,12 +1,20 @@
 """gene_summaries (RefSeq summaries) and gene_texts (every text view of every gene in the universe)."""
 
-
 import hashlib
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset, asset_check
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    MetadataValue,
+    Output,
+    asset,
+    asset_check,
+)
 
 from ..sources.bioconductor import AnnotationDatabases
 from ..sources.data_directory import DataDirectory, DataFileError, read_data_parquet
@@ -48,13 +56,17 @@ def gene_summaries(
     """RefSeq summary per gene: from the data directory's table, or fetched live from NCBI E-utilities."""
     if config.source == "ncbi_eutils":
         ids = gene_catalog.loc[gene_catalog["gene_type"].isin(DEFAULT_GENE_TYPES), "entrez_id"]
-        fetched = ncbi_eutils.gene_summaries(ids, progress=lambda done, total: context.log.info(f"esummary {done}/{total}"))
+        fetched = ncbi_eutils.gene_summaries(
+            ids, progress=lambda done, total: context.log.info(f"esummary {done}/{total}")
+        )
         summaries = fetched.dropna(subset=["summary"])[["entrez_id", "summary"]].assign(
             review_status=None, summary_source="ncbi_eutils_esummary"
         )
     else:
         summaries = read_refseq_summaries(data_directory.file("refseq_summaries"))
-    summaries = summaries.assign(entrez_id=summaries["entrez_id"].astype("int64"), summary=summaries["summary"].str.strip())
+    summaries = summaries.assign(
+        entrez_id=summaries["entrez_id"].astype("int64"), summary=summaries["summary"].str.strip()
+    )
     summaries = summaries[summaries["summary"] != ""].drop_duplicates("entrez_id").reset_index(drop=True)
     in_catalog = summaries["entrez_id"].isin(gene_catalog["entrez_id"])
     context.add_output_metadata(
@@ -99,7 +111,9 @@ def gene_texts(
     unknown = sorted(set(config.views) - set(VIEWS))
     if unknown:
         raise ValueError(f"Unknown text view(s) {unknown}; known views: {sorted(VIEWS)}.")
-    genes = gene_catalog[gene_catalog["gene_type"].isin(config.gene_types) | gene_catalog["entrez_id"].isin(gene_summaries["entrez_id"])]
+    genes = gene_catalog[
+        gene_catalog["gene_type"].isin(config.gene_types) | gene_catalog["entrez_id"].isin(gene_summaries["entrez_id"])
+    ]
     if config.symbols is not None:
         genes = genes[genes["symbol"].str.upper().isin({s.upper() for s in config.symbols})]
     genes = genes.merge(gene_summaries[["entrez_id", "summary"]], on="entrez_id", how="left")
@@ -107,7 +121,9 @@ def gene_texts(
         genes = genes.merge(read_go_terms(annotation_databases), on="entrez_id", how="left")
     texts = pd.concat([build_view(genes, view) for view in config.views], ignore_index=True)
     texts["text_sha256"] = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts["text"]]
-    per_view = texts.groupby("view").agg(genes=("entrez_id", "size"), mean_chars=("text", lambda t: round(t.str.len().mean(), 1)))
+    per_view = texts.groupby("view").agg(
+        genes=("entrez_id", "size"), mean_chars=("text", lambda t: round(t.str.len().mean(), 1))
+    )
     sources = texts.groupby(["view", "source"]).size().rename("genes").reset_index()
     return Output(
         texts,
@@ -132,5 +148,7 @@ def texts_digest(texts: pd.DataFrame) -> str:
 def gene_texts_well_formed(gene_texts: pd.DataFrame) -> AssetCheckResult:
     empty = int((gene_texts["text"].str.strip() == "").sum())
     duplicated = int(gene_texts.duplicated(["entrez_id", "view"]).sum())
-    return AssetCheckResult(passed=empty == 0 and duplicated == 0 and len(gene_texts) > 0,
-                            metadata={"empty_texts": empty, "duplicated_gene_views": duplicated, "rows": len(gene_texts)})
+    return AssetCheckResult(
+        passed=empty == 0 and duplicated == 0 and len(gene_texts) > 0,
+        metadata={"empty_texts": empty, "duplicated_gene_views": duplicated, "rows": len(gene_texts)},
+    )
