@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test test-fast bench ui annotations browser postgres clean mpnet-weights hub-server
+.PHONY: setup lint run test test-fast bench ui annotations browser postgres clean mpnet-weights hub-server
 
 setup: $(VENV)/.installed annotations
 
@@ -46,6 +46,10 @@ browser:
 
 postgres:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql; }
+
+lint: $(VENV)/.installed  # what CI checks before the tests: ruff's rules and formatting ([tool.ruff] in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 run: setup
 	$(BIN)/gene-assets run

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import time
-
+from functools import partial
 
 from gene_assets.embeddings.calibration import min_cosine, summary_texts
 from gene_assets.embeddings.device import EmbeddingDevice, Placement
 from gene_assets.embeddings.encoders import idle_cores, load_encoder, torch_threads
-from gene_assets.embeddings.weights import model_source
 from gene_assets.embeddings.registry import get_backbone
+from gene_assets.embeddings.weights import model_source
 
 from .harness import Row, median, timed_rounds
 
@@ -62,7 +62,7 @@ def embedding_throughput() -> list[Row]:
     }
     runs = {
         "plain": lambda: plain.encode(strings),
-        **{p: (lambda e: lambda: e.embed(texts))(e) for p, e in encoders.items()},
+        **{p: partial(e.embed, texts) for p, e in encoders.items()},
     }
     vectors = {}
 

@@ -9,6 +9,7 @@ Each probe runs as a worker process runs it: one BLAS thread, 5 stratified folds
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -62,23 +63,20 @@ def vectors(backbone_name: str, texts: pd.DataFrame) -> np.ndarray:
     return load_encoder(backbone, placement).embed(texts)
 
 
+def probe_run(which: str, X: np.ndarray, labels, results: dict) -> None:
+    """The gene-type task scored with one multiclass probe on one thread; its rows go into `results[which]`."""
+    with threadpool_limits(1):
+        results[which] = evaluate_multiclass(GENE_TYPE_TASK, X, labels, Protocol(multiclass_probes=(which,)))[0]
+
+
 def gene_type_probe() -> list[Row]:
     texts, labels = gene_type_sample(int(os.environ.get("GENE_TYPE_BENCH_GENES", "4000")))
     rows = []
     for name in os.environ.get("GENE_TYPE_BENCH_BACKBONES", "bag-of-words,tfidf").split(","):
         X = vectors(name, texts)
         results = {}
-
-        def probe(which: str):
-            def run():
-                with threadpool_limits(1):
-                    results[which] = evaluate_multiclass(
-                        GENE_TYPE_TASK, X, labels, Protocol(multiclass_probes=(which,))
-                    )[0]
-
-            return run
-
-        seconds = timed_rounds({p: probe(p) for p in ("ridge", "logistic_regression")}, REPEATS)
+        probes = {p: partial(probe_run, p, X, labels, results) for p in ("ridge", "logistic_regression")}
+        seconds = timed_rounds(probes, REPEATS)
         ridge, logistic = median(seconds["ridge"]), median(seconds["logistic_regression"])
         metrics = {p: {r["metric"]: r for r in rows_} for p, rows_ in results.items()}
         cells = "; ".join(

@@ -7,10 +7,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
-
 
 from gene_assets.settings import PROJECT_ROOT
 

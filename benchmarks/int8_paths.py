@@ -9,6 +9,7 @@ uses bf16: the figures hold for a CPU without AVX512_BF16.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def int8_paths() -> list[Row]:
     threads = idle_cores()
     runs = {
         "plain": lambda: plain.encode(strings),
-        **{name: (lambda e: lambda: e.embed(timed, threads=threads))(e) for name, e in paths.items()},
+        **{name: partial(e.embed, timed, threads=threads) for name, e in paths.items()},
     }
     seconds = timed_rounds(runs, REPEATS)
     baseline = TIMED / median(seconds["plain"])

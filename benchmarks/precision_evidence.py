@@ -15,6 +15,7 @@ import argparse
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +87,7 @@ def measure(backbone_name: str, texts: pd.DataFrame, tasks: list, precisions: li
         encoder = load_encoder(backbone, Placement("cpu", precision, backbone.fast_path.token_budget))
         cache = EmbeddingCache(vector_settings(backbone, precision))  # the vectors a run at this precision reuses
         started = time.perf_counter()
-        vectors[precision] = cache.embed(
-            texts, VIEW, lambda missing: encoder.embed(missing, threads=idle_cores())
-        ).matrix
+        vectors[precision] = cache.embed(texts, VIEW, partial(encoder.embed, threads=idle_cores())).matrix
         print(f"{backbone.name} {precision}: {len(texts)} texts in {time.perf_counter() - started:.1f} s", flush=True)
     primary = {f"{task.name}/{PRIMARY_CLASSIFIER[task.kind]}" for task, _ in tasks}
     reference = primary_metrics(vectors["fp32"], texts, tasks)

@@ -429,10 +429,10 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
-    from .embeddings.weights import BackboneUnavailableError
-    from .embeddings.precomputed import PrecomputedEmbeddingError
     from .embeddings.discovered import DiscoveredRegistryError
+    from .embeddings.precomputed import PrecomputedEmbeddingError
     from .embeddings.registry import InvalidBackboneError, UnknownBackboneError
+    from .embeddings.weights import BackboneUnavailableError
     from .release.dvc_repository import ReleaseError
     from .sources.bioconductor import AnnotationDatabaseError
     from .sources.data_directory import DataDirectoryError, DataFileError

@@ -9,9 +9,8 @@ import importlib
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa

@@ -14,8 +14,8 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from gene_assets.embeddings.weights import model_cache_dir
-from gene_assets.settings import PROJECT_ROOT
 from gene_assets.leaderboard.inputs import LEADERBOARD_INPUTS
+from gene_assets.settings import PROJECT_ROOT
 
 from .conftest import graphql, running_ui
 

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gene_assets.embeddings.device import Placement
 from gene_assets.embeddings.encoders import (
     BackboneUnavailableError,
     SentenceTransformerEncoder,
@@ -11,7 +12,6 @@ from gene_assets.embeddings.encoders import (
     load_encoder,
     model_source,
 )
-from gene_assets.embeddings.device import Placement
 from gene_assets.embeddings.registry import BACKBONES, Backbone, UnknownBackboneError, get_backbone
 from gene_assets.embeddings.table import EmbeddingTableError, GeneEmbeddings
 

@@ -1,6 +1,5 @@
 """The GPU benchmark's Qwen3 path on CPU with a tiny configuration: the same code the 8B run takes on CUDA."""
 
-import numpy as np
 import pytest
 
 from benchmarks.qwen3_gpu import flops_per_text, qwen3_8b_config, summary_lengths, throughput
@@ -8,9 +7,8 @@ from gene_assets.embeddings.registry import get_backbone
 
 
 def test_qwen3_config_has_the_8b_parameter_count():
-    from transformers import Qwen3Model
-
     import torch
+    from transformers import Qwen3Model
 
     with torch.device("meta"):
         model = Qwen3Model(qwen3_8b_config())

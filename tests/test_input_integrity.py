@@ -38,8 +38,7 @@ def test_a_backbone_file_edited_in_place_is_not_up_to_date(tmp_path, registry):
     from gene_assets.cli import register_backbones
     from gene_assets.definitions import all_asset_checks, all_assets
     from gene_assets.resources import local_resources
-    from gene_assets.runs import fingerprint
-    from gene_assets.runs import PipelineRunner
+    from gene_assets.runs import PipelineRunner, fingerprint
     from gene_assets.storage import ParquetIOManager
 
     planted_inputs(tmp_path / "storage")

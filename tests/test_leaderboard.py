@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gene_assets.leaderboard.assets import protocol_frames
 from gene_assets.embeddings.encoders import BagOfWordsEncoder, TfidfEncoder, random_gene_vectors
 from gene_assets.embeddings.registry import get_backbone
+from gene_assets.leaderboard.assets import protocol_frames
 from gene_assets.leaderboard.report import (
     OVERALL,
     RANK_COLUMNS,

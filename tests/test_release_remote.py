@@ -2,7 +2,6 @@
 and the S3 server (moto's standalone server, started here as its own process on 127.0.0.1)."""
 
 import io
-import json
 import shutil
 from pathlib import Path
 

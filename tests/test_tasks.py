@@ -5,7 +5,6 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.metrics import (
@@ -17,6 +16,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
 from gene_assets.catalog.resolver import GeneResolver

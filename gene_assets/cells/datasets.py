@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -299,7 +300,7 @@ class CellDataset:
         return table.replace_schema_metadata(metadata)
 
     @classmethod
-    def from_arrow(cls, table: pa.Table) -> "CellDataset":
+    def from_arrow(cls, table: pa.Table) -> CellDataset:
         metadata = table.schema.metadata or {}
         genes = pd.DataFrame(json.loads(metadata[b"gene_assets.genes"]))
         genes["entrez_id"] = genes["entrez_id"].astype("Int64")

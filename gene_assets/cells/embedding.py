@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ class GeneWeights:
     matched: np.ndarray
 
     @classmethod
-    def for_dataset(cls, dataset: CellDataset, embeddings: GeneEmbeddings) -> "GeneWeights":
+    def for_dataset(cls, dataset: CellDataset, embeddings: GeneEmbeddings) -> GeneWeights:
         genes = dataset.matched
         rows = pd.Index(embeddings.genes["entrez_id"]).get_indexer(genes["entrez_id"].astype(int))
         present = rows >= 0
@@ -136,7 +136,7 @@ class CellEmbeddings:
         )
 
     @classmethod
-    def from_arrow(cls, table: pa.Table) -> "CellEmbeddings":
+    def from_arrow(cls, table: pa.Table) -> CellEmbeddings:
         attrs = json.loads((table.schema.metadata or {}).get(b"gene_assets.attrs", b"{}"))
         embeddings = {}
         for method in METHODS:

@@ -18,9 +18,9 @@ from ..progress import ProgressLog
 from .cache import CHECKPOINT_TEXTS, CachedEmbedding, EmbeddingCache
 from .device import GPU_POOL, EmbeddingDevice, k8s_gpu_tags
 from .encoders import load_encoder, vector_settings
+from .openvino_int8 import quantized_model_record
 from .partitions import backbone_view_partitions
 from .precomputed import import_precomputed
-from .openvino_int8 import quantized_model_record
 from .registry import OPENVINO_INT8, get_backbone
 from .table import GeneEmbeddings
 

@@ -16,7 +16,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +230,7 @@ def calibrate(
         excluded=dict(excluded or {}),
         texts=len(texts),
         threads=threads,
-        decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        decided_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     speedups = decision.speedups()
     floor = backbone.fast_path.min_cosine

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..settings import gene_assets_home
@@ -87,7 +87,7 @@ class DiscoveredRegistry:
         known = {r["name"] for r in records}
         new = [b for b in backbones if b.name not in known]
         if new:
-            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            now = datetime.now(UTC).isoformat(timespec="seconds")
             records += [_to_record(b, now) for b in new]
             content = {"format": FORMAT_VERSION, "backbones": records}
             write_bytes_atomic(self.path, json.dumps(content, indent=1, sort_keys=True).encode())

@@ -6,7 +6,8 @@ import contextlib
 import importlib.metadata
 import logging
 import os
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import numpy as np
 import pandas as pd

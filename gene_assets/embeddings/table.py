@@ -64,7 +64,7 @@ class GeneEmbeddings:
         return table.replace_schema_metadata({b"gene_assets.attrs": json.dumps(self.attrs).encode()})
 
     @classmethod
-    def from_arrow(cls, table: pa.Table) -> "GeneEmbeddings":
+    def from_arrow(cls, table: pa.Table) -> GeneEmbeddings:
         attrs = json.loads((table.schema.metadata or {}).get(b"gene_assets.attrs", b"{}"))
         column = table.column("embedding").combine_chunks()
         dims = column.type.list_size

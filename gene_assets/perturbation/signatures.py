@@ -54,7 +54,7 @@ class ResponseTargets:
     up_set: np.ndarray | None = None
     """Signatures: the significant up-regulated genes, rows × genes bool."""
 
-    def restricted_to(self, entrez_ids) -> "ResponseTargets":
+    def restricted_to(self, entrez_ids) -> ResponseTargets:
         keep = np.isin(self.entrez_ids, np.asarray(list(entrez_ids), dtype=np.int64))
         return replace(
             self,

@@ -9,7 +9,9 @@ from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, M
 
 from ..cells.embedding import CellEmbeddings
 from ..cells.report import cell_gains, cell_type_table
+from ..embeddings.registry import all_backbones
 from ..embeddings.table import GeneEmbeddings
+from ..leaderboard.assets import leaderboard_leaks
 from ..leaderboard.report import (
     baseline_gaps,
     heatmap_png,
@@ -19,8 +21,6 @@ from ..leaderboard.report import (
     view_ablation,
     wide_table,
 )
-from ..embeddings.registry import all_backbones
-from ..leaderboard.assets import leaderboard_leaks
 from ..runs import code_revision, latest_materialization
 from .dvc_repository import DvcReleaseRepository
 

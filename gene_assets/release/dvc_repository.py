@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from configobj import ConfigObj
@@ -340,7 +340,7 @@ class DvcReleaseRepository(ConfigurableResource):
         version = f"{self.tag_prefix}{last + 1}"
         manifest = {
             "version": version,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **describe,
             "files": digests,
         }
@@ -613,7 +613,7 @@ class ReleaseHistory:
 
     @classmethod
     @contextmanager
-    def of(cls, repo: str, **kwargs) -> Iterator["ReleaseHistory"]:
+    def of(cls, repo: str, **kwargs) -> Iterator[ReleaseHistory]:
         with tempfile.TemporaryDirectory(prefix="gene-assets-history-") as tmp:
             clone = Path(tmp) / "repo.git"
             result = subprocess.run(

@@ -7,8 +7,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 from dagster import ConfigurableResource

@@ -30,7 +30,6 @@ from .statistics import (
     weighted_confusions,
 )
 
-
 PROTOCOLS = {
     "published": {"forest_universes": ("all_genes",), "forest_draws": 5},
     "full": {"forest_universes": ("all_genes", "with_summary"), "forest_draws": None},
@@ -66,7 +65,7 @@ class Protocol:
     """Threads per forest (-1: every core); a forest grows the same trees on any number of threads."""
 
     @classmethod
-    def named(cls, name: str, **settings) -> "Protocol":
+    def named(cls, name: str, **settings) -> Protocol:
         if name not in PROTOCOLS:
             raise ValueError(f"Unknown evaluation protocol {name!r}; choose one of {', '.join(PROTOCOLS)}.")
         unknown = sorted(set(settings.get("multiclass_probes", ())) - set(MULTICLASS_PROBES))
