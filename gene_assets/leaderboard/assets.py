@@ -36,6 +36,7 @@ from .report import (
     view_ablation,
     wide_table,
 )
+from .subsets import content_overlap_table, study_bias_table
 
 
 def leaderboard_leaks(summary: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +102,8 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
     """Backbones × tasks of one evaluation protocol on one gene universe per comparison: estimates, 95% CIs, paired significance against
     the best, per-family summaries, rank intervals per task and overall (P(first), indistinguishable groups), a heatmap, the leakage audit and the GO-vs-summary ablation; the
     cell-type section (cell embeddings × datasets, gains over the PCA and random baselines); the perturbation tasks
-    in their own table beside the mean-signature baseline."""
+    in their own table beside the mean-signature baseline; study bias (each gene task on its least-studied third of
+    genes) and content overlap (the gene-pair task without pairs whose texts name each other)."""
     frames, left_out = protocol_frames(results, config.protocol)
     if not frames:
         raise ValueError(
@@ -149,6 +151,12 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
             _markdown(clustering_table(summary), "no cell-type results yet")
         ),
         "perturbation": MetadataValue.md(_markdown(perturbation, "no perturbation results yet")),
+        "study_bias": MetadataValue.md(
+            _markdown(study_bias_table(summary), "no gene-task results on a least-studied third yet")
+        ),
+        "content_overlap": MetadataValue.md(
+            _markdown(content_overlap_table(summary), "no gene-pair results without named pairs yet")
+        ),
     }
     if len(table):
         metadata.update(

@@ -71,6 +71,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         "n_genes",
         "n_classes",
         "n_excluded",
+        "n_items",
+        "n_positive",
         "n_draws",
         "band_low",
         "band_high",
@@ -78,7 +80,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         "dims",
         "bootstrap",
     ]
-    return mark_significance(summary[columns].sort_values(KEYS).reset_index(drop=True))
+    return mark_significance(summary.reindex(columns=columns).sort_values(KEYS).reset_index(drop=True))
 
 
 def mark_significance(summary: pd.DataFrame) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from ..leaderboard.report import (
     view_ablation,
     wide_table,
 )
+from ..leaderboard.subsets import content_overlap, study_bias
 from ..runs import code_revision, latest_materialization
 from .dvc_repository import DvcReleaseRepository
 
@@ -74,7 +75,8 @@ def parquet_bytes(table) -> bytes:
 def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
     """The release's leaderboard files: the wide table (the UI's and the CLI's, ⚠ marks and overall rank intervals
     included), the cell-type section, the long table, paired comparisons, rank intervals per task and overall, the
-    GO-vs-summary ablation, the perturbation tables and the heatmap."""
+    GO-vs-summary ablation, the perturbation tables, study bias (least-studied thirds), content overlap (gene pairs
+    whose texts name each other) and the heatmap."""
     tables = {
         "leaderboard.csv": wide_table(leaderboard, leaks=leaderboard_leaks(leaderboard)),
         "leaderboard_cells.csv": cell_type_table(leaderboard),
@@ -85,6 +87,8 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
         "leaderboard_go_minus_summary.csv": view_ablation(leaderboard),
         "leaderboard_perturbation.csv": perturbation_table(leaderboard),
         "leaderboard_perturbation_vs_mean_signature.csv": baseline_gaps(leaderboard),
+        "leaderboard_study_bias.csv": study_bias(leaderboard),
+        "leaderboard_content_overlap.csv": content_overlap(leaderboard),
     }
     return {
         **{name: table.to_csv(index=False).encode() for name, table in tables.items()},

@@ -28,7 +28,9 @@ from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
 from ..parallel import run_units, threads_per_worker, worker_count
 from ..progress import ProgressLog
+from ..sources.bioconductor import AnnotationDatabases
 from ..sources.data_directory import DataDirectory, read_data_csv
+from ..texts.assets import go_annotation_counts
 from .evaluation import (
     MULTICLASS_PROBES,
     PROTOCOLS,
@@ -51,6 +53,14 @@ from .gene_type import GENE_TYPE_TASK, map_gene_type_labels
 from .geneformer import GENEFORMER_TASKS, map_chen2020_labels, map_geneformer_labels
 from .interaction import GGI_TASK, map_pairs, read_pair_split
 from .spec import GeneTask, TaskLabelError
+from .subsets import (
+    STUDY_MEASURES,
+    gene_subset_masks,
+    mention_column,
+    mention_shares,
+    mentions_other,
+    pair_subset_masks,
+)
 
 UNIVERSES = {
     "all_genes": "every gene with a text (fallback texts included)",
@@ -67,13 +77,26 @@ def counts_metadata(counts: dict, files: list) -> dict:
 
 @asset(group_name="tasks", compute_kind="pandas")
 def gene_universes(
-    context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_summaries: pd.DataFrame
+    context: AssetExecutionContext,
+    gene_texts: pd.DataFrame,
+    gene_summaries: pd.DataFrame,
+    annotation_databases: AnnotationDatabases,
 ) -> pd.DataFrame:
-    """entrez_id and the universes it belongs to; every backbone is scored on the same universe genes."""
+    """entrez_id and the universes it belongs to (every backbone is scored on the same universe genes), and how
+    well studied each gene is: words of its RefSeq summary and number of direct GO annotations (org.Hs.eg.db),
+    which choose the least-studied third of every task's genes (subsets.py)."""
     genes = pd.DataFrame({"entrez_id": np.sort(gene_texts["entrez_id"].unique())})
     genes["all_genes"] = True
     genes["with_summary"] = genes["entrez_id"].isin(gene_summaries["entrez_id"])
-    context.add_output_metadata({name: int(genes[name].sum()) for name in UNIVERSES})
+    words = gene_summaries.set_index("entrez_id")["summary"].str.split().str.len()
+    genes["summary_words"] = genes["entrez_id"].map(words).fillna(0).astype(int)
+    genes["go_annotations"] = genes["entrez_id"].map(go_annotation_counts(annotation_databases)).fillna(0).astype(int)
+    context.add_output_metadata(
+        {
+            **{name: int(genes[name].sum()) for name in UNIVERSES},
+            "study_depth_median": MetadataValue.json(genes[list(STUDY_MEASURES)].median().to_dict()),
+        }
+    )
     return genes
 
 
@@ -126,16 +149,22 @@ def gene_property_labels(
 
 @asset(group_name="tasks", compute_kind="pandas")
 def gene_interaction_pairs(
-    context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
+    context: AssetExecutionContext, gene_catalog: pd.DataFrame, gene_texts: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
-    """Gene2vec train and test pairs (2018 symbols) mapped to Entrez ids; unmapped pairs dropped and counted."""
+    """Gene2vec train and test pairs (2018 symbols) mapped to Entrez ids; unmapped pairs dropped and counted. Per
+    text view, `mentions_<view>` flags the pairs where one gene's text names the other (content overlap, GenePT
+    App. B.3; subsets.mentions_other), and the metadata gives the share of positive and negative pairs flagged."""
     files, splits = [], []
     for split in ("train", "test"):
         text, label = data_directory.file(f"ggi_{split}_text"), data_directory.file(f"ggi_{split}_label")
         files += [text, label]
         splits.append(read_pair_split(text, label, split))
     pairs, counts = map_pairs(pd.concat(splits, ignore_index=True), GeneResolver(gene_catalog))
-    context.add_output_metadata(counts_metadata(counts, files))
+    for view, texts in gene_texts.groupby("view"):
+        pairs[mention_column(view)] = mentions_other(pairs, texts, gene_catalog)
+    context.add_output_metadata(
+        {**counts_metadata(counts, files), "content_overlap": MetadataValue.md(mention_shares(pairs).to_markdown())}
+    )
     return pairs
 
 
@@ -252,10 +281,14 @@ def score_task(
     protocol: Protocol,
     extra_draw: bool = False,
     forest: bool = True,
+    study: pd.DataFrame | None = None,
+    mentions: str | None = None,
 ) -> tuple[list[dict], dict]:
     """Rows for one task on one universe (labels already restricted) and its figures' inputs. Extra draws of the
     random control skip bootstrap replicates (and are scored only on tasks `in_band`); `forest`: binary tasks also
-    fit random forests (the gene-pair task always does)."""
+    fit random forests (the gene-pair task always does). Given the study depth of the task's genes (entrez_id
+    index, STUDY_MEASURES columns), every probe is also scored on the least-studied third of them; given a column
+    of the pairs that flags texts naming each other, the gene-pair task also on the test pairs without (subsets.py)."""
     bootstrap = not extra_draw
     if task.kind == "pairs":
         train, test = labels[labels["split"] == "train"], labels[labels["split"] == "test"]
@@ -274,6 +307,7 @@ def score_task(
             test["label"].to_numpy(),
             protocol,
             bootstrap,
+            pair_subset_masks(study, test, mentions),
         )
         digest = genes_digest(labels[["entrez_a", "entrez_b", "label"]].to_numpy())
         n_genes = len(pd.unique(labels[["entrez_a", "entrez_b"]].to_numpy().ravel()))
@@ -284,15 +318,16 @@ def score_task(
         raise TaskLabelError(f"Task {task.name}: no labelled gene is inside this universe.")
     if task.kind == "multilabel":
         ids, Y = label_matrix(task, labels)
-        rows = evaluate_multilabel(task, genes.rows(ids), Y, protocol, bootstrap)
+        rows = evaluate_multilabel(task, genes.rows(ids), Y, protocol, bootstrap, gene_subset_masks(study, ids))
         digest = genes_digest(ids, np.packbits(Y))
         return [dict(r, genes_digest=digest) for r in rows], {}
     X = genes.rows(labels["entrez_id"])
+    subsets = gene_subset_masks(study, labels["entrez_id"])
     digest = genes_digest(labels["entrez_id"].to_numpy(), pd.factorize(labels["label"], sort=True)[0])
     if task.kind == "binary":
-        rows = evaluate_binary(task, X, labels["label"], protocol, bootstrap, forest)
+        rows = evaluate_binary(task, X, labels["label"], protocol, bootstrap, forest, subsets)
         return [dict(r, genes_digest=digest) for r in rows], {}
-    rows, confusion = evaluate_multiclass(task, X, labels["label"], protocol, bootstrap)
+    rows, confusion = evaluate_multiclass(task, X, labels["label"], protocol, bootstrap, subsets)
     return [dict(r, genes_digest=digest) for r in rows], {"confusion": confusion}
 
 
@@ -361,6 +396,7 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
         backbone = get_backbone(partition["backbone"])
         protocol, features = config.evaluation_protocol(), FeatureDraws(embeddings, config.random_draws)
         embedded = set(features.index)
+        study = universes.set_index("entrez_id")[list(STUDY_MEASURES)]
         restricted = {}
         for universe in config.universes:
             genes = set(universes.loc[universes[universe], "entrez_id"]) & embedded
@@ -376,13 +412,16 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
 
         def unit(draw: int, universe: str, task: GeneTask) -> tuple:
             inside = restricted[universe, task.name][0]
+            genes = task_genes(task, inside)
             return (
                 task,
                 inside,
-                features.genes(draw, task_genes(task, inside)),
+                features.genes(draw, genes),
                 protocol,
                 draw > 0,
                 protocol.forests(universe, draw),
+                study.reindex(genes),
+                mention_column(partition["view"]),
             )
 
         progress = ProgressLog(

@@ -7,6 +7,7 @@ backbones (see statistics.py)."""
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from .statistics import (
     weighted_auc,
     weighted_confusions,
 )
+from .subsets import subset_metric
 
 PROTOCOLS = {
     "published": {"forest_universes": ("all_genes",), "forest_draws": 5},
@@ -135,6 +137,33 @@ def result_row(task: GeneTask, classifier: str, metric: str, fold_values, replic
     }
 
 
+def subset_row(task: GeneTask, classifier: str, metric: str, subset: str, fold_values, replicates, **extra):
+    """The row of a metric on a subset of the task's items (subsets.py), scored from the same test-fold predictions
+    and resample counts as the full figure: fold values where the subset's part of a fold defines the metric, their
+    mean, and per replicate the mean over those folds (replicates where it is undefined are NaN). None when no fold
+    defines it."""
+    values = np.asarray(fold_values, dtype=float)
+    defined = np.isfinite(values)
+    if not defined.any():
+        return None
+    if replicates is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            replicates = np.nanmean(np.asarray(replicates, dtype=float)[defined], axis=0)
+    return result_row(task, classifier, subset_metric(metric, subset), values[defined], replicates, **extra)
+
+
+def subset_auc(y: np.ndarray, score: np.ndarray, mask: np.ndarray, counts: np.ndarray | None) -> tuple:
+    """ROC-AUC of the masked items (NaN unless both classes are there) and, given resample counts, its replicates."""
+    y, score = y[mask], score[mask]
+    if len(np.unique(y)) < 2:
+        return np.nan, None if counts is None else np.full(len(counts), np.nan)
+    if counts is None:
+        return roc_auc_score(y, score), None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return roc_auc_score(y, score), weighted_auc(y, score, counts[:, mask])
+
+
 def _check_classes(task: GeneTask, y: np.ndarray, names, minimum: int) -> None:
     counts = np.bincount(y, minlength=len(names))
     if len(names) < 2 or (counts < minimum).any():
@@ -146,8 +175,16 @@ def _check_classes(task: GeneTask, y: np.ndarray, names, minimum: int) -> None:
 
 
 def evaluate_binary(
-    task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: Protocol, bootstrap: bool = True, forest: bool = True
+    task: GeneTask,
+    X: np.ndarray,
+    labels: pd.Series,
+    protocol: Protocol,
+    bootstrap: bool = True,
+    forest: bool = True,
+    subsets: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
+    """ROC-AUC of each classifier over stratified folds; also on each of `subsets` (masks over the genes)."""
+    subsets = subsets or {}
     y = (labels.to_numpy() == task.positive).astype(int)
     _check_classes(task, y, ["negative", "positive"], protocol.n_splits)
     folds = list(StratifiedKFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X, y))
@@ -165,11 +202,16 @@ def evaluate_binary(
         classifiers.pop("random_forest")
     for name, make in classifiers.items():
         aucs, replicates = [], []
+        on_subsets = {subset: ([], []) for subset in subsets}
         for f, (train, test) in enumerate(folds):
             score = fitted_scores(make(), X[train], y[train], X[test])
             aucs.append(roc_auc_score(y[test], score))
             if bootstrap:
                 replicates.append(weighted_auc(y[test], score, counts[f]))
+            for subset, mask in subsets.items():
+                value, resampled = subset_auc(y[test], score, mask[test], counts[f] if bootstrap else None)
+                on_subsets[subset][0].append(value)
+                on_subsets[subset][1].append(resampled)
         rows.append(
             result_row(
                 task,
@@ -182,7 +224,23 @@ def evaluate_binary(
                 n_classes=2,
             )
         )
-    return rows
+        for subset, (values, resampled) in on_subsets.items():
+            mask = subsets[subset]
+            rows.append(
+                subset_row(
+                    task,
+                    name,
+                    "roc_auc",
+                    subset,
+                    values,
+                    resampled if bootstrap else None,
+                    n_genes=int(mask.sum()),
+                    n_items=int(mask.sum()),
+                    n_positive=int(y[mask].sum()),
+                    n_classes=2,
+                )
+            )
+    return [row for row in rows if row is not None]
 
 
 def ridge_predictions(X: np.ndarray, Y: np.ndarray, folds: list, protocol: Protocol) -> list[np.ndarray]:
@@ -213,9 +271,18 @@ def multiclass_scores(
     return [model.fit(X[train], y[train]).predict_proba(X[test]) for train, test in folds]
 
 
-def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protocol: Protocol, bootstrap: bool = True):
+def evaluate_multiclass(
+    task: GeneTask,
+    X: np.ndarray,
+    labels: pd.Series,
+    protocol: Protocol,
+    bootstrap: bool = True,
+    subsets: dict[str, np.ndarray] | None = None,
+):
     """The protocol's multiclass probes (multinomial logistic regression; ridge when named) on the same folds and
-    resamples; returns rows and the pooled confusion matrix of the first probe."""
+    resamples, and their balanced accuracy on each of `subsets` (masks over the genes); returns rows and the pooled
+    confusion matrix of the first probe."""
+    subsets = subsets or {}
     names, y = np.unique(labels.to_numpy(), return_inverse=True)
     _check_classes(task, y, names, protocol.n_splits)
     folds = list(StratifiedKFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X, y))
@@ -232,10 +299,21 @@ def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protoc
         per_fold = {m: [] for m in ("balanced_accuracy", "macro_f1", "mcc")}
         replicates = {m: [] for m in per_fold}
         confusion = np.zeros((len(names), len(names)))
+        on_subsets = {subset: ([], []) for subset in subsets}
         for f, ((_, test), scores) in enumerate(
             zip(folds, multiclass_scores(probe, X, y, len(names), folds, protocol))
         ):
             predicted = scores.argmax(1)
+            for subset, mask in subsets.items():
+                inside = mask[test]
+                weights = np.vstack([np.ones(len(test)), counts[f]]) if bootstrap else np.ones(len(test))
+                with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    accuracy = classification_metrics(
+                        weighted_confusions(y[test][inside], predicted[inside], len(names), weights[..., inside])
+                    )["balanced_accuracy"]
+                on_subsets[subset][0].append(accuracy[0] if inside.any() else np.nan)
+                on_subsets[subset][1].append(accuracy[1:] if bootstrap else None)
             fold_confusion = weighted_confusions(y[test], predicted, len(names), np.ones(len(test)))
             confusion += fold_confusion[0]
             point = classification_metrics(fold_confusion)
@@ -257,8 +335,22 @@ def evaluate_multiclass(task: GeneTask, X: np.ndarray, labels: pd.Series, protoc
             )
             for metric in per_fold
         ]
+        rows += [
+            subset_row(
+                task,
+                probe,
+                "balanced_accuracy",
+                subset,
+                values,
+                resampled if bootstrap else None,
+                n_genes=int(subsets[subset].sum()),
+                n_items=int(subsets[subset].sum()),
+                n_classes=len(np.unique(y[subsets[subset]])),
+            )
+            for subset, (values, resampled) in on_subsets.items()
+        ]
         confusions.append(pd.DataFrame(confusion, index=names, columns=names))
-    return rows, confusions[0]
+    return [row for row in rows if row is not None], confusions[0]
 
 
 def column_aucs(Y: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -272,21 +364,26 @@ def column_aucs(Y: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def evaluate_multilabel(
-    task: GeneTask, X: np.ndarray, Y: np.ndarray, protocol: Protocol, bootstrap: bool = True
+    task: GeneTask,
+    X: np.ndarray,
+    Y: np.ndarray,
+    protocol: Protocol,
+    bootstrap: bool = True,
+    subsets: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
-    """One ridge probe for all labels at once (standardized features); per-label AUC, averaged over folds."""
+    """One ridge probe for all labels at once (standardized features); per-label AUC, averaged over folds, then
+    over labels; also on each of `subsets` (masks over the genes: each label's AUC among the subset's genes, over
+    the labels scored on all genes, resampled with the same label draws)."""
     if Y.shape[1] == 0:
         raise TaskLabelError(
             f"Task {task.name}: no label has {task.label_size_range[0]}–{task.label_size_range[1]} genes."
         )
     folds = list(KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X))
-    per_fold = [
-        column_aucs(Y[test], scores) for (_, test), scores in zip(folds, ridge_predictions(X, Y, folds, protocol))
-    ]
-    per_fold = np.array(per_fold)
+    predictions = ridge_predictions(X, Y, folds, protocol)
+    per_fold = np.array([column_aucs(Y[test], scores) for (_, test), scores in zip(folds, predictions)])
     per_label = np.nanmean(per_fold, axis=0)
     scored = np.isfinite(per_label)
-    replicates = None
+    replicates = picks = None
     if bootstrap:
         picks = resample_rng(protocol.seed, task.name, 0).integers(
             0, scored.sum(), size=(protocol.n_bootstrap, scored.sum())
@@ -302,7 +399,33 @@ def evaluate_multilabel(
         n_classes=int(scored.sum()),
     )
     row["estimate"] = float(per_label[scored].mean())
-    return [row]
+    rows = [row]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for subset, mask in (subsets or {}).items():
+            on_subset = np.array(
+                [column_aucs(Y[test][mask[test]], s[mask[test]])[scored] for (_, test), s in zip(folds, predictions)]
+            )
+            labels_defined = np.nanmean(on_subset, axis=0)
+            if not np.isfinite(labels_defined).any():
+                continue
+            subset_values = np.nanmean(on_subset, axis=1)
+            subset = subset_row(
+                task,
+                "ridge",
+                "mean_roc_auc",
+                subset,
+                subset_values,
+                None,
+                n_genes=int(mask.sum()),
+                n_items=int(mask.sum()),
+                n_classes=int(np.isfinite(labels_defined).sum()),
+            )
+            subset["estimate"] = float(np.nanmean(labels_defined))
+            if bootstrap:
+                subset["bootstrap"] = np.nanmean(labels_defined[picks], axis=1).astype(np.float32).tolist()
+            rows.append(subset)
+    return rows
 
 
 def evaluate_pairs(
@@ -314,8 +437,10 @@ def evaluate_pairs(
     y_test,
     protocol: Protocol,
     bootstrap: bool = True,
+    subsets: dict[str, np.ndarray] | None = None,
 ):
-    """Train on the dataset's train split, score its test split; returns rows and each classifier's test scores.
+    """Train on the dataset's train split, score its test split (and each of `subsets`, masks over the test pairs);
+    returns rows and each classifier's test scores.
     `train` and `test` are (rows of gene a, rows of gene b) in Z; a pair's features are Z[a] + Z[b]. Logistic
     regression is fitted without building those features (linear_probes.py) unless a PCA projection is set."""
     counts = (
@@ -339,8 +464,24 @@ def evaluate_pairs(
                 [roc_auc_score(y_test, score)],
                 replicates,
                 n_genes=len(y_train) + len(y_test),
+                n_items=len(y_test),
                 n_positive=int(y_test.sum()),
                 n_classes=2,
             )
         )
-    return rows, scores
+        for subset, mask in (subsets or {}).items():
+            value, resampled = subset_auc(y_test, score, mask, counts)
+            rows.append(
+                subset_row(
+                    task,
+                    name,
+                    "roc_auc",
+                    subset,
+                    [value],
+                    [resampled] if bootstrap else None,
+                    n_items=int(mask.sum()),
+                    n_positive=int(y_test[mask].sum()),
+                    n_classes=2,
+                )
+            )
+    return [row for row in rows if row is not None], scores

@@ -82,21 +82,35 @@ class GeneTextsConfig(Config):
     """Restrict the universe to these symbols (for quick runs); None keeps every gene of `gene_types`."""
 
 
+def read_go_annotations(annotation_databases: AnnotationDatabases) -> dict[str, pd.DataFrame]:
+    """Per GO aspect (GO_ASPECTS column), the distinct (entrez_id, go_id) direct annotations of org.Hs.eg.db, all
+    evidence codes."""
+    with annotation_databases.connect("org.Hs.eg.db") as org:
+        return {
+            column: pd.read_sql_query(
+                f"SELECT DISTINCT CAST(g.gene_id AS INTEGER) AS entrez_id, t.go_id FROM {column} t JOIN genes g ON g._id = t._id",
+                org,
+            )
+            for column, _ in GO_ASPECTS
+        }
+
+
 def read_go_terms(annotation_databases: AnnotationDatabases) -> pd.DataFrame:
     """Per gene, '; '-joined GO term names for each aspect (direct annotations, all evidence codes)."""
     with annotation_databases.connect("GO.db") as go:
         names = dict(go.execute("SELECT go_id, term FROM go_term").fetchall())
     frames = []
-    with annotation_databases.connect("org.Hs.eg.db") as org:
-        for column, _ in GO_ASPECTS:
-            pairs = pd.read_sql_query(
-                f"SELECT DISTINCT CAST(g.gene_id AS INTEGER) AS entrez_id, t.go_id FROM {column} t JOIN genes g ON g._id = t._id",
-                org,
-            )
-            pairs["term"] = pairs["go_id"].map(names)
-            joined = pairs.dropna(subset=["term"]).sort_values("term").groupby("entrez_id")["term"].agg("; ".join)
-            frames.append(joined.rename(column))
+    for column, pairs in read_go_annotations(annotation_databases).items():
+        pairs["term"] = pairs["go_id"].map(names)
+        joined = pairs.dropna(subset=["term"]).sort_values("term").groupby("entrez_id")["term"].agg("; ".join)
+        frames.append(joined.rename(column))
     return pd.concat(frames, axis=1).rename_axis("entrez_id").reset_index()
+
+
+def go_annotation_counts(annotation_databases: AnnotationDatabases) -> pd.Series:
+    """Number of distinct GO terms (all three aspects) each gene is directly annotated with, by entrez_id."""
+    pairs = pd.concat(read_go_annotations(annotation_databases).values(), ignore_index=True)
+    return pairs.drop_duplicates().groupby("entrez_id").size()
 
 
 @asset(group_name="texts", compute_kind="pandas")

@@ -1,0 +1,191 @@
+"""Study bias (least-studied thirds) and content overlap (gene pairs whose texts name each other) on real genes."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from gene_assets.catalog.assets import read_ncbi_gene_info
+from gene_assets.embeddings.encoders import BagOfWordsEncoder
+from gene_assets.embeddings.registry import get_backbone
+from gene_assets.leaderboard.report import summarize
+from gene_assets.leaderboard.subsets import content_overlap, content_overlap_table, study_bias, study_bias_table
+from gene_assets.release.assets import leaderboard_files
+from gene_assets.sources.bioconductor import AnnotationDatabases
+from gene_assets.tasks.assets import TASKS, GeneMatrix, score_task
+from gene_assets.tasks.evaluation import Protocol
+from gene_assets.tasks.geneformer import GENEFORMER_SOURCES
+from gene_assets.tasks.interaction import GGI_TASK, read_pair_split
+from gene_assets.tasks.subsets import STUDY_MEASURES, WITHOUT_MENTIONS, least_studied, mentions_other
+from gene_assets.texts.assets import go_annotation_counts
+from gene_assets.texts.views import build_view
+
+
+@pytest.fixture(scope="module")
+def catalog(data_dir) -> pd.DataFrame:
+    return read_ncbi_gene_info(data_dir / "gene_annotation/ncbi_Homo_sapiens.gene_info.2022-11.gz")
+
+
+@pytest.fixture(scope="module")
+def summaries(data_dir) -> pd.DataFrame:
+    table = pd.read_parquet(
+        data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet", columns=["entrez_id", "refseq_summary"]
+    )
+    return table.dropna().rename(columns={"refseq_summary": "summary"}).astype({"entrez_id": "int64"})
+
+
+def summary_texts(catalog, summaries, symbols) -> pd.DataFrame:
+    genes = catalog[catalog["symbol"].isin(symbols)].merge(summaries, on="entrez_id", how="left")
+    return build_view(genes, "summary")
+
+
+def entrez(catalog, *symbols) -> list[int]:
+    ids = catalog.set_index("symbol")["entrez_id"]
+    return [int(ids[s]) for s in symbols]
+
+
+def test_pairs_whose_real_summaries_name_each_other_are_flagged(catalog, summaries):
+    """TRAF1's summary names TRAF2 and IL5's names IL13 (by symbol, either direction counts); a gene paired with
+    itself, genes whose texts name neither, and an alias two genes share (AP-1: JUN's and JUNB's) are not flagged."""
+    symbols = ["TRAF1", "TRAF2", "IL5", "IL13", "ACTB", "FOSL2", "JUNB", "ITGB4", "GAPDH"]
+    texts = summary_texts(catalog, summaries, symbols)
+    assert "TRAF2" in texts.set_index("symbol").at["TRAF1", "text"]
+    assert "AP-1" in texts.set_index("symbol").at["FOSL2", "text"]
+    pairs = pd.DataFrame(
+        [
+            entrez(catalog, "TRAF2", "TRAF1"),
+            entrez(catalog, "IL5", "IL13"),
+            entrez(catalog, "ACTB", "GAPDH"),
+            entrez(catalog, "FOSL2", "JUNB"),
+            entrez(catalog, "ITGB4", "ITGB4"),
+            entrez(catalog, "TRAF1", "ACTB"),
+        ],
+        columns=["entrez_a", "entrez_b"],
+    )
+    assert mentions_other(pairs, texts, catalog).tolist() == [True, True, False, False, False, False]
+
+
+def test_least_studied_third_of_real_task_genes(data_dir, catalog, summaries, annotation_cache):
+    """The dosage task's genes: each subset is a third of them, by summary words every chosen gene has no more
+    words than any gene left out (ties broken by GO annotations), and likewise by GO annotations."""
+    long = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv")
+    symbols = long.loc[long["task"] == GENEFORMER_SOURCES["dosage_sensitive_tfs"][0], "gene_name"].dropna().unique()
+    genes = catalog.loc[catalog["symbol"].isin(symbols), "entrez_id"].to_numpy()
+    words = summaries.set_index("entrez_id")["summary"].str.split().str.len()
+    go = go_annotation_counts(AnnotationDatabases(cache_dir=str(annotation_cache)))
+    study = pd.DataFrame({"summary_words": words.reindex(genes), "go_annotations": go.reindex(genes)}, index=genes)
+    study = study.fillna(0)
+    assert go.loc[entrez(catalog, "TP53")[0]] > 100  # a famous gene has many GO annotations
+    chosen = least_studied(study, genes)
+    assert set(chosen) == set(STUDY_MEASURES.values())
+    for measure, subset in STUDY_MEASURES.items():
+        inside = study.index.isin(list(chosen[subset]))
+        assert inside.sum() == len(genes) // 3
+        assert study.loc[inside, measure].max() <= study.loc[~inside, measure].min()
+    assert chosen["least_studied_by_summary"] != chosen["least_studied_by_go"]
+
+
+@pytest.fixture(scope="module")
+def dosage(data_dir, catalog, summaries):
+    """Bag-of-words vectors of the dosage task's genes (RefSeq summary view) and their study depth."""
+    long = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv")
+    task = TASKS["dosage_sensitive_tfs"]
+    source, positive, _ = GENEFORMER_SOURCES[task.name]
+    rows = long[long["task"] == source].merge(catalog, left_on="gene_name", right_on="symbol")
+    rows = rows.assign(label=np.where(rows["label"] == positive, task.positive, "insensitive"))
+    labels = rows.drop_duplicates("entrez_id")[["entrez_id", "label"]].sort_values("entrez_id").reset_index(drop=True)
+    texts = summary_texts(catalog, summaries, rows["symbol"]).set_index("entrez_id").loc[labels["entrez_id"]]
+    vectors = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(texts.reset_index()[["text"]])
+    words = summaries.set_index("entrez_id")["summary"].str.split().str.len()
+    study = pd.DataFrame(
+        {"summary_words": words.reindex(labels["entrez_id"]).fillna(0).to_numpy(), "go_annotations": 0},
+        index=labels["entrez_id"].to_numpy(),
+    )
+    return task, labels, GeneMatrix(pd.Index(labels["entrez_id"]), vectors), study
+
+
+def test_least_studied_rows_reuse_the_folds_and_resamples(dosage):
+    """Scored with study depth, the dosage task gets one more row per classifier and subset; the subset figure is
+    the mean over folds of the AUC on the least-studied genes of each test fold (recomputed here from the same
+    folds), its replicates are paired with the full figure's, and the full rows are unchanged."""
+    task, labels, genes, study = dosage
+    protocol = Protocol(n_bootstrap=200)
+    plain, _ = score_task(task, labels, genes, protocol, forest=False)
+    rows, _ = score_task(task, labels, genes, protocol, forest=False, study=study)
+    frame = pd.DataFrame(rows).set_index("metric")
+    assert plain[0]["estimate"] == frame.loc["roc_auc", "estimate"]
+    subset = frame.loc["roc_auc@least_studied_by_summary"]
+    third = least_studied(study, labels["entrez_id"])["least_studied_by_summary"]
+    assert subset["n_items"] == len(third) == len(labels) // 3
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    y = (labels["label"] == task.positive).astype(int).to_numpy()
+    inside = labels["entrez_id"].isin(third).to_numpy()
+    aucs = []
+    for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(genes.matrix, y):
+        score = LogisticRegression(max_iter=5000).fit(genes.matrix[train], y[train]).predict_proba(genes.matrix[test])
+        keep = inside[test]
+        if len(np.unique(y[test][keep])) == 2:
+            aucs.append(roc_auc_score(y[test][keep], score[keep, 1]))
+    assert subset["estimate"] == pytest.approx(np.mean(aucs), abs=1e-6)
+    assert len(subset["bootstrap"]) == len(frame.loc["roc_auc", "bootstrap"]) == 200
+    summary = summarize(
+        pd.DataFrame(rows).assign(backbone="bag-of-words", view="summary", universe="all_genes", draw=0)
+    )
+    bias = study_bias(summary)
+    assert set(bias["subset"]) == set(STUDY_MEASURES.values())
+    row = bias.set_index("subset").loc["least_studied_by_summary"]
+    assert row["difference"] == pytest.approx(subset["estimate"] - plain[0]["estimate"])
+    assert row["difference_ci_low"] <= row["difference"] <= row["difference_ci_high"]
+    assert len(study_bias_table(summary)) == 1
+
+
+def test_gene_pairs_without_named_pairs_in_the_leaderboard_and_release(data_dir, catalog, summaries):
+    """Real Gene2vec pairs among the genes in most pairs (150 train, 300 test), bag-of-words on summaries: the pairs whose texts name each other
+    are removed from the test split only, the AUC without them is the AUC of the kept pairs under the same fit,
+    the shares of positive and negative pairs removed are right, and both tables are released."""
+    pair_dir = data_dir / "ggi/gene2vec_predictionData"
+    pairs = pd.concat(
+        [read_pair_split(pair_dir / f"{s}_text.txt", pair_dir / f"{s}_label.txt", s) for s in ("train", "test")],
+        ignore_index=True,
+    )
+    ids = catalog.drop_duplicates("symbol").set_index("symbol")["entrez_id"]
+    pairs = pairs.assign(entrez_a=pairs["symbol_a"].map(ids), entrez_b=pairs["symbol_b"].map(ids)).dropna()
+    pairs = pairs.astype({"entrez_a": "int64", "entrez_b": "int64"})
+    chosen = set()  # the splits' genes are disjoint: the genes in most pairs of each
+    for split, n in (("train", 150), ("test", 300)):
+        inside = pairs[pairs["split"] == split]
+        chosen |= set(pd.concat([inside["entrez_a"], inside["entrez_b"]]).value_counts().index[:n])
+    pairs = pairs[pairs["entrez_a"].isin(chosen) & pairs["entrez_b"].isin(chosen)].reset_index(drop=True)
+    texts = summary_texts(catalog, summaries, catalog.loc[catalog["entrez_id"].isin(chosen), "symbol"])
+    pairs["mentions_summary"] = mentions_other(pairs, texts, catalog)
+    test = pairs[pairs["split"] == "test"]
+    assert test["mentions_summary"].any() and not test["mentions_summary"].all()
+    genes = texts.sort_values("entrez_id")
+    vectors = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(genes[["text"]])
+    matrix = GeneMatrix(pd.Index(genes["entrez_id"]), vectors)
+    rows, figure = score_task(
+        GGI_TASK, pairs, matrix, Protocol(n_bootstrap=200, rf_max_samples=2_000), mentions="mentions_summary"
+    )
+    frame = pd.DataFrame(rows).set_index(["classifier", "metric"])
+    kept = ~test["mentions_summary"].to_numpy()
+    forest = frame.loc[("random_forest", f"roc_auc@{WITHOUT_MENTIONS}")]
+    logistic = frame.loc[("logistic_regression", f"roc_auc@{WITHOUT_MENTIONS}")]
+    y, score = figure["roc"]
+    assert logistic["estimate"] == pytest.approx(roc_auc_score(y[kept], score["logistic_regression"][kept]))
+    assert forest["n_items"] == kept.sum() and logistic["n_positive"] == y[kept].sum()
+    summary = summarize(
+        pd.DataFrame(rows).assign(backbone="bag-of-words", view="summary", universe="all_genes", draw=0)
+    )
+    overlap = content_overlap(summary).set_index("classifier")
+    named = test["mentions_summary"]
+    assert overlap.loc["logistic_regression", "share_positive_named"] == pytest.approx(named[test["label"] == 1].mean())
+    assert overlap.loc["logistic_regression", "share_negative_named"] == pytest.approx(named[test["label"] == 0].mean())
+    assert len(content_overlap_table(summary)) == 2
+    files = leaderboard_files(summary.assign(protocol="published"))
+    released = pd.read_csv(io.BytesIO(files["leaderboard_content_overlap.csv"]))
+    assert len(released) == 2 and set(released["subset"]) == {WITHOUT_MENTIONS}
+    assert "leaderboard_study_bias.csv" in files
