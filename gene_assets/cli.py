@@ -426,20 +426,21 @@ def print_leaderboard(io_base: Path) -> None:
 def print_subset_tables(summary) -> None:
     from .leaderboard.subsets import content_overlap_table, study_bias_table
 
-    bias = study_bias_table(summary)
-    if len(bias):
-        print(
-            "\n## Study bias (all_genes): primary metric on all genes and on the least-studied third (by summary "
-            "words, by GO annotations) [95% CI]; gap = third − all [paired 95% CI]\n"
-        )
-        print(bias.to_markdown(index=False))
-    overlap = content_overlap_table(summary)
-    if len(overlap):
-        print(
-            "\n## Content overlap (gene pairs, all_genes): test pairs whose texts name the other gene; AUC without "
-            "them [95% CI]; difference [paired 95% CI]\n"
-        )
-        print(overlap.to_markdown(index=False))
+    for title, table in (
+        (
+            "Study bias (all_genes): primary metric on all genes and on the least-studied third (by summary words, "
+            "by GO annotations) [95% CI]; gap = third − all [paired 95% CI]",
+            study_bias_table(summary),
+        ),
+        (
+            "Content overlap (gene pairs, all_genes): test pairs whose texts name the other gene; AUC without them "
+            "[95% CI]; difference [paired 95% CI]",
+            content_overlap_table(summary),
+        ),
+    ):
+        if len(table):
+            print(f"\n## {title}\n")
+            print(table.to_markdown(index=False))
 
 
 def main(argv: list[str] | None = None) -> int:

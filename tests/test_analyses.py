@@ -1,6 +1,7 @@
 """Study bias (least-studied thirds) and content overlap (gene pairs whose texts name each other) on real genes."""
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from gene_assets.leaderboard.subsets import content_overlap, content_overlap_tab
 from gene_assets.release.assets import leaderboard_files
 from gene_assets.sources.bioconductor import AnnotationDatabases
 from gene_assets.tasks.assets import TASKS, GeneMatrix, score_task
-from gene_assets.tasks.evaluation import Protocol
+from gene_assets.tasks.evaluation import Protocol, evaluate_binary, evaluate_multiclass, evaluate_multilabel
 from gene_assets.tasks.geneformer import GENEFORMER_SOURCES
 from gene_assets.tasks.interaction import GGI_TASK, read_pair_split
 from gene_assets.tasks.subsets import STUDY_MEASURES, WITHOUT_MENTIONS, least_studied, mentions_other
@@ -106,6 +107,24 @@ def dosage(data_dir, catalog, summaries):
     return task, labels, GeneMatrix(pd.Index(labels["entrez_id"]), vectors), study
 
 
+def test_a_subset_holding_every_gene_reproduces_the_full_figure(dosage):
+    """On the real dosage genes, as a binary, a two-class multiclass and a two-label multilabel task: the subset
+    of all genes gets the full row's estimate, fold values and replicates."""
+    task, labels, genes, _ = dosage
+    X, everything = genes.matrix[:, :256], {"all": np.ones(len(labels), bool)}
+    protocol = Protocol(n_bootstrap=50, multiclass_probes=("ridge",))
+    binary = evaluate_binary(task, X, labels["label"], protocol, forest=False, subsets=everything)
+    multiclass, _ = evaluate_multiclass(task, X, labels["label"], protocol, subsets=everything)
+    multiclass = [r for r in multiclass if r["metric"].startswith("balanced_accuracy")]
+    Y = np.column_stack([labels["label"] == task.positive, labels["label"] != task.positive])
+    multilabel = evaluate_multilabel(replace(task, label_size_range=(1, 10_000)), X, Y, protocol, subsets=everything)
+    for full, subset in (binary, multiclass, multilabel):
+        assert subset["metric"] == f"{full['metric']}@all" and subset["n_items"] == len(labels)
+        assert subset["estimate"] == pytest.approx(full["estimate"])
+        assert np.allclose(subset["fold_values"], full["fold_values"])
+        assert np.allclose(subset["bootstrap"], full["bootstrap"])
+
+
 def test_least_studied_rows_reuse_the_folds_and_resamples(dosage):
     """Scored with study depth, the dosage task gets one more row per classifier and subset; the subset figure is
     the mean over folds of the AUC on the least-studied genes of each test fold (recomputed here from the same
@@ -144,8 +163,8 @@ def test_least_studied_rows_reuse_the_folds_and_resamples(dosage):
 
 
 def test_gene_pairs_without_named_pairs_in_the_leaderboard_and_release(data_dir, catalog, summaries):
-    """Real Gene2vec pairs among the genes in most pairs (150 train, 300 test), bag-of-words on summaries: the pairs whose texts name each other
-    are removed from the test split only, the AUC without them is the AUC of the kept pairs under the same fit,
+    """Real Gene2vec pairs among the genes in most pairs (150 train, 300 test), bag-of-words (first 256 words) of
+    summaries: the pairs whose texts name each other are removed from the test split only, the AUC without them is the AUC of the kept pairs under the same fit,
     the shares of positive and negative pairs removed are right, and both tables are released."""
     pair_dir = data_dir / "ggi/gene2vec_predictionData"
     pairs = pd.concat(
@@ -165,10 +184,10 @@ def test_gene_pairs_without_named_pairs_in_the_leaderboard_and_release(data_dir,
     test = pairs[pairs["split"] == "test"]
     assert test["mentions_summary"].any() and not test["mentions_summary"].all()
     genes = texts.sort_values("entrez_id")
-    vectors = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(genes[["text"]])
+    vectors = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(genes[["text"]])[:, :256]
     matrix = GeneMatrix(pd.Index(genes["entrez_id"]), vectors)
     rows, figure = score_task(
-        GGI_TASK, pairs, matrix, Protocol(n_bootstrap=200, rf_max_samples=2_000), mentions="mentions_summary"
+        GGI_TASK, pairs, matrix, Protocol(n_bootstrap=200, rf_max_samples=300), mentions="mentions_summary"
     )
     frame = pd.DataFrame(rows).set_index(["classifier", "metric"])
     kept = ~test["mentions_summary"].to_numpy()

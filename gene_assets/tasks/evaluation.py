@@ -164,6 +164,26 @@ def subset_auc(y: np.ndarray, score: np.ndarray, mask: np.ndarray, counts: np.nd
         return roc_auc_score(y, score), weighted_auc(y, score, counts[:, mask])
 
 
+def auc_subset_rows(task: GeneTask, classifier: str, y: np.ndarray, subsets: dict, scored: dict, bootstrap: bool):
+    """ROC-AUC rows of `subsets` (masks over the items of y) from `scored`: per subset, its per-fold values and
+    replicates (subset_auc)."""
+    return [
+        subset_row(
+            task,
+            classifier,
+            "roc_auc",
+            subset,
+            scored[subset][0],
+            scored[subset][1] if bootstrap else None,
+            n_genes=int(mask.sum()),
+            n_items=int(mask.sum()),
+            n_positive=int(y[mask].sum()),
+            n_classes=2,
+        )
+        for subset, mask in subsets.items()
+    ]
+
+
 def _check_classes(task: GeneTask, y: np.ndarray, names, minimum: int) -> None:
     counts = np.bincount(y, minlength=len(names))
     if len(names) < 2 or (counts < minimum).any():
@@ -224,22 +244,7 @@ def evaluate_binary(
                 n_classes=2,
             )
         )
-        for subset, (values, resampled) in on_subsets.items():
-            mask = subsets[subset]
-            rows.append(
-                subset_row(
-                    task,
-                    name,
-                    "roc_auc",
-                    subset,
-                    values,
-                    resampled if bootstrap else None,
-                    n_genes=int(mask.sum()),
-                    n_items=int(mask.sum()),
-                    n_positive=int(y[mask].sum()),
-                    n_classes=2,
-                )
-            )
+        rows += auc_subset_rows(task, name, y, subsets, on_subsets, bootstrap)
     return [row for row in rows if row is not None]
 
 
@@ -469,19 +474,10 @@ def evaluate_pairs(
                 n_classes=2,
             )
         )
-        for subset, mask in (subsets or {}).items():
-            value, resampled = subset_auc(y_test, score, mask, counts)
-            rows.append(
-                subset_row(
-                    task,
-                    name,
-                    "roc_auc",
-                    subset,
-                    [value],
-                    [resampled] if bootstrap else None,
-                    n_items=int(mask.sum()),
-                    n_positive=int(y_test[mask].sum()),
-                    n_classes=2,
-                )
-            )
+        subsets = subsets or {}
+        on_subsets = {
+            subset: tuple([part] for part in subset_auc(y_test, score, mask, counts))
+            for subset, mask in subsets.items()
+        }
+        rows += auc_subset_rows(task, name, y_test, subsets, on_subsets, bootstrap)
     return [row for row in rows if row is not None], scores
