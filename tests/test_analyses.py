@@ -6,14 +6,19 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from dagster import DagsterInstance, materialize
 from sklearn.metrics import roc_auc_score
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
+from gene_assets.cli import register_backbones
+from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.encoders import BagOfWordsEncoder
+from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.embeddings.registry import get_backbone
 from gene_assets.leaderboard.report import summarize
 from gene_assets.leaderboard.subsets import content_overlap, content_overlap_table, study_bias, study_bias_table
 from gene_assets.release.assets import leaderboard_files
+from gene_assets.resources import temporary_resources
 from gene_assets.sources.bioconductor import AnnotationDatabases
 from gene_assets.tasks.assets import TASKS, GeneMatrix, score_task
 from gene_assets.tasks.evaluation import Protocol, evaluate_binary, evaluate_multiclass, evaluate_multilabel
@@ -208,3 +213,45 @@ def test_gene_pairs_without_named_pairs_in_the_leaderboard_and_release(data_dir,
     released = pd.read_csv(io.BytesIO(files["leaderboard_content_overlap.csv"]))
     assert len(released) == 2 and set(released["subset"]) == {WITHOUT_MENTIONS}
     assert "leaderboard_study_bias.csv" in files
+
+
+@pytest.mark.slow
+def test_graph_scores_least_studied_thirds_and_shows_them_in_the_leaderboard(tmp_path, task_symbols, annotation_cache):
+    """The small real graph (Geneformer task genes, summary view, bag-of-words): gene_universes carries study depth
+    from the real summaries and org.Hs.eg.db, geneformer_results the least-studied rows, and the leaderboard's
+    study_bias metadata shows them."""
+    resources = temporary_resources(tmp_path, tmp_path / "release", tmp_path / "remote", annotation_cache)
+    everything = [*all_assets, *all_asset_checks]
+    with DagsterInstance.ephemeral() as instance:
+        register_backbones(instance, ["bag-of-words"])
+        sources = materialize(
+            everything,
+            selection=["gene_catalog", "gene_summaries", "gene_texts", "gene_universes", "geneformer_labels"],
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols}}}},
+        )
+        universes = sources.output_for_node("gene_universes").set_index("entrez_id")
+        tp53 = int(sources.output_for_node("gene_catalog").set_index("symbol").at["TP53", "entrez_id"])
+        assert universes.at[tp53, "go_annotations"] > 100 and universes.at[tp53, "summary_words"] > 50
+        assert (universes.loc[~universes["with_summary"], "summary_words"] == 0).all()
+        scored = materialize(
+            everything,
+            selection=["gene_embeddings", "geneformer_results"],
+            instance=instance,
+            resources=resources,
+            partition_key=backbone_view_key("bag-of-words", "summary"),
+            run_config={"ops": {"geneformer_results": {"config": {"n_bootstrap": 100}}}},
+        )
+        results = scored.output_for_node("geneformer_results")
+        rows = results[(results["metric"] == "roc_auc@least_studied_by_go") & (results["universe"] == "all_genes")]
+        full = results[(results["metric"] == "roc_auc") & (results["universe"] == "all_genes")]
+        sizes = full.set_index(["task", "classifier"])["n_genes"] // 3
+        assert set(rows["task"]) <= set(full["task"]) and len(rows) >= 4
+        assert (
+            rows.set_index(["task", "classifier"])["n_items"]
+            == sizes.reindex(rows.set_index(["task", "classifier"]).index)
+        ).all()
+        board = materialize(everything, selection=["leaderboard"], instance=instance, resources=resources)
+        shown = board.get_asset_materialization_events()[0].materialization.metadata["study_bias"].value
+        assert "least_studied_by_go: gap" in shown and "dosage_sensitive_tfs" in shown

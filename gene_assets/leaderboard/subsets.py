@@ -135,8 +135,8 @@ def content_overlap_table(summary: pd.DataFrame, universe: str = "all_genes") ->
             "view": table["view"],
             "backbone": table["backbone"],
             "classifier": table["classifier"],
-            "positive pairs named": table["share_positive_named"].map("{:.1%}".format),
-            "negative pairs named": table["share_negative_named"].map("{:.1%}".format),
+            "positive pairs named": table["share_positive_named"].map("{:.2%}".format),
+            "negative pairs named": table["share_negative_named"].map("{:.2%}".format),
             "AUC all test pairs": [
                 _with_ci(*r) for r in table[["estimate_all", "ci_low_all", "ci_high_all"]].to_numpy(float)
             ],

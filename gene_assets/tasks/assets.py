@@ -396,7 +396,14 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
         backbone = get_backbone(partition["backbone"])
         protocol, features = config.evaluation_protocol(), FeatureDraws(embeddings, config.random_draws)
         embedded = set(features.index)
-        study = universes.set_index("entrez_id")[list(STUDY_MEASURES)]
+        study = (
+            universes.set_index("entrez_id")[list(STUDY_MEASURES)] if set(STUDY_MEASURES) <= set(universes) else None
+        )
+        if study is None:
+            context.log.warning(
+                "gene_universes has no study depth (summary_words, go_annotations): it predates them. Re-materialize "
+                "gene_universes to also score the least-studied third of each task's genes."
+            )
         restricted = {}
         for universe in config.universes:
             genes = set(universes.loc[universes[universe], "entrez_id"]) & embedded
@@ -420,7 +427,7 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
                 protocol,
                 draw > 0,
                 protocol.forests(universe, draw),
-                study.reindex(genes),
+                None if study is None else study.reindex(genes),
                 mention_column(partition["view"]),
             )
 
