@@ -10,7 +10,7 @@ from dagster import DagsterInstance, materialize
 from sklearn.metrics import roc_auc_score
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
-from gene_assets.cli import register_backbones
+from gene_assets.cli import print_subset_tables, register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.encoders import BagOfWordsEncoder
 from gene_assets.embeddings.partitions import backbone_view_key
@@ -130,7 +130,7 @@ def test_a_subset_holding_every_gene_reproduces_the_full_figure(dosage):
         assert np.allclose(subset["bootstrap"], full["bootstrap"])
 
 
-def test_least_studied_rows_reuse_the_folds_and_resamples(dosage):
+def test_least_studied_rows_reuse_the_folds_and_resamples(dosage, capsys):
     """Scored with study depth, the dosage task gets one more row per classifier and subset; the subset figure is
     the mean over folds of the AUC on the least-studied genes of each test fold (recomputed here from the same
     folds), its replicates are paired with the full figure's, and the full rows are unchanged."""
@@ -165,6 +165,8 @@ def test_least_studied_rows_reuse_the_folds_and_resamples(dosage):
     assert row["difference"] == pytest.approx(subset["estimate"] - plain[0]["estimate"])
     assert row["difference_ci_low"] <= row["difference"] <= row["difference_ci_high"]
     assert len(study_bias_table(summary)) == 1
+    print_subset_tables(summary)
+    assert "## Study bias (all_genes)" in capsys.readouterr().out
 
 
 def test_gene_pairs_without_named_pairs_in_the_leaderboard_and_release(data_dir, catalog, summaries):
