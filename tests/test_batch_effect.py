@@ -125,7 +125,9 @@ def test_batch_effect_of_real_pancreas_cells_reaches_the_leaderboard_and_the_rel
     rows = result.output_for_node("batch_effect_results")
     assert set(zip(rows["backbone"], rows["task"])) == {
         ("bag-of-words", "pancreas_genept_w"),
+        ("bag-of-words", "pancreas_genept_w_shared"),
         ("random-gaussian", "pancreas_genept_w"),
+        ("random-gaussian", "pancreas_genept_w_shared"),
         ("expression-pca", "pancreas_pca"),
     }
     assert set(rows["metric"]) == {"label_asw", "batch_asw", "batch_entropy", "transfer_accuracy"}
@@ -149,7 +151,7 @@ def test_batch_effect_of_real_pancreas_cells_reaches_the_leaderboard_and_the_rel
         "batch_entropy",
         "transfer_accuracy",
     ]
-    assert len(table) == 3 and table["label_asw"].str.contains(r"\[").all()
+    assert len(table) == 5 and table["label_asw"].str.contains(r"\[").all()
     assert table.map(lambda c: "★" in str(c)).sum().sum() == 4  # one best embedding per metric
     files = leaderboard_files(summary.assign(protocol="published"))
     assert b"bag-of-words" in files["leaderboard_batch_effect.csv"]

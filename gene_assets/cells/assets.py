@@ -474,15 +474,19 @@ class BatchEffectConfig(Config):
     ins={
         "cell_embeddings": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"lazy": True}),
         "cell_datasets": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"lazy": True}),
+        "gene_embeddings": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"lazy": True}),
     },
     compute_kind="scikit-learn",
     check_specs=[
         AssetCheckSpec("metrics_finite", asset="batch_effect_results", blocking=True, description=FINITE_CHECK)
     ],
 )
-def batch_effect_results(context: AssetExecutionContext, config: BatchEffectConfig, cell_embeddings, cell_datasets):
+def batch_effect_results(
+    context: AssetExecutionContext, config: BatchEffectConfig, cell_embeddings, cell_datasets, gene_embeddings
+):
     """Batch effect between two studies of one tissue (GenePT §4.4): the cell types both label, every backbone's
-    GenePT-w / GenePT-s of both studies' cells and expression PCA over the genes both measured, scored for batch
+    GenePT-w / GenePT-s of both studies' cells, GenePT-w over only the genes both studies measured, and expression
+    PCA over those genes, scored for batch
     mixing (batch silhouette, kNN batch entropy) and cell-type conservation (label silhouette, cross-study kNN
     label transfer); see cells/batch.py."""
     pair = batch.STUDY_PAIRS[context.partition_key]
@@ -511,8 +515,9 @@ def batch_effect_results(context: AssetExecutionContext, config: BatchEffectConf
                 f"{backbone}: the two studies' cells come from different views {sorted(views)}; left out"
             )
             continue
+        view = views.pop()
         methods = [m for m in parts[pair.datasets[0]].embeddings if m in parts[pair.datasets[1]].embeddings]
-        embeddings[(backbone, views.pop())] = {
+        embeddings[(backbone, view)] = {
             method: np.vstack(
                 [
                     parts[name].embeddings[method][cells.loc[cells["dataset"] == name, "position"].to_numpy()]
@@ -521,6 +526,11 @@ def batch_effect_results(context: AssetExecutionContext, config: BatchEffectConf
             )
             for method in methods
         }
+        if backbone_view_key(backbone, view) in gene_embeddings:
+            genes = gene_embeddings[backbone_view_key(backbone, view)]
+            embeddings[(backbone, view)]["genept_w_shared"] = batch.shared_panel_genept_w(
+                datasets, cells, pair, genes, config.chunk_cells
+            )
     expression, n_shared_genes = batch.shared_expression(datasets, cells, pair, config.chunk_cells)
     if n_shared_genes > 2:
         embeddings[(PCA_BACKBONE, "expression")] = {

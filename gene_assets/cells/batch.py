@@ -176,6 +176,25 @@ def shared_gene_columns(genes: dict[str, pd.DataFrame], pair: StudyPair) -> dict
     }
 
 
+def shared_panel_genept_w(datasets: dict, cells: pd.DataFrame, pair: StudyPair, genes, chunk_cells: int) -> np.ndarray:
+    """GenePT-w of the pair's cells (rows in `cells` order) over only the genes both studies measured: the cell
+    embedding without the difference between the two gene panels."""
+    from .embedding import GeneWeights, stream_genept_w
+
+    columns = shared_gene_columns({name: datasets[name].genes for name in pair.datasets}, pair)
+    blocks = []
+    for name in pair.datasets:
+        dataset = datasets[name]
+        weights = GeneWeights.for_dataset(dataset, genes)
+        panel = np.zeros(len(dataset.genes), dtype=np.float32)
+        panel[columns[name]] = 1
+        weights = GeneWeights(vectors=weights.vectors * panel[:, None], matched=weights.matched * panel)
+        rows = dataset.cells["obs_index"].to_numpy()
+        vectors, _ = stream_genept_w(dataset.matrix(), rows, dataset.attrs["input_scale"], weights, chunk_cells)
+        blocks.append(vectors[cells.loc[cells["dataset"] == name, "position"].to_numpy()])
+    return np.vstack(blocks)
+
+
 def shared_expression(datasets: dict, cells: pd.DataFrame, pair: StudyPair, chunk_cells: int):
     """Log-normalized expression of the pair's cells (rows in `cells` order) over the genes both studies measured:
     the input of the expression-PCA baseline. Returns the sparse matrix and the number of shared genes."""

@@ -15,7 +15,12 @@ from .batch import KIND as BATCH_KIND
 from .batch import METRICS as BATCH_METRICS
 from .evaluation import KIND
 
-METHOD_LABELS = {"genept_w": "GenePT-w", "genept_s": "GenePT-s", "pca": "PCA"}
+METHOD_LABELS = {
+    "genept_w": "GenePT-w",
+    "genept_s": "GenePT-s",
+    "pca": "PCA",
+    "genept_w_shared": "GenePT-w (shared genes)",
+}
 BASELINES = {"PCA": ("expression-pca", "pca"), "random": ("random-gaussian", "genept_w")}
 """Baseline name → (backbone, method) of the rows every embedding is compared with."""
 
