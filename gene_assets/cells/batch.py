@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.metrics import silhouette_samples
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from ..tasks.evaluation import genes_digest
 from ..tasks.statistics import resample_rng, stratified_counts
-from .embedding import unit_rows
+from .datasets import log_normalize
+from .embedding import GeneWeights, stream_genept_w, unit_rows
 
 FAMILY = KIND = "batch_effect"
 UNIVERSE = "cells"
@@ -179,8 +181,6 @@ def shared_gene_columns(genes: dict[str, pd.DataFrame], pair: StudyPair) -> dict
 def shared_panel_genept_w(datasets: dict, cells: pd.DataFrame, pair: StudyPair, genes, chunk_cells: int) -> np.ndarray:
     """GenePT-w of the pair's cells (rows in `cells` order) over only the genes both studies measured: the cell
     embedding without the difference between the two gene panels."""
-    from .embedding import GeneWeights, stream_genept_w
-
     columns = shared_gene_columns({name: datasets[name].genes for name in pair.datasets}, pair)
     blocks = []
     for name in pair.datasets:
@@ -198,10 +198,6 @@ def shared_panel_genept_w(datasets: dict, cells: pd.DataFrame, pair: StudyPair, 
 def shared_expression(datasets: dict, cells: pd.DataFrame, pair: StudyPair, chunk_cells: int):
     """Log-normalized expression of the pair's cells (rows in `cells` order) over the genes both studies measured:
     the input of the expression-PCA baseline. Returns the sparse matrix and the number of shared genes."""
-    from scipy import sparse
-
-    from .datasets import log_normalize
-
     columns = shared_gene_columns({name: datasets[name].genes for name in pair.datasets}, pair)
     blocks = []
     for name in pair.datasets:
