@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance
 
+from .cells.batch import STUDY_PAIRS
 from .cells.datasets import CELL_DATASETS
 from .cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from .embeddings.partitions import backbone_partitions, backbone_view_key
@@ -137,6 +138,9 @@ def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets:
                 backbone_dataset_key(backbone, dataset),
                 {"ops": {"cell_embeddings": {"config": {"view": view}}}},
             )
+    for pair in STUDY_PAIRS.values():
+        if set(pair.datasets) <= set(datasets):
+            runner.execute("batch_effect_job", pair.name)
 
 
 def run_pipeline(
@@ -383,7 +387,7 @@ def release_repository_of(data_dir: Path) -> str:
 def print_leaderboard(io_base: Path) -> None:
     import pandas as pd
 
-    from .cells.report import cell_gains, cell_type_table, gains_table
+    from .cells.report import batch_effect_table, cell_gains, cell_type_table, gains_table
     from .leaderboard.assets import leaderboard_leaks
     from .leaderboard.report import family_summary, perturbation_table, rank_intervals, rank_table, wide_table
 
@@ -414,6 +418,13 @@ def print_leaderboard(io_base: Path) -> None:
         print(cells.to_markdown(index=False))
         print("\n## Cell types: macro-F1 gain over the expression-PCA and random-gaussian baselines [paired 95% CI]\n")
         print(gains_table(cell_gains(summary)).to_markdown(index=False))
+    batch = batch_effect_table(summary)
+    if len(batch):
+        print(
+            "\n## Batch effect across studies of one tissue: mixing (batch_asw, batch_entropy) and cell-type "
+            "conservation (label_asw, transfer_accuracy) [95% CI]; ★ best, ≈ not significantly worse\n"
+        )
+        print(batch.to_markdown(index=False))
     perturbation = perturbation_table(summary)
     if len(perturbation):
         print(

@@ -19,7 +19,7 @@ from .automation.schedules import weekly_refresh
 from .automation.sensors import dead_run_recovery, discovery_sensor, embedding_job
 from .catalog import assets as catalog_assets
 from .cells import assets as cell_assets
-from .cells.partitions import backbone_dataset_partitions, cell_dataset_partitions
+from .cells.partitions import backbone_dataset_partitions, cell_dataset_partitions, study_pair_partitions
 from .deployment import automation_running, current_profile, executor_for
 from .embeddings import assets as embedding_assets
 from .embeddings.assets import gene_embeddings_asset
@@ -90,6 +90,13 @@ cells_job = define_asset_job(
     partitions_def=backbone_dataset_partitions,
     description="Cell embeddings (GenePT-w, GenePT-s) of one dataset from one backbone, scored on the cell-type tasks.",
 )
+batch_effect_job = define_asset_job(
+    "batch_effect_job",
+    selection=AssetSelection.assets("batch_effect_results"),
+    partitions_def=study_pair_partitions,
+    description="Batch mixing and cell-type conservation across two studies of one tissue, for every backbone's cell "
+    "embeddings and expression PCA.",
+)
 release_job = define_asset_job(
     "release_job",
     selection=AssetSelection.assets("leaderboard", "embeddings_release"),
@@ -104,7 +111,15 @@ def build_definitions(profile: str) -> Definitions:
     return Definitions(
         assets=assets_for(profile),
         asset_checks=all_asset_checks,
-        jobs=[sources_job, backbone_job, cell_datasets_job, cells_job, release_job, embedding_job],
+        jobs=[
+            sources_job,
+            backbone_job,
+            cell_datasets_job,
+            cells_job,
+            batch_effect_job,
+            release_job,
+            embedding_job,
+        ],
         schedules=[weekly_refresh(sources_job, running)],
         sensors=[
             discovery_sensor(sensor_status),

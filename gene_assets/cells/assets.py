@@ -1,7 +1,9 @@
-"""Cell datasets (harmonized to the catalog), cell embeddings per backbone × dataset, and cell-type results.
+"""Cell datasets (harmonized to the catalog), cell embeddings per backbone × dataset, cell-type results, and the
+batch effect between studies of one tissue.
 
 cell_datasets[dataset] ─► cell_embeddings[backbone × dataset] ─► cell_type_results[backbone × dataset] ─► leaderboard
-          └──────────────► cell_baseline_results[dataset] (PCA of the expression matrix) ─────────────────┘
+          ├──────────────► cell_baseline_results[dataset] (PCA of the expression matrix) ─────────────────┤
+          └──────────────────────────┴─► batch_effect_results[study pair] (every backbone, and PCA) ─────┘
 """
 
 import time
@@ -11,6 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from dagster import (
+    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -38,6 +41,7 @@ from ..progress import ProgressLog
 from ..sources.data_directory import DataDirectory
 from ..tasks.assets import metrics_finite
 from ..tasks.figures import png_markdown
+from . import batch
 from .datasets import (
     CELL_DATASETS,
     TARGET_SUM,
@@ -61,13 +65,13 @@ from .embedding import (
     unit_rows,
 )
 from .evaluation import UNIVERSE, CellProtocol, cells_digest, expression_pca, score_cells, umap_png
-from .partitions import backbone_dataset_partitions, cell_dataset_partitions
+from .partitions import backbone_dataset_partitions, cell_dataset_partitions, study_pair_partitions
 
 SENTENCE_KINDS = {"sentence_transformers"}
 """Backbone kinds that embed GenePT-s sentences: text models. Bag-of-words learns its vocabulary from gene texts
 (gene symbols are rarely in it) and the controls ignore text, so GenePT-s would not mean anything for them."""
 PCA_BACKBONE = "expression-pca"
-CELL_RESULT_ASSETS = ["cell_type_results", "cell_baseline_results"]
+CELL_RESULT_ASSETS = ["cell_type_results", "cell_baseline_results", "batch_effect_results"]
 
 
 class CellDatasetConfig(Config):
@@ -450,3 +454,115 @@ def cell_baseline_results(context: AssetExecutionContext, config: CellBaselineCo
     yield from scored_embeddings(
         context, config, {"pca": embedding}, dataset.cells, dataset.attrs, backbone=PCA_BACKBONE, view="expression"
     )
+
+
+class BatchEffectConfig(Config):
+    k_neighbors: int = PydanticField(
+        default=15, ge=1, description="Neighbours per cell for the batch entropy and the cross-study label transfer."
+    )
+    n_bootstrap: int = PydanticField(default=1000, ge=100, description="Bootstrap replicates of every metric.")
+    seed: int = PydanticField(default=0, description="Seed of the bootstrap and of the expression PCA.")
+    pca_components: int = PydanticField(
+        default=50, ge=2, description="Components of the expression-PCA baseline (on the genes both studies measured)."
+    )
+    chunk_cells: int = PydanticField(default=10_000, ge=1, description="Cells read at a time for the PCA baseline.")
+
+
+@asset(
+    group_name="cells",
+    partitions_def=study_pair_partitions,
+    ins={
+        "cell_embeddings": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"lazy": True}),
+        "cell_datasets": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"lazy": True}),
+        "gene_embeddings": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"lazy": True}),
+    },
+    compute_kind="scikit-learn",
+    check_specs=[
+        AssetCheckSpec("metrics_finite", asset="batch_effect_results", blocking=True, description=FINITE_CHECK)
+    ],
+)
+def batch_effect_results(
+    context: AssetExecutionContext, config: BatchEffectConfig, cell_embeddings, cell_datasets, gene_embeddings
+):
+    """Batch effect between two studies of one tissue (GenePT §4.4): the cell types both label, every backbone's
+    GenePT-w / GenePT-s of both studies' cells, GenePT-w over only the genes both studies measured, and expression
+    PCA over those genes, scored for batch
+    mixing (batch silhouette, kNN batch entropy) and cell-type conservation (label silhouette, cross-study kNN
+    label transfer); see cells/batch.py."""
+    pair = batch.STUDY_PAIRS[context.partition_key]
+    missing = [name for name in pair.datasets if name not in cell_datasets]
+    if missing:
+        raise ValueError(
+            f"batch_effect_results[{pair.name}] needs cell_datasets {', '.join(missing)}: materialize them first "
+            f"(`gene-assets run` includes every built-in cell dataset)."
+        )
+    datasets = {name: cell_datasets[name] for name in pair.datasets}
+    cells, left_out = batch.shared_cells({name: d.cells for name, d in datasets.items()}, pair)
+    protocol = batch.BatchProtocol(k_neighbors=config.k_neighbors, n_bootstrap=config.n_bootstrap, seed=config.seed)
+    embeddings = {}  # (backbone, view) → {method: stacked cell vectors of both studies}
+    by_backbone: dict[str, dict[str, CellEmbeddings]] = {}
+    for key in sorted(cell_embeddings):
+        dims = backbone_dataset_partitions.get_partition_key_from_str(key).keys_by_dimension
+        if dims["cell_dataset"] in pair.datasets:
+            by_backbone.setdefault(dims["backbone"], {})[dims["cell_dataset"]] = cell_embeddings[key]
+    for backbone, parts in sorted(by_backbone.items()):
+        if len(parts) < len(pair.datasets):
+            context.log.info(f"{backbone}: cell embeddings of {', '.join(sorted(parts))} only; left out")
+            continue
+        views = {parts[name].attrs["view"] for name in pair.datasets}
+        if len(views) > 1:
+            context.log.warning(
+                f"{backbone}: the two studies' cells come from different views {sorted(views)}; left out"
+            )
+            continue
+        view = views.pop()
+        methods = [m for m in parts[pair.datasets[0]].embeddings if m in parts[pair.datasets[1]].embeddings]
+        embeddings[(backbone, view)] = {
+            method: np.vstack(
+                [
+                    parts[name].embeddings[method][cells.loc[cells["dataset"] == name, "position"].to_numpy()]
+                    for name in pair.datasets
+                ]
+            )
+            for method in methods
+        }
+        if backbone_view_key(backbone, view) in gene_embeddings:
+            genes = gene_embeddings[backbone_view_key(backbone, view)]
+            embeddings[(backbone, view)]["genept_w_shared"] = batch.shared_panel_genept_w(
+                datasets, cells, pair, genes, config.chunk_cells
+            )
+    expression, n_shared_genes = batch.shared_expression(datasets, cells, pair, config.chunk_cells)
+    if n_shared_genes > 2:
+        embeddings[(PCA_BACKBONE, "expression")] = {
+            "pca": expression_pca(expression, config.pca_components, config.seed)
+        }
+    digest, rows = batch.batch_digest(cells, protocol), []
+    for (backbone, view), methods in embeddings.items():
+        for method, X in methods.items():
+            started = time.perf_counter()
+            scored = batch.score_batch_effect(X, cells, pair.name, method, protocol)
+            seconds = time.perf_counter() - started
+            rows += [
+                dict(r, backbone=backbone, view=view, dims=int(X.shape[1]), seconds=seconds, genes_digest=digest)
+                for r in scored
+            ]
+    n_excluded = sum(sum(counts.values()) for counts in left_out.values())
+    results = pd.DataFrame(rows).assign(universe=batch.UNIVERSE, draw=0, n_excluded=n_excluded)
+    estimates = (
+        results.assign(embedding=results["backbone"] + " · " + results["task"].str.removeprefix(f"{pair.name}_"))
+        .pivot_table(index="embedding", columns="metric", values="estimate")
+        .round(3)
+    )
+    context.log.info(f"batch effect {pair.name}: {len(embeddings)} embeddings of {len(cells)} cells scored")
+    yield Output(
+        results,
+        metadata={
+            "estimates": MetadataValue.md(estimates[[m for m in batch.METRICS if m in estimates]].to_markdown()),
+            "metrics": MetadataValue.json({m: what for m, (_, what) in batch.METRICS.items()}),
+            "cells": MetadataValue.md(cells.groupby(["label", "dataset"]).size().unstack(fill_value=0).to_markdown()),
+            "left_out_cells": MetadataValue.json(left_out),
+            "shared_genes": n_shared_genes,
+            "genes_digest": digest,
+        },
+    )
+    yield metrics_finite(results)

@@ -11,16 +11,24 @@ import pandas as pd
 from ..leaderboard.report import PRIMARY_CLASSIFIER, format_estimate, mark_significance
 from ..tasks.spec import PRIMARY_METRIC
 from ..tasks.statistics import paired_p_value, percentile_interval
+from .batch import KIND as BATCH_KIND
+from .batch import METRICS as BATCH_METRICS
 from .evaluation import KIND
 
-METHOD_LABELS = {"genept_w": "GenePT-w", "genept_s": "GenePT-s", "pca": "PCA"}
+METHOD_LABELS = {
+    "genept_w": "GenePT-w",
+    "genept_s": "GenePT-s",
+    "pca": "PCA",
+    "genept_w_shared": "GenePT-w (shared genes)",
+}
 BASELINES = {"PCA": ("expression-pca", "pca"), "random": ("random-gaussian", "genept_w")}
 """Baseline name → (backbone, method) of the rows every embedding is compared with."""
 
 
-def cell_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard's cell-task rows with dataset, method and embedding ('backbone · method') columns."""
-    cells = summary[summary["kind"] == KIND].copy()
+def cell_rows(summary: pd.DataFrame, kind: str = KIND) -> pd.DataFrame:
+    """The leaderboard's cell-task rows (or batch-effect rows, with the study pair as dataset) with dataset, method
+    and embedding ('backbone · method') columns."""
+    cells = summary[summary["kind"] == kind].copy()
     if cells.empty:
         return cells.assign(dataset=[], method=[], embedding=[])
     cells["method"] = [next(m for m in METHOD_LABELS if task.endswith(f"_{m}")) for task in cells["task"]]
@@ -116,4 +124,22 @@ def clustering_table(summary: pd.DataFrame) -> pd.DataFrame:
     wide["cell"] = [f"{a:.2f} / {b:.2f} / {c:.2f}" for a, b, c in zip(wide["ari"], wide["ami"], wide["asw"])]
     table = wide.pivot(index="embedding", columns="dataset", values="cell")
     table.columns.name = None
+    return table.reset_index()
+
+
+def batch_effect_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per study pair, embedding rows × batch metrics (cells/batch.py METRICS): estimate [95% CI]; ★ best on the
+    metric, ≈ not significantly worse (Holm-adjusted paired bootstrap over every embedding of the pair)."""
+    rows = cell_rows(summary, BATCH_KIND)
+    if rows.empty:
+        return pd.DataFrame()
+    marked = mark_significance(
+        rows.assign(backbone=rows["embedding"], task=rows["dataset"], view="cells").reset_index(drop=True)
+    )
+    marked["cell"] = marked.apply(format_estimate, axis=1)
+    table = marked.pivot(index=["task", "backbone"], columns="metric", values="cell")
+    table = table[[m for m in BATCH_METRICS if m in table.columns]]
+    order = marked.groupby(["task", "backbone"])["estimate"].mean().sort_values(ascending=False)
+    table = table.loc[order.sort_index(level=0, sort_remaining=False).index]
+    table.index.names, table.columns.name = ["study pair", "embedding"], None
     return table.reset_index()

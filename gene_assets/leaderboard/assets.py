@@ -14,7 +14,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from ..cells.report import cell_gains, cell_type_table, clustering_table, gains_table
+from ..cells.report import batch_effect_table, cell_gains, cell_type_table, clustering_table, gains_table
 from ..perturbation.evaluation import BASELINE
 from ..tasks.assets import RESULT_ASSETS
 from ..tasks.evaluation import PROTOCOLS
@@ -40,9 +40,10 @@ from .subsets import content_overlap_table, study_bias_table
 
 
 def leaderboard_leaks(summary: pd.DataFrame) -> pd.DataFrame:
-    """The leakage audit of a leaderboard's text views against its gene tasks (cell tasks have no text view): the ⚠
+    """The leakage audit of a leaderboard's text views against its gene tasks (cell and batch-effect tasks have no
+    text view): the ⚠
     marks of every leaderboard table, in the UI, the CLI and the release."""
-    text_tasks = summary.loc[summary["kind"] != "cells", "task"].unique()
+    text_tasks = summary.loc[~summary["kind"].isin(["cells", "batch_effect"]), "task"].unique()
     return leakage_audit(
         {v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks}
     )
@@ -149,6 +150,9 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
         ),
         "cell_clustering_ari_ami_asw": MetadataValue.md(
             _markdown(clustering_table(summary), "no cell-type results yet")
+        ),
+        "batch_effect": MetadataValue.md(
+            _markdown(batch_effect_table(summary), "needs batch_effect_results (cell embeddings of both studies)")
         ),
         "perturbation": MetadataValue.md(_markdown(perturbation, "no perturbation results yet")),
         "study_bias": MetadataValue.md(

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, MetadataValue, PathMetadataValue, asset
 
 from ..cells.embedding import CellEmbeddings
-from ..cells.report import cell_gains, cell_type_table
+from ..cells.report import batch_effect_table, cell_gains, cell_type_table
 from ..embeddings.registry import all_backbones
 from ..embeddings.table import GeneEmbeddings
 from ..leaderboard.assets import leaderboard_leaks
@@ -74,13 +74,14 @@ def parquet_bytes(table) -> bytes:
 
 def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
     """The release's leaderboard files: the wide table (the UI's and the CLI's, ⚠ marks and overall rank intervals
-    included), the cell-type section, the long table, paired comparisons, rank intervals per task and overall, the
-    GO-vs-summary ablation, the perturbation tables, study bias (least-studied thirds), content overlap (gene pairs
-    whose texts name each other) and the heatmap."""
+    included), the cell-type section, the batch effect, the long table, paired comparisons, rank intervals per task
+    and overall, the GO-vs-summary ablation, the perturbation tables, study bias (least-studied thirds), content
+    overlap (gene pairs whose texts name each other) and the heatmap."""
     tables = {
         "leaderboard.csv": wide_table(leaderboard, leaks=leaderboard_leaks(leaderboard)),
         "leaderboard_cells.csv": cell_type_table(leaderboard),
         "leaderboard_cell_gains.csv": cell_gains(leaderboard),
+        "leaderboard_batch_effect.csv": batch_effect_table(leaderboard),
         "leaderboard_long.csv": leaderboard.drop(columns="bootstrap"),
         "leaderboard_comparisons.csv": pairwise_comparisons(leaderboard),
         "leaderboard_ranks.csv": rank_intervals(leaderboard),
