@@ -33,6 +33,7 @@ from .report import (
     rank_intervals,
     rank_table,
     summarize,
+    tuning_gains,
     view_ablation,
     wide_table,
 )
@@ -147,6 +148,9 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
         ),
         "cell_clustering_ari_ami_asw": MetadataValue.md(
             _markdown(clustering_table(summary), "no cell-type results yet")
+        ),
+        "tuning_gain_roc_auc": MetadataValue.md(
+            _markdown(tuning_gains(summary).round(3), "needs the full protocol (logistic_regression_cv)")
         ),
         "perturbation": MetadataValue.md(_markdown(perturbation, "no perturbation results yet")),
     }
