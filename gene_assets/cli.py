@@ -389,7 +389,14 @@ def print_leaderboard(io_base: Path) -> None:
 
     from .cells.report import batch_effect_table, cell_gains, cell_type_table, gains_table
     from .leaderboard.assets import leaderboard_leaks
-    from .leaderboard.report import family_summary, perturbation_table, rank_intervals, rank_table, wide_table
+    from .leaderboard.report import (
+        family_summary,
+        perturbation_table,
+        rank_intervals,
+        rank_table,
+        tuning_gains,
+        wide_table,
+    )
 
     path = io_base / "leaderboard.parquet"
     if not path.exists():
@@ -425,6 +432,12 @@ def print_leaderboard(io_base: Path) -> None:
             "conservation (label_asw, transfer_accuracy) [95% CI]; ★ best, ≈ not significantly worse\n"
         )
         print(batch.to_markdown(index=False))
+    tuning = tuning_gains(summary)
+    if len(tuning):
+        print(
+            "\n## Logistic regression tuned by nested cross-validation minus the default (C = 1): ROC-AUC [paired 95% CI]\n"
+        )
+        print(tuning.round(3).to_markdown(index=False))
     perturbation = perturbation_table(summary)
     if len(perturbation):
         print(

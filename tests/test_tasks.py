@@ -22,7 +22,10 @@ from gene_assets.catalog.assets import read_ncbi_gene_info
 from gene_assets.catalog.resolver import GeneResolver
 from gene_assets.embeddings.encoders import BagOfWordsEncoder
 from gene_assets.embeddings.registry import get_backbone
+from gene_assets.leaderboard.report import summarize, tuning_gains
 from gene_assets.tasks.evaluation import (
+    TUNED_CLASSIFIER,
+    TUNED_CS,
     Protocol,
     evaluate_binary,
     evaluate_multiclass,
@@ -42,7 +45,12 @@ from gene_assets.tasks.geneformer import (
     map_geneformer_labels,
 )
 from gene_assets.tasks.interaction import GGI_TASK, read_pair_split
-from gene_assets.tasks.linear_probes import PairLogisticRegression, logistic_fold_probabilities, ridge_fold_predictions
+from gene_assets.tasks.linear_probes import (
+    NestedLogisticRegression,
+    PairLogisticRegression,
+    logistic_fold_probabilities,
+    ridge_fold_predictions,
+)
 from gene_assets.tasks.spec import GeneTask, TaskLabelError
 from gene_assets.tasks.statistics import (
     classification_metrics,
@@ -350,6 +358,7 @@ def test_named_protocols_choose_where_forests_are_fitted():
     assert not published.forests("all_genes", 5) and not published.forests("with_summary", 0)
     assert all(full.forests(u, d) for u in ("all_genes", "with_summary") for d in range(20))
     assert published.multiclass_probes == full.multiclass_probes == ("logistic_regression",)
+    assert full.tuned_logistic and not published.tuned_logistic
     with pytest.raises(ValueError, match="Unknown evaluation protocol 'fast'.*published, full"):
         Protocol.named("fast")
 
@@ -377,6 +386,65 @@ def test_engine_forests_are_the_plain_forests_on_real_summary_vectors(data_dir):
     ]
     forest = next(r for r in rows if r["classifier"] == "random_forest")
     assert forest["fold_values"] == expected and forest["estimate"] > 0.6
+
+
+@pytest.mark.slow
+def test_tuned_logistic_regression_is_nested_cross_validation_on_real_summary_vectors(data_dir):
+    """`full` adds logistic regression whose C each outer training fold chooses by inner stratified 5-fold ROC-AUC:
+    every fold's AUC equals that of the same nested cross-validation written out with plain LogisticRegression;
+    `published`, and draws without forests, fit only the default."""
+    genes = (
+        pd.read_parquet(
+            data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet", columns=["symbol", "refseq_summary"]
+        )
+        .dropna()
+        .drop_duplicates("symbol")
+        .head(300)
+    )
+    X = BagOfWordsEncoder(get_backbone("bag-of-words")).embed(genes.rename(columns={"refseq_summary": "text"}))
+    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-9)
+    labels = pd.Series(np.where(genes["refseq_summary"].str.contains("membrane").to_numpy(), "yes", "no"))
+    full = Protocol.named("full", n_bootstrap=200)
+    rows = {r["classifier"]: r for r in evaluate_binary(BINARY, X, labels, full)}
+    assert set(rows) == {"logistic_regression", "random_forest", TUNED_CLASSIFIER}
+    assert TUNED_CLASSIFIER not in {r["classifier"] for r in evaluate_binary(BINARY, X, labels, full, forest=False)}
+    assert TUNED_CLASSIFIER not in {r["classifier"] for r in evaluate_binary(BINARY, X, labels, FAST)}
+
+    y = (labels == "yes").to_numpy().astype(int)
+    expected = []
+    for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(X, y):
+        tuned = NestedLogisticRegression(TUNED_CS, 5, 0).fit(X[train], y[train])
+        inner = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X[train], y[train]))
+        cold = [  # every candidate fitted from scratch, the plain nested cross-validation
+            np.mean(
+                [
+                    roc_auc_score(
+                        y[train][i_test],
+                        LogisticRegression(C=c, max_iter=5000)
+                        .fit(X[train][i_train], y[train][i_train])
+                        .decision_function(X[train][i_test]),
+                    )
+                    for i_train, i_test in inner
+                ]
+            )
+            for c in TUNED_CS
+        ]
+        np.testing.assert_allclose(tuned.inner_scores_, cold, atol=5e-3)  # warm starts: the solver's tolerance
+        top, second = np.sort(cold)[::-1][:2]
+        assert tuned.C_ == TUNED_CS[int(np.argmax(cold))] or top - second < 1e-2
+        refit = LogisticRegression(C=tuned.C_, max_iter=5000).fit(X[train], y[train])
+        expected.append(roc_auc_score(y[test], refit.predict_proba(X[test])[:, 1]))
+    assert rows[TUNED_CLASSIFIER]["fold_values"] == expected
+    assert rows[TUNED_CLASSIFIER]["estimate"] > 0.6
+
+    results = pd.DataFrame(list(rows.values())).assign(
+        backbone="bag-of-words", view="summary", universe="all_genes", draw=0, genes_digest="d", n_excluded=0, dims=1
+    )
+    gains = tuning_gains(summarize(results))
+    assert len(gains) == 1
+    gain = gains.iloc[0]
+    assert gain["gain"] == pytest.approx(rows[TUNED_CLASSIFIER]["estimate"] - rows["logistic_regression"]["estimate"])
+    assert gain["ci_low"] <= gain["gain"] <= gain["ci_high"] and 0 <= gain["p_holm"] <= 1
 
 
 def test_pca_to_a_matched_dimension_is_fitted_inside_each_training_fold():

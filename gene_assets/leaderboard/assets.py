@@ -33,6 +33,7 @@ from .report import (
     rank_intervals,
     rank_table,
     summarize,
+    tuning_gains,
     view_ablation,
     wide_table,
 )
@@ -153,6 +154,9 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
         ),
         "batch_effect": MetadataValue.md(
             _markdown(batch_effect_table(summary), "needs batch_effect_results (cell embeddings of both studies)")
+        ),
+        "tuning_gain_roc_auc": MetadataValue.md(
+            _markdown(tuning_gains(summary).round(3), "needs the full protocol (logistic_regression_cv)")
         ),
         "perturbation": MetadataValue.md(_markdown(perturbation, "no perturbation results yet")),
         "study_bias": MetadataValue.md(

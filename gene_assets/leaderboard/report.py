@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..perturbation.evaluation import BASELINE
+from ..tasks.evaluation import TUNED_CLASSIFIER
 from ..tasks.spec import LOWER_IS_BETTER, PRIMARY_METRIC
 from ..tasks.statistics import holm, paired_p_value, percentile_interval
 
@@ -492,6 +493,35 @@ def random_band_at_chance(
             "at_chance",
         ]
     ]
+
+
+def tuning_gains(summary: pd.DataFrame) -> pd.DataFrame:
+    """Binary tasks scored by both logistic regressions (the `full` protocol): the one whose C nested
+    cross-validation chose minus the default (C = 1), per backbone, view, universe and task on the same genes, with
+    the paired 95% CI and p-value (Holm-adjusted over the table)."""
+    keys = ["backbone", "view", "universe", "task", "genes_digest"]
+    single = summary[(summary["kind"] == "binary") & (summary["metric"] == "roc_auc") & (summary["n_draws"] <= 1)]
+    tuned = single[single["classifier"] == TUNED_CLASSIFIER]
+    default = single[single["classifier"] == "logistic_regression"]
+    pairs = tuned.merge(default, on=keys, suffixes=("_tuned", "_default"))
+    rows = []
+    for row in pairs.to_dict("records"):
+        difference = np.asarray(row["bootstrap_tuned"], float) - np.asarray(row["bootstrap_default"], float)
+        low, high = percentile_interval(difference)
+        rows.append(
+            {
+                **{k: row[k] for k in keys[:4]},
+                "default_lr": row["estimate_default"],
+                "tuned_lr": row["estimate_tuned"],
+                "gain": row["estimate_tuned"] - row["estimate_default"],
+                "ci_low": low,
+                "ci_high": high,
+                "p_value": paired_p_value(row["bootstrap_tuned"], row["bootstrap_default"]),
+            }
+        )
+    table = pd.DataFrame(rows, columns=[*keys[:4], "default_lr", "tuned_lr", "gain", "ci_low", "ci_high", "p_value"])
+    table["p_holm"] = holm(table["p_value"].to_numpy()) if len(table) else []
+    return table.sort_values(keys[:4]).reset_index(drop=True)
 
 
 def baseline_gaps(summary: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from ..leaderboard.report import (
     pairwise_comparisons,
     perturbation_table,
     rank_intervals,
+    tuning_gains,
     view_ablation,
     wide_table,
 )
@@ -75,8 +76,9 @@ def parquet_bytes(table) -> bytes:
 def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
     """The release's leaderboard files: the wide table (the UI's and the CLI's, ⚠ marks and overall rank intervals
     included), the cell-type section, the batch effect, the long table, paired comparisons, rank intervals per task
-    and overall, the GO-vs-summary ablation, the perturbation tables, study bias (least-studied thirds), content
-    overlap (gene pairs whose texts name each other) and the heatmap."""
+    and overall, the gain of tuned over default logistic regression, the GO-vs-summary ablation, the perturbation
+    tables, study bias (least-studied thirds), content overlap (gene pairs whose texts name each other) and the
+    heatmap."""
     tables = {
         "leaderboard.csv": wide_table(leaderboard, leaks=leaderboard_leaks(leaderboard)),
         "leaderboard_cells.csv": cell_type_table(leaderboard),
@@ -85,6 +87,7 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
         "leaderboard_long.csv": leaderboard.drop(columns="bootstrap"),
         "leaderboard_comparisons.csv": pairwise_comparisons(leaderboard),
         "leaderboard_ranks.csv": rank_intervals(leaderboard),
+        "leaderboard_tuning.csv": tuning_gains(leaderboard),
         "leaderboard_go_minus_summary.csv": view_ablation(leaderboard),
         "leaderboard_perturbation.csv": perturbation_table(leaderboard),
         "leaderboard_perturbation_vs_mean_signature.csv": baseline_gaps(leaderboard),

@@ -21,7 +21,12 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .linear_probes import PairLogisticRegression, logistic_fold_probabilities, ridge_fold_predictions
+from .linear_probes import (
+    NestedLogisticRegression,
+    PairLogisticRegression,
+    logistic_fold_probabilities,
+    ridge_fold_predictions,
+)
 from .spec import GeneTask, TaskLabelError
 from .statistics import (
     classification_metrics,
@@ -33,14 +38,21 @@ from .statistics import (
 from .subsets import subset_metric
 
 PROTOCOLS = {
-    "published": {"forest_universes": ("all_genes",), "forest_draws": 5},
-    "full": {"forest_universes": ("all_genes", "with_summary"), "forest_draws": None},
+    "published": {"forest_universes": ("all_genes",), "forest_draws": 5, "tuned_logistic": False},
+    "full": {"forest_universes": ("all_genes", "with_summary"), "forest_draws": None, "tuned_logistic": True},
 }
 """What each named protocol fits besides logistic regression. `published` (the default): random forests where the
 sources publish them, on the primary universe, and on 5 of the random control's draws; `with_summary` (a confound
-control) gets logistic regression only. `full`: forests on both universes and on every draw. Both fit the same
-probes otherwise: the sources' logistic regression (multinomial for multiclass tasks), ridge for multilabel tasks,
-logistic regression and forests on gene pairs."""
+control) gets logistic regression only. `full`: forests on both universes and on every draw, and on binary tasks,
+wherever forests run, logistic regression with its regularization chosen by nested cross-validation
+(`logistic_regression_cv`, Gan & Li) beside the default one. Both fit the same probes otherwise: the sources'
+logistic regression (multinomial for multiclass tasks), ridge for multilabel tasks, logistic regression and forests
+on gene pairs."""
+TUNED_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
+"""Inverse regularization strengths the nested cross-validation chooses from (scikit-learn's default is 1)."""
+INNER_SPLITS = 5
+"""Inner stratified folds, inside each outer training fold, that choose C by ROC-AUC."""
+TUNED_CLASSIFIER = "logistic_regression_cv"
 MULTICLASS_PROBES = ("logistic_regression", "ridge")
 """Multiclass probes by name: the multinomial logistic regression GenePT and the leaderboard paper publish, and a
 one-vs-rest ridge classifier on standardized features, scored only when asked for by name."""
@@ -52,6 +64,8 @@ class Protocol:
     forest_universes: tuple[str, ...] = PROTOCOLS["published"]["forest_universes"]
     forest_draws: int | None = PROTOCOLS["published"]["forest_draws"]
     """Random-control draws (0, 1, …) whose binary tasks also get forests; None: every draw."""
+    tuned_logistic: bool = PROTOCOLS["published"]["tuned_logistic"]
+    """Binary tasks also fit `logistic_regression_cv` (C chosen by nested cross-validation) where forests run."""
     multiclass_probes: tuple[str, ...] = ("logistic_regression",)
     n_splits: int = 5
     seed: int = 0
@@ -95,17 +109,25 @@ def with_pca(estimator, protocol: Protocol, dims: int):
 
 
 def binary_classifiers(protocol: Protocol, dims: int, pairs: bool = False) -> dict:
-    """scikit-learn defaults as GenePT uses them; logistic regression gets enough iterations to converge."""
+    """scikit-learn defaults as GenePT uses them; logistic regression gets enough iterations to converge. With the
+    protocol's `tuned_logistic` (not on gene pairs), also logistic regression whose C is chosen among TUNED_CS by
+    ROC-AUC over INNER_SPLITS stratified folds of the training fold only (nested cross-validation)."""
 
     def forest():
         return RandomForestClassifier(
             random_state=protocol.seed, n_jobs=protocol.threads, max_samples=protocol.rf_max_samples if pairs else None
         )
 
-    return {
+    def tuned():
+        return NestedLogisticRegression(TUNED_CS, INNER_SPLITS, protocol.seed)
+
+    classifiers = {
         "logistic_regression": lambda: with_pca(LogisticRegression(max_iter=5000), protocol, dims),
         "random_forest": lambda: with_pca(forest(), protocol, dims),
     }
+    if protocol.tuned_logistic and not pairs:
+        classifiers[TUNED_CLASSIFIER] = lambda: with_pca(tuned(), protocol, dims)
+    return classifiers
 
 
 def fitted_scores(model, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray) -> np.ndarray:
@@ -218,8 +240,9 @@ def evaluate_binary(
     )
     rows = []
     classifiers = binary_classifiers(protocol, X.shape[1])
-    if not forest:
+    if not forest:  # the costly classifiers run only where the protocol fits forests
         classifiers.pop("random_forest")
+        classifiers.pop(TUNED_CLASSIFIER, None)
     for name, make in classifiers.items():
         aucs, replicates = [], []
         on_subsets = {subset: ([], []) for subset in subsets}

@@ -11,6 +11,9 @@ optimum is far from its curvature at zero; float32 products gain nothing at 15 c
 
 Folds: ridge on standardized features for every fold of a task from statistics that add up over folds.
 
+Tuning: logistic regression whose C is chosen inside the training data by inner stratified folds (nested
+cross-validation), the candidates of an inner fold fitted along the regularization path (warm starts).
+
 Each reaches the plain fit's answer; tests compare them with scikit-learn on real gene vectors."""
 
 from __future__ import annotations
@@ -124,3 +127,34 @@ def ridge_fold_predictions(X: np.ndarray, Y: np.ndarray, folds: list, alpha: flo
         weights = linalg.solve(system, right, assume_a="pos")
         predictions.append(((X[test] - mean) / scale) @ weights + target_mean)
     return predictions
+
+
+class NestedLogisticRegression:
+    """Logistic regression (L2) whose C is the candidate with the best mean ROC-AUC over `inner_splits` stratified
+    folds of the data it is fitted on (ties: the smallest C, the strongest regularization), then refitted on all of
+    it from scratch. Inside an outer training fold this is nested cross-validation; `C_` is the choice. In each
+    inner fold the candidates are fitted in increasing C, each L-BFGS run started from the previous solution (the
+    regularization path): the same optima to the solver's tolerance in a fraction of the steps."""
+
+    def __init__(self, Cs, inner_splits: int, seed: int):
+        self.Cs, self.inner_splits, self.seed = tuple(sorted(Cs)), inner_splits, seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import roc_auc_score
+        from sklearn.model_selection import StratifiedKFold
+
+        scores = np.zeros((self.inner_splits, len(self.Cs)))
+        inner = StratifiedKFold(self.inner_splits, shuffle=True, random_state=self.seed).split(X, y)
+        for f, (train, test) in enumerate(inner):
+            path = LogisticRegression(max_iter=5000, warm_start=True)
+            for i, c in enumerate(self.Cs):
+                path.set_params(C=c).fit(X[train], y[train])
+                scores[f, i] = roc_auc_score(y[test], path.decision_function(X[test]))
+        self.inner_scores_ = scores.mean(axis=0)
+        self.C_ = self.Cs[int(np.argmax(self.inner_scores_))]
+        self.model_ = LogisticRegression(C=self.C_, max_iter=5000).fit(X, y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(X)
