@@ -264,14 +264,12 @@ def check_partition_key(partitions_def, partition) -> dict[str, str]:
 def require_view_texts(defs, instance: DagsterInstance, view: str) -> None:
     """The stored gene_texts holds `view`; else refuse before any run, with the one command that adds the view (the
     stored texts' own config, the view added)."""
-    import pandas as pd
-
     from .runs import latest_materialization
 
-    path = storage_path(defs.resources["io_manager"].base_dir) / "gene_texts.parquet"
-    if not path.exists():
+    io_manager = defs.resources["io_manager"]
+    if not storage_path(io_manager.base_dir).joinpath("gene_texts.parquet").exists():
         return  # the run says that gene_texts is not materialized
-    stored = set(pd.read_parquet(str(path), columns=["view"])["view"].unique())
+    stored = set(io_manager.load(["gene_texts"], columns=["view"])["view"].unique())
     if view in stored:
         return
     record = latest_materialization(instance, AssetKey("gene_texts"), None)
@@ -380,17 +378,15 @@ def release_repository_of(data_dir: Path) -> str:
     return local_resources()["release_repository"].repo_dir
 
 
-def print_leaderboard(io_base: Path) -> None:
-    import pandas as pd
-
+def print_leaderboard(io_manager) -> None:
     from .cells.report import cell_gains, cell_type_table, gains_table
     from .leaderboard.assets import leaderboard_leaks
     from .leaderboard.report import family_summary, perturbation_table, rank_intervals, rank_table, wide_table
 
-    path = io_base / "leaderboard.parquet"
+    path = storage_path(io_manager.base_dir) / "leaderboard.parquet"
     if not path.exists():
         raise UsageError(f"No leaderboard at {path}: run `make run` first.")
-    summary = pd.read_parquet(str(path))
+    summary = io_manager.load(["leaderboard"])
     leaks = leaderboard_leaks(summary)
     protocol = summary["protocol"].iloc[0] if "protocol" in summary and len(summary) else "not recorded"
     for universe in ("all_genes", "with_summary"):
@@ -436,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     from .release.dvc_repository import ReleaseError
     from .sources.bioconductor import AnnotationDatabaseError
     from .sources.data_directory import DataDirectoryError, DataFileError
+    from .storage import StoredOutputError
     from .tasks.spec import TaskLabelError
     from .texts.views import GeneTextError
 
@@ -453,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         DataFileError,
         TaskLabelError,
         GeneTextError,
+        StoredOutputError,
         UsageError,
     ) as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)
@@ -614,9 +612,8 @@ def _main(argv: list[str] | None) -> int:
         for package in ("org.Hs.eg.db", "GO.db"):
             print(f"{package}: {resources['annotation_databases'].sqlite_path(package)}")
         return 0
-    io_base = storage_path(resources["io_manager"].base_dir)
     if args.command == "leaderboard":
-        print_leaderboard(io_base)
+        print_leaderboard(resources["io_manager"])
         return 0
     if args.command == "run":  # every input file, before anything runs
         needed = [n for n in DATA_FILES if not n.startswith("single_cell_")]
@@ -679,7 +676,7 @@ def _main(argv: list[str] | None) -> int:
         force=args.force,
         protocol=args.protocol,
     )
-    print_leaderboard(io_base)
+    print_leaderboard(resources["io_manager"])
     if runner.skipped:
         print(
             f"\nUp to date, not run again ({len(runner.skipped)} runs; --force runs them): {', '.join(runner.skipped)}",
