@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -360,6 +361,18 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
     return 0 if result.success else 1
 
 
+def failure_reasons(result) -> list[str]:
+    """The innermost error message of each failed step of a run (what went wrong, without Dagster's wrapping)."""
+    reasons = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            reasons.append(re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip()))
+    return reasons
+
+
 def release_repository_of(data_dir: Path) -> str:
     """The git checkout holding `data_dir` when it has a release index, else this project's release repository."""
     import subprocess
@@ -641,7 +654,7 @@ def _main(argv: list[str] | None) -> int:
         if not result.success:
             print(
                 "The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
-                "unchanged.",
+                f"unchanged.{''.join(f' {reason}' for reason in failure_reasons(result))}",
                 file=sys.stderr,
             )
             return 1
