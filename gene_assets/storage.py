@@ -196,15 +196,15 @@ class ParquetIOManager(ConfigurableIOManager):
             partitions_def = context.asset_partitions_def
             if context.has_partition_key and len(keys) == 1:
                 return self.load(asset_key_path, _as_key(partitions_def, keys[0]))
-            keys = {key: _as_key(partitions_def, key) for key in keys}
-            keys = {key: k for key, k in keys.items() if self._path(asset_key_path, k).exists()}
+            stored = {key: _as_key(partitions_def, key) for key in keys}
+            stored = {key: k for key, k in stored.items() if self._path(asset_key_path, k).exists()}
             lazy = (context.definition_metadata or {}).get("lazy", False)
             found = (
-                LazyPartitions(keys, functools.partial(self.load, asset_key_path))
+                LazyPartitions(stored, functools.partial(self.load, asset_key_path))
                 if lazy
-                else {key: self.load(asset_key_path, k) for key, k in keys.items()}
+                else {key: self.load(asset_key_path, k) for key, k in stored.items()}
             )
-            missing = len(context.asset_partition_keys) - len(found)
+            missing = len(keys) - len(found)
             if missing:
                 context.log.info(
                     f"{'/'.join(asset_key_path)}: {len(found)} partitions available, {missing} not materialized"
