@@ -25,7 +25,6 @@ from .embeddings.registry import (
 from .runs import PipelineRunner
 from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
 from .sources.data_directory import DATA_FILES
-from .storage import storage_path
 from .tasks.evaluation import PROTOCOLS
 from .texts.views import VIEWS
 
@@ -268,7 +267,7 @@ def require_view_texts(defs, instance: DagsterInstance, view: str) -> None:
     from .runs import latest_materialization
 
     io_manager = defs.resources["io_manager"]
-    if not storage_path(io_manager.base_dir).joinpath("gene_texts.parquet").exists():
+    if not io_manager.stored_path(["gene_texts"]).exists():
         return  # the run says that gene_texts is not materialized
     stored = set(io_manager.load(["gene_texts"], columns=["view"])["view"].unique())
     if view in stored:
@@ -282,6 +281,18 @@ def require_view_texts(defs, instance: DagsterInstance, view: str) -> None:
         f"materialize: the stored gene_texts holds the views {', '.join(sorted(stored))}, not {view!r}. Add "
         f"it first: gene-assets materialize gene_texts --config-json '{command}'"
     )
+
+
+def require_view_embeddings(defs, backbone: str, run_config: dict | None) -> None:
+    """The gene embeddings of the view cell_embeddings reads (its `view` config, default summary) are stored; else
+    refuse before any run, with the command that makes them."""
+    config = ((run_config or {}).get("ops", {}).get("cell_embeddings", {}) or {}).get("config") or {}
+    view = config.get("view", "summary")
+    if not defs.resources["io_manager"].stored_path(["gene_embeddings"], backbone_view_key(backbone, view)).exists():
+        raise UsageError(
+            f"materialize: cell_embeddings of {backbone} reads its {view!r} gene embeddings, which are not stored. "
+            f"Make them first: gene-assets materialize gene_embeddings --backbone {backbone} --view {view}"
+        )
 
 
 def parse_run_config(defs, text: str | None) -> dict | None:
@@ -339,11 +350,13 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
     keys, partition_values = check_partitioning(defs, args.selection, partition)
     if "view" in partition_values and AssetKey("gene_texts") not in keys:
         require_view_texts(defs, instance, partition_values["view"])
+    run_config = parse_run_config(defs, args.config_json)
+    if AssetKey("cell_embeddings") in keys:
+        require_view_embeddings(defs, partition_values["backbone"], run_config)
     if args.backbone:
         register_backbones(instance, [args.backbone])
     if args.dataset:
         register_partitions(instance, cell_dataset_partitions.name, [args.dataset])
-    run_config = parse_run_config(defs, args.config_json)
     result = materialize(
         [*defs.assets, *defs.asset_checks],
         selection=args.selection,
@@ -396,7 +409,7 @@ def print_leaderboard(io_manager) -> None:
     from .leaderboard.assets import leaderboard_leaks
     from .leaderboard.report import family_summary, perturbation_table, rank_intervals, rank_table, wide_table
 
-    path = storage_path(io_manager.base_dir) / "leaderboard.parquet"
+    path = io_manager.stored_path(["leaderboard"])
     if not path.exists():
         raise UsageError(f"No leaderboard at {path}: run `make run` first.")
     summary = io_manager.load(["leaderboard"])

@@ -163,7 +163,8 @@ class ParquetIOManager(ConfigurableIOManager):
 
     base_dir: str
 
-    def _path(self, asset_key_path: list[str], partition_key=None) -> Path:
+    def stored_path(self, asset_key_path: list[str], partition_key=None) -> Path:
+        """Where the parquet file of an asset (and partition) is stored."""
         parts = list(asset_key_path)
         if partition_key is not None:
             parts += partition_parts(partition_key)
@@ -173,7 +174,7 @@ class ParquetIOManager(ConfigurableIOManager):
         if obj is None:
             return
         key = context.asset_partition_key if context.has_asset_partitions else None
-        path = self._path(context.asset_key.path, key)
+        path = self.stored_path(context.asset_key.path, key)
         if isinstance(obj, pd.DataFrame):
             table = pa.Table.from_pandas(obj, preserve_index=False)
         else:
@@ -197,7 +198,7 @@ class ParquetIOManager(ConfigurableIOManager):
             if context.has_partition_key and len(keys) == 1:
                 return self.load(asset_key_path, _as_key(partitions_def, keys[0]))
             stored = {key: _as_key(partitions_def, key) for key in keys}
-            stored = {key: k for key, k in stored.items() if self._path(asset_key_path, k).exists()}
+            stored = {key: k for key, k in stored.items() if self.stored_path(asset_key_path, k).exists()}
             lazy = (context.definition_metadata or {}).get("lazy", False)
             found = (
                 LazyPartitions(stored, functools.partial(self.load, asset_key_path))
@@ -215,7 +216,7 @@ class ParquetIOManager(ConfigurableIOManager):
     def load(self, asset_key_path: list[str], partition_key=None, columns: list[str] | None = None):
         """The stored object of an asset (and partition), every file of it checked against the sha256 written with
         it (an h5ad copy beside the parquet included); also for reads outside a run (the CLI)."""
-        path = self._path(asset_key_path, partition_key)
+        path = self.stored_path(asset_key_path, partition_key)
         asset, partition = "/".join(asset_key_path), None if partition_key is None else str(partition_key)
         table = read_stored_table(path, asset, partition, columns)
         if path.with_suffix(".h5ad").exists():

@@ -157,7 +157,7 @@ def made(tmp_path_factory, task_symbols, annotation_cache, data_dir):
             small_graph(instance, resources, symbols)
     work = tmp / "work"
     work.mkdir()
-    return {"env": env, "home": home, "repo": repo, "work": work}
+    return {"env": env, "home": home, "repo": repo, "work": work, "dagster_home": dagster_home}
 
 
 def gene_assets(made, command: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -271,3 +271,28 @@ def test_the_leaderboard_command_refuses_a_stored_leaderboard_changed_on_disk(ma
         rf"rm -f {path} {path}\.sha256 && gene-assets materialize leaderboard\n",
         result.stderr,
     ), result.stderr
+
+
+def test_cell_embeddings_of_a_view_whose_gene_embeddings_are_not_stored_are_refused_before_any_run(made, monkeypatch):
+    """cell_embeddings reads the gene embeddings of its `view` config: a view not stored for the backbone is refused
+    in one line with the command that makes them; no run starts and no stored file changes."""
+    storage = made["home"] / "storage"
+    monkeypatch.setenv("DAGSTER_HOME", str(made["dagster_home"]))
+
+    def state():
+        with DagsterInstance.get() as instance:
+            runs = len(instance.get_runs())
+        return runs, {p: p.stat().st_mtime_ns for p in storage.rglob("*") if p.is_file()}
+
+    before = state()
+    config = json.dumps({"ops": {"cell_embeddings": {"config": {"view": "card"}}}})
+    result = gene_assets(
+        made,
+        f"gene-assets materialize cell_embeddings --backbone {BACKBONE} --dataset {DATASET} --config-json '{config}'",
+    )
+    assert result.returncode == 2 and result.stdout == "", result.stdout[-2000:]
+    assert result.stderr == (
+        f"gene-assets: materialize: cell_embeddings of {BACKBONE} reads its 'card' gene embeddings, which are not "
+        f"stored. Make them first: gene-assets materialize gene_embeddings --backbone {BACKBONE} --view card\n"
+    )
+    assert state() == before
