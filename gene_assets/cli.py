@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -25,7 +26,6 @@ from .embeddings.registry import (
 from .runs import PipelineRunner
 from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
 from .sources.data_directory import DATA_FILES
-from .storage import storage_path
 from .tasks.evaluation import PROTOCOLS
 from .texts.views import VIEWS
 
@@ -268,14 +268,12 @@ def check_partition_key(partitions_def, partition) -> dict[str, str]:
 def require_view_texts(defs, instance: DagsterInstance, view: str) -> None:
     """The stored gene_texts holds `view`; else refuse before any run, with the one command that adds the view (the
     stored texts' own config, the view added)."""
-    import pandas as pd
-
     from .runs import latest_materialization
 
-    path = storage_path(defs.resources["io_manager"].base_dir) / "gene_texts.parquet"
-    if not path.exists():
+    io_manager = defs.resources["io_manager"]
+    if not io_manager.stored_path(["gene_texts"]).exists():
         return  # the run says that gene_texts is not materialized
-    stored = set(pd.read_parquet(str(path), columns=["view"])["view"].unique())
+    stored = set(io_manager.load(["gene_texts"], columns=["view"])["view"].unique())
     if view in stored:
         return
     record = latest_materialization(instance, AssetKey("gene_texts"), None)
@@ -287,6 +285,18 @@ def require_view_texts(defs, instance: DagsterInstance, view: str) -> None:
         f"materialize: the stored gene_texts holds the views {', '.join(sorted(stored))}, not {view!r}. Add "
         f"it first: gene-assets materialize gene_texts --config-json '{command}'"
     )
+
+
+def require_view_embeddings(defs, backbone: str, run_config: dict | None) -> None:
+    """The gene embeddings of the view cell_embeddings reads (its `view` config, default summary) are stored; else
+    refuse before any run, with the command that makes them."""
+    config = ((run_config or {}).get("ops", {}).get("cell_embeddings", {}) or {}).get("config") or {}
+    view = config.get("view", "summary")
+    if not defs.resources["io_manager"].stored_path(["gene_embeddings"], backbone_view_key(backbone, view)).exists():
+        raise UsageError(
+            f"materialize: cell_embeddings of {backbone} reads its {view!r} gene embeddings, which are not stored. "
+            f"Make them first: gene-assets materialize gene_embeddings --backbone {backbone} --view {view}"
+        )
 
 
 def parse_run_config(defs, text: str | None) -> dict | None:
@@ -344,11 +354,13 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
     keys, partition_values = check_partitioning(defs, args.selection, partition)
     if "view" in partition_values and AssetKey("gene_texts") not in keys:
         require_view_texts(defs, instance, partition_values["view"])
+    run_config = parse_run_config(defs, args.config_json)
+    if AssetKey("cell_embeddings") in keys:
+        require_view_embeddings(defs, partition_values["backbone"], run_config)
     if args.backbone:
         register_backbones(instance, [args.backbone])
     if args.dataset:
         register_partitions(instance, cell_dataset_partitions.name, [args.dataset])
-    run_config = parse_run_config(defs, args.config_json)
     result = materialize(
         [*defs.assets, *defs.asset_checks],
         selection=args.selection,
@@ -364,6 +376,18 @@ def materialize_selection(defs, instance: DagsterInstance, args) -> int:
         f"{', '.join(done) or 'nothing'}" + (f" for {partition}" if partition else "")
     )
     return 0 if result.success else 1
+
+
+def failure_reasons(result) -> list[str]:
+    """The innermost error message of each failed step of a run (what went wrong, without Dagster's wrapping)."""
+    reasons = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            reasons.append(re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip()))
+    return reasons
 
 
 def release_repository_of(data_dir: Path) -> str:
@@ -384,9 +408,7 @@ def release_repository_of(data_dir: Path) -> str:
     return local_resources()["release_repository"].repo_dir
 
 
-def print_leaderboard(io_base: Path) -> None:
-    import pandas as pd
-
+def print_leaderboard(io_manager) -> None:
     from .cells.report import batch_effect_table, cell_gains, cell_type_table, gains_table
     from .leaderboard.assets import leaderboard_leaks
     from .leaderboard.report import (
@@ -398,10 +420,10 @@ def print_leaderboard(io_base: Path) -> None:
         wide_table,
     )
 
-    path = io_base / "leaderboard.parquet"
+    path = io_manager.stored_path(["leaderboard"])
     if not path.exists():
         raise UsageError(f"No leaderboard at {path}: run `make run` first.")
-    summary = pd.read_parquet(str(path))
+    summary = io_manager.load(["leaderboard"])
     leaks = leaderboard_leaks(summary)
     protocol = summary["protocol"].iloc[0] if "protocol" in summary and len(summary) else "not recorded"
     for universe in ("all_genes", "with_summary"):
@@ -481,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     from .release.dvc_repository import ReleaseError
     from .sources.bioconductor import AnnotationDatabaseError
     from .sources.data_directory import DataDirectoryError, DataFileError
+    from .storage import StoredOutputError
     from .tasks.spec import TaskLabelError
     from .texts.views import GeneTextError
 
@@ -498,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         DataFileError,
         TaskLabelError,
         GeneTextError,
+        StoredOutputError,
         UsageError,
     ) as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)
@@ -659,9 +683,8 @@ def _main(argv: list[str] | None) -> int:
         for package in ("org.Hs.eg.db", "GO.db"):
             print(f"{package}: {resources['annotation_databases'].sqlite_path(package)}")
         return 0
-    io_base = storage_path(resources["io_manager"].base_dir)
     if args.command == "leaderboard":
-        print_leaderboard(io_base)
+        print_leaderboard(resources["io_manager"])
         return 0
     if args.command == "run":  # every input file, before anything runs
         needed = [n for n in DATA_FILES if not n.startswith("single_cell_")]
@@ -689,7 +712,7 @@ def _main(argv: list[str] | None) -> int:
         if not result.success:
             print(
                 "The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
-                "unchanged.",
+                f"unchanged.{''.join(f' {reason}' for reason in failure_reasons(result))}",
                 file=sys.stderr,
             )
             return 1
@@ -724,7 +747,7 @@ def _main(argv: list[str] | None) -> int:
         force=args.force,
         protocol=args.protocol,
     )
-    print_leaderboard(io_base)
+    print_leaderboard(resources["io_manager"])
     if runner.skipped:
         print(
             f"\nUp to date, not run again ({len(runner.skipped)} runs; --force runs them): {', '.join(runner.skipped)}",

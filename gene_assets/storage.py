@@ -4,12 +4,13 @@ store (any fsspec URL, e.g. s3://bucket/storage, through universal-pathlib)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -87,12 +88,18 @@ def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + CHECKSUM_SUFFIX)
 
 
-def write_table(table: pa.Table, path: Path) -> None:
-    """The table as parquet at `path`, with the file's sha256 beside it (written first: a write interrupted between
-    the two leaves a mismatch that the next read reports, never a silently different table)."""
+def write_stored(path: Path, write: Callable[[Path], None]) -> None:
+    """A stored output file, written by `write` to a temporary path, with its sha256 beside it in `sha256sum` format
+    (written first: a write interrupted between the two leaves a mismatch that the next read reports, never a
+    silently different file)."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        write(tmp)
         write_bytes_atomic(checksum_path(path), f"{sha256_file(tmp)}  {path.name}\n".encode())
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """The table as parquet at `path`, with its sha256 beside it."""
+    write_stored(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def partition_parts(key: str | MultiPartitionKey) -> list[str]:
@@ -106,18 +113,58 @@ class StoredOutputError(ValueError):
     """A stored asset output exists but cannot be read (truncated or corrupt)."""
 
 
+def rematerialize_advice(path: Path, asset: str, partition: str | None) -> str:
+    """What to do about a damaged stored file: delete it (and its sha256) and materialize its asset again."""
+    files = [path, checksum_path(path)]
+    delete = f"delete {' and '.join(map(str, files))}" if is_url(path) else f"rm -f {' '.join(map(str, files))}"
+    command = f"gene-assets materialize {asset}" + (f" --partition '{partition}'" if partition else "")
+    return f"Delete it and re-materialize that asset: {delete} && {command}"
+
+
+def verified_bytes(path: Path, asset: str, partition: str | None = None) -> bytes:
+    """The bytes of a stored output file of `asset` (and `partition`), checked against the sha256 written with them;
+    a mismatch is refused, the file left as found (outputs written before checksums were kept have none and are
+    read unchecked)."""
+    if not path.exists():
+        raise FileNotFoundError(f"No stored output at {path}: materialize the upstream asset first.")
+    data = path.read_bytes()
+    recorded = checksum_path(path)
+    if recorded.exists() and hashlib.sha256(data).hexdigest() != (recorded.read_text().split() or [""])[0]:
+        raise StoredOutputError(
+            f"Stored output of {asset}{f' {partition}' if partition else ''} ({path}) does not match the sha256 "
+            f"written with it ({recorded}): it changed after it was written (bit rot, a partial copy or an edit); "
+            f"nothing was read from it. {rematerialize_advice(path, asset, partition)}"
+        )
+    return data
+
+
+def read_stored_table(path: Path, asset: str, partition: str | None = None, columns: list[str] | None = None):
+    """A stored parquet output as an Arrow table, verified (verified_bytes) and parsed; unreadable bytes are a
+    StoredOutputError naming the file and what to do."""
+    data = verified_bytes(path, asset, partition)
+    try:
+        return pq.read_table(pa.BufferReader(data), columns=columns)
+    except pa.ArrowException as exc:
+        raise StoredOutputError(
+            f"Stored output of {asset}{f' {partition}' if partition else ''} ({path}) cannot be read ({exc}): the "
+            f"file is truncated or corrupt. {rematerialize_advice(path, asset, partition)}"
+        ) from exc
+
+
 class ParquetIOManager(ConfigurableIOManager):
     """Stores DataFrames and Arrow-convertible objects as parquet under `base_dir`.
 
     Objects other than DataFrames provide `to_arrow()` and a classmethod `from_arrow()`; objects that also provide
-    `to_anndata()` are written as an h5ad beside the parquet file.
+    `to_anndata()` are written as an h5ad beside the parquet file. Every file gets its sha256 beside it
+    (write_stored), and every read checks it: the h5ad copy's too, whenever its output is loaded.
     Loading a multi-partition input returns {partition key: object} for the partitions that exist; with the input
     metadata `{"lazy": True}` each partition is read only when it is looked up.
     """
 
     base_dir: str
 
-    def _path(self, asset_key_path: list[str], partition_key=None) -> Path:
+    def stored_path(self, asset_key_path: list[str], partition_key=None) -> Path:
+        """Where the parquet file of an asset (and partition) is stored."""
         parts = list(asset_key_path)
         if partition_key is not None:
             parts += partition_parts(partition_key)
@@ -127,7 +174,7 @@ class ParquetIOManager(ConfigurableIOManager):
         if obj is None:
             return
         key = context.asset_partition_key if context.has_asset_partitions else None
-        path = self._path(context.asset_key.path, key)
+        path = self.stored_path(context.asset_key.path, key)
         if isinstance(obj, pd.DataFrame):
             table = pa.Table.from_pandas(obj, preserve_index=False)
         else:
@@ -140,8 +187,7 @@ class ParquetIOManager(ConfigurableIOManager):
         context.add_output_metadata({"path": str(path)})
         if hasattr(obj, "to_anndata"):
             h5ad = path.with_suffix(".h5ad")
-            with atomic_path(h5ad) as tmp:
-                obj.to_anndata().write_h5ad(tmp)
+            write_stored(h5ad, obj.to_anndata().write_h5ad)
             context.add_output_metadata({"h5ad_path": str(h5ad)})
 
     def load_input(self, context: InputContext):
@@ -150,12 +196,14 @@ class ParquetIOManager(ConfigurableIOManager):
             keys = context.asset_partition_keys
             partitions_def = context.asset_partitions_def
             if context.has_partition_key and len(keys) == 1:
-                return self._read(self._path(asset_key_path, _as_key(partitions_def, keys[0])))
-            paths = {key: self._path(asset_key_path, _as_key(partitions_def, key)) for key in keys}
-            paths = {key: path for key, path in paths.items() if path.exists()}
+                return self.load(asset_key_path, _as_key(partitions_def, keys[0]))
+            stored = {key: _as_key(partitions_def, key) for key in keys}
+            stored = {key: k for key, k in stored.items() if self.stored_path(asset_key_path, k).exists()}
             lazy = (context.definition_metadata or {}).get("lazy", False)
             found = (
-                LazyPartitions(paths, self._read) if lazy else {key: self._read(path) for key, path in paths.items()}
+                LazyPartitions(stored, functools.partial(self.load, asset_key_path))
+                if lazy
+                else {key: self.load(asset_key_path, k) for key, k in stored.items()}
             )
             missing = len(keys) - len(found)
             if missing:
@@ -163,33 +211,18 @@ class ParquetIOManager(ConfigurableIOManager):
                     f"{'/'.join(asset_key_path)}: {len(found)} partitions available, {missing} not materialized"
                 )
             return found
-        return self._read(self._path(asset_key_path))
+        return self.load(asset_key_path)
 
-    def _read(self, path: Path):
-        """The stored object, its bytes checked against the sha256 written with them (outputs written before
-        checksums were kept have none and are read unchecked)."""
-        if not path.exists():
-            raise FileNotFoundError(f"No stored output at {path}: materialize the upstream asset first.")
-        stored = str(path).removeprefix(str(storage_path(self.base_dir)).rstrip("/") + "/").removesuffix(".parquet")
-        data = path.read_bytes()
-        recorded = checksum_path(path)
-        if recorded.exists():
-            expected = (recorded.read_text().split() or [""])[0]
-            if hashlib.sha256(data).hexdigest() != expected:
-                raise StoredOutputError(
-                    f"Stored output of {stored} ({path}) does not match the sha256 written with it ({recorded}): it "
-                    "changed after it was written (bit rot, a partial copy or an edit). Re-materialize that asset "
-                    "(and partition) to rewrite it."
-                )
-        try:
-            table = pq.read_table(pa.BufferReader(data))
-        except pa.ArrowException as exc:
-            raise StoredOutputError(
-                f"Stored output of {stored} ({path}) cannot be read ({exc}): the file is truncated or corrupt. "
-                "Re-materialize that asset (and partition) to rewrite it."
-            ) from exc
+    def load(self, asset_key_path: list[str], partition_key=None, columns: list[str] | None = None):
+        """The stored object of an asset (and partition), every file of it checked against the sha256 written with
+        it (an h5ad copy beside the parquet included); also for reads outside a run (the CLI)."""
+        path = self.stored_path(asset_key_path, partition_key)
+        asset, partition = "/".join(asset_key_path), None if partition_key is None else str(partition_key)
+        table = read_stored_table(path, asset, partition, columns)
+        if path.with_suffix(".h5ad").exists():
+            verified_bytes(path.with_suffix(".h5ad"), asset, partition)
         type_name = (table.schema.metadata or {}).get(b"gene_assets.type", b"").decode()
-        if not type_name or type_name.startswith("pandas."):
+        if columns or not type_name or type_name.startswith("pandas."):
             return table.to_pandas()
         module_name, _, qualname = type_name.partition(":")
         cls = getattr(importlib.import_module(module_name), qualname)
@@ -199,21 +232,21 @@ class ParquetIOManager(ConfigurableIOManager):
 class LazyPartitions(Mapping):
     """{partition key: object} whose objects are read from their files when looked up."""
 
-    def __init__(self, paths: dict, read):
-        self._paths = {str(key): path for key, path in paths.items()}
+    def __init__(self, keys: dict, read):
+        self._keys = {str(key): value for key, value in keys.items()}
         self._read = read
 
     def __getitem__(self, key):
-        return self._read(self._paths[str(key)])
+        return self._read(self._keys[str(key)])
 
     def __contains__(self, key) -> bool:
-        return str(key) in self._paths
+        return str(key) in self._keys
 
     def __iter__(self):
-        return iter(self._paths)
+        return iter(self._keys)
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._keys)
 
 
 def _as_key(partitions_def, key: str):

@@ -271,9 +271,11 @@ def test_truncated_stored_output_names_the_file_and_says_to_re_materialize_the_a
         )
         with pytest.raises(
             StoredOutputError,
-            match=r"Stored output of gene_embeddings/backbone=bag-of-words/view=summary "
+            match=r"Stored output of gene_embeddings bag-of-words\|summary "
             r"\(.*view=summary\.parquet\) does not match the sha256 written "
-            r"with it .*a partial copy.*Re-materialize",
+            r"with it .*a partial copy.*Delete it and re-materialize that asset: rm -f .*view=summary\.parquet "
+            r".*view=summary\.parquet\.sha256 && gene-assets materialize gene_embeddings --partition "
+            r"'bag-of-words\|summary'$",
         ):
             manager.load_input(context)
         assert_nothing_lost(tmp_path, before)  # left as found, for inspection

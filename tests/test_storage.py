@@ -115,9 +115,57 @@ def test_a_stored_output_changed_after_it_was_written_fails_its_checksum_and_rew
         StoredOutputError,
         match=r"Stored output of gene_catalog \(.*gene_catalog\.parquet\) does not match "
         r"the sha256 written with it \(.*gene_catalog\.parquet\.sha256\): it changed "
-        r"after it was written .*Re-materialize that asset",
+        r"after it was written .*Delete it and re-materialize that asset: rm -f .* && "
+        r"gene-assets materialize gene_catalog$",
     ):
         manager.load_input(build_input_context(asset_key="gene_catalog"))
     assert path.read_bytes() == bytes(data)  # left as found, for inspection
     manager.handle_output(build_output_context(asset_key="gene_catalog"), frame)
     assert manager.load_input(build_input_context(asset_key="gene_catalog")).equals(frame)
+
+
+def test_a_changed_h5ad_copy_is_refused_whenever_its_output_is_loaded(tmp_path, data_dir):
+    """Cell embeddings of real cells (Wang's pancreas, GenePT-w over random gene vectors) are stored as parquet and
+    an h5ad copy, each with its sha256 in `sha256sum` format; one flipped byte in the h5ad refuses the load, naming
+    the h5ad and the commands that rewrite it, and leaves the files as found."""
+    import hashlib
+    import subprocess
+
+    import anndata
+    import numpy as np
+
+    from gene_assets.cells.datasets import CellMatrix, detect_input_scale
+    from gene_assets.cells.embedding import CellEmbeddings, GeneWeights, stream_genept_w
+    from gene_assets.cells.partitions import backbone_dataset_key
+    from gene_assets.storage import StoredOutputError, checksum_path
+
+    adata = anndata.read_h5ad(data_dir / "single_cell/wang.h5ad", backed="r")
+    matrix = CellMatrix(adata, use_raw=False, name="wang")
+    rows = np.arange(0, adata.n_obs, 5)
+    genes = len(matrix.var_names)
+    weights = GeneWeights(np.random.default_rng(0).normal(size=(genes, 16)).astype(np.float32), np.ones(genes))
+    vectors, _ = stream_genept_w(matrix, rows, detect_input_scale(matrix, "wang"), weights, chunk_cells=64)
+    cells = pd.DataFrame({"obs_name": adata.obs_names[rows], "label": adata.obs["cell_type"].astype(str).iloc[rows]})
+    stored = CellEmbeddings(cells, {"genept_w": vectors}, {"backbone": "random-gaussian", "dataset": "wang"})
+    manager = ParquetIOManager(base_dir=str(tmp_path))
+    key = backbone_dataset_key("random-gaussian", "wang")
+    manager.handle_output(build_output_context(asset_key="cell_embeddings", partition_key=key), stored)
+    h5ad = tmp_path / "cell_embeddings" / "backbone=random-gaussian" / "cell_dataset=wang.h5ad"
+    check = subprocess.run(["sha256sum", "-c", checksum_path(h5ad).name], cwd=h5ad.parent, capture_output=True)
+    assert check.returncode == 0, check.stdout
+    assert np.array_equal(manager.load(["cell_embeddings"], key).embeddings["genept_w"], vectors)
+    assert np.array_equal(anndata.read_h5ad(h5ad).obsm["X_genept_w"], vectors)
+
+    data = bytearray(h5ad.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    h5ad.write_bytes(bytes(data))
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(
+        StoredOutputError,
+        match=r"^Stored output of cell_embeddings random-gaussian\|wang \(.*cell_dataset=wang\.h5ad\) does not match "
+        r"the sha256 written with it \(.*cell_dataset=wang\.h5ad\.sha256\): it changed after it was written .* "
+        r"Delete it and re-materialize that asset: rm -f .*cell_dataset=wang\.h5ad .*cell_dataset=wang\.h5ad\.sha256 "
+        r"&& gene-assets materialize cell_embeddings --partition 'random-gaussian\|wang'$",
+    ):
+        manager.load(["cell_embeddings"], key)
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
