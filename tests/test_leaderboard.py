@@ -109,6 +109,21 @@ def test_go_minus_summary_ablation_is_paired():
     assert row["ci_low"] > 0 and row["p_value"] < 0.05
 
 
+def test_results_scored_with_another_number_of_replicates_are_not_paired():
+    """A view scored with n_bootstrap=100 beside views with 500 replicates: its replicates are not pairs of theirs, so
+    it is marked not comparable, and the ablation, the comparisons and the release tables leave it out."""
+    rows = [result("strong", "summary", 0.90), result("close", "summary", 0.89, seed=1)]
+    short = result("strong", "go", 0.93, seed=3)
+    short["bootstrap"] = short["bootstrap"][:100]
+    odd = result("odd", "summary", 0.80, seed=4)
+    odd["bootstrap"] = odd["bootstrap"][:100]
+    summary = summarize(pd.DataFrame([*rows, short, odd]))
+    assert not summary.set_index("backbone").loc["odd", "comparable"]
+    assert view_ablation(summary).empty
+    assert not pairwise_comparisons(summary)[["backbone_a", "backbone_b"]].isin(["odd"]).any().any()
+    assert "leaderboard_go_minus_summary.csv" in leaderboard_files(summary.assign(protocol="published"))
+
+
 def test_leaderboard_compares_results_of_one_protocol_and_says_which():
     """Gene-task partitions scored under another protocol (or before protocols were named) are left out and listed;
     cell results, which have one protocol, are kept; the wide table names the protocol it shows."""

@@ -5,12 +5,11 @@ embeddings of a dataset are scored on the same cells with paired resamples, so d
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from ..leaderboard.report import PRIMARY_CLASSIFIER, format_estimate, mark_significance
 from ..tasks.spec import PRIMARY_METRIC
-from ..tasks.statistics import paired_p_value, percentile_interval
+from ..tasks.statistics import paired_difference, paired_p_value, percentile_interval
 from .batch import KIND as BATCH_KIND
 from .batch import METRICS as BATCH_METRICS
 from .evaluation import KIND
@@ -71,7 +70,9 @@ def cell_gains(summary: pd.DataFrame) -> pd.DataFrame:
             for _, row in group.iterrows():
                 if row["embedding"] == reference["embedding"] or row["genes_digest"] != reference["genes_digest"]:
                     continue
-                difference = np.asarray(row["bootstrap"], float) - np.asarray(reference["bootstrap"], float)
+                difference = paired_difference(row["bootstrap"], reference["bootstrap"])
+                if difference is None:
+                    continue
                 low, high = percentile_interval(difference)
                 rows.append(
                     {

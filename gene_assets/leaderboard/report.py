@@ -10,7 +10,7 @@ import pandas as pd
 from ..perturbation.evaluation import BASELINE
 from ..tasks.evaluation import TUNED_CLASSIFIER
 from ..tasks.spec import LOWER_IS_BETTER, PRIMARY_METRIC
-from ..tasks.statistics import holm, paired_p_value, percentile_interval
+from ..tasks.statistics import holm, paired_difference, paired_p_value, percentile_interval
 
 KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
 PRIMARY_CLASSIFIER = {
@@ -86,10 +86,13 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 
 def mark_significance(summary: pd.DataFrame) -> pd.DataFrame:
     """Per (view, universe, task, classifier, metric): the best backbone among those scored on the genes most of
-    them share (others are marked not comparable) and, for every other comparable one, the Holm-adjusted paired bootstrap p-value of its gap to the best; p ≥ 0.05 means 'tied'."""
+    them share with the number of replicates most of them have (others, not paired, are marked not comparable) and, for every other comparable one, the Holm-adjusted paired bootstrap p-value of its gap to the best; p ≥ 0.05 means 'tied'."""
     summary = summary.assign(best=False, p_vs_best=np.nan, tied_with_best=False, comparable=True)
     for _, group in summary.groupby(["view", "universe", "task", "classifier", "metric"]):
-        comparable = group["genes_digest"] == group["genes_digest"].mode().iloc[0]
+        replicates = group["bootstrap"].map(lambda b: len(b) if hasattr(b, "__len__") else 0)
+        comparable = (group["genes_digest"] == group["genes_digest"].mode().iloc[0]) & (
+            replicates == replicates.mode().iloc[0]
+        )
         summary.loc[group.index, "comparable"] = comparable.to_numpy()
         estimates = group.loc[comparable.to_numpy(), "estimate"]
         best = estimates.idxmin() if group["metric"].iloc[0] in LOWER_IS_BETTER else estimates.idxmax()
@@ -111,7 +114,9 @@ def pairwise_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
         records = group.to_dict("records")
         for i, a in enumerate(records):
             for b in records[i + 1 :]:
-                diff = np.asarray(a["bootstrap"], float) - np.asarray(b["bootstrap"], float)
+                diff = paired_difference(a["bootstrap"], b["bootstrap"])
+                if diff is None:
+                    continue
                 low, high = percentile_interval(diff)
                 rows.append(
                     {
@@ -140,7 +145,9 @@ def view_ablation(summary: pd.DataFrame, view: str = "go", baseline: str = "summ
         x, y = a.loc[key], b.loc[key]
         if x["genes_digest"] != y["genes_digest"]:
             continue
-        diff = np.asarray(x["bootstrap"], float) - np.asarray(y["bootstrap"], float)
+        diff = paired_difference(x["bootstrap"], y["bootstrap"])
+        if diff is None:
+            continue
         low, high = percentile_interval(diff)
         rows.append(
             {
@@ -506,7 +513,9 @@ def tuning_gains(summary: pd.DataFrame) -> pd.DataFrame:
     pairs = tuned.merge(default, on=keys, suffixes=("_tuned", "_default"))
     rows = []
     for row in pairs.to_dict("records"):
-        difference = np.asarray(row["bootstrap_tuned"], float) - np.asarray(row["bootstrap_default"], float)
+        difference = paired_difference(row["bootstrap_tuned"], row["bootstrap_default"])
+        if difference is None:
+            continue
         low, high = percentile_interval(difference)
         rows.append(
             {
@@ -537,7 +546,10 @@ def baseline_gaps(summary: pd.DataFrame) -> pd.DataFrame:
         if key not in baseline.index:
             continue
         base = baseline.loc[key]
-        low, high = percentile_interval(np.asarray(row["bootstrap"], float) - np.asarray(base["bootstrap"], float))
+        difference = paired_difference(row["bootstrap"], base["bootstrap"])
+        if difference is None:
+            continue
+        low, high = percentile_interval(difference)
         out.append(
             {
                 **{k: row[k] for k in KEYS},

@@ -79,9 +79,19 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[fl
     return float(low), float(high)
 
 
+def paired_difference(a, b) -> np.ndarray | None:
+    """a − b replicate by replicate; None when a and b were not drawn as pairs (a different number of replicates:
+    results scored with another n_bootstrap)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return a - b if a.shape == b.shape else None
+
+
 def paired_p_value(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided bootstrap p-value that a and b (paired replicates) differ: twice the smaller tail of a − b at 0."""
-    difference = np.asarray(a) - np.asarray(b)
+    """Two-sided bootstrap p-value that a and b (paired replicates) differ: twice the smaller tail of a − b at 0;
+    NaN when they are not paired."""
+    difference = paired_difference(a, b)
+    if difference is None:
+        return float("nan")
     difference = difference[np.isfinite(difference)]
     if len(difference) == 0:
         return float("nan")
