@@ -55,7 +55,7 @@ CASES = {
     ),
     "config_not_an_asset": (
         ["materialize", "gene_texts", "--config-json", '{"ops": {"gene_textz": {"config": {}}}}'],
-        r"--config-json configures 'gene_textz', which is not an asset; assets: cell_baseline_results",
+        r"--config-json configures 'gene_textz', which is not an asset; assets: batch_effect_results, cell_baseline_results",
     ),
     "dims_zero": (
         ["add-backbone", "x", "--kind", "precomputed", "--dims", "0", "--source-path", "v.txt"],
