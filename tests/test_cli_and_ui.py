@@ -292,8 +292,8 @@ def test_unchanged_runs_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_p
     from dagster import Definitions
 
     from gene_assets.automation.sensors import embedding_job
-    from gene_assets.cli import register_backbones
     from gene_assets.definitions import all_asset_checks, all_assets, sources_job
+    from gene_assets.orchestration.partitions import register_backbones
     from gene_assets.resources import temporary_resources
     from gene_assets.runs import PipelineRunner
 

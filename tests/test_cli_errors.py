@@ -157,7 +157,7 @@ def test_a_view_whose_texts_are_not_stored_is_refused_with_the_command_that_adds
 
     from dagster import Definitions
 
-    from gene_assets.cli import require_view_texts
+    from gene_assets.orchestration.materialize import require_view_texts
     from gene_assets.storage import ParquetIOManager
 
     from .conftest import planted_inputs

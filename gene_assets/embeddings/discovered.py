@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import GeneAssetsError
 from ..settings import gene_assets_home
 from ..storage import write_bytes_atomic
 from .registry import Backbone, FastPathSettings
@@ -22,7 +23,7 @@ REGISTRY_ENV = "GENE_ASSETS_DISCOVERED_REGISTRY"
 FORMAT_VERSION = 1
 
 
-class DiscoveredRegistryError(ValueError):
+class DiscoveredRegistryError(GeneAssetsError, ValueError):
     """The discovered-backbones file cannot be read."""
 
 

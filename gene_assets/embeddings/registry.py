@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import GeneAssetsError
+
 BackboneKind = Literal[
     "sentence_transformers", "bag_of_words", "tfidf", "random", "text_availability", "precomputed", "openai"
 ]
@@ -19,7 +21,7 @@ OPENVINO_INT8 = "openvino-int8"
 PARTITION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class InvalidBackboneError(ValueError):
+class InvalidBackboneError(GeneAssetsError, ValueError):
     """A registry entry cannot be used (e.g. its name is not a valid partition key)."""
 
 
@@ -296,7 +298,7 @@ DEFAULT_BACKBONES = [name for name in OFFLINE_BACKBONES if not BACKBONES[name].w
 """`make run`'s backbones: the offline ones whose weights the default install ships."""
 
 
-class UnknownBackboneError(KeyError):
+class UnknownBackboneError(GeneAssetsError, KeyError):
     def __str__(self) -> str:
         return self.args[0]
 

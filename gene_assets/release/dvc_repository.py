@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from configobj import ConfigObj
 from dagster import ConfigurableResource
 
+from ..errors import GeneAssetsError
 from ..settings import DVC_REMOTE_ENV, default_dvc_remote_dir
 from ..storage import is_url, sha256_file, write_bytes_atomic
 
@@ -34,7 +35,7 @@ RELEASE_LOCK = "gene_assets-release.lock"
 """In the repository's git directory: held (flock) by the one process that writes data/, commits, tags or pushes."""
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(GeneAssetsError, RuntimeError):
     """A release could not be made; the repository and data/ are as they were before it."""
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 
 from dagster import ConfigurableResource
 
+from ..errors import GeneAssetsError
 from ..settings import gene_assets_home
 from ..storage import atomic_path, sha256_file
 
@@ -63,7 +64,7 @@ PACKAGES = {
 }
 
 
-class AnnotationDatabaseError(RuntimeError):
+class AnnotationDatabaseError(GeneAssetsError, RuntimeError):
     """An annotation database could not be obtained or failed verification."""
 
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import ConfigurableResource
 
+from ..errors import GeneAssetsError
 from ..settings import DATA_DIR_ENV
 
 # Every file the assets read, with what it must contain (shown when it is missing).
@@ -83,11 +84,11 @@ DATA_FILES = {
 }
 
 
-class DataDirectoryError(FileNotFoundError):
+class DataDirectoryError(GeneAssetsError, FileNotFoundError):
     """A data directory or one of its files is missing."""
 
 
-class DataFileError(ValueError):
+class DataFileError(GeneAssetsError, ValueError):
     """A data file is present but unusable: truncated or corrupt, not UTF-8 text, or contradicting itself."""
 
 
