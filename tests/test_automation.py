@@ -13,9 +13,8 @@ from dagster import (
     evaluate_automation_conditions,
 )
 
-from gene_assets.automation.conditions import SCORED_PER_PARTITION
 from gene_assets.automation.discovery import ModelDiscovery
-from gene_assets.definitions import build_definitions
+from gene_assets.definitions import SCORED_PER_PARTITION, build_definitions
 from gene_assets.embeddings.discovered import (
     REGISTRY_ENV,
     DiscoveredRegistry,

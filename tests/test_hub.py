@@ -18,8 +18,7 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, evaluate_automation_conditions, materialize
 
-from gene_assets.automation.conditions import SCORED_PER_PARTITION
-from gene_assets.definitions import all_asset_checks, all_assets, build_definitions
+from gene_assets.definitions import SCORED_PER_PARTITION, all_asset_checks, all_assets, build_definitions
 from gene_assets.embeddings.discovered import REGISTRY_ENV, partition_key
 from gene_assets.embeddings.encoders import load_encoder
 from gene_assets.embeddings.partitions import backbone_view_key

@@ -89,9 +89,9 @@ def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_fingerprint(
     """`gene-assets run --protocol full` configures every results asset and the leaderboard with it; the runs'
     fingerprints then differ from the published protocol's, so switching protocol re-runs them."""
     from gene_assets.definitions import defs
+    from gene_assets.leaderboard.inputs import RESULT_ASSETS
     from gene_assets.orchestration.pipeline import run_pipeline
     from gene_assets.runs import PipelineRunner, fingerprint
-    from gene_assets.tasks.assets import RESULT_ASSETS
 
     launched = []
     monkeypatch.setattr(

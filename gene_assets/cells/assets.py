@@ -35,6 +35,7 @@ from ..embeddings.encoders import load_encoder, vector_settings
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
 from ..progress import ProgressLog
+from ..roles import CELL_RESULTS, role_tags
 from ..sources.data_directory import DataDirectory
 from ..tasks.assets import metrics_finite
 from ..tasks.figures import png_markdown
@@ -67,7 +68,6 @@ SENTENCE_KINDS = {"sentence_transformers"}
 """Backbone kinds that embed GenePT-s sentences: text models. Bag-of-words learns its vocabulary from gene texts
 (gene symbols are rarely in it) and the controls ignore text, so GenePT-s would not mean anything for them."""
 PCA_BACKBONE = "expression-pca"
-CELL_RESULT_ASSETS = ["cell_type_results", "cell_baseline_results"]
 
 
 class CellDatasetConfig(Config):
@@ -407,6 +407,7 @@ FINITE_CHECK = "Every metric and fold value is finite."
     group_name="cells",
     partitions_def=backbone_dataset_partitions,
     compute_kind="scikit-learn",
+    tags=role_tags(CELL_RESULTS),
     check_specs=[AssetCheckSpec("metrics_finite", asset="cell_type_results", blocking=True, description=FINITE_CHECK)],
 )
 def cell_type_results(context: AssetExecutionContext, config: CellEvaluationConfig, cell_embeddings: CellEmbeddings):
@@ -433,6 +434,7 @@ class CellBaselineConfig(CellEvaluationConfig):
     group_name="cells",
     partitions_def=cell_dataset_partitions,
     compute_kind="scikit-learn",
+    tags=role_tags(CELL_RESULTS),
     check_specs=[
         AssetCheckSpec("metrics_finite", asset="cell_baseline_results", blocking=True, description=FINITE_CHECK)
     ],

@@ -14,6 +14,7 @@ from dagster import (
     asset,
 )
 
+from ..automation.conditions import EMBEDDINGS_CONDITION
 from ..progress import ProgressLog
 from .cache import CHECKPOINT_TEXTS, CachedEmbedding, EmbeddingCache
 from .device import GPU_POOL, EmbeddingDevice, k8s_gpu_tags
@@ -44,6 +45,7 @@ def gene_embeddings_asset(pool: str | None = GPU_POOL):
         partitions_def=backbone_view_partitions,
         compute_kind="torch",
         pool=pool,
+        automation_condition=EMBEDDINGS_CONDITION,
         op_tags=k8s_gpu_tags(),
         description="Every gene's text in this view, embedded by this backbone (float32, one row per gene); a "
         "precomputed backbone contributes the genes its file covers.",

@@ -8,6 +8,7 @@ from dagster import DagsterInstance
 from ..cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
+from ..roles import GENE_TASK_RESULTS, asset_names, with_role
 from ..runs import PipelineRunner
 from .partitions import register_backbones, register_partitions
 
@@ -50,8 +51,7 @@ def run_pipeline(
     """Sources once, then every (backbone, view) partition, the cell datasets × backbones, then the leaderboard and
     the release, gene tasks under the named evaluation `protocol` (in every run's config, so in its fingerprint);
     runs whose outputs are up to date are skipped (all of them are launched with `force`)."""
-    from ..tasks.assets import RESULT_ASSETS
-
+    gene_task_results = asset_names(with_role(GENE_TASK_RESULTS), defs.resolve_asset_graph())
     register_backbones(instance, backbones)
     runner = PipelineRunner(defs, instance, force)
     if not runner.execute("sources_job", run_config={"ops": {"gene_texts": {"config": {"views": views}}}}):
@@ -61,7 +61,7 @@ def run_pipeline(
             runner.execute(
                 "backbone_job",
                 backbone_view_key(backbone, view),
-                {"ops": {name: {"config": {"protocol": protocol}} for name in RESULT_ASSETS}},
+                {"ops": {name: {"config": {"protocol": protocol}} for name in gene_task_results}},
             )
     if cell_datasets:
         run_cells(runner, backbones, "summary" if "summary" in views else views[0], cell_datasets)

@@ -4,11 +4,13 @@ the Replogle task (real data) and of the mean-shift protocol on an expression fi
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 
+from ..automation.conditions import RESULTS_CONDITION
 from ..catalog.resolver import GeneResolver
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
 from ..parallel import run_units, worker_count
+from ..roles import PERTURBATION_RESULTS, REQUESTED_PERTURBATION_RESULTS, SHARED_INPUT, role_tags
 from ..sources.data_directory import DataDirectory
 from ..tasks.assets import UNIVERSES, FeatureDraws, GeneMatrix, counts_metadata, result_check_specs, result_checks
 from ..tasks.spec import TaskLabelError
@@ -18,7 +20,7 @@ from .models import MlpSettings
 from .signatures import CELL_LINES, ResponseTargets, map_perturbations, read_signatures, signature_targets
 
 
-@asset(group_name="perturbation", compute_kind="pandas")
+@asset(group_name="perturbation", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
 def perturbation_signatures(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -189,6 +191,8 @@ PARTITIONED_INPUTS = {"embeddings": AssetIn("gene_embeddings"), "universes": Ass
     partitions_def=backbone_view_partitions,
     ins={**PARTITIONED_INPUTS, "signatures": AssetIn("perturbation_signatures")},
     compute_kind="torch",
+    tags=role_tags(PERTURBATION_RESULTS),
+    automation_condition=RESULTS_CONDITION,
     check_specs=result_check_specs("perturbation_results"),
 )
 def perturbation_results(
@@ -210,6 +214,7 @@ def perturbation_results(
     partitions_def=backbone_view_partitions,
     ins={**PARTITIONED_INPUTS, "gene_catalog": AssetIn("gene_catalog")},
     compute_kind="torch",
+    tags=role_tags(REQUESTED_PERTURBATION_RESULTS),
     check_specs=result_check_specs("mean_shift_results"),
 )
 def mean_shift_results(

@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, MetadataValue, PathMetadataValue, asset
 
+from ..automation.conditions import RELEASE_CONDITION
 from ..cells.embedding import CellEmbeddings
 from ..cells.report import cell_gains, cell_type_table
 from ..embeddings.registry import all_backbones
@@ -96,6 +97,7 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
     group_name="release",
     ins={"gene_embeddings": AssetIn(), "cell_embeddings": AssetIn(), "leaderboard": AssetIn()},
     compute_kind="dvc",
+    automation_condition=RELEASE_CONDITION,
 )
 def embeddings_release(
     context: AssetExecutionContext,

@@ -21,6 +21,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ..automation.conditions import RESULTS_CONDITION
 from ..catalog.resolver import GeneResolver
 from ..embeddings.encoders import random_gene_vectors
 from ..embeddings.partitions import backbone_view_partitions
@@ -28,6 +29,7 @@ from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
 from ..parallel import run_units, threads_per_worker, worker_count
 from ..progress import ProgressLog
+from ..roles import GENE_TASK_RESULTS, SHARED_INPUT, role_tags
 from ..sources.data_directory import DataDirectory, read_data_csv
 from .evaluation import (
     MULTICLASS_PROBES,
@@ -65,7 +67,7 @@ def counts_metadata(counts: dict, files: list) -> dict:
     }
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
 def gene_universes(
     context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_summaries: pd.DataFrame
 ) -> pd.DataFrame:
@@ -77,7 +79,7 @@ def gene_universes(
     return genes
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
 def geneformer_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -90,7 +92,7 @@ def geneformer_labels(
     return pd.concat([labels, chen], ignore_index=True)
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
 def gene_type_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -101,7 +103,7 @@ def gene_type_labels(
     return labels
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
 def gene_property_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -124,7 +126,7 @@ def gene_property_labels(
     return pd.concat([labels for labels, _ in parts], ignore_index=True)[["task", "entrez_id", "label"]]
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
 def gene_interaction_pairs(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -347,6 +349,8 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             "labels": AssetIn(labels_asset),
         },
         compute_kind="scikit-learn",
+        tags=role_tags(GENE_TASK_RESULTS),
+        automation_condition=RESULTS_CONDITION,
         description=description,
         check_specs=result_check_specs(name),
     )
@@ -475,4 +479,3 @@ gene_interaction_results = task_results_asset(
 )
 
 TASKS = {t.name: t for t in [*GENEFORMER_TASKS, GENE_TYPE_TASK, *GENE_PROPERTY_TASKS, GGI_TASK]}
-RESULT_ASSETS = ["geneformer_results", "gene_type_results", "gene_property_results", "gene_interaction_results"]

@@ -16,6 +16,7 @@ from dagster import (
     asset_check,
 )
 
+from ..roles import SHARED_INPUT, role_tags
 from ..sources.bioconductor import AnnotationDatabases
 from ..sources.data_directory import DataDirectory, DataFileError, read_data_parquet
 from ..sources.ncbi_eutils import NcbiEutils
@@ -45,7 +46,7 @@ class GeneSummariesConfig(Config):
     source: Literal["data_directory", "ncbi_eutils"] = "data_directory"
 
 
-@asset(group_name="sources", compute_kind="pandas")
+@asset(group_name="sources", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
 def gene_summaries(
     context: AssetExecutionContext,
     config: GeneSummariesConfig,
@@ -99,7 +100,7 @@ def read_go_terms(annotation_databases: AnnotationDatabases) -> pd.DataFrame:
     return pd.concat(frames, axis=1).rename_axis("entrez_id").reset_index()
 
 
-@asset(group_name="texts", compute_kind="pandas")
+@asset(group_name="texts", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
 def gene_texts(
     context: AssetExecutionContext,
     config: GeneTextsConfig,
