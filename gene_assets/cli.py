@@ -11,7 +11,8 @@ from dagster import DagsterInstance
 
 from .cells.datasets import CELL_DATASETS
 from .cells.partitions import cell_dataset_partitions
-from .embeddings.registry import DEFAULT_BACKBONES, OFFLINE_BACKBONES, PARTITION_KEY_PATTERN, Backbone, all_backbones
+from .embeddings.backbone import PARTITION_KEY_PATTERN, Backbone
+from .embeddings.registry import DEFAULT_BACKBONES, OFFLINE_BACKBONES, all_backbones
 from .errors import GeneAssetsError, UsageError
 from .orchestration.materialize import materialize_selection
 from .orchestration.partitions import add_backbone, partition_key, register_backbones, register_partitions
@@ -136,7 +137,7 @@ def backbones_command(args) -> int:
             "offline"
             if b.offline
             else "needs API key"
-            if b.kind == "openai"
+            if b.kind_spec.needs_api_key
             else "needs weights"
             if b.origin == "registry"
             else b.origin

@@ -70,11 +70,12 @@ from gene_assets.catalog.resolver import GeneResolver
 from gene_assets.cells.datasets import CellDatasetError
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings import encoders
+from gene_assets.embeddings.backbone import Backbone, InvalidBackboneError
 from gene_assets.embeddings.cache import embedding_cache_dir
 from gene_assets.embeddings.discovered import REGISTRY_ENV, DiscoveredRegistry
 from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key, backbone_view_partitions
 from gene_assets.embeddings.precomputed import PrecomputedEmbeddingError
-from gene_assets.embeddings.registry import Backbone, InvalidBackboneError, UnknownBackboneError, get_backbone
+from gene_assets.embeddings.registry import UnknownBackboneError, get_backbone
 from gene_assets.embeddings.table import EmbeddingTableError, GeneEmbeddings
 from gene_assets.embeddings.weights import BackboneUnavailableError
 from gene_assets.resources import local_resources

@@ -112,7 +112,7 @@ def test_misuse_is_one_line_exit_2_and_registers_nothing(cli_env, capsys, case):
 
 
 def test_a_backbone_entry_with_out_of_range_numbers_is_refused():
-    from gene_assets.embeddings.registry import Backbone, InvalidBackboneError
+    from gene_assets.embeddings.backbone import Backbone, InvalidBackboneError
 
     for fields in ({"dims": 0}, {"dims": 3, "max_length": 0}, {"dims": -2}):
         with pytest.raises(

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, Definitions
 
+from gene_assets.embeddings.backbone import Backbone
 from gene_assets.embeddings.discovered import REGISTRY_ENV, DiscoveredRegistry
-from gene_assets.embeddings.registry import Backbone
 
 from .conftest import planted_inputs
 

@@ -7,8 +7,9 @@ import re
 
 from dagster import ConfigurableResource
 
+from ..embeddings.backbone import Backbone
 from ..embeddings.discovered import partition_key
-from ..embeddings.registry import BACKBONES, Backbone
+from ..embeddings.registry import BACKBONES
 
 MAX_DISCOVERED_LENGTH = 8192
 """Token limit given to discovered models whose own limit is longer (or unknown)."""

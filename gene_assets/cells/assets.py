@@ -64,9 +64,6 @@ from .embedding import (
 from .evaluation import UNIVERSE, CellProtocol, cells_digest, expression_pca, score_cells, umap_png
 from .partitions import backbone_dataset_partitions, cell_dataset_partitions
 
-SENTENCE_KINDS = {"sentence_transformers"}
-"""Backbone kinds that embed GenePT-s sentences: text models. Bag-of-words learns its vocabulary from gene texts
-(gene symbols are rarely in it) and the controls ignore text, so GenePT-s would not mean anything for them."""
 PCA_BACKBONE = "expression-pca"
 
 
@@ -281,7 +278,7 @@ def cell_embeddings(
     seconds = {"genept_w": round(time.perf_counter() - started, 2)}
     embeddings = {"genept_w": vectors}
     metadata = {}
-    if config.genept_s and backbone.kind in SENTENCE_KINDS:
+    if config.genept_s and backbone.kind_spec.embeds_sentences:
         started = time.perf_counter()
         symbols = dataset.genes["symbol"].to_numpy(dtype=object)
         sentences = [

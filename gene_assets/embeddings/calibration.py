@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..settings import default_data_dir, gene_assets_home
 from ..storage import write_bytes_atomic
-from .registry import Backbone, Precision
+from .backbone import Backbone, Precision
 
 DECISIONS_ENV = "GENE_ASSETS_PRECISION_DECISIONS"
 EVIDENCE_FILE = Path(__file__).with_name("precision_evidence.json")

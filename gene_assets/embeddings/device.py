@@ -8,7 +8,7 @@ from typing import Literal
 
 from dagster import ConfigurableResource
 
-from .registry import Backbone, Precision
+from .backbone import Backbone, Precision
 
 GPU_TOKEN_BUDGET = 65_536
 """Padded tokens per batch on a GPU: ~1 GiB of activations for a 4096-d 8B model in bf16."""
@@ -50,7 +50,7 @@ class EmbeddingDevice(ConfigurableResource):
         """Where this backbone runs; only sentence-transformers models use the accelerator."""
         import torch
 
-        if backbone.kind != "sentence_transformers":
+        if not backbone.kind_spec.on_device:
             return Placement("cpu", "fp32", self.token_budget or backbone.fast_path.token_budget)
         use_cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
         if self.device == "cuda" and not torch.cuda.is_available():

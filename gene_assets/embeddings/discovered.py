@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import GeneAssetsError
 from ..settings import gene_assets_home
 from ..storage import write_bytes_atomic
-from .registry import Backbone, FastPathSettings
+from .backbone import Backbone, FastPathSettings
 
 REGISTRY_ENV = "GENE_ASSETS_DISCOVERED_REGISTRY"
 FORMAT_VERSION = 1

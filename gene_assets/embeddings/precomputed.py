@@ -23,7 +23,7 @@ import pyarrow as pa
 from ..catalog.resolver import GeneResolver, identifier_kind
 from ..errors import GeneAssetsError
 from ..sources.data_directory import utf8_error_position
-from .registry import Backbone
+from .backbone import Backbone
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None}
 PICKLE_SUFFIXES = {".pkl", ".pickle"}

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..errors import GeneAssetsError
 from ..settings import PROJECT_ROOT, gene_assets_home
 from ..storage import sha256_file, write_bytes_atomic
-from .registry import Backbone
+from .backbone import Backbone
 
 WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx")
 """Files whose sha256 is recorded for a Hub download."""

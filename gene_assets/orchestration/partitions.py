@@ -8,8 +8,9 @@ from pathlib import Path
 from dagster import AssetSelection, DagsterInstance, DagsterInvalidSubsetError, MultiPartitionsDefinition
 
 from ..cells.partitions import backbone_dataset_key
+from ..embeddings.backbone import PARTITION_KEY_PATTERN, Backbone
 from ..embeddings.partitions import backbone_partitions, backbone_view_key
-from ..embeddings.registry import PARTITION_KEY_PATTERN, Backbone, all_backbones, get_backbone
+from ..embeddings.registry import all_backbones, get_backbone
 from ..errors import UsageError
 from ..texts.views import VIEWS
 
@@ -37,7 +38,7 @@ def add_backbone(instance: DagsterInstance, backbone: Backbone) -> int | None:
     from ..embeddings.precomputed import read_gene_vectors
 
     vectors = None
-    if backbone.kind == "precomputed":
+    if backbone.kind_spec.from_file:
         symbols, _ = read_gene_vectors(Path(backbone.source_path or ""), backbone.dims, backbone.symbol_column)
         vectors = len(symbols)
     elif not backbone.model_id:

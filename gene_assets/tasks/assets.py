@@ -23,6 +23,7 @@ from pydantic import Field
 
 from ..automation.conditions import RESULTS_CONDITION
 from ..catalog.resolver import GeneResolver
+from ..embeddings.backbone import kind_spec
 from ..embeddings.encoders import random_gene_vectors
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
@@ -192,7 +193,7 @@ class FeatureDraws:
 
     def __init__(self, embeddings: GeneEmbeddings, draws: int):
         self.embeddings = embeddings
-        self.draws = list(range(draws)) if embeddings.attrs.get("kind") == "random" else [0]
+        self.draws = list(range(draws)) if kind_spec(embeddings.attrs.get("kind")).redrawn else [0]
         self.index = pd.Index(embeddings.genes["entrez_id"])
 
     def genes(self, draw: int, entrez_ids) -> GeneMatrix:
