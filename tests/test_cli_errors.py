@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from gene_assets.embeddings.discovered import REGISTRY_ENV
 from gene_assets.embeddings.partitions import backbone_partitions
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 
 BIN = Path(sys.executable).parent
 

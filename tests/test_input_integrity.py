@@ -9,7 +9,8 @@ import pytest
 from dagster import DagsterInstance, Definitions
 
 from gene_assets.embeddings.backbone import Backbone
-from gene_assets.embeddings.discovered import REGISTRY_ENV, DiscoveredRegistry
+from gene_assets.embeddings.discovered import DiscoveredRegistry
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 
 from .conftest import planted_inputs
 

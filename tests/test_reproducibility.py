@@ -6,10 +6,10 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from gene_assets.definitions import all_asset_checks, all_assets
-from gene_assets.embeddings.cache import CACHE_DIR_ENV
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.orchestration.partitions import register_backbones
 from gene_assets.resources import temporary_resources
+from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 
 from .conftest import make_release_repo
 

@@ -80,7 +80,7 @@ def _union(a, b) -> str | None:
     return "|".join(items) or None
 
 
-@asset(group_name="sources", compute_kind="sqlite", tags=role_tags(SHARED_INPUT))
+@asset(group_name="sources", kinds={"sqlite"}, tags=role_tags(SHARED_INPUT))
 def gene_catalog(
     context: AssetExecutionContext, annotation_databases: AnnotationDatabases, data_directory: DataDirectory
 ) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from dagster import (
     Output,
     asset,
 )
+from pydantic import Field
 
 from ..automation.conditions import EMBEDDINGS_CONDITION
 from ..progress import ProgressLog
@@ -28,8 +29,10 @@ from .table import GeneEmbeddings
 
 
 class GeneEmbeddingsConfig(Config):
-    checkpoint_texts: int = CHECKPOINT_TEXTS
-    """Texts encoded between two writes to the embedding cache: what an interrupted run can lose."""
+    checkpoint_texts: int = Field(
+        default=CHECKPOINT_TEXTS,
+        description="Texts encoded between two writes to the embedding cache: what an interrupted run can lose.",
+    )
 
 
 def gene_embeddings_asset(pool: str | None = GPU_POOL):
@@ -39,7 +42,7 @@ def gene_embeddings_asset(pool: str | None = GPU_POOL):
         name="gene_embeddings",
         group_name="embeddings",
         partitions_def=backbone_view_partitions,
-        compute_kind="torch",
+        kinds={"torch"},
         pool=pool,
         automation_condition=EMBEDDINGS_CONDITION,
         op_tags=k8s_gpu_tags(),

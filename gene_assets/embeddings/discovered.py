@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import GeneAssetsError
-from ..settings import gene_assets_home
+from ..settings import DISCOVERED_REGISTRY_ENV, gene_assets_home
 from ..storage import write_bytes_atomic
 from .backbone import Backbone, FastPathSettings
 
-REGISTRY_ENV = "GENE_ASSETS_DISCOVERED_REGISTRY"
 FORMAT_VERSION = 1
 
 
@@ -29,7 +28,9 @@ class DiscoveredRegistryError(GeneAssetsError, ValueError):
 
 def discovered_registry_path() -> Path:
     """$GENE_ASSETS_DISCOVERED_REGISTRY, else gene_assets_home()/registry/discovered_backbones.json."""
-    return Path(os.environ.get(REGISTRY_ENV, gene_assets_home() / "registry" / "discovered_backbones.json")).resolve()
+    return Path(
+        os.environ.get(DISCOVERED_REGISTRY_ENV, gene_assets_home() / "registry" / "discovered_backbones.json")
+    ).resolve()
 
 
 def partition_key(model_name: str, revision: str | None) -> str:

@@ -80,7 +80,7 @@ def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) 
 @asset(
     group_name="leaderboard",
     ins={name: AssetIn(name) for name in LEADERBOARD_INPUTS},
-    compute_kind="pandas",
+    kinds={"pandas"},
     automation_condition=LEADERBOARD_CONDITION,
     check_specs=[
         AssetCheckSpec(

@@ -96,7 +96,7 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
 @asset(
     group_name="release",
     ins={"gene_embeddings": AssetIn(), "cell_embeddings": AssetIn(), "leaderboard": AssetIn()},
-    compute_kind="dvc",
+    kinds={"dvc"},
     automation_condition=RELEASE_CONDITION,
 )
 def embeddings_release(

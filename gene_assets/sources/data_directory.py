@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from ..errors import GeneAssetsError
 from ..settings import DATA_DIR_ENV
@@ -134,7 +135,9 @@ def read_data_parquet(path, columns: list[str] | None = None) -> pd.DataFrame:
 class DataDirectory(ConfigurableResource):
     """Root of the input data (see PROVENANCE.md inside it). Set by GENE_ASSETS_DATA_DIR."""
 
-    path: str
+    path: str = Field(
+        description="Root of the input data (see PROVENANCE.md inside it); default $GENE_ASSETS_DATA_DIR."
+    )
 
     def root(self) -> Path:
         root = Path(self.path).expanduser()

@@ -68,7 +68,7 @@ def counts_metadata(counts: dict, files: list) -> dict:
     }
 
 
-@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_universes(
     context: AssetExecutionContext, gene_texts: pd.DataFrame, gene_summaries: pd.DataFrame
 ) -> pd.DataFrame:
@@ -80,7 +80,7 @@ def gene_universes(
     return genes
 
 
-@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def geneformer_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -93,7 +93,7 @@ def geneformer_labels(
     return pd.concat([labels, chen], ignore_index=True)
 
 
-@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_type_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -104,7 +104,7 @@ def gene_type_labels(
     return labels
 
 
-@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_property_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -127,7 +127,7 @@ def gene_property_labels(
     return pd.concat([labels for labels, _ in parts], ignore_index=True)[["task", "entrez_id", "label"]]
 
 
-@asset(group_name="tasks", compute_kind="pandas", tags=role_tags(SHARED_INPUT))
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_interaction_pairs(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -154,15 +154,38 @@ class TaskEvaluationConfig(Config):
         description=f"Multiclass probes, scored in this order, from {', '.join(MULTICLASS_PROBES)}: multinomial "
         "logistic regression (the published probe) and, only when named, the one-vs-rest ridge classifier.",
     )
-    n_splits: int = 5
-    seed: int = 0
-    pca_dims: int | None = None
-    n_bootstrap: int = 1000
-    random_draws: int = 20
-    """The random-gaussian control is scored with this many seeds (a band, not one draw)."""
-    universes: list[str] = list(UNIVERSES)
-    workers: int = 0
-    """Processes scoring (task, universe, draw) units side by side (0: one per core); results do not depend on it."""
+    n_splits: int = Field(
+        default=5, description="Stratified K-fold splits per task (the fold values are the folds' metrics)."
+    )
+    seed: int = Field(
+        default=0, description="Seed of the splits and of every random step of the probes and the bootstrap."
+    )
+    pca_dims: int | None = Field(
+        default=None,
+        description=(
+            "Reduce embeddings wider than this with PCA (fitted inside each fold) before the probe; None: the "
+            "probes see every dimension."
+        ),
+    )
+    n_bootstrap: int = Field(
+        default=1000, description="Bootstrap resamples of the pooled test predictions behind each 95% CI."
+    )
+    random_draws: int = Field(
+        default=20, description="The random-gaussian control is scored with this many seeds (a band, not one draw)."
+    )
+    universes: list[str] = Field(
+        default=list(UNIVERSES),
+        description=(
+            "Gene universes scored: all_genes, and with_summary (genes with a RefSeq summary, a confound control)."
+        ),
+    )
+    workers: int = Field(
+        default=0,
+        description=(
+            "Processes scoring (task, universe, draw) units side by side (0: one per core); results do not depend "
+            "on it."
+        ),
+    )
 
     def evaluation_protocol(self) -> Protocol:
         return Protocol.named(
@@ -349,7 +372,7 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             "universes": AssetIn("gene_universes"),
             "labels": AssetIn(labels_asset),
         },
-        compute_kind="scikit-learn",
+        kinds={"scikit-learn"},
         tags=role_tags(GENE_TASK_RESULTS),
         automation_condition=RESULTS_CONDITION,
         description=description,
