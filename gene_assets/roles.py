@@ -1,5 +1,5 @@
-"""Asset roles: each asset says what it is for with one tag, and jobs, automation and the leaderboard select assets
-by role with `AssetSelection`, so a new results asset is one tag on its decorator."""
+"""Asset roles: each asset says what it is for with one tag, and the jobs, `gene-assets run` and the leaderboard
+select assets by role with `AssetSelection`, so a new results asset is one tag on its decorator."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from ..texts import assets as text_assets
 UPSTREAM = load_assets_from_modules(
     [catalog_assets, text_assets, embedding_assets, task_assets, cell_assets, perturbation_assets]
 )
-"""Every asset the leaderboard may read, with theirs."""
+"""The results assets and everything upstream of them: a complete graph for the role selections to resolve in."""
 RESULT_ASSETS = asset_names(with_role(GENE_TASK_RESULTS), UPSTREAM)
 """The gene task families, scored under an evaluation protocol."""
 LEADERBOARD_INPUTS = asset_names(LEADERBOARD_RESULTS, UPSTREAM)
