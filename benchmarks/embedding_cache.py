@@ -11,12 +11,12 @@ import pandas as pd
 from dagster import DagsterInstance, build_asset_context
 
 from gene_assets.embeddings.assets import GeneEmbeddingsConfig, gene_embeddings
-from gene_assets.embeddings.cache import CACHE_DIR_ENV
 from gene_assets.embeddings.calibration import summary_texts
 from gene_assets.embeddings.device import EmbeddingDevice
 from gene_assets.embeddings.encoders import load_encoder
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.embeddings.registry import get_backbone
+from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 
 from .harness import Row, median, stopwatch
 

@@ -19,9 +19,9 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from gene_assets.cli import register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
+from gene_assets.orchestration.partitions import register_backbones
 from gene_assets.parallel import run_units, worker_count
 from gene_assets.resources import temporary_resources
 from gene_assets.tasks.assets import (

@@ -57,9 +57,7 @@ def gene_type_sample(n_genes: int) -> tuple[pd.DataFrame, pd.Series]:
 def vectors(backbone_name: str, texts: pd.DataFrame) -> np.ndarray:
     """The backbone's vectors of the texts (sentence-transformers models at fp32)."""
     backbone = get_backbone(backbone_name)
-    placement = (
-        Placement("cpu", "fp32", backbone.fast_path.token_budget) if backbone.kind == "sentence_transformers" else None
-    )
+    placement = Placement("cpu", "fp32", backbone.fast_path.token_budget) if backbone.kind_spec.on_device else None
     return load_encoder(backbone, placement).embed(texts)
 
 

@@ -76,7 +76,7 @@ def chosen_precisions() -> str:
     device = EmbeddingDevice(device="cpu")
     choices = []
     for backbone in BACKBONES.values():
-        if backbone.kind == "sentence_transformers" and backbone.offline:
+        if backbone.kind_spec.on_device and backbone.offline:
             decision = device.placement(backbone).decision
             choices.append(
                 f"{backbone.name} {decision['precision']} ({decision['reason']}; "

@@ -13,6 +13,7 @@ from functools import partial
 
 import numpy as np
 
+from gene_assets.embeddings.backbone import OPENVINO_INT8
 from gene_assets.embeddings.calibration import summary_texts
 from gene_assets.embeddings.device import Placement
 from gene_assets.embeddings.encoders import idle_cores, load_encoder
@@ -24,7 +25,7 @@ from gene_assets.embeddings.openvino_int8 import (
     converted,
     quantize,
 )
-from gene_assets.embeddings.registry import OPENVINO_INT8, get_backbone
+from gene_assets.embeddings.registry import get_backbone
 from gene_assets.embeddings.weights import model_source
 
 from .harness import Row, median, timed_rounds

@@ -11,10 +11,8 @@ from dagster import (
     define_asset_job,
     load_asset_checks_from_modules,
     load_assets_from_modules,
-    map_asset_specs,
 )
 
-from .automation.conditions import with_automation
 from .automation.schedules import weekly_refresh
 from .automation.sensors import dead_run_recovery, discovery_sensor, embedding_job
 from .catalog import assets as catalog_assets
@@ -28,8 +26,8 @@ from .leaderboard import assets as leaderboard_assets
 from .perturbation import assets as perturbation_assets
 from .release import assets as release_assets
 from .resources import local_resources
+from .roles import SCORED_WHEN_EMBEDDED, SHARED_INPUT, asset_names, with_role
 from .tasks import assets as task_assets
-from .tasks.assets import RESULT_ASSETS
 from .texts import assets as text_assets
 
 MODULES = [
@@ -45,35 +43,27 @@ MODULES = [
 
 
 def assets_for(profile: str) -> list:
-    """Every asset with its automation condition. On Dask the embedding step has no pool: dagster-dask 0.29.27
-    cannot send runs that carry pool limits to its workers (the cluster's workers bound concurrency there)."""
+    """Every asset. On Dask the embedding step has no pool: dagster-dask 0.29.27 cannot send runs that carry pool
+    limits to its workers (the cluster's workers bound concurrency there)."""
     assets = load_assets_from_modules(MODULES)
     if profile == "dask":
         assets = [gene_embeddings_asset(pool=None) if a.key == AssetKey("gene_embeddings") else a for a in assets]
-    return map_asset_specs(with_automation, assets)
+    return assets
 
 
 all_assets = assets_for("local")
 all_asset_checks = load_asset_checks_from_modules(MODULES)
+SCORED_PER_PARTITION = asset_names(SCORED_WHEN_EMBEDDED, all_assets)
+"""Results assets partitioned like gene_embeddings (backbone × view), scored when their partition is (re)embedded."""
 
 sources_job = define_asset_job(
     "sources_job",
-    selection=AssetSelection.assets(
-        "gene_catalog",
-        "gene_summaries",
-        "gene_texts",
-        "gene_universes",
-        "geneformer_labels",
-        "gene_type_labels",
-        "gene_property_labels",
-        "gene_interaction_pairs",
-        "perturbation_signatures",
-    ),
+    selection=with_role(SHARED_INPUT),
     description="Gene catalog, summaries, text views, gene universes, task labels and perturbation signatures.",
 )
 backbone_job = define_asset_job(
     "backbone_job",
-    selection=AssetSelection.assets("gene_embeddings", *RESULT_ASSETS, "perturbation_results"),
+    selection=AssetSelection.assets("gene_embeddings") | SCORED_WHEN_EMBEDDED,
     partitions_def=backbone_view_partitions,
     description="Embed one (backbone, view) partition and score it on every gene task family and the Replogle "
     "unseen-perturbation task.",

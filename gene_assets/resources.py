@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dagster import EnvVar
+
 from .automation.discovery import ModelDiscovery
 from .embeddings.device import EmbeddingDevice
 from .release.dvc_repository import DvcReleaseRepository
@@ -15,6 +17,9 @@ from .sources.data_directory import DataDirectory
 from .sources.ncbi_eutils import NcbiEutils
 from .storage import ParquetIOManager
 
+NCBI_API_KEY_ENV = "NCBI_API_KEY"
+"""A secret: passed as an EnvVar, so the UI and the run config show its name, never its value."""
+
 
 def local_resources() -> dict:
     home = gene_assets_home()
@@ -23,7 +28,7 @@ def local_resources() -> dict:
         "data_directory": DataDirectory(path=default_data_dir()),
         "annotation_databases": AnnotationDatabases(cache_dir=str(home / "cache" / "bioconductor")),
         "ncbi_eutils": NcbiEutils(
-            api_key=os.environ.get("NCBI_API_KEY"),
+            api_key=EnvVar(NCBI_API_KEY_ENV) if NCBI_API_KEY_ENV in os.environ else None,
             email=os.environ.get("NCBI_EMAIL"),
             cache_dir=str(home / "cache" / "ncbi_esummary"),
         ),

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 from dagster import ConfigurableIOManager, InputContext, MultiPartitionKey, MultiPartitionsDefinition, OutputContext
 from upath import UPath
 
+from .errors import GeneAssetsError
+
 
 def is_url(location: str | os.PathLike) -> bool:
     """Whether a location is a URL (s3://, gs://, https://, …) rather than a local path."""
@@ -109,7 +111,7 @@ def partition_parts(key: str | MultiPartitionKey) -> list[str]:
     return [str(key)]
 
 
-class StoredOutputError(ValueError):
+class StoredOutputError(GeneAssetsError, ValueError):
     """A stored asset output exists but cannot be read (truncated or corrupt)."""
 
 

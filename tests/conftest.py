@@ -19,8 +19,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from gene_assets.embeddings.cache import CACHE_DIR_ENV
-from gene_assets.embeddings.calibration import DECISIONS_ENV
+from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
+from gene_assets.settings import PRECISION_DECISIONS_ENV as DECISIONS_ENV
 from gene_assets.settings import PROJECT_ROOT, default_data_dir, gene_assets_home
 from gene_assets.sources.data_directory import DataDirectory
 

@@ -13,16 +13,13 @@ from dagster import (
     evaluate_automation_conditions,
 )
 
-from gene_assets.automation.conditions import SCORED_PER_PARTITION
 from gene_assets.automation.discovery import ModelDiscovery
-from gene_assets.definitions import build_definitions
-from gene_assets.embeddings.discovered import (
-    REGISTRY_ENV,
-    DiscoveredRegistry,
-    partition_key,
-)
+from gene_assets.definitions import SCORED_PER_PARTITION, build_definitions
+from gene_assets.embeddings.backbone import PARTITION_KEY_PATTERN
+from gene_assets.embeddings.discovered import DiscoveredRegistry, partition_key
 from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key
-from gene_assets.embeddings.registry import PARTITION_KEY_PATTERN, get_backbone
+from gene_assets.embeddings.registry import get_backbone
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 
 RULES = ModelDiscovery(max_parameters=150_000_000)
 N = 5

@@ -13,14 +13,16 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from gene_assets.definitions import all_asset_checks, all_assets
+from gene_assets.embeddings.backbone import Backbone
 from gene_assets.embeddings.device import GPU_TOKEN_BUDGET, EmbeddingDevice, Placement
-from gene_assets.embeddings.discovered import REGISTRY_ENV, DiscoveredRegistry
+from gene_assets.embeddings.discovered import DiscoveredRegistry
 from gene_assets.embeddings.encoders import load_encoder
 from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key
 from gene_assets.embeddings.precomputed import PrecomputedEmbeddingError, import_precomputed, read_gene_vectors
-from gene_assets.embeddings.registry import DEFAULT_BACKBONES, Backbone, get_backbone
+from gene_assets.embeddings.registry import DEFAULT_BACKBONES, get_backbone
 from gene_assets.embeddings.weights import BackboneUnavailableError
 from gene_assets.resources import local_resources
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 from gene_assets.storage import ParquetIOManager
 
 from .conftest import planted_inputs

@@ -70,14 +70,16 @@ from gene_assets.catalog.resolver import GeneResolver
 from gene_assets.cells.datasets import CellDatasetError
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings import encoders
+from gene_assets.embeddings.backbone import Backbone, InvalidBackboneError
 from gene_assets.embeddings.cache import embedding_cache_dir
-from gene_assets.embeddings.discovered import REGISTRY_ENV, DiscoveredRegistry
+from gene_assets.embeddings.discovered import DiscoveredRegistry
 from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key, backbone_view_partitions
 from gene_assets.embeddings.precomputed import PrecomputedEmbeddingError
-from gene_assets.embeddings.registry import Backbone, InvalidBackboneError, UnknownBackboneError, get_backbone
+from gene_assets.embeddings.registry import UnknownBackboneError, get_backbone
 from gene_assets.embeddings.table import EmbeddingTableError, GeneEmbeddings
 from gene_assets.embeddings.weights import BackboneUnavailableError
 from gene_assets.resources import local_resources
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 from gene_assets.sources.data_directory import DATA_FILES, DataDirectory, DataDirectoryError, DataFileError
 from gene_assets.storage import ParquetIOManager, StoredOutputError
 from gene_assets.tasks.evaluation import Protocol, evaluate_binary, evaluate_multiclass

@@ -134,10 +134,11 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     """Kill `dagster asset materialize` with SIGKILL after two embedding checkpoints, re-run it with `gene-assets
     materialize`: the dead run is failed and its gpu pool slot freed, every stored shard verifies, the re-run embeds
     only the rest, and the vectors equal those of an uninterrupted run."""
-    from gene_assets.embeddings.cache import CACHE_DIR_ENV, EmbeddingCache
+    from gene_assets.embeddings.cache import EmbeddingCache
     from gene_assets.embeddings.device import EmbeddingDevice
     from gene_assets.embeddings.encoders import vector_settings
     from gene_assets.embeddings.registry import get_backbone
+    from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 
     env = {**isolated_env, CACHE_DIR_ENV: str(tmp_path / "cache")}
     texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:400]}}}}
@@ -292,8 +293,8 @@ def test_unchanged_runs_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_p
     from dagster import Definitions
 
     from gene_assets.automation.sensors import embedding_job
-    from gene_assets.cli import register_backbones
     from gene_assets.definitions import all_asset_checks, all_assets, sources_job
+    from gene_assets.orchestration.partitions import register_backbones
     from gene_assets.resources import temporary_resources
     from gene_assets.runs import PipelineRunner
 

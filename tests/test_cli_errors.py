@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from gene_assets.embeddings.discovered import REGISTRY_ENV
 from gene_assets.embeddings.partitions import backbone_partitions
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 
 BIN = Path(sys.executable).parent
 
@@ -112,7 +112,7 @@ def test_misuse_is_one_line_exit_2_and_registers_nothing(cli_env, capsys, case):
 
 
 def test_a_backbone_entry_with_out_of_range_numbers_is_refused():
-    from gene_assets.embeddings.registry import Backbone, InvalidBackboneError
+    from gene_assets.embeddings.backbone import Backbone, InvalidBackboneError
 
     for fields in ({"dims": 0}, {"dims": 3, "max_length": 0}, {"dims": -2}):
         with pytest.raises(
@@ -157,7 +157,7 @@ def test_a_view_whose_texts_are_not_stored_is_refused_with_the_command_that_adds
 
     from dagster import Definitions
 
-    from gene_assets.cli import require_view_texts
+    from gene_assets.orchestration.materialize import require_view_texts
     from gene_assets.storage import ParquetIOManager
 
     from .conftest import planted_inputs

@@ -12,9 +12,10 @@ from dagster import DagsterInstance, build_asset_context
 
 from gene_assets.embeddings import cache as cache_module
 from gene_assets.embeddings.assets import GeneEmbeddingsConfig, gene_embeddings
-from gene_assets.embeddings.cache import CACHE_DIR_ENV, MAX_SHARDS, EmbeddingCache, embedding_cache_dir
+from gene_assets.embeddings.cache import MAX_SHARDS, EmbeddingCache, embedding_cache_dir
 from gene_assets.embeddings.device import EmbeddingDevice
 from gene_assets.embeddings.partitions import backbone_view_key
+from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 from gene_assets.texts.views import build_view
 
 DIMS = 8

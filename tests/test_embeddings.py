@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gene_assets.embeddings.backbone import Backbone
 from gene_assets.embeddings.device import Placement
 from gene_assets.embeddings.encoders import (
     BackboneUnavailableError,
@@ -12,7 +13,7 @@ from gene_assets.embeddings.encoders import (
     load_encoder,
     model_source,
 )
-from gene_assets.embeddings.registry import BACKBONES, Backbone, UnknownBackboneError, get_backbone
+from gene_assets.embeddings.registry import BACKBONES, UnknownBackboneError, get_backbone
 from gene_assets.embeddings.table import EmbeddingTableError, GeneEmbeddings
 
 GENES = pd.DataFrame({"entrez_id": [7157, 672, 1], "symbol": ["TP53", "BRCA1", "A1BG"]})

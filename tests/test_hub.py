@@ -18,14 +18,15 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, evaluate_automation_conditions, materialize
 
-from gene_assets.automation.conditions import SCORED_PER_PARTITION
-from gene_assets.definitions import all_asset_checks, all_assets, build_definitions
-from gene_assets.embeddings.discovered import REGISTRY_ENV, partition_key
+from gene_assets.definitions import SCORED_PER_PARTITION, all_asset_checks, all_assets, build_definitions
+from gene_assets.embeddings.backbone import Backbone
+from gene_assets.embeddings.discovered import partition_key
 from gene_assets.embeddings.encoders import load_encoder
 from gene_assets.embeddings.partitions import backbone_view_key
-from gene_assets.embeddings.registry import Backbone, get_backbone
+from gene_assets.embeddings.registry import get_backbone
 from gene_assets.embeddings.weights import BackboneUnavailableError, hub_model_dir, recorded_hashes
 from gene_assets.resources import temporary_resources
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 from gene_assets.settings import HOME_ENV, PROJECT_ROOT
 
 from .conftest import free_port, make_release_repo, stop_process_tree

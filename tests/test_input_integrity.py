@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, Definitions
 
-from gene_assets.embeddings.discovered import REGISTRY_ENV, DiscoveredRegistry
-from gene_assets.embeddings.registry import Backbone
+from gene_assets.embeddings.backbone import Backbone
+from gene_assets.embeddings.discovered import DiscoveredRegistry
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 
 from .conftest import planted_inputs
 
@@ -35,8 +36,8 @@ def test_a_backbone_file_edited_in_place_is_not_up_to_date(tmp_path, registry):
     """A precomputed file rewritten with the same size and its old mtime: the next run embeds again and stores the
     new vectors. A local model directory's files count the same way."""
     from gene_assets.automation.sensors import embedding_job
-    from gene_assets.cli import register_backbones
     from gene_assets.definitions import all_asset_checks, all_assets
+    from gene_assets.orchestration.partitions import register_backbones
     from gene_assets.resources import local_resources
     from gene_assets.runs import PipelineRunner, fingerprint
     from gene_assets.storage import ParquetIOManager

@@ -11,12 +11,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
 from gene_assets.catalog.resolver import GeneResolver
-from gene_assets.cli import register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.encoders import random_gene_vectors
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.embeddings.table import GeneEmbeddings
 from gene_assets.leaderboard.report import random_near_mean_signature, summarize
+from gene_assets.orchestration.partitions import register_backbones
 from gene_assets.perturbation.evaluation import (
     BASELINE,
     PerturbationProtocol,

@@ -12,12 +12,12 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from gene_assets.cells.partitions import backbone_dataset_key
-from gene_assets.cli import register_backbones, register_partitions
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
+from gene_assets.leaderboard.inputs import RESULT_ASSETS
+from gene_assets.orchestration.partitions import register_backbones, register_partitions
 from gene_assets.resources import temporary_resources
 from gene_assets.settings import PROJECT_ROOT
-from gene_assets.tasks.assets import RESULT_ASSETS
 
 from .conftest import dvc, git, make_release_repo, running_ui
 

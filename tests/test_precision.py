@@ -13,6 +13,7 @@ import pytest
 from dagster import DagsterInstance, build_asset_context
 
 from gene_assets.embeddings.assets import GeneEmbeddingsConfig, gene_embeddings
+from gene_assets.embeddings.backbone import OPENVINO_INT8
 from gene_assets.embeddings.calibration import (
     DecisionStore,
     calibrate,
@@ -31,7 +32,7 @@ from gene_assets.embeddings.openvino_int8 import (
     quantized_model_record,
 )
 from gene_assets.embeddings.partitions import backbone_view_key
-from gene_assets.embeddings.registry import OPENVINO_INT8, get_backbone
+from gene_assets.embeddings.registry import get_backbone
 from gene_assets.embeddings.weights import BackboneUnavailableError
 from gene_assets.settings import HOME_ENV, PROJECT_ROOT
 from gene_assets.storage import sha256_file
@@ -148,8 +149,8 @@ def test_a_corrupted_decisions_file_names_itself(tmp_path):
 
 
 def test_discovered_entries_written_with_one_fixed_precision_still_load(tmp_path):
+    from gene_assets.embeddings.backbone import Backbone
     from gene_assets.embeddings.discovered import DiscoveredRegistry
-    from gene_assets.embeddings.registry import Backbone
 
     record = dataclasses.asdict(Backbone(name="old-entry", kind="sentence_transformers", dims=384, model_id="org/m"))
     record["fast_path"] = {"precision": "bf16", "token_budget": 2048}  # the format before per-machine precisions

@@ -5,11 +5,11 @@ import json
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from gene_assets.cli import register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
-from gene_assets.embeddings.cache import CACHE_DIR_ENV
 from gene_assets.embeddings.partitions import backbone_view_key
+from gene_assets.orchestration.partitions import register_backbones
 from gene_assets.resources import temporary_resources
+from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 
 from .conftest import make_release_repo
 
@@ -88,10 +88,10 @@ def test_cold_recomputation_publishes_byte_identical_release_files(tmp_path, tas
 def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_fingerprint(monkeypatch):
     """`gene-assets run --protocol full` configures every results asset and the leaderboard with it; the runs'
     fingerprints then differ from the published protocol's, so switching protocol re-runs them."""
-    from gene_assets.cli import run_pipeline
     from gene_assets.definitions import defs
+    from gene_assets.leaderboard.inputs import RESULT_ASSETS
+    from gene_assets.orchestration.pipeline import run_pipeline
     from gene_assets.runs import PipelineRunner, fingerprint
-    from gene_assets.tasks.assets import RESULT_ASSETS
 
     launched = []
     monkeypatch.setattr(

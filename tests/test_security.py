@@ -4,7 +4,8 @@ import re
 import subprocess
 from dataclasses import fields
 
-from gene_assets.embeddings.registry import BACKBONES, Backbone
+from gene_assets.embeddings.backbone import Backbone
+from gene_assets.embeddings.registry import BACKBONES
 from gene_assets.settings import PROJECT_ROOT
 
 SECRET_PATTERNS = {

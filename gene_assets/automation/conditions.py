@@ -1,14 +1,9 @@
 """Declarative automation: after new or changed partitions, the task results of exactly those partitions, then the
-leaderboard, then a release. Conditions are attached to the assets in definitions.py (`with_automation`)."""
+leaderboard, then a release. Each asset names its condition on its decorator (`automation_condition=`)."""
 
 from __future__ import annotations
 
-from dagster import AssetSelection, AssetSpec, AutomationCondition
-
-from ..tasks.assets import RESULT_ASSETS
-
-SCORED_PER_PARTITION = [*RESULT_ASSETS, "perturbation_results"]
-"""Results assets partitioned like gene_embeddings (backbone × view), scored when their partition is (re)embedded."""
+from dagster import AssetSelection, AutomationCondition
 
 
 def when_handled(trigger: AutomationCondition) -> AutomationCondition:
@@ -49,15 +44,3 @@ RELEASE_CONDITION = (
 ).with_label("publish a new leaderboard")
 """Publish after a new leaderboard whose blocking checks passed (cell-embedding partitions that were never
 materialized do not hold it back)."""
-
-CONDITIONS = {
-    "gene_embeddings": EMBEDDINGS_CONDITION,
-    **{name: RESULTS_CONDITION for name in SCORED_PER_PARTITION},
-    "leaderboard": LEADERBOARD_CONDITION,
-    "embeddings_release": RELEASE_CONDITION,
-}
-
-
-def with_automation(spec: AssetSpec) -> AssetSpec:
-    condition = CONDITIONS.get(spec.key.to_user_string())
-    return spec if condition is None else spec.replace_attributes(automation_condition=condition)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
+from ..embeddings.backbone import Backbone
 from ..embeddings.discovered import partition_key
-from ..embeddings.registry import BACKBONES, Backbone
+from ..embeddings.registry import BACKBONES
 
 MAX_DISCOVERED_LENGTH = 8192
 """Token limit given to discovered models whose own limit is longer (or unknown)."""
@@ -49,23 +51,46 @@ class ModelDiscovery(ConfigurableResource):
     """Rules for adding models as backbones. Defaults: dense, text-only, English models with open weights that
     sentence-transformers loads, at most 1B parameters, with a known embedding size."""
 
-    languages: list[str] = ["eng"]
-    """ISO 639-3 codes; a model qualifies when it covers one of them (gene texts are English)."""
-    model_types: list[str] = ["dense"]
-    frameworks: list[str] = ["Sentence Transformers"]
-    open_weights_only: bool = True
-    min_parameters: int | None = None
-    max_parameters: int | None = 1_000_000_000
-    require_embed_dim: bool = True
-    exclude_patterns: list[str] = []
-    """Regular expressions on the model name; a match is never added."""
-    views: list[str] = ["summary"]
-    """Text views embedded for each new backbone."""
-    max_new_per_tick: int = 50
-    """New backbones added per evaluation; the rest wait for the next one (their runs queue in the gpu pool)."""
-    huggingface_hub_search: bool = False
-    """Also search the Hub for MTEB-tagged sentence-transformers models (needs network)."""
-    hub_search_limit: int = 100
+    languages: list[str] = Field(
+        default=["eng"],
+        description="ISO 639-3 codes; a model qualifies when it covers one of them (gene texts are English).",
+    )
+    model_types: list[str] = Field(
+        default=["dense"], description="mteb model types that qualify (dense: one vector per text)."
+    )
+    frameworks: list[str] = Field(
+        default=["Sentence Transformers"],
+        description=(
+            "mteb frameworks of which one must load the model (the project embeds with sentence-transformers)."
+        ),
+    )
+    open_weights_only: bool = Field(default=True, description="Only models whose weights can be downloaded.")
+    min_parameters: int | None = Field(
+        default=None, description="Smallest parameter count that qualifies; None: no lower bound."
+    )
+    max_parameters: int | None = Field(
+        default=1_000_000_000,
+        description=(
+            "Largest parameter count that qualifies; None: no upper bound (a bound excludes models of unknown size)."
+        ),
+    )
+    require_embed_dim: bool = Field(
+        default=True, description="Only models whose embedding size is known (it sizes the partition's table)."
+    )
+    exclude_patterns: list[str] = Field(
+        default=[], description="Regular expressions on the model name; a match is never added."
+    )
+    views: list[str] = Field(default=["summary"], description="Text views embedded for each new backbone.")
+    max_new_per_tick: int = Field(
+        default=50,
+        description=(
+            "New backbones added per evaluation; the rest wait for the next one (their runs queue in the gpu pool)."
+        ),
+    )
+    huggingface_hub_search: bool = Field(
+        default=False, description="Also search the Hub for MTEB-tagged sentence-transformers models (needs network)."
+    )
+    hub_search_limit: int = Field(default=100, description="Hub models looked at per search, most downloaded first.")
 
     def allowed(self, name: str, n_parameters: int | None, dims: int | None) -> bool:
         low, high = self.min_parameters, self.max_parameters

@@ -7,7 +7,8 @@ import os
 
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
-REFRESH_CRON_ENV = "GENE_ASSETS_REFRESH_CRON"
+from ..settings import REFRESH_CRON_ENV
+
 WEEKLY = "0 3 * * 1"
 """Mondays 03:00 (the schedule's time zone: UTC)."""
 

@@ -20,9 +20,9 @@ from dagster import (
 from ..embeddings.discovered import DiscoveredRegistry
 from ..embeddings.partitions import backbone_partitions, backbone_view_key, backbone_view_partitions
 from ..runs import recover_dead_runs
+from ..settings import DISCOVERY_INTERVAL_ENV
 from .discovery import ModelDiscovery
 
-DISCOVERY_INTERVAL_ENV = "GENE_ASSETS_DISCOVERY_INTERVAL_S"
 WEEK_SECONDS = 7 * 24 * 3600
 
 embedding_job = define_asset_job(

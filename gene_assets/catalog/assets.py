@@ -3,6 +3,7 @@
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MetadataValue, asset, asset_check
 
+from ..roles import SHARED_INPUT, role_tags
 from ..sources.bioconductor import PACKAGES, AnnotationDatabases
 from ..sources.data_directory import DataDirectory, read_data_csv
 
@@ -79,7 +80,7 @@ def _union(a, b) -> str | None:
     return "|".join(items) or None
 
 
-@asset(group_name="sources", compute_kind="sqlite")
+@asset(group_name="sources", kinds={"sqlite"}, tags=role_tags(SHARED_INPUT))
 def gene_catalog(
     context: AssetExecutionContext, annotation_databases: AnnotationDatabases, data_directory: DataDirectory
 ) -> pd.DataFrame:

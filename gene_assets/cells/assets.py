@@ -38,6 +38,7 @@ from ..embeddings.encoders import load_encoder, vector_settings
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
 from ..progress import ProgressLog
+from ..roles import CELL_RESULTS, role_tags
 from ..sources.data_directory import DataDirectory
 from ..tasks.assets import metrics_finite
 from ..tasks.figures import png_markdown
@@ -67,27 +68,49 @@ from .embedding import (
 from .evaluation import UNIVERSE, CellProtocol, cells_digest, expression_pca, score_cells, umap_png
 from .partitions import backbone_dataset_partitions, cell_dataset_partitions, study_pair_partitions
 
-SENTENCE_KINDS = {"sentence_transformers"}
-"""Backbone kinds that embed GenePT-s sentences: text models. Bag-of-words learns its vocabulary from gene texts
-(gene symbols are rarely in it) and the controls ignore text, so GenePT-s would not mean anything for them."""
 PCA_BACKBONE = "expression-pca"
-CELL_RESULT_ASSETS = ["cell_type_results", "cell_baseline_results", "batch_effect_results"]
 
 
 class CellDatasetConfig(Config):
-    h5ad_path: str | None = None
-    """An h5ad file for a dataset that is not built in (its partition key is the dataset's name)."""
-    label_key: str | None = None
-    """obs column with the cell type (default: the built-in dataset's, else cell_type)."""
-    use_raw: bool | None = None
-    max_cells: int = PydanticField(20_000, ge=1)
-    """Score at most this many cells (a class-stratified sample; recorded in metadata). GenePT-s embeds one
-    sentence per cell, so this bounds its cost."""
-    min_class_cells: int = PydanticField(5, ge=2)
-    min_matched_genes: int = PydanticField(100, ge=1)
-    min_match_fraction: float = PydanticField(0.3, gt=0, le=1)
-    input_scale: Literal["auto", "counts", "log_normalized", "unlogged"] = "auto"
-    seed: int = 0
+    h5ad_path: str | None = PydanticField(
+        default=None,
+        description="An h5ad file for a dataset that is not built in (its partition key is the dataset's name).",
+    )
+    label_key: str | None = PydanticField(
+        default=None, description="obs column with the cell type (default: the built-in dataset's, else cell_type)."
+    )
+    use_raw: bool | None = PydanticField(
+        default=None,
+        description="Read `.raw` instead of X; None: the built-in dataset's setting (X for a configured h5ad).",
+    )
+    max_cells: int = PydanticField(
+        20_000,
+        ge=1,
+        description=(
+            "Score at most this many cells (a class-stratified sample; recorded in metadata). GenePT-s embeds one "
+            "sentence per cell, so this bounds its cost."
+        ),
+    )
+    min_class_cells: int = PydanticField(
+        5, ge=2, description="Cell types with fewer cells are left out (and counted in metadata)."
+    )
+    min_matched_genes: int = PydanticField(
+        100, ge=1, description="Refuse the dataset when fewer of its genes match a catalog gene with a text."
+    )
+    min_match_fraction: float = PydanticField(
+        0.3,
+        gt=0,
+        le=1,
+        description="Refuse the dataset when a smaller fraction of its genes matches a catalog gene with a text.",
+    )
+    input_scale: Literal["auto", "counts", "log_normalized", "unlogged"] = PydanticField(
+        default="auto",
+        description=(
+            "What the matrix holds: counts, log_normalized or unlogged values; auto: detected from every value. "
+            "Counts and unlogged values are normalized per cell and log1p-transformed."
+        ),
+    )
+    seed: int = PydanticField(default=0, description="Seed of the class-stratified cell sample.")
 
 
 def dataset_source(name: str, config: CellDatasetConfig, data_directory: DataDirectory) -> dict:
@@ -123,7 +146,7 @@ def dataset_source(name: str, config: CellDatasetConfig, data_directory: DataDir
 @asset(
     group_name="cells",
     partitions_def=cell_dataset_partitions,
-    compute_kind="anndata",
+    kinds={"anndata"},
     check_specs=[
         AssetCheckSpec(
             "genes_matched",
@@ -223,13 +246,18 @@ def cell_datasets(
 
 
 class CellEmbeddingConfig(Config):
-    view: str = "summary"
-    """Text view of the gene embeddings the cells are built from."""
-    chunk_cells: int = 10_000
-    """Cells read and embedded per chunk (bounds GenePT-w's working memory)."""
-    sentence_genes: int = 100
-    """GenePT-s: genes per cell sentence (the most expressed first)."""
-    genept_s: bool = True
+    view: str = PydanticField(
+        default="summary", description="Text view of the gene embeddings the cells are built from."
+    )
+    chunk_cells: int = PydanticField(
+        default=10_000, description="Cells read and embedded per chunk (bounds GenePT-w's working memory)."
+    )
+    sentence_genes: int = PydanticField(
+        default=100, description="GenePT-s: genes per cell sentence (the most expressed first)."
+    )
+    genept_s: bool = PydanticField(
+        default=True, description="Also embed GenePT-s cell sentences (text-model backbones only)."
+    )
 
 
 @asset(
@@ -246,7 +274,7 @@ class CellEmbeddingConfig(Config):
             partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="cell_dataset")
         ),
     },
-    compute_kind="numpy",
+    kinds={"numpy"},
     check_specs=[
         AssetCheckSpec(
             "unit_vectors",
@@ -285,7 +313,7 @@ def cell_embeddings(
     seconds = {"genept_w": round(time.perf_counter() - started, 2)}
     embeddings = {"genept_w": vectors}
     metadata = {}
-    if config.genept_s and backbone.kind in SENTENCE_KINDS:
+    if config.genept_s and backbone.kind_spec.embeds_sentences:
         started = time.perf_counter()
         symbols = dataset.genes["symbol"].to_numpy(dtype=object)
         sentences = [
@@ -351,14 +379,24 @@ def cell_embeddings(
 
 
 class CellEvaluationConfig(Config):
-    k_neighbors: int = 10
-    test_fraction: float = 0.2
-    n_splits: int = 5
-    n_bootstrap: int = 1000
-    seed: int = 0
-    silhouette_max_cells: int = 5_000
-    umap: bool = True
-    """Draw a UMAP of each embedding coloured by label (metadata PNG)."""
+    k_neighbors: int = PydanticField(default=10, description="Neighbours of the kNN classifier.")
+    test_fraction: float = PydanticField(
+        default=0.2, description="Fraction of cells held out in each stratified split."
+    )
+    n_splits: int = PydanticField(
+        default=5, description="Repeated stratified train/test splits; the fold values are the splits' metrics."
+    )
+    n_bootstrap: int = PydanticField(default=1000, description="Bootstrap resamples behind each 95% CI.")
+    seed: int = PydanticField(default=0, description="Seed of the splits and of every random step of the scoring.")
+    silhouette_max_cells: int = PydanticField(
+        default=5_000,
+        description=(
+            "Silhouette widths are computed on a stratified sample of at most this many cells (quadratic cost)."
+        ),
+    )
+    umap: bool = PydanticField(
+        default=True, description="Draw a UMAP of each embedding coloured by label (metadata PNG)."
+    )
 
     def protocol(self) -> CellProtocol:
         return CellProtocol(**{f.name: getattr(self, f.name) for f in fields(CellProtocol)})
@@ -410,7 +448,8 @@ FINITE_CHECK = "Every metric and fold value is finite."
 @asset(
     group_name="cells",
     partitions_def=backbone_dataset_partitions,
-    compute_kind="scikit-learn",
+    kinds={"scikit-learn"},
+    tags=role_tags(CELL_RESULTS),
     check_specs=[AssetCheckSpec("metrics_finite", asset="cell_type_results", blocking=True, description=FINITE_CHECK)],
 )
 def cell_type_results(context: AssetExecutionContext, config: CellEvaluationConfig, cell_embeddings: CellEmbeddings):
@@ -429,14 +468,20 @@ def cell_type_results(context: AssetExecutionContext, config: CellEvaluationConf
 
 
 class CellBaselineConfig(CellEvaluationConfig):
-    pca_components: int = 50
-    chunk_cells: int = 10_000
+    pca_components: int = PydanticField(
+        default=50,
+        description="Principal components of the log-normalized expression matrix: the baseline's cell embedding.",
+    )
+    chunk_cells: int = PydanticField(
+        default=10_000, description="Cells read and normalized per chunk (bounds working memory)."
+    )
 
 
 @asset(
     group_name="cells",
     partitions_def=cell_dataset_partitions,
-    compute_kind="scikit-learn",
+    kinds={"scikit-learn"},
+    tags=role_tags(CELL_RESULTS),
     check_specs=[
         AssetCheckSpec("metrics_finite", asset="cell_baseline_results", blocking=True, description=FINITE_CHECK)
     ],
@@ -476,7 +521,8 @@ class BatchEffectConfig(Config):
         "cell_datasets": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"lazy": True}),
         "gene_embeddings": AssetIn(partition_mapping=AllPartitionMapping(), metadata={"lazy": True}),
     },
-    compute_kind="scikit-learn",
+    kinds={"scikit-learn"},
+    tags=role_tags(CELL_RESULTS),
     check_specs=[
         AssetCheckSpec("metrics_finite", asset="batch_effect_results", blocking=True, description=FINITE_CHECK)
     ],

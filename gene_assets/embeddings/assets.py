@@ -13,26 +13,26 @@ from dagster import (
     Output,
     asset,
 )
+from pydantic import Field
 
+from ..automation.conditions import EMBEDDINGS_CONDITION
 from ..progress import ProgressLog
+from .backbone import OPENVINO_INT8
 from .cache import CHECKPOINT_TEXTS, CachedEmbedding, EmbeddingCache
 from .device import GPU_POOL, EmbeddingDevice, k8s_gpu_tags
 from .encoders import load_encoder, vector_settings
 from .openvino_int8 import quantized_model_record
 from .partitions import backbone_view_partitions
 from .precomputed import import_precomputed
-from .registry import OPENVINO_INT8, get_backbone
+from .registry import get_backbone
 from .table import GeneEmbeddings
-
-CACHED_KINDS = {"sentence_transformers", "openai"}
-"""Kinds whose vector depends on the text alone and is costly: cached per text. Bag-of-words and TF-IDF depend on the
-whole corpus (vocabulary, document frequencies, SVD), so they are never cached per text; the controls are cheaper to
-compute than to look up."""
 
 
 class GeneEmbeddingsConfig(Config):
-    checkpoint_texts: int = CHECKPOINT_TEXTS
-    """Texts encoded between two writes to the embedding cache: what an interrupted run can lose."""
+    checkpoint_texts: int = Field(
+        default=CHECKPOINT_TEXTS,
+        description="Texts encoded between two writes to the embedding cache: what an interrupted run can lose.",
+    )
 
 
 def gene_embeddings_asset(pool: str | None = GPU_POOL):
@@ -42,8 +42,9 @@ def gene_embeddings_asset(pool: str | None = GPU_POOL):
         name="gene_embeddings",
         group_name="embeddings",
         partitions_def=backbone_view_partitions,
-        compute_kind="torch",
+        kinds={"torch"},
         pool=pool,
+        automation_condition=EMBEDDINGS_CONDITION,
         op_tags=k8s_gpu_tags(),
         description="Every gene's text in this view, embedded by this backbone (float32, one row per gene); a "
         "precomputed backbone contributes the genes its file covers.",
@@ -98,7 +99,7 @@ def embed_partition(
     }
     extra_metadata = {}
     genes = texts[["entrez_id", "symbol", "text_sha256"]]
-    if backbone.kind == "precomputed":
+    if backbone.kind_spec.from_file:
         imported = import_precomputed(backbone, gene_catalog, texts)
         genes, result = (
             imported.genes,
@@ -106,7 +107,7 @@ def embed_partition(
         )
         attrs["source_path"] = backbone.source_path
         extra_metadata["symbol_mapping"] = MetadataValue.json(imported.mapping)
-    elif backbone.kind in CACHED_KINDS:
+    elif backbone.kind_spec.cached:
         cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=context.log)
         result = cache.embed(texts, view, encode, checkpoint_texts=checkpoint_texts, expect=progress.expect)
         attrs["precision"] = placement.precision

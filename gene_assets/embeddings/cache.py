@@ -27,10 +27,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..settings import gene_assets_home
+from ..settings import EMBEDDING_CACHE_ENV, gene_assets_home
 from ..storage import is_url, storage_path, write_bytes_atomic
 
-CACHE_DIR_ENV = "GENE_ASSETS_EMBEDDING_CACHE"
 FORMAT_VERSION = 1
 MAX_SHARDS = 16
 """A view with more shards than this is compacted into one after a write."""
@@ -43,7 +42,7 @@ logger = logging.getLogger(__name__)
 def embedding_cache_dir() -> Path:
     """Root of the embedding cache: $GENE_ASSETS_EMBEDDING_CACHE (a directory, or an fsspec URL such as
     s3://bucket/cache that workers without a shared volume can share), else gene_assets_home()/cache/embeddings."""
-    location = os.environ.get(CACHE_DIR_ENV)
+    location = os.environ.get(EMBEDDING_CACHE_ENV)
     if location and is_url(location):
         return storage_path(location)
     return Path(location or gene_assets_home() / "cache" / "embeddings").resolve()

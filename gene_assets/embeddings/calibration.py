@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..settings import default_data_dir, gene_assets_home
+from ..settings import PRECISION_DECISIONS_ENV, default_data_dir, gene_assets_home
 from ..storage import write_bytes_atomic
-from .registry import Backbone, Precision
+from .backbone import Backbone, Precision
 
-DECISIONS_ENV = "GENE_ASSETS_PRECISION_DECISIONS"
 EVIDENCE_FILE = Path(__file__).with_name("precision_evidence.json")
 ROUNDS = 3
 """Alternating timed rounds per precision; the median counts."""
@@ -155,7 +154,7 @@ class DecisionStore:
 
     def __init__(self, path: Path | None = None):
         self.path = Path(
-            path or os.environ.get(DECISIONS_ENV, gene_assets_home() / "cache" / "precision_decisions.json")
+            path or os.environ.get(PRECISION_DECISIONS_ENV, gene_assets_home() / "cache" / "precision_decisions.json")
         )
 
     @staticmethod

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
-from .registry import Backbone, Precision
+from ..settings import K8S_GPUS_ENV
+from .backbone import Backbone, Precision
 
 GPU_TOKEN_BUDGET = 65_536
 """Padded tokens per batch on a GPU: ~1 GiB of activations for a 4096-d 8B model in bf16."""
@@ -33,24 +35,43 @@ class EmbeddingDevice(ConfigurableResource):
     `fast_path.precisions` within its accuracy bar, found by a short calibration against fp32 on real summaries and
     remembered per (machine, backbone, revision) (`calibration.py`). Batches hold at most `token_budget` padded tokens."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    gpu_precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    cpu_precision: Literal["auto", "fp32", "bf16", "int8", "openvino-int8"] = "auto"
-    """auto: calibrated on this machine; any other value is used as given (recorded as configured)."""
-    token_budget: int | None = None
-    """None: the backbone's CPU budget on CPU, GPU_TOKEN_BUDGET on CUDA."""
-    calibration_texts: int = 32
-    """Real RefSeq summaries timed per precision in a calibration (about a second of fp32 MiniLM on 2 idle cores)."""
-    data_dir: str | None = None
-    """Where the calibration's RefSeq summaries are read; None: the project's data directory."""
-    decisions_path: str | None = None
-    """The remembered decisions; None: $GENE_ASSETS_PRECISION_DECISIONS or the project home's cache."""
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description=(
+            "auto: CUDA for sentence-transformers backbones when torch sees a GPU, else CPU; cpu or cuda force one."
+        ),
+    )
+    gpu_precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        default="auto", description="Precision on CUDA; auto: bf16 where the GPU supports it, else fp16."
+    )
+    cpu_precision: Literal["auto", "fp32", "bf16", "int8", "openvino-int8"] = Field(
+        default="auto",
+        description="auto: calibrated on this machine; any other value is used as given (recorded as configured).",
+    )
+    token_budget: int | None = Field(
+        default=None, description="None: the backbone's CPU budget on CPU, GPU_TOKEN_BUDGET on CUDA."
+    )
+    calibration_texts: int = Field(
+        default=32,
+        description=(
+            "Real RefSeq summaries timed per precision in a calibration (about a second of fp32 MiniLM on 2 idle "
+            "cores)."
+        ),
+    )
+    data_dir: str | None = Field(
+        default=None,
+        description="Where the calibration's RefSeq summaries are read; None: the project's data directory.",
+    )
+    decisions_path: str | None = Field(
+        default=None,
+        description="The remembered decisions; None: $GENE_ASSETS_PRECISION_DECISIONS or the project home's cache.",
+    )
 
     def placement(self, backbone: Backbone) -> Placement:
         """Where this backbone runs; only sentence-transformers models use the accelerator."""
         import torch
 
-        if backbone.kind != "sentence_transformers":
+        if not backbone.kind_spec.on_device:
             return Placement("cpu", "fp32", self.token_budget or backbone.fast_path.token_budget)
         use_cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -106,7 +127,6 @@ class EmbeddingDevice(ConfigurableResource):
 
 GPU_POOL = "gpu"
 """Concurrency pool of the steps that hold the embedding device (limit: `concurrency.pools` in dagster.yaml)."""
-K8S_GPUS_ENV = "GENE_ASSETS_K8S_GPUS"
 
 
 def k8s_gpu_tags() -> dict:

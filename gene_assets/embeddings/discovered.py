@@ -14,21 +14,23 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..settings import gene_assets_home
+from ..errors import GeneAssetsError
+from ..settings import DISCOVERED_REGISTRY_ENV, gene_assets_home
 from ..storage import write_bytes_atomic
-from .registry import Backbone, FastPathSettings
+from .backbone import Backbone, FastPathSettings
 
-REGISTRY_ENV = "GENE_ASSETS_DISCOVERED_REGISTRY"
 FORMAT_VERSION = 1
 
 
-class DiscoveredRegistryError(ValueError):
+class DiscoveredRegistryError(GeneAssetsError, ValueError):
     """The discovered-backbones file cannot be read."""
 
 
 def discovered_registry_path() -> Path:
     """$GENE_ASSETS_DISCOVERED_REGISTRY, else gene_assets_home()/registry/discovered_backbones.json."""
-    return Path(os.environ.get(REGISTRY_ENV, gene_assets_home() / "registry" / "discovered_backbones.json")).resolve()
+    return Path(
+        os.environ.get(DISCOVERED_REGISTRY_ENV, gene_assets_home() / "registry" / "discovered_backbones.json")
+    ).resolve()
 
 
 def partition_key(model_name: str, revision: str | None) -> str:

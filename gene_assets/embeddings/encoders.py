@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import logging
 import os
@@ -12,8 +13,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from ..texts.views import VIEWS
+from .backbone import OPENVINO_INT8, Backbone, Precision
 from .device import Placement
-from .registry import OPENVINO_INT8, Backbone, Precision
 from .weights import BackboneUnavailableError, model_source, weights_origin
 
 Progress = Callable[..., None]
@@ -51,9 +53,9 @@ class RandomEncoder:
 class TextAvailabilityEncoder:
     """The confound control: [has the view's full text (not a fallback), log(1 + words in the text)]."""
 
-    def __init__(self, backbone: Backbone, primary_sources: dict[str, str]):
+    def __init__(self, backbone: Backbone):
         self.backbone = backbone
-        self.primary_sources = set(primary_sources.values())
+        self.primary_sources = {view.primary_source for view in VIEWS.values()}
 
     def embed(self, texts, progress=None):
         available = texts["source"].isin(self.primary_sources).to_numpy(dtype=np.float32)
@@ -255,31 +257,13 @@ _ENCODERS: dict[str, Encoder] = {}
 
 
 def load_encoder(backbone: Backbone, placement: Placement | None = None) -> Encoder:
-    """An encoder for the backbone, loaded once per process and placement."""
+    """An encoder for the backbone (its kind's `encoder`), loaded once per process and placement."""
     key = f"{backbone.name}@{placement}"
     if key not in _ENCODERS:
-        if backbone.kind == "random":
-            _ENCODERS[key] = RandomEncoder(backbone)
-        elif backbone.kind == "text_availability":
-            from ..texts.views import VIEWS
-
-            _ENCODERS[key] = TextAvailabilityEncoder(backbone, {name: v.primary_source for name, v in VIEWS.items()})
-        elif backbone.kind == "bag_of_words":
-            _ENCODERS[key] = BagOfWordsEncoder(backbone)
-        elif backbone.kind == "tfidf":
-            _ENCODERS[key] = TfidfEncoder(backbone)
-        elif backbone.kind == "sentence_transformers":
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            if placement is not None and placement.precision == OPENVINO_INT8:
-                from .openvino_int8 import OpenVINOEncoder
-
-                _ENCODERS[key] = OpenVINOEncoder(backbone, placement)
-            else:
-                _ENCODERS[key] = SentenceTransformerEncoder(backbone, placement)
-        elif backbone.kind == "openai":
-            from .openai_api import OpenAIEncoder
-
-            _ENCODERS[key] = OpenAIEncoder(backbone)
-        else:
+        kind = backbone.kind_spec
+        if kind.encoder is None:
             raise ValueError(f"Backbone {backbone.name!r} has kind {backbone.kind!r}, which has no text encoder.")
+        module, name = kind.encoder.split(":")
+        encoder = getattr(importlib.import_module(module, __package__), name)
+        _ENCODERS[key] = encoder(backbone, placement) if kind.on_device else encoder(backbone)
     return _ENCODERS[key]

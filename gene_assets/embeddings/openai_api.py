@@ -9,7 +9,8 @@ import urllib.request
 import numpy as np
 
 from ..sources.http import HttpJsonError, request_json
-from .registry import Backbone
+from .backbone import Backbone
+from .weights import BackboneUnavailableError
 
 BASE_URL_ENV = "OPENAI_BASE_URL"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -19,8 +20,6 @@ BATCH_SIZE = 256
 
 class OpenAIEncoder:
     def __init__(self, backbone: Backbone):
-        from .weights import BackboneUnavailableError
-
         self.backbone = backbone
         self.key_env = backbone.api_key_env or "OPENAI_API_KEY"
         self.api_key = os.environ.get(self.key_env)
@@ -43,8 +42,6 @@ class OpenAIEncoder:
         return vectors
 
     def _request(self, batch: list[str]) -> np.ndarray:
-        from .weights import BackboneUnavailableError
-
         body = json.dumps({"model": self.backbone.model_id, "input": batch}).encode()
         request = urllib.request.Request(
             self.url, data=body, headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}

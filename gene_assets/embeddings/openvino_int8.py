@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..storage import sha256_file, write_bytes_atomic
+from .backbone import OPENVINO_INT8, Backbone
 from .device import Placement
 from .encoders import SentenceTransformerEncoder, length_sorted_batches
-from .registry import OPENVINO_INT8, Backbone
 from .weights import BackboneUnavailableError, model_cache_dir
 
 CALIBRATION_TEXTS = 300
@@ -188,3 +188,12 @@ class OpenVINOEncoder(SentenceTransformerEncoder):
             )
         outputs = self.requests[threads].infer({name: features[name].numpy() for name in INPUTS if name in features})
         return next(iter(outputs.values())).copy()
+
+
+def sentence_transformer_encoder(backbone: Backbone, placement: Placement | None) -> SentenceTransformerEncoder:
+    """A sentence-transformers backbone's encoder: the OpenVINO graph when its placement's precision is
+    openvino-int8, else the PyTorch model."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if placement is not None and placement.precision == OPENVINO_INT8:
+        return OpenVINOEncoder(backbone, placement)
+    return SentenceTransformerEncoder(backbone, placement)

@@ -21,8 +21,9 @@ import pandas as pd
 import pyarrow as pa
 
 from ..catalog.resolver import GeneResolver, identifier_kind
+from ..errors import GeneAssetsError
 from ..sources.data_directory import utf8_error_position
-from .registry import Backbone
+from .backbone import Backbone
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None}
 PICKLE_SUFFIXES = {".pkl", ".pickle"}
@@ -43,7 +44,7 @@ MIN_COVERAGE = 0.05
 certainly did not map (another species, another identifier column), and an empty table would be scored and released."""
 
 
-class PrecomputedEmbeddingError(ValueError):
+class PrecomputedEmbeddingError(GeneAssetsError, ValueError):
     """A precomputed embedding file is missing, unreadable or malformed."""
 
 

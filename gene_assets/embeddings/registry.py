@@ -5,91 +5,9 @@ Built-in entries are below; models found by discovery (`gene_assets/automation/`
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Literal
-
-BackboneKind = Literal[
-    "sentence_transformers", "bag_of_words", "tfidf", "random", "text_availability", "precomputed", "openai"
-]
-Precision = Literal["fp32", "bf16", "fp16", "int8", "openvino-int8"]
-OPENVINO_INT8 = "openvino-int8"
-"""Static int8 on OpenVINO's CPU kernels, quantized by NNCF with activation ranges from real summaries (openvino_int8.py)."""
-
-PARTITION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class InvalidBackboneError(ValueError):
-    """A registry entry cannot be used (e.g. its name is not a valid partition key)."""
-
-
-@dataclass(frozen=True)
-class FastPathSettings:
-    """How a sentence-transformers backbone may run on CPU. The `embedding_device` resource picks the precision among
-    `precisions` on each machine (`calibration.py`); it changes the vectors, so it is recorded with them."""
-
-    precisions: tuple[Precision, ...] = ("fp32",)
-    """Precisions allowed on CPU besides fp32 (always allowed). fp32: the model as published. bf16: weights and
-    activations in 16 bits. int8: dynamic int8 quantization of every nn.Linear (activations quantized per batch).
-    openvino-int8: the model converted to OpenVINO and quantized statically (per-channel weights, calibrated
-    activation ranges, SmoothQuant), everything but the int8 matrix products in fp32."""
-    min_cosine: float = 0.99
-    """Accuracy floor: a reduced precision's smallest cosine to fp32 vectors over the calibration texts."""
-    token_budget: int = 4096
-    """Padded tokens per batch: texts sorted by token length are packed into batches of at most this many tokens."""
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """A text-embedding backbone. `name` is its partition key."""
-
-    name: str
-    kind: BackboneKind
-    dims: int
-    model_id: str | None = None
-    """Hub model id, a local model directory, or the API model name (openai)."""
-    revision: str | None = None
-    prompt: str | None = None
-    max_length: int | None = None
-    pooling: str | None = None
-    n_parameters: int | None = None
-    weights_package: str | None = None
-    """A Python package that ships the weights (its `get_model_path()` gives the model directory)."""
-    weights_sha256: str | None = None
-    """sha256 of model.safetensors when the weights are shipped locally; verified before loading."""
-    weights_requirements: str | None = None
-    """A requirements file (relative to the project root) of packages whose files concatenate into a zip of the
-    model directory; reassembled once into the model cache (`weights.py`)."""
-    trust_remote_code: bool = False
-    """Run the model repository's own Python code; only entries that need it and were reviewed set it."""
-    seed: int | None = None
-    offline: bool = False
-    """True when the backbone works without network access."""
-    fast_path: FastPathSettings = field(default_factory=FastPathSettings)
-    """CPU precision and batching; unmeasured backbones run in fp32, so their vectors are the published model's."""
-    source_path: str | None = None
-    """precomputed: the file of published gene embeddings (CSV/TSV/parquet, pickle of {symbol: vector}, word2vec text)."""
-    symbol_column: str = "symbol"
-    """precomputed tables: the column with gene symbols."""
-    api_key_env: str | None = None
-    """openai: the environment variable holding the API key (never stored anywhere else)."""
-    origin: str = "registry"
-    """Where the entry comes from: `registry` (this file), `mteb` or `huggingface_hub` (discovery)."""
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if not PARTITION_KEY_PATTERN.match(self.name):
-            raise InvalidBackboneError(
-                f"Backbone name {self.name!r} is not a valid partition key: use letters, digits, '.', '_' or '-' "
-                "(at most 128 characters, starting with a letter or digit)."
-            )
-        for field_name in ("dims", "max_length"):
-            value = getattr(self, field_name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InvalidBackboneError(
-                    f"Backbone {self.name!r}: {field_name} must be a whole number of 1 or more, got {value!r}."
-                )
-
+from ..errors import GeneAssetsError
+from .backbone import OPENVINO_INT8, Backbone, FastPathSettings
+from .discovered import DiscoveredRegistry
 
 GENE_INSTRUCTION = "Given a gene description, represent the gene's biological function"
 """The instruction given to instruction-tuned backbones, in each model's own query template."""
@@ -296,23 +214,19 @@ DEFAULT_BACKBONES = [name for name in OFFLINE_BACKBONES if not BACKBONES[name].w
 """`make run`'s backbones: the offline ones whose weights the default install ships."""
 
 
-class UnknownBackboneError(KeyError):
+class UnknownBackboneError(GeneAssetsError, KeyError):
     def __str__(self) -> str:
         return self.args[0]
 
 
 def all_backbones() -> dict[str, Backbone]:
     """Built-in entries, then discovered models (a built-in name always wins)."""
-    from .discovered import DiscoveredRegistry
-
     return {**DiscoveredRegistry().load(), **BACKBONES}
 
 
 def get_backbone(name: str) -> Backbone:
     if name in BACKBONES:
         return BACKBONES[name]
-    from .discovered import DiscoveredRegistry
-
     registry = DiscoveredRegistry()
     discovered = registry.load()
     if name in discovered:

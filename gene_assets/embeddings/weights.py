@@ -19,9 +19,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..errors import GeneAssetsError
 from ..settings import PROJECT_ROOT, gene_assets_home
 from ..storage import sha256_file, write_bytes_atomic
-from .registry import Backbone
+from .backbone import Backbone
 
 WEIGHTS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx")
 """Files whose sha256 is recorded for a Hub download."""
@@ -42,7 +43,7 @@ HUB_IGNORE = [
 """Exports that sentence-transformers does not load on PyTorch: never downloaded."""
 
 
-class BackboneUnavailableError(RuntimeError):
+class BackboneUnavailableError(GeneAssetsError, RuntimeError):
     """The backbone's weights cannot be loaded here (offline, missing or not verified)."""
 
 

@@ -14,13 +14,13 @@ from dagster import (
 )
 from pydantic import Field
 
+from ..automation.conditions import LEADERBOARD_CONDITION
 from ..cells.report import batch_effect_table, cell_gains, cell_type_table, clustering_table, gains_table
 from ..perturbation.evaluation import BASELINE
-from ..tasks.assets import RESULT_ASSETS
 from ..tasks.evaluation import PROTOCOLS
 from ..tasks.figures import png_markdown
 from ..texts.views import VIEWS
-from .inputs import LEADERBOARD_INPUTS, task_spec
+from .inputs import LEADERBOARD_INPUTS, RESULT_ASSETS, task_spec
 from .report import (
     KEYS,
     family_summary,
@@ -83,7 +83,8 @@ def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) 
 @asset(
     group_name="leaderboard",
     ins={name: AssetIn(name) for name in LEADERBOARD_INPUTS},
-    compute_kind="pandas",
+    kinds={"pandas"},
+    automation_condition=LEADERBOARD_CONDITION,
     check_specs=[
         AssetCheckSpec(
             "random_band_at_chance",

@@ -3,12 +3,15 @@ the Replogle task (real data) and of the mean-shift protocol on an expression fi
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from pydantic import Field
 
+from ..automation.conditions import RESULTS_CONDITION
 from ..catalog.resolver import GeneResolver
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
 from ..parallel import run_units, worker_count
+from ..roles import PERTURBATION_RESULTS, REQUESTED_PERTURBATION_RESULTS, SHARED_INPUT, role_tags
 from ..sources.data_directory import DataDirectory
 from ..tasks.assets import UNIVERSES, FeatureDraws, GeneMatrix, counts_metadata, result_check_specs, result_checks
 from ..tasks.spec import TaskLabelError
@@ -18,7 +21,7 @@ from .models import MlpSettings
 from .signatures import CELL_LINES, ResponseTargets, map_perturbations, read_signatures, signature_targets
 
 
-@asset(group_name="perturbation", compute_kind="pandas")
+@asset(group_name="perturbation", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def perturbation_signatures(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -31,22 +34,37 @@ def perturbation_signatures(
 
 
 class PerturbationEvaluationConfig(Config):
-    n_splits: int = 9
-    seed: int = 0
-    n_bootstrap: int = 1000
-    random_draws: int = 3
-    """The random-gaussian control is scored with this many seeds (a band; each draw refits every fold)."""
-    universes: list[str] = list(UNIVERSES)
-    models: list[str] = list(MODELS)
-    hidden_units: int = 256
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-4
-    max_epochs: int = 600
-    patience: int = 50
-    threads: int = 1
-    """CPU threads for torch and BLAS while fitting (fixed for reproducible results)."""
-    workers: int = 0
-    """Processes scoring (target, universe, draw) units side by side (0: one per core); results do not depend on it."""
+    n_splits: int = Field(default=9, description="Folds of held-out perturbations (K-fold over perturbations).")
+    seed: int = Field(default=0, description="Seed of the folds and of every random step of the fitting and scoring.")
+    n_bootstrap: int = Field(default=1000, description="Bootstrap resamples behind each 95% CI.")
+    random_draws: int = Field(
+        default=3,
+        description=(
+            "The random-gaussian control is scored with this many seeds (a band; each draw refits every fold)."
+        ),
+    )
+    universes: list[str] = Field(
+        default=list(UNIVERSES),
+        description="Gene universes scored (perturbed genes outside one are excluded and counted).",
+    )
+    models: list[str] = Field(
+        default=list(MODELS), description="Models fitted from the perturbed gene's embedding: mlp and/or ridge."
+    )
+    hidden_units: int = Field(default=256, description="MLP hidden layer width.")
+    learning_rate: float = Field(default=3e-4, description="MLP learning rate.")
+    weight_decay: float = Field(default=1e-4, description="MLP weight decay.")
+    max_epochs: int = Field(default=600, description="MLP training epochs at most.")
+    patience: int = Field(default=50, description="Epochs without improvement before the MLP stops early.")
+    threads: int = Field(
+        default=1, description="CPU threads for torch and BLAS while fitting (fixed for reproducible results)."
+    )
+    workers: int = Field(
+        default=0,
+        description=(
+            "Processes scoring (target, universe, draw) units side by side (0: one per core); results do not depend "
+            "on it."
+        ),
+    )
 
     def protocol(self) -> PerturbationProtocol:
         mlp = MlpSettings(
@@ -67,16 +85,22 @@ class PerturbationEvaluationConfig(Config):
 
 
 class ReplogleEvaluationConfig(PerturbationEvaluationConfig):
-    cell_lines: list[str] = list(CELL_LINES)
+    cell_lines: list[str] = Field(default=list(CELL_LINES), description="Replogle 2022 cell lines scored (K562, RPE1).")
 
 
 class MeanShiftEvaluationConfig(PerturbationEvaluationConfig):
-    path: str
-    """An .h5ad file: cells or pseudobulk rows × genes, with a perturbation column and control rows."""
-    perturbation_column: str = "condition"
-    control_label: str = "ctrl"
-    gene_column: str | None = None
-    dataset: str | None = None
+    path: str = Field(
+        description="An .h5ad file: cells or pseudobulk rows × genes, with a perturbation column and control rows."
+    )
+    perturbation_column: str = Field(default="condition", description="obs column naming each row's perturbation.")
+    control_label: str = Field(default="ctrl", description="Value of the perturbation column on control rows.")
+    gene_column: str | None = Field(
+        default=None, description="var column with gene symbols (GEARS: `gene_name`); None uses var_names."
+    )
+    dataset: str | None = Field(
+        default=None,
+        description="Name in the task (`mean_shift_<dataset>`); defaults to the file name without its suffix.",
+    )
 
     def source(self) -> MeanShiftSource:
         return MeanShiftSource(
@@ -188,7 +212,9 @@ PARTITIONED_INPUTS = {"embeddings": AssetIn("gene_embeddings"), "universes": Ass
     group_name="perturbation",
     partitions_def=backbone_view_partitions,
     ins={**PARTITIONED_INPUTS, "signatures": AssetIn("perturbation_signatures")},
-    compute_kind="torch",
+    kinds={"torch"},
+    tags=role_tags(PERTURBATION_RESULTS),
+    automation_condition=RESULTS_CONDITION,
     check_specs=result_check_specs("perturbation_results"),
 )
 def perturbation_results(
@@ -209,7 +235,8 @@ def perturbation_results(
     group_name="perturbation",
     partitions_def=backbone_view_partitions,
     ins={**PARTITIONED_INPUTS, "gene_catalog": AssetIn("gene_catalog")},
-    compute_kind="torch",
+    kinds={"torch"},
+    tags=role_tags(REQUESTED_PERTURBATION_RESULTS),
     check_specs=result_check_specs("mean_shift_results"),
 )
 def mean_shift_results(

@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, MetadataValue, PathMetadataValue, asset
 
+from ..automation.conditions import RELEASE_CONDITION
 from ..cells.embedding import CellEmbeddings
 from ..cells.report import batch_effect_table, cell_gains, cell_type_table
 from ..embeddings.registry import all_backbones
@@ -103,7 +104,8 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
 @asset(
     group_name="release",
     ins={"gene_embeddings": AssetIn(), "cell_embeddings": AssetIn(), "leaderboard": AssetIn()},
-    compute_kind="dvc",
+    kinds={"dvc"},
+    automation_condition=RELEASE_CONDITION,
 )
 def embeddings_release(
     context: AssetExecutionContext,

@@ -22,7 +22,9 @@ from pathlib import Path, PurePosixPath
 
 from configobj import ConfigObj
 from dagster import ConfigurableResource
+from pydantic import Field
 
+from ..errors import GeneAssetsError
 from ..settings import DVC_REMOTE_ENV, default_dvc_remote_dir
 from ..storage import is_url, sha256_file, write_bytes_atomic
 
@@ -34,7 +36,7 @@ RELEASE_LOCK = "gene_assets-release.lock"
 """In the repository's git directory: held (flock) by the one process that writes data/, commits, tags or pushes."""
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(GeneAssetsError, RuntimeError):
     """A release could not be made; the repository and data/ are as they were before it."""
 
 
@@ -77,19 +79,33 @@ class DvcReleaseRepository(ConfigurableResource):
     The committed .dvc/config names the team's release remote (a URL) for consumers and never a local path; where
     this clone pushes lives in its untracked .dvc/config.local."""
 
-    repo_dir: str
-    remote_url: str | None = None
-    """Where releases push: a directory or DVC remote URL, written to .dvc/config.local as `remote_name`. None: the
-    default remote .dvc/config.local already names (`dvc remote add --local -d …`), else the embedded local directory
-    $XDG_DATA_HOME/gene_assets/dvc-remote (created when missing)."""
-    remote_name: str = "storage"
-    data_dir_name: str = "data"
-    tag_prefix: str = "embeddings-v"
-    create_remote: bool = True
-    """Create a missing local `remote_url` directory (with its parents); off for a configured remote, which must exist
-    (a missing mount point is an error, not a new directory on the local disk)."""
-    lock_timeout_s: float = 900.0
-    """How long a release waits for another process's release of the same repository to finish."""
+    repo_dir: str = Field(description="The git repository that holds data/, data.dvc and the release tags.")
+    remote_url: str | None = Field(
+        default=None,
+        description=(
+            "Where releases push: a directory or DVC remote URL, written to .dvc/config.local as `remote_name`. "
+            "None: the default remote .dvc/config.local already names (`dvc remote add --local -d …`), else the "
+            "embedded local directory $XDG_DATA_HOME/gene_assets/dvc-remote (created when missing)."
+        ),
+    )
+    remote_name: str = Field(default="storage", description="Name of the DVC remote releases push to.")
+    data_dir_name: str = Field(
+        default="data", description="Directory in repo_dir that a release writes and DVC tracks."
+    )
+    tag_prefix: str = Field(
+        default="embeddings-v", description="Git tag of each release: this prefix and the release number."
+    )
+    create_remote: bool = Field(
+        default=True,
+        description=(
+            "Create a missing local `remote_url` directory (with its parents); off for a configured remote, which "
+            "must exist (a missing mount point is an error, not a new directory on the local disk)."
+        ),
+    )
+    lock_timeout_s: float = Field(
+        default=900.0,
+        description="How long a release waits for another process's release of the same repository to finish.",
+    )
 
     # --- commands -----------------------------------------------------------------------------
     def _run(self, args: list[str], what: str) -> str:

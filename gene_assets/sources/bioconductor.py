@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
+from ..errors import GeneAssetsError
 from ..settings import gene_assets_home
 from ..storage import atomic_path, sha256_file
 
@@ -63,15 +65,24 @@ PACKAGES = {
 }
 
 
-class AnnotationDatabaseError(RuntimeError):
+class AnnotationDatabaseError(GeneAssetsError, RuntimeError):
     """An annotation database could not be obtained or failed verification."""
 
 
 class AnnotationDatabases(ConfigurableResource):
     """Verified, cached SQLite files of org.Hs.eg.db and GO.db."""
 
-    cache_dir: str = str(gene_assets_home() / "cache" / "bioconductor")
-    source: Literal["debian", "bioconductor"] = "debian"
+    cache_dir: str = Field(
+        default=str(gene_assets_home() / "cache" / "bioconductor"),
+        description="Where the verified SQLite files are kept (one directory per package version).",
+    )
+    source: Literal["debian", "bioconductor"] = Field(
+        default="debian",
+        description=(
+            "Where the packages come from: debian (Debian's packages, `apt-get download`) or bioconductor (the "
+            "source tarballs, online); verified by sha256 either way."
+        ),
+    )
 
     def sqlite_path(self, package: str) -> Path:
         """Path of the package's verified SQLite file, fetching it on first use."""

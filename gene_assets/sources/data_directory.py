@@ -10,7 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import ConfigurableResource
+from pydantic import Field
 
+from ..errors import GeneAssetsError
 from ..settings import DATA_DIR_ENV
 
 # Every file the assets read, with what it must contain (shown when it is missing).
@@ -83,11 +85,11 @@ DATA_FILES = {
 }
 
 
-class DataDirectoryError(FileNotFoundError):
+class DataDirectoryError(GeneAssetsError, FileNotFoundError):
     """A data directory or one of its files is missing."""
 
 
-class DataFileError(ValueError):
+class DataFileError(GeneAssetsError, ValueError):
     """A data file is present but unusable: truncated or corrupt, not UTF-8 text, or contradicting itself."""
 
 
@@ -133,7 +135,9 @@ def read_data_parquet(path, columns: list[str] | None = None) -> pd.DataFrame:
 class DataDirectory(ConfigurableResource):
     """Root of the input data (see PROVENANCE.md inside it). Set by GENE_ASSETS_DATA_DIR."""
 
-    path: str
+    path: str = Field(
+        description="Root of the input data (see PROVENANCE.md inside it); default $GENE_ASSETS_DATA_DIR."
+    )
 
     def root(self) -> Path:
         root = Path(self.path).expanduser()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from ..settings import gene_assets_home
 from ..storage import write_bytes_atomic
@@ -27,14 +28,22 @@ class EutilsError(RuntimeError):
 class NcbiEutils(ConfigurableResource):
     """esummary for db=gene. Requests per second: 3 without an API key, 10 with one (NCBI's limits)."""
 
-    base_url: str = EUTILS_URL
-    api_key: str | None = None
-    email: str | None = None
-    tool: str = "gene_assets"
-    batch_size: int = 200
-    max_retries: int = 4
-    timeout_s: float = 30.0
-    cache_dir: str = str(gene_assets_home() / "cache" / "ncbi_esummary")
+    base_url: str = Field(default=EUTILS_URL, description="E-utilities base URL.")
+    api_key: str | None = Field(
+        default=None,
+        description="NCBI API key (from $NCBI_API_KEY); raises the limit from 3 to 10 requests per second.",
+    )
+    email: str | None = Field(
+        default=None, description="Contact e-mail sent with each request, as NCBI asks (from $NCBI_EMAIL)."
+    )
+    tool: str = Field(default="gene_assets", description="Tool name sent with each request, as NCBI asks.")
+    batch_size: int = Field(default=200, description="Gene ids per esummary request.")
+    max_retries: int = Field(default=4, description="Retries of a failed request.")
+    timeout_s: float = Field(default=30.0, description="Seconds a request may take.")
+    cache_dir: str = Field(
+        default=str(gene_assets_home() / "cache" / "ncbi_esummary"),
+        description="Where each gene's esummary record is kept, so a rerun asks NCBI only for new genes.",
+    )
 
     def requests_per_second(self) -> float:
         return 10.0 if self.api_key else 3.0

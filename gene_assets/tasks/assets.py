@@ -21,13 +21,16 @@ from dagster import (
 )
 from pydantic import Field
 
+from ..automation.conditions import RESULTS_CONDITION
 from ..catalog.resolver import GeneResolver
+from ..embeddings.backbone import kind_spec
 from ..embeddings.encoders import random_gene_vectors
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
 from ..parallel import run_units, threads_per_worker, worker_count
 from ..progress import ProgressLog
+from ..roles import GENE_TASK_RESULTS, SHARED_INPUT, role_tags
 from ..sources.bioconductor import AnnotationDatabases
 from ..sources.data_directory import DataDirectory, read_data_csv
 from ..texts.assets import go_annotation_counts
@@ -75,7 +78,7 @@ def counts_metadata(counts: dict, files: list) -> dict:
     }
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_universes(
     context: AssetExecutionContext,
     gene_texts: pd.DataFrame,
@@ -100,7 +103,7 @@ def gene_universes(
     return genes
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def geneformer_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -113,7 +116,7 @@ def geneformer_labels(
     return pd.concat([labels, chen], ignore_index=True)
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_type_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -124,7 +127,7 @@ def gene_type_labels(
     return labels
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_property_labels(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -147,7 +150,7 @@ def gene_property_labels(
     return pd.concat([labels for labels, _ in parts], ignore_index=True)[["task", "entrez_id", "label"]]
 
 
-@asset(group_name="tasks", compute_kind="pandas")
+@asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_interaction_pairs(
     context: AssetExecutionContext, gene_catalog: pd.DataFrame, gene_texts: pd.DataFrame, data_directory: DataDirectory
 ) -> pd.DataFrame:
@@ -180,15 +183,38 @@ class TaskEvaluationConfig(Config):
         description=f"Multiclass probes, scored in this order, from {', '.join(MULTICLASS_PROBES)}: multinomial "
         "logistic regression (the published probe) and, only when named, the one-vs-rest ridge classifier.",
     )
-    n_splits: int = 5
-    seed: int = 0
-    pca_dims: int | None = None
-    n_bootstrap: int = 1000
-    random_draws: int = 20
-    """The random-gaussian control is scored with this many seeds (a band, not one draw)."""
-    universes: list[str] = list(UNIVERSES)
-    workers: int = 0
-    """Processes scoring (task, universe, draw) units side by side (0: one per core); results do not depend on it."""
+    n_splits: int = Field(
+        default=5, description="Stratified K-fold splits per task (the fold values are the folds' metrics)."
+    )
+    seed: int = Field(
+        default=0, description="Seed of the splits and of every random step of the probes and the bootstrap."
+    )
+    pca_dims: int | None = Field(
+        default=None,
+        description=(
+            "Reduce embeddings wider than this with PCA (fitted inside each fold) before the probe; None: the "
+            "probes see every dimension."
+        ),
+    )
+    n_bootstrap: int = Field(
+        default=1000, description="Bootstrap resamples of the pooled test predictions behind each 95% CI."
+    )
+    random_draws: int = Field(
+        default=20, description="The random-gaussian control is scored with this many seeds (a band, not one draw)."
+    )
+    universes: list[str] = Field(
+        default=list(UNIVERSES),
+        description=(
+            "Gene universes scored: all_genes, and with_summary (genes with a RefSeq summary, a confound control)."
+        ),
+    )
+    workers: int = Field(
+        default=0,
+        description=(
+            "Processes scoring (task, universe, draw) units side by side (0: one per core); results do not depend "
+            "on it."
+        ),
+    )
 
     def evaluation_protocol(self) -> Protocol:
         return Protocol.named(
@@ -219,7 +245,7 @@ class FeatureDraws:
 
     def __init__(self, embeddings: GeneEmbeddings, draws: int):
         self.embeddings = embeddings
-        self.draws = list(range(draws)) if embeddings.attrs.get("kind") == "random" else [0]
+        self.draws = list(range(draws)) if kind_spec(embeddings.attrs.get("kind")).redrawn else [0]
         self.index = pd.Index(embeddings.genes["entrez_id"])
 
     def genes(self, draw: int, entrez_ids) -> GeneMatrix:
@@ -381,7 +407,9 @@ def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], desc
             "universes": AssetIn("gene_universes"),
             "labels": AssetIn(labels_asset),
         },
-        compute_kind="scikit-learn",
+        kinds={"scikit-learn"},
+        tags=role_tags(GENE_TASK_RESULTS),
+        automation_condition=RESULTS_CONDITION,
         description=description,
         check_specs=result_check_specs(name),
     )
@@ -521,4 +549,3 @@ gene_interaction_results = task_results_asset(
 )
 
 TASKS = {t.name: t for t in [*GENEFORMER_TASKS, GENE_TYPE_TASK, *GENE_PROPERTY_TASKS, GGI_TASK]}
-RESULT_ASSETS = ["geneformer_results", "gene_type_results", "gene_property_results", "gene_interaction_results"]

@@ -8,6 +8,8 @@ from typing import Literal
 
 import pandas as pd
 
+from ..errors import GeneAssetsError
+
 TaskKind = Literal[
     "binary", "multiclass", "multilabel", "pairs", "cells", "perturbation_signature", "perturbation_mean_shift"
 ]
@@ -43,7 +45,7 @@ class GeneTask:
     """Multilabel tasks: a label is scored when this many genes of the universe carry it."""
 
 
-class TaskLabelError(ValueError):
+class TaskLabelError(GeneAssetsError, ValueError):
     """Task labels are unusable (missing columns, a single class, too few examples, nothing maps)."""
 
 

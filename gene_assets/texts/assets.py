@@ -15,7 +15,9 @@ from dagster import (
     asset,
     asset_check,
 )
+from pydantic import Field
 
+from ..roles import SHARED_INPUT, role_tags
 from ..sources.bioconductor import AnnotationDatabases
 from ..sources.data_directory import DataDirectory, DataFileError, read_data_parquet
 from ..sources.ncbi_eutils import NcbiEutils
@@ -42,10 +44,16 @@ def read_refseq_summaries(path) -> pd.DataFrame:
 
 
 class GeneSummariesConfig(Config):
-    source: Literal["data_directory", "ncbi_eutils"] = "data_directory"
+    source: Literal["data_directory", "ncbi_eutils"] = Field(
+        default="data_directory",
+        description=(
+            "data_directory: the RefSeq summaries file of the data directory; ncbi_eutils: fetched live from NCBI "
+            "esummary (network)."
+        ),
+    )
 
 
-@asset(group_name="sources", compute_kind="pandas")
+@asset(group_name="sources", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_summaries(
     context: AssetExecutionContext,
     config: GeneSummariesConfig,
@@ -76,10 +84,18 @@ def gene_summaries(
 
 
 class GeneTextsConfig(Config):
-    views: list[str] = list(VIEWS)
-    gene_types: list[str] = DEFAULT_GENE_TYPES
-    symbols: list[str] | None = None
-    """Restrict the universe to these symbols (for quick runs); None keeps every gene of `gene_types`."""
+    views: list[str] = Field(
+        default=list(VIEWS),
+        description="Text views built for every gene (each becomes a view partition of gene_embeddings).",
+    )
+    gene_types: list[str] = Field(
+        default=DEFAULT_GENE_TYPES,
+        description="NCBI gene types in the universe; genes with a RefSeq summary are kept whatever their type.",
+    )
+    symbols: list[str] | None = Field(
+        default=None,
+        description="Restrict the universe to these symbols (for quick runs); None keeps every gene of `gene_types`.",
+    )
 
 
 def read_go_annotations(annotation_databases: AnnotationDatabases) -> dict[str, pd.DataFrame]:
@@ -113,7 +129,7 @@ def go_annotation_counts(annotation_databases: AnnotationDatabases) -> pd.Series
     return pairs.drop_duplicates().groupby("entrez_id").size()
 
 
-@asset(group_name="texts", compute_kind="pandas")
+@asset(group_name="texts", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
 def gene_texts(
     context: AssetExecutionContext,
     config: GeneTextsConfig,

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..errors import GeneAssetsError
 
-class GeneTextError(ValueError):
+
+class GeneTextError(GeneAssetsError, ValueError):
     """A gene cannot be given a text (it has no symbol, which every view starts from)."""
 
 
