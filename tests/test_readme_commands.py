@@ -18,10 +18,10 @@ from dagster import DagsterInstance, materialize
 from gene_assets.cells.partitions import backbone_dataset_key
 from gene_assets.cli import register_backbones, register_partitions
 from gene_assets.definitions import all_asset_checks, all_assets
-from gene_assets.embeddings.discovered import REGISTRY_ENV
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.embeddings.weights import model_cache_dir
 from gene_assets.resources import temporary_resources
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 from gene_assets.settings import DVC_REMOTE_ENV, HOME_ENV, PROJECT_ROOT, RELEASE_REPO_ENV
 
 from .conftest import git, make_release_repo

@@ -162,17 +162,36 @@ def result_row(task: GeneTask, classifier: str, metric: str, fold_values, replic
 def subset_row(task: GeneTask, classifier: str, metric: str, subset: str, fold_values, replicates, **extra):
     """The row of a metric on a subset of the task's items (subsets.py), scored from the same test-fold predictions
     and resample counts as the full figure: fold values where the subset's part of a fold defines the metric, their
-    mean, and per replicate the mean over those folds (replicates where it is undefined are NaN). None when no fold
-    defines it."""
+    mean, and per replicate the mean over those same folds (NaN for a replicate in which one of them is undefined,
+    so that no replicate averages fewer folds than the estimate). None when no fold defines it."""
     values = np.asarray(fold_values, dtype=float)
     defined = np.isfinite(values)
     if not defined.any():
         return None
     if replicates is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            replicates = np.nanmean(np.asarray(replicates, dtype=float)[defined], axis=0)
+        block = np.asarray(replicates, dtype=float)[defined]
+        replicates = np.where(np.isfinite(block).all(axis=0), block.mean(axis=0), np.nan)
     return result_row(task, classifier, subset_metric(metric, subset), values[defined], replicates, **extra)
+
+
+SUBSET_CLASS_MIN = 5
+"""A class counts in a subset's balanced accuracy when the fold's test part of the subset holds this many of its
+genes (fewer: its recall is mostly noise, and resamples drop it)."""
+
+
+def subset_balanced_accuracy(confusions: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of the point confusion (row 0) and of each resampled one over one fixed set of classes: those
+    with at least SUBSET_CLASS_MIN genes in the point sample. A resample that loses one of them is NaN rather than an
+    average over fewer classes; NaN throughout when no class qualifies."""
+    support = confusions.sum(2)
+    classes = support[0] >= SUBSET_CLASS_MIN
+    if not classes.any():
+        return np.full(len(confusions), np.nan)
+    diag = np.diagonal(confusions, axis1=1, axis2=2)[:, classes]
+    true = support[:, classes]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = diag / true
+    return np.where((true > 0).all(axis=1), recall.mean(axis=1), np.nan)
 
 
 def subset_auc(y: np.ndarray, score: np.ndarray, mask: np.ndarray, counts: np.ndarray | None) -> tuple:
@@ -335,12 +354,9 @@ def evaluate_multiclass(
             for subset, mask in subsets.items():
                 inside = mask[test]
                 weights = np.vstack([np.ones(len(test)), counts[f]]) if bootstrap else np.ones(len(test))
-                with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    accuracy = classification_metrics(
-                        weighted_confusions(y[test][inside], predicted[inside], len(names), weights[..., inside])
-                    )["balanced_accuracy"]
-                on_subsets[subset][0].append(accuracy[0] if inside.any() else np.nan)
+                on_subset = weighted_confusions(y[test][inside], predicted[inside], len(names), weights[..., inside])
+                accuracy = subset_balanced_accuracy(on_subset)
+                on_subsets[subset][0].append(accuracy[0])
                 on_subsets[subset][1].append(accuracy[1:] if bootstrap else None)
             fold_confusion = weighted_confusions(y[test], predicted, len(names), np.ones(len(test)))
             confusion += fold_confusion[0]
