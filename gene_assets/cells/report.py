@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..leaderboard.report import PRIMARY_CLASSIFIER, format_estimate, mark_significance
 from ..tasks.spec import PRIMARY_METRIC
-from ..tasks.statistics import paired_difference, paired_p_value, percentile_interval
+from ..tasks.statistics import paired_gap
 from .batch import KIND as BATCH_KIND
 from .batch import METRICS as BATCH_METRICS
 from .evaluation import KIND
@@ -70,10 +70,10 @@ def cell_gains(summary: pd.DataFrame) -> pd.DataFrame:
             for _, row in group.iterrows():
                 if row["embedding"] == reference["embedding"] or row["genes_digest"] != reference["genes_digest"]:
                     continue
-                difference = paired_difference(row["bootstrap"], reference["bootstrap"])
-                if difference is None:
+                gap = paired_gap(row["bootstrap"], reference["bootstrap"])
+                if gap is None:
                     continue
-                low, high = percentile_interval(difference)
+                low, high, p_value = gap
                 rows.append(
                     {
                         "dataset": dataset,
@@ -86,7 +86,7 @@ def cell_gains(summary: pd.DataFrame) -> pd.DataFrame:
                         "gain": row["estimate"] - reference["estimate"],
                         "ci_low": low,
                         "ci_high": high,
-                        "p_value": paired_p_value(row["bootstrap"], reference["bootstrap"]),
+                        "p_value": p_value,
                     }
                 )
     return pd.DataFrame(rows)

@@ -10,7 +10,7 @@ import pandas as pd
 from ..perturbation.evaluation import BASELINE
 from ..tasks.evaluation import TUNED_CLASSIFIER
 from ..tasks.spec import LOWER_IS_BETTER, PRIMARY_METRIC
-from ..tasks.statistics import holm, paired_difference, paired_p_value, percentile_interval
+from ..tasks.statistics import holm, paired_gap, paired_p_value, percentile_interval
 
 KEYS = ["backbone", "view", "universe", "task", "classifier", "metric"]
 PRIMARY_CLASSIFIER = {
@@ -114,10 +114,10 @@ def pairwise_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
         records = group.to_dict("records")
         for i, a in enumerate(records):
             for b in records[i + 1 :]:
-                diff = paired_difference(a["bootstrap"], b["bootstrap"])
-                if diff is None:
+                gap = paired_gap(a["bootstrap"], b["bootstrap"])
+                if gap is None:
                     continue
-                low, high = percentile_interval(diff)
+                low, high, p_value = gap
                 rows.append(
                     {
                         **dict(zip(["view", "universe", "task", "classifier", "metric"], keys[:5])),
@@ -126,7 +126,7 @@ def pairwise_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
                         "difference": a["estimate"] - b["estimate"],
                         "ci_low": low,
                         "ci_high": high,
-                        "p_value": paired_p_value(a["bootstrap"], b["bootstrap"]),
+                        "p_value": p_value,
                     }
                 )
     table = pd.DataFrame(rows)
@@ -145,10 +145,10 @@ def view_ablation(summary: pd.DataFrame, view: str = "go", baseline: str = "summ
         x, y = a.loc[key], b.loc[key]
         if x["genes_digest"] != y["genes_digest"]:
             continue
-        diff = paired_difference(x["bootstrap"], y["bootstrap"])
-        if diff is None:
+        gap = paired_gap(x["bootstrap"], y["bootstrap"])
+        if gap is None:
             continue
-        low, high = percentile_interval(diff)
+        low, high, p_value = gap
         rows.append(
             {
                 "backbone": key[0],
@@ -160,7 +160,7 @@ def view_ablation(summary: pd.DataFrame, view: str = "go", baseline: str = "summ
                 "gap": x["estimate"] - y["estimate"],
                 "ci_low": low,
                 "ci_high": high,
-                "p_value": paired_p_value(x["bootstrap"], y["bootstrap"]),
+                "p_value": p_value,
             }
         )
     return pd.DataFrame(rows)
@@ -513,10 +513,10 @@ def tuning_gains(summary: pd.DataFrame) -> pd.DataFrame:
     pairs = tuned.merge(default, on=keys, suffixes=("_tuned", "_default"))
     rows = []
     for row in pairs.to_dict("records"):
-        difference = paired_difference(row["bootstrap_tuned"], row["bootstrap_default"])
-        if difference is None:
+        gap = paired_gap(row["bootstrap_tuned"], row["bootstrap_default"])
+        if gap is None:
             continue
-        low, high = percentile_interval(difference)
+        low, high, p_value = gap
         rows.append(
             {
                 **{k: row[k] for k in keys[:4]},
@@ -525,7 +525,7 @@ def tuning_gains(summary: pd.DataFrame) -> pd.DataFrame:
                 "gain": row["estimate_tuned"] - row["estimate_default"],
                 "ci_low": low,
                 "ci_high": high,
-                "p_value": paired_p_value(row["bootstrap_tuned"], row["bootstrap_default"]),
+                "p_value": p_value,
             }
         )
     table = pd.DataFrame(rows, columns=[*keys[:4], "default_lr", "tuned_lr", "gain", "ci_low", "ci_high", "p_value"])
@@ -546,10 +546,10 @@ def baseline_gaps(summary: pd.DataFrame) -> pd.DataFrame:
         if key not in baseline.index:
             continue
         base = baseline.loc[key]
-        difference = paired_difference(row["bootstrap"], base["bootstrap"])
-        if difference is None:
+        gap = paired_gap(row["bootstrap"], base["bootstrap"])
+        if gap is None:
             continue
-        low, high = percentile_interval(difference)
+        low, high, p_value = gap
         out.append(
             {
                 **{k: row[k] for k in KEYS},
@@ -558,7 +558,7 @@ def baseline_gaps(summary: pd.DataFrame) -> pd.DataFrame:
                 "gap": row["estimate"] - base["estimate"],
                 "gap_ci_low": low,
                 "gap_ci_high": high,
-                "p_value": paired_p_value(row["bootstrap"], base["bootstrap"]),
+                "p_value": p_value,
             }
         )
     return pd.DataFrame(

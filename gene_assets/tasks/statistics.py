@@ -86,6 +86,15 @@ def paired_difference(a, b) -> np.ndarray | None:
     return a - b if a.shape == b.shape else None
 
 
+def paired_gap(a, b) -> tuple[float, float, float] | None:
+    """The paired 95% CI of a − b and its two-sided p-value; None when a and b are not paired."""
+    difference = paired_difference(a, b)
+    if difference is None:
+        return None
+    low, high = percentile_interval(difference)
+    return low, high, paired_p_value(a, b)
+
+
 def paired_p_value(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided bootstrap p-value that a and b (paired replicates) differ: twice the smaller tail of a − b at 0;
     NaN when they are not paired."""
