@@ -39,6 +39,18 @@ def _embedding_cache_in_a_temporary_directory(tmp_path_factory):
             os.environ[name] = value
 
 
+REAL_DATA_FIXTURES = ("data_dir", "annotation_cache")
+"""Fixtures that stand for real inputs: the data directory (../shared/data) and Debian's org.Hs.eg.db / GO.db."""
+
+
+def pytest_collection_modifyitems(items):
+    """`real_data` on every test that reads real inputs, through one of REAL_DATA_FIXTURES or a fixture built on one
+    (pytest lists a test's whole fixture closure), so the marker cannot drift from what the test uses."""
+    for item in items:
+        if set(REAL_DATA_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_data)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = Path(default_data_dir())

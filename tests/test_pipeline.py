@@ -304,6 +304,7 @@ def test_random_control_off_chance_blocks_the_release(pipeline):
     assert git(pipeline["repo"], "tag", "--list").split() == ["embeddings-v1"]
 
 
+@pytest.mark.browser
 def test_browser_renders_the_asset_graph_and_the_leaderboard(pipeline):
     """Headless Chromium on the UI serving the pipeline's instance; screenshots go to test-artifacts/."""
     from playwright.sync_api import sync_playwright
