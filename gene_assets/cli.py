@@ -90,8 +90,8 @@ def release_repository_of(data_dir: Path) -> str:
 
 
 def print_leaderboard(io_manager) -> None:
-    from .cells.report import batch_effect_table, cell_gains, cell_type_table, gains_table
     from .leaderboard.assets import leaderboard_leaks
+    from .leaderboard.cells import batch_effect_table, cell_gains, cell_type_table, gains_table
     from .leaderboard.report import (
         family_summary,
         perturbation_table,

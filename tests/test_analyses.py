@@ -19,8 +19,9 @@ from gene_assets.leaderboard.report import summarize
 from gene_assets.leaderboard.subsets import content_overlap, content_overlap_table, study_bias, study_bias_table
 from gene_assets.release.assets import leaderboard_files
 from gene_assets.resources import temporary_resources
+from gene_assets.results import GeneMatrix
 from gene_assets.sources.bioconductor import AnnotationDatabases
-from gene_assets.tasks.assets import TASKS, GeneMatrix, score_task
+from gene_assets.tasks.assets import TASKS, score_task
 from gene_assets.tasks.evaluation import Protocol, evaluate_binary, evaluate_multiclass, evaluate_multilabel
 from gene_assets.tasks.geneformer import GENEFORMER_SOURCES
 from gene_assets.tasks.interaction import GGI_TASK, read_pair_split

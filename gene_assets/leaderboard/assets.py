@@ -15,11 +15,11 @@ from dagster import (
 from pydantic import Field
 
 from ..automation.conditions import LEADERBOARD_CONDITION
-from ..cells.report import batch_effect_table, cell_gains, cell_type_table, clustering_table, gains_table
 from ..perturbation.evaluation import BASELINE
 from ..tasks.evaluation import PROTOCOLS
 from ..tasks.figures import png_markdown
 from ..texts.views import VIEWS
+from .cells import batch_effect_table, cell_gains, cell_type_table, clustering_table, gains_table
 from .inputs import LEADERBOARD_INPUTS, RESULT_ASSETS, task_spec
 from .report import (
     KEYS,

@@ -9,10 +9,10 @@ from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, M
 
 from ..automation.conditions import RELEASE_CONDITION
 from ..cells.embedding import CellEmbeddings
-from ..cells.report import batch_effect_table, cell_gains, cell_type_table
 from ..embeddings.registry import all_backbones
 from ..embeddings.table import GeneEmbeddings
 from ..leaderboard.assets import leaderboard_leaks
+from ..leaderboard.cells import batch_effect_table, cell_gains, cell_type_table
 from ..leaderboard.report import (
     baseline_gaps,
     heatmap_png,
