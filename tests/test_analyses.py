@@ -10,7 +10,8 @@ from dagster import DagsterInstance, materialize
 from sklearn.metrics import roc_auc_score
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
-from gene_assets.cli import print_subset_tables, register_backbones
+from gene_assets.cli import print_sections as print_subset_tables
+from gene_assets.cli import register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.encoders import BagOfWordsEncoder
 from gene_assets.embeddings.partitions import backbone_view_key
