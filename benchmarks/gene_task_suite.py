@@ -24,9 +24,8 @@ from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.orchestration.partitions import register_backbones
 from gene_assets.parallel import run_units, worker_count
 from gene_assets.resources import temporary_resources
+from gene_assets.results import FeatureDraws, GeneMatrix
 from gene_assets.tasks.assets import (
-    FeatureDraws,
-    GeneMatrix,
     TaskEvaluationConfig,
     label_matrix,
     labels_of,

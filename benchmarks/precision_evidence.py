@@ -30,8 +30,9 @@ from gene_assets.embeddings.encoders import idle_cores, load_encoder, vector_set
 from gene_assets.embeddings.registry import get_backbone
 from gene_assets.leaderboard.report import PRIMARY_CLASSIFIER
 from gene_assets.resources import temporary_resources
+from gene_assets.results import GeneMatrix
 from gene_assets.storage import write_bytes_atomic
-from gene_assets.tasks.assets import GeneMatrix, TaskEvaluationConfig, labels_of, restrict, score_task, task_genes
+from gene_assets.tasks.assets import TaskEvaluationConfig, labels_of, restrict, score_task, task_genes
 from gene_assets.tasks.geneformer import GENEFORMER_TASKS
 from gene_assets.tasks.spec import PRIMARY_METRIC
 

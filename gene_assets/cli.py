@@ -90,79 +90,71 @@ def release_repository_of(data_dir: Path) -> str:
 
 
 def print_leaderboard(io_manager) -> None:
-    from .cells.report import batch_effect_table, cell_gains, cell_type_table, gains_table
-    from .leaderboard.assets import leaderboard_leaks
-    from .leaderboard.report import (
-        family_summary,
-        perturbation_table,
-        rank_intervals,
-        rank_table,
-        tuning_gains,
-        wide_table,
-    )
-
     path = io_manager.stored_path(["leaderboard"])
     if not path.exists():
         raise UsageError(f"No leaderboard at {path}: run `make run` first.")
-    summary = io_manager.load(["leaderboard"])
-    leaks = leaderboard_leaks(summary)
+    print_sections(io_manager.load(["leaderboard"]))
+
+
+def print_sections(summary) -> None:
+    """Every leaderboard section of the summary (leaderboard/sections.py builds them) as markdown."""
+    from .leaderboard.sections import build_sections
+
+    sections = build_sections(summary)
     protocol = summary["protocol"].iloc[0] if "protocol" in summary and len(summary) else "not recorded"
-    for universe in ("all_genes", "with_summary"):
+    for universe, table in (
+        ("all_genes", sections.leaderboard),
+        ("with_summary", sections.leaderboard_with_summary_only),
+    ):
         print(
             f"\n## {universe} ({protocol} protocol): estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view "
             "shares the label source\n"
         )
-        print(wide_table(summary, universe, leaks).to_markdown(index=False))
+        print(table.to_markdown(index=False))
     print("\n## Families (mean primary metric) and overall rank [95% interval]\n")
-    print(family_summary(summary).to_markdown(index=False))
-    ranks = rank_table(rank_intervals(summary))
+    print(sections.families.to_markdown(index=False))
+    ranks = sections.ranks_table
     if len(ranks):
         print(
             "\n## Ranks (all_genes): rank [95% paired-bootstrap interval] per task and overall; P(first); group: "
             "not told apart from the group's leader\n"
         )
         print(ranks.to_markdown(index=False))
-    cells = cell_type_table(summary)
+    cells = sections.cell_types
     if len(cells):
         print("\n## Cell types: kNN macro-F1 [95% CI]; ★ best on the dataset, ≈ not significantly worse\n")
         print(cells.to_markdown(index=False))
         print("\n## Cell types: macro-F1 gain over the expression-PCA and random-gaussian baselines [paired 95% CI]\n")
-        print(gains_table(cell_gains(summary)).to_markdown(index=False))
-    batch = batch_effect_table(summary)
+        print(sections.cell_gains_table.to_markdown(index=False))
+    batch = sections.batch_effect
     if len(batch):
         print(
             "\n## Batch effect across studies of one tissue: mixing (batch_asw, batch_entropy) and cell-type "
             "conservation (label_asw, transfer_accuracy) [95% CI]; ★ best, ≈ not significantly worse\n"
         )
         print(batch.to_markdown(index=False))
-    tuning = tuning_gains(summary)
+    tuning = sections.tuning
     if len(tuning):
         print(
             "\n## Logistic regression tuned by nested cross-validation minus the default (C = 1): ROC-AUC [paired 95% CI]\n"
         )
         print(tuning.round(3).to_markdown(index=False))
-    perturbation = perturbation_table(summary)
+    perturbation = sections.perturbation
     if len(perturbation):
         print(
             "\n## Unseen perturbation (all_genes): mean ± SD over folds; gap to the mean-signature baseline, paired 95% CI\n"
         )
         print(perturbation.to_markdown(index=False))
-    print_subset_tables(summary)
-
-
-def print_subset_tables(summary) -> None:
-    from .leaderboard.subsets import content_overlap_table, study_bias_table
-
     for title, table in (
         (
             "Study bias (all_genes): primary metric on all genes and on the least-studied third (by summary words, "
             "by GO annotations) [95% CI]; gap = third − all [paired 95% CI]",
-            study_bias_table(summary),
+            sections.study_bias_table,
         ),
         (
             "Content overlap (gene pairs, all_genes): test pairs whose texts name the other gene; AUC without them "
             "[95% CI]; difference [paired 95% CI]",
-            content_overlap_table(summary),
+            sections.content_overlap_table,
         ),
     ):
         if len(table):

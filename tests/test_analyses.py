@@ -10,7 +10,8 @@ from dagster import DagsterInstance, materialize
 from sklearn.metrics import roc_auc_score
 
 from gene_assets.catalog.assets import read_ncbi_gene_info
-from gene_assets.cli import print_subset_tables, register_backbones
+from gene_assets.cli import print_sections as print_subset_tables
+from gene_assets.cli import register_backbones
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.encoders import BagOfWordsEncoder
 from gene_assets.embeddings.partitions import backbone_view_key
@@ -19,8 +20,9 @@ from gene_assets.leaderboard.report import summarize
 from gene_assets.leaderboard.subsets import content_overlap, content_overlap_table, study_bias, study_bias_table
 from gene_assets.release.assets import leaderboard_files
 from gene_assets.resources import temporary_resources
+from gene_assets.results import GeneMatrix
 from gene_assets.sources.bioconductor import AnnotationDatabases
-from gene_assets.tasks.assets import TASKS, GeneMatrix, score_task
+from gene_assets.tasks.assets import TASKS, score_task
 from gene_assets.tasks.evaluation import Protocol, evaluate_binary, evaluate_multiclass, evaluate_multilabel
 from gene_assets.tasks.geneformer import GENEFORMER_SOURCES
 from gene_assets.tasks.interaction import GGI_TASK, read_pair_split

@@ -11,10 +11,10 @@ from dagster import DagsterInstance, materialize
 
 from gene_assets.cells.batch import STUDY_PAIRS, BatchProtocol, per_cell_scores, score_batch_effect, shared_cells
 from gene_assets.cells.partitions import backbone_dataset_key
-from gene_assets.cells.report import batch_effect_table
 from gene_assets.cli import register_backbones, register_partitions
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
+from gene_assets.leaderboard.cells import batch_effect_table
 from gene_assets.release.assets import leaderboard_files
 from gene_assets.resources import temporary_resources
 from gene_assets.settings import PROJECT_ROOT

@@ -14,7 +14,7 @@ from gene_assets.catalog.resolver import GeneResolver
 from gene_assets.cells.datasets import CellDatasetError, CellMatrix, detect_input_scale, match_genes, select_cells
 from gene_assets.cells.embedding import GeneWeights, cell_sentences, genept_w_block, stream_genept_w
 from gene_assets.cells.evaluation import CellProtocol, cells_digest, score_cells, umap_input
-from gene_assets.cells.report import cell_gains, cell_type_table, gains_table
+from gene_assets.leaderboard.cells import cell_gains, cell_type_table, gains_table
 from gene_assets.leaderboard.report import random_band_at_chance, summarize
 from gene_assets.tasks.statistics import classification_metrics, weighted_confusions
 

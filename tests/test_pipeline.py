@@ -252,8 +252,8 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     assert minilm["device"] == "cpu" and minilm["precision"] and minilm["weights_sha256"] and minilm["text_view_sha256"]
     assert minilm["revision"] == "8b3219a92973c328a8e22fadcfa821b5dc75636a" and minilm["gene_universe_sha256"]
     assert json.loads((repo / "releases.json").read_text())[version]["backbones"] == sorted(BACKBONES)
-    from gene_assets.leaderboard.assets import leaderboard_leaks
     from gene_assets.leaderboard.report import wide_table
+    from gene_assets.leaderboard.sections import leaderboard_leaks
 
     board = output(pipeline, "leaderboard")  # the released table is the one the UI and the CLI show, ⚠ marks included
     assert (clone / "data" / "leaderboard.csv").read_text() == wide_table(board, leaks=leaderboard_leaks(board)).to_csv(

@@ -479,7 +479,8 @@ def test_units_on_worker_processes_equal_units_in_this_process(data_dir, resolve
     from gene_assets.embeddings.encoders import random_gene_vectors
     from gene_assets.embeddings.table import GeneEmbeddings
     from gene_assets.parallel import run_units
-    from gene_assets.tasks.assets import FeatureDraws, in_band, restrict, score_task, task_genes
+    from gene_assets.results import FeatureDraws
+    from gene_assets.tasks.assets import in_band, restrict, score_task, task_genes
 
     table = pd.read_csv(data_dir / "gene_tasks/geneformer/geneformer_gene_tasks_long.csv", dtype=str)
     labels, _ = map_geneformer_labels(table, resolver)

@@ -38,9 +38,9 @@ from ..embeddings.encoders import load_encoder, vector_settings
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
 from ..progress import ProgressLog
+from ..results import metrics_finite
 from ..roles import CELL_RESULTS, role_tags
 from ..sources.data_directory import DataDirectory
-from ..tasks.assets import metrics_finite
 from ..tasks.figures import png_markdown
 from . import batch
 from .datasets import (

@@ -15,39 +15,12 @@ from dagster import (
 from pydantic import Field
 
 from ..automation.conditions import LEADERBOARD_CONDITION
-from ..cells.report import batch_effect_table, cell_gains, cell_type_table, clustering_table, gains_table
 from ..perturbation.evaluation import BASELINE
 from ..tasks.evaluation import PROTOCOLS
 from ..tasks.figures import png_markdown
-from ..texts.views import VIEWS
-from .inputs import LEADERBOARD_INPUTS, RESULT_ASSETS, task_spec
-from .report import (
-    KEYS,
-    family_summary,
-    heatmap_png,
-    leakage_audit,
-    pairwise_comparisons,
-    perturbation_table,
-    random_band_at_chance,
-    random_near_mean_signature,
-    rank_intervals,
-    rank_table,
-    summarize,
-    tuning_gains,
-    view_ablation,
-    wide_table,
-)
-from .subsets import content_overlap_table, study_bias_table
-
-
-def leaderboard_leaks(summary: pd.DataFrame) -> pd.DataFrame:
-    """The leakage audit of a leaderboard's text views against its gene tasks (cell and batch-effect tasks have no
-    text view): the ⚠
-    marks of every leaderboard table, in the UI, the CLI and the release."""
-    text_tasks = summary.loc[~summary["kind"].isin(["cells", "batch_effect"]), "task"].unique()
-    return leakage_audit(
-        {v: VIEWS[v] for v in summary["view"].unique() if v in VIEWS}, {t: task_spec(t) for t in text_tasks}
-    )
+from .inputs import LEADERBOARD_INPUTS, RESULT_ASSETS
+from .report import KEYS, random_band_at_chance, random_near_mean_signature, summarize
+from .sections import build_sections
 
 
 class LeaderboardConfig(Config):
@@ -119,13 +92,10 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
             f"with it): {', '.join(left_out)}"
         )
     summary = summarize(combine_results(frames)).assign(protocol=config.protocol)
-    leaks = leaderboard_leaks(summary)
-    gains = cell_gains(summary)
-    table = wide_table(summary, leaks=leaks)
-    ablation = view_ablation(summary)
+    sections = build_sections(summary)
+    leaks, ablation, table = sections.leaks, sections.go_minus_summary, sections.leaderboard
     band = random_band_at_chance(summary)
     near = random_near_mean_signature(summary)
-    perturbation = perturbation_table(summary)
     metadata = {
         "protocol": config.protocol,
         "left_out_other_protocol": MetadataValue.json(left_out),
@@ -136,35 +106,33 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
         "go_minus_summary": MetadataValue.md(
             ablation.round(3).to_markdown(index=False) if len(ablation) else "needs the go and summary views"
         ),
-        "comparisons": len(pairwise_comparisons(summary)),
-        "rank_intervals": MetadataValue.md(
-            _markdown(rank_table(rank_intervals(summary)), "needs two backbones on one task")
-        ),
+        "comparisons": len(sections.comparisons),
+        "rank_intervals": MetadataValue.md(_markdown(sections.ranks_table, "needs two backbones on one task")),
         "universes": MetadataValue.json(
             summary[summary["primary"]].groupby(["universe", "task"])["n_genes"].max().unstack(0).to_dict()
         ),
-        "cell_types_macro_f1": MetadataValue.md(_markdown(cell_type_table(summary), "no cell-type results yet")),
+        "cell_types_macro_f1": MetadataValue.md(_markdown(sections.cell_types, "no cell-type results yet")),
         "cell_gains_macro_f1": MetadataValue.md(
-            _markdown(gains_table(gains), "needs the PCA and random-gaussian baselines")
+            _markdown(sections.cell_gains_table, "needs the PCA and random-gaussian baselines")
         ),
         "cell_gains_ari": MetadataValue.md(
-            _markdown(gains_table(gains, "kmeans", "ari"), "needs the PCA and random-gaussian baselines")
+            _markdown(sections.cell_gains_ari_table, "needs the PCA and random-gaussian baselines")
         ),
         "cell_clustering_ari_ami_asw": MetadataValue.md(
-            _markdown(clustering_table(summary), "no cell-type results yet")
+            _markdown(sections.cell_clustering, "no cell-type results yet")
         ),
         "batch_effect": MetadataValue.md(
-            _markdown(batch_effect_table(summary), "needs batch_effect_results (cell embeddings of both studies)")
+            _markdown(sections.batch_effect, "needs batch_effect_results (cell embeddings of both studies)")
         ),
         "tuning_gain_roc_auc": MetadataValue.md(
-            _markdown(tuning_gains(summary).round(3), "needs the full protocol (logistic_regression_cv)")
+            _markdown(sections.tuning.round(3), "needs the full protocol (logistic_regression_cv)")
         ),
-        "perturbation": MetadataValue.md(_markdown(perturbation, "no perturbation results yet")),
+        "perturbation": MetadataValue.md(_markdown(sections.perturbation, "no perturbation results yet")),
         "study_bias": MetadataValue.md(
-            _markdown(study_bias_table(summary), "no gene-task results on a least-studied third yet")
+            _markdown(sections.study_bias_table, "no gene-task results on a least-studied third yet")
         ),
         "content_overlap": MetadataValue.md(
-            _markdown(content_overlap_table(summary), "no gene-pair results without named pairs yet")
+            _markdown(sections.content_overlap_table, "no gene-pair results without named pairs yet")
         ),
     }
     if len(table):
@@ -172,10 +140,10 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
             {
                 "leaderboard": MetadataValue.md(table.to_markdown(index=False)),
                 "leaderboard_with_summary_only": MetadataValue.md(
-                    wide_table(summary, "with_summary", leaks).to_markdown(index=False)
+                    sections.leaderboard_with_summary_only.to_markdown(index=False)
                 ),
-                "families": MetadataValue.md(family_summary(summary).to_markdown(index=False)),
-                "heatmap": MetadataValue.md(png_markdown(heatmap_png(summary))),
+                "families": MetadataValue.md(sections.families.to_markdown(index=False)),
+                "heatmap": MetadataValue.md(png_markdown(sections.heatmap)),
                 "table": MetadataValue.table(
                     records=[TableRecord({k: str(v) for k, v in r.items()}) for r in table.to_dict("records")]
                 ),

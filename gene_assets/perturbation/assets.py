@@ -11,9 +11,9 @@ from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
 from ..parallel import run_units, worker_count
+from ..results import UNIVERSES, FeatureDraws, GeneMatrix, counts_metadata, result_check_specs, result_checks
 from ..roles import PERTURBATION_RESULTS, REQUESTED_PERTURBATION_RESULTS, SHARED_INPUT, role_tags
 from ..sources.data_directory import DataDirectory
-from ..tasks.assets import UNIVERSES, FeatureDraws, GeneMatrix, counts_metadata, result_check_specs, result_checks
 from ..tasks.spec import TaskLabelError
 from .evaluation import BASELINE, MODELS, PerturbationProtocol, evaluate_perturbations
 from .mean_shift import MeanShiftSource, mean_shift_targets

@@ -9,21 +9,9 @@ from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, M
 
 from ..automation.conditions import RELEASE_CONDITION
 from ..cells.embedding import CellEmbeddings
-from ..cells.report import batch_effect_table, cell_gains, cell_type_table
 from ..embeddings.registry import all_backbones
 from ..embeddings.table import GeneEmbeddings
-from ..leaderboard.assets import leaderboard_leaks
-from ..leaderboard.report import (
-    baseline_gaps,
-    heatmap_png,
-    pairwise_comparisons,
-    perturbation_table,
-    rank_intervals,
-    tuning_gains,
-    view_ablation,
-    wide_table,
-)
-from ..leaderboard.subsets import content_overlap, study_bias
+from ..leaderboard.sections import build_sections
 from ..runs import code_revision, latest_materialization
 from .dvc_repository import DvcReleaseRepository
 
@@ -79,25 +67,26 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
     included), the cell-type section, the batch effect, the long table, paired comparisons, rank intervals per task
     and overall, the gain of tuned over default logistic regression, the GO-vs-summary ablation, the perturbation
     tables, study bias (least-studied thirds), content overlap (gene pairs whose texts name each other) and the
-    heatmap."""
+    heatmap (leaderboard/sections.py builds them)."""
+    sections = build_sections(leaderboard)
     tables = {
-        "leaderboard.csv": wide_table(leaderboard, leaks=leaderboard_leaks(leaderboard)),
-        "leaderboard_cells.csv": cell_type_table(leaderboard),
-        "leaderboard_cell_gains.csv": cell_gains(leaderboard),
-        "leaderboard_batch_effect.csv": batch_effect_table(leaderboard),
-        "leaderboard_long.csv": leaderboard.drop(columns="bootstrap"),
-        "leaderboard_comparisons.csv": pairwise_comparisons(leaderboard),
-        "leaderboard_ranks.csv": rank_intervals(leaderboard),
-        "leaderboard_tuning.csv": tuning_gains(leaderboard),
-        "leaderboard_go_minus_summary.csv": view_ablation(leaderboard),
-        "leaderboard_perturbation.csv": perturbation_table(leaderboard),
-        "leaderboard_perturbation_vs_mean_signature.csv": baseline_gaps(leaderboard),
-        "leaderboard_study_bias.csv": study_bias(leaderboard),
-        "leaderboard_content_overlap.csv": content_overlap(leaderboard),
+        "leaderboard.csv": sections.leaderboard,
+        "leaderboard_cells.csv": sections.cell_types,
+        "leaderboard_cell_gains.csv": sections.cell_gains,
+        "leaderboard_batch_effect.csv": sections.batch_effect,
+        "leaderboard_long.csv": sections.long,
+        "leaderboard_comparisons.csv": sections.comparisons,
+        "leaderboard_ranks.csv": sections.ranks,
+        "leaderboard_tuning.csv": sections.tuning,
+        "leaderboard_go_minus_summary.csv": sections.go_minus_summary,
+        "leaderboard_perturbation.csv": sections.perturbation,
+        "leaderboard_perturbation_vs_mean_signature.csv": sections.perturbation_vs_mean_signature,
+        "leaderboard_study_bias.csv": sections.study_bias,
+        "leaderboard_content_overlap.csv": sections.content_overlap,
     }
     return {
         **{name: table.to_csv(index=False).encode() for name, table in tables.items()},
-        "leaderboard.png": heatmap_png(leaderboard),
+        "leaderboard.png": sections.heatmap,
     }
 
 

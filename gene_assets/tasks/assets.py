@@ -4,14 +4,9 @@ Results are one asset per task family rather than a task partition dimension: Da
 two dimensions and backbone × view already uses both; per-family assets can also be re-run, retried and
 inspected on their own (the gene-pair task takes minutes, the Geneformer tasks seconds)."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
     Config,
@@ -23,13 +18,12 @@ from pydantic import Field
 
 from ..automation.conditions import RESULTS_CONDITION
 from ..catalog.resolver import GeneResolver
-from ..embeddings.backbone import kind_spec
-from ..embeddings.encoders import random_gene_vectors
 from ..embeddings.partitions import backbone_view_partitions
 from ..embeddings.registry import get_backbone
 from ..embeddings.table import GeneEmbeddings
 from ..parallel import run_units, threads_per_worker, worker_count
 from ..progress import ProgressLog
+from ..results import UNIVERSES, FeatureDraws, GeneMatrix, counts_metadata, result_check_specs, result_checks
 from ..roles import GENE_TASK_RESULTS, SHARED_INPUT, role_tags
 from ..sources.bioconductor import AnnotationDatabases
 from ..sources.data_directory import DataDirectory, read_data_csv
@@ -64,18 +58,6 @@ from .subsets import (
     mentions_other,
     pair_subset_masks,
 )
-
-UNIVERSES = {
-    "all_genes": "every gene with a text (fallback texts included)",
-    "with_summary": "genes with a RefSeq summary only",
-}
-
-
-def counts_metadata(counts: dict, files: list) -> dict:
-    return {
-        "mapping": MetadataValue.md(pd.DataFrame(counts).T.to_markdown()),
-        "label_files": MetadataValue.json([str(f) for f in files]),
-    }
 
 
 @asset(group_name="tasks", kinds={"pandas"}, tags=role_tags(SHARED_INPUT))
@@ -228,33 +210,6 @@ class TaskEvaluationConfig(Config):
         )
 
 
-@dataclass(frozen=True)
-class GeneMatrix:
-    """Feature rows of a set of genes (one unit of work's genes, in one draw)."""
-
-    index: pd.Index
-    matrix: np.ndarray
-
-    def rows(self, entrez_ids) -> np.ndarray:
-        return self.matrix[self.index.get_indexer(np.asarray(entrez_ids))]
-
-
-class FeatureDraws:
-    """Feature rows for gene ids: the partition's embeddings, or for the random control one fresh draw per seed
-    (drawn for the genes asked for only; a gene's vector depends on its id and the seed, not on the others)."""
-
-    def __init__(self, embeddings: GeneEmbeddings, draws: int):
-        self.embeddings = embeddings
-        self.draws = list(range(draws)) if kind_spec(embeddings.attrs.get("kind")).redrawn else [0]
-        self.index = pd.Index(embeddings.genes["entrez_id"])
-
-    def genes(self, draw: int, entrez_ids) -> GeneMatrix:
-        ids = np.unique(np.asarray(entrez_ids))
-        if draw == 0:
-            return GeneMatrix(pd.Index(ids), self.embeddings.matrix[self.index.get_indexer(ids)])
-        return GeneMatrix(pd.Index(ids), random_gene_vectors(ids, self.embeddings.dims, seed=draw))
-
-
 def restrict(task: GeneTask, labels: pd.DataFrame, genes: set) -> tuple[pd.DataFrame, int]:
     """Labels of genes in the universe (that have an embedding), with the task's class/label selection applied;
     for the gene-pair task, the pairs whose two genes are inside. Also returns how many genes (pairs) were left out."""
@@ -355,44 +310,6 @@ def score_task(
         return [dict(r, genes_digest=digest) for r in rows], {}
     rows, confusion = evaluate_multiclass(task, X, labels["label"], protocol, bootstrap, subsets)
     return [dict(r, genes_digest=digest) for r in rows], {"confusion": confusion}
-
-
-def metrics_finite(results: pd.DataFrame) -> AssetCheckResult:
-    """The `metrics_finite` check of a results table: every estimate and fold value is finite."""
-    values = (
-        np.concatenate([results["estimate"].to_numpy(float)] + [np.asarray(v, float) for v in results["fold_values"]])
-        if len(results)
-        else np.array([])
-    )
-    return AssetCheckResult(
-        check_name="metrics_finite",
-        passed=bool(np.isfinite(values).all()),
-        metadata={"values": len(values), "non_finite": int((~np.isfinite(values)).sum())},
-    )
-
-
-def result_check_specs(name: str) -> list[AssetCheckSpec]:
-    """The checks beside every results asset (gene tasks and perturbation tasks)."""
-    return [
-        AssetCheckSpec(
-            "metrics_finite", asset=name, blocking=True, description="Every metric and fold value is finite."
-        ),
-        AssetCheckSpec(
-            "universes_non_empty",
-            asset=name,
-            description="Every task was scored on every gene universe (none empty or too small).",
-        ),
-    ]
-
-
-def result_checks(results: pd.DataFrame, skipped: list):
-    yield metrics_finite(results)
-    yield AssetCheckResult(
-        check_name="universes_non_empty",
-        passed=not skipped,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"skipped": MetadataValue.json(skipped)},
-    )
 
 
 def task_results_asset(name: str, labels_asset: str, tasks: list[GeneTask], description: str):

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..leaderboard.report import PRIMARY_CLASSIFIER, format_estimate, mark_significance
+from ..cells.batch import KIND as BATCH_KIND
+from ..cells.batch import METRICS as BATCH_METRICS
+from ..cells.evaluation import KIND
 from ..tasks.spec import PRIMARY_METRIC
 from ..tasks.statistics import paired_gap
-from .batch import KIND as BATCH_KIND
-from .batch import METRICS as BATCH_METRICS
-from .evaluation import KIND
+from .report import PRIMARY_CLASSIFIER, format_estimate, mark_significance
 
 METHOD_LABELS = {
     "genept_w": "GenePT-w",
