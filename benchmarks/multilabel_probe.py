@@ -1,8 +1,10 @@
 """Multilabel probe: one scikit-learn LogisticRegression(max_iter=5000) per label and fold (the gene-property
 benchmark's probe) against the engine's joint fit of every label of a fold (tasks/linear_probes.py), on one real
-multilabel task: its GMT gene sets, genes with a RefSeq summary (else symbol and full name) as text.
+multilabel task: its gene sets, genes with a RefSeq summary (else symbol and full name) as text, optionally a random
+sample of them (labels of 20 to 1,000 sampled genes).
 
-    python -m benchmarks multilabel_probe      (MULTILABEL_BENCH_TASK=omim_disease, MULTILABEL_BENCH_BACKBONE=bag-of-words)
+    python -m benchmarks multilabel_probe
+    (MULTILABEL_BENCH_TASK=omim_disease, MULTILABEL_BENCH_GENES=1000, MULTILABEL_BENCH_BACKBONE=bag-of-words)
 
 Both run as a worker process runs them, on one BLAS thread, on the task's 5 folds."""
 
@@ -36,8 +38,9 @@ GENE_SETS = {
 REPEATS = 1
 
 
-def multilabel_task(name: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """A real multilabel task on the genes with text: their (entrez_id, text) rows and gene × label membership."""
+def multilabel_task(name: str, n_genes: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """A real multilabel task on the genes with text (a random sample of n_genes of them): their (entrez_id, text)
+    rows and gene × label membership."""
     data = DataDirectory(path=default_data_dir())
     resolver = GeneResolver(read_ncbi_gene_info(data.file("ncbi_gene_info")))
     if name == "hgnc_groups":
@@ -51,6 +54,9 @@ def multilabel_task(name: str) -> tuple[pd.DataFrame, np.ndarray]:
     )
     summaries = summaries.drop_duplicates("entrez_id").set_index("entrez_id")
     inside, _ = restrict(task, labels_of(task, labels), set(summaries.index))
+    if n_genes is not None and n_genes < inside["entrez_id"].nunique():
+        sample = pd.Series(inside["entrez_id"].unique()).sample(n_genes, random_state=0)
+        inside = inside[inside["entrez_id"].isin(sample)]
     genes, Y = label_matrix(task, inside)
     rows = summaries.loc[genes]
     text = rows["refseq_summary"].fillna(rows["symbol"] + " " + rows["full_name"].fillna(""))
@@ -78,7 +84,8 @@ def mean_auc(Y: np.ndarray, folds: list, probabilities: list[np.ndarray]) -> flo
 def multilabel_probe() -> list[Row]:
     name = os.environ.get("MULTILABEL_BENCH_TASK", "omim_disease")
     backbone = os.environ.get("MULTILABEL_BENCH_BACKBONE", "bag-of-words")
-    texts, Y = multilabel_task(name)
+    n_genes = int(os.environ.get("MULTILABEL_BENCH_GENES", "1000")) or None  # 0: every gene
+    texts, Y = multilabel_task(name, n_genes)
     X = vectors(backbone, texts[["text"]]).astype(np.float64)
     folds = list(KFold(5, shuffle=True, random_state=0).split(X))
     probabilities, steps = {}, {}
@@ -99,7 +106,8 @@ def multilabel_probe() -> list[Row]:
     base, fast = median(seconds["baseline"]), median(seconds["project"])
     return [
         Row(
-            comparison=f"{name}, {len(Y):,} genes × {Y.shape[1]} labels, {backbone} {X.shape[1]} dims, 5 folds",
+            comparison=f"{name}, {len(Y):,} genes{' (random sample)' if n_genes else ''} × {Y.shape[1]} labels, "
+            f"{backbone} {X.shape[1]} dims, 5 folds",
             case="LogisticRegression(max_iter=5000) per label and fold vs every label of a fold in one L-BFGS "
             "(shared whitening), warm-started across folds, 1 thread",
             unit="s",
