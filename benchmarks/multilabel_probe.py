@@ -1,7 +1,7 @@
 """Multilabel probe: one scikit-learn LogisticRegression(max_iter=5000) per label and fold (the gene-property
 benchmark's probe) against the engine's joint fit of every label of a fold (tasks/linear_probes.py), on one real
 multilabel task: its gene sets, genes with a RefSeq summary (else symbol and full name) as text, optionally a random
-sample of them (labels of 20 to 1,000 sampled genes).
+sample of them (the task's labels that keep 20 genes or more in it).
 
     python -m benchmarks multilabel_probe
     (MULTILABEL_BENCH_TASK=omim_disease, MULTILABEL_BENCH_GENES=1000, MULTILABEL_BENCH_BACKBONE=bag-of-words)
@@ -54,10 +54,11 @@ def multilabel_task(name: str, n_genes: int | None = None) -> tuple[pd.DataFrame
     )
     summaries = summaries.drop_duplicates("entrez_id").set_index("entrez_id")
     inside, _ = restrict(task, labels_of(task, labels), set(summaries.index))
-    if n_genes is not None and n_genes < inside["entrez_id"].nunique():
-        sample = pd.Series(inside["entrez_id"].unique()).sample(n_genes, random_state=0)
-        inside = inside[inside["entrez_id"].isin(sample)]
     genes, Y = label_matrix(task, inside)
+    if n_genes is not None and n_genes < len(genes):
+        sample = np.sort(np.random.default_rng(0).choice(len(genes), n_genes, replace=False))
+        genes, Y = genes[sample], Y[sample]
+        Y = Y[:, Y.sum(0) >= task.label_size_range[0]]
     rows = summaries.loc[genes]
     text = rows["refseq_summary"].fillna(rows["symbol"] + " " + rows["full_name"].fillna(""))
     return pd.DataFrame({"entrez_id": genes, "text": text.to_numpy()}), Y
