@@ -9,6 +9,11 @@ Classes: scikit-learn's multinomial logistic regression itself, each fold's fit 
 fold's coefficients. (Whitening, which helps the pair probe, triples the steps here: the softmax's curvature at the
 optimum is far from its curvature at zero; float32 products gain nothing at 15 classes.)
 
+Labels: scikit-learn's LogisticRegression (L2, C = 1, unpenalized intercept) for each label of a multilabel task.
+The labels' problems are independent but share X, so H₀ and its whitening are the same for all: one L-BFGS on the
+(d + 1) × labels parameters (their summed objective, whose optimum is each label's), one product X·W per step,
+each fold started from the previous fold's solution (fewer steps: benchmarks/multilabel_probe.py).
+
 Folds: ridge on standardized features for every fold of a task from statistics that add up over folds.
 
 Tuning: logistic regression whose C is chosen inside the training data by inner stratified folds (nested
