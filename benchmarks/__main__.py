@@ -13,6 +13,7 @@ from .gene_task_suite import gene_task_suite
 from .gene_type_probe import gene_type_probe
 from .harness import RESULTS_DIR, chosen_precisions, machine_description, write_results
 from .int8_paths import int8_paths
+from .multilabel_probe import multilabel_probe
 from .qwen3_gpu import qwen3_gpu
 
 COMPARISONS = [
@@ -21,6 +22,7 @@ COMPARISONS = [
     gene_pair_probe,
     gene_task_suite,
     gene_type_probe,
+    multilabel_probe,
     cell_embeddings,
 ]
 ON_REQUEST = [qwen3_gpu, int8_paths]

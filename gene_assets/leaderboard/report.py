@@ -17,7 +17,7 @@ PRIMARY_CLASSIFIER = {
     "binary": "logistic_regression",
     "pairs": "logistic_regression",
     "multiclass": "logistic_regression",
-    "multilabel": "ridge",
+    "multilabel": "logistic_regression",
     "cells": "knn",
     "perturbation_signature": "mlp",
     "perturbation_mean_shift": "mlp",

@@ -30,6 +30,7 @@ from ..sources.data_directory import DataDirectory, read_data_csv
 from ..texts.assets import go_annotation_counts
 from .evaluation import (
     MULTICLASS_PROBES,
+    MULTILABEL_PROBES,
     PROTOCOLS,
     Protocol,
     evaluate_binary,
@@ -165,6 +166,11 @@ class TaskEvaluationConfig(Config):
         description=f"Multiclass probes, scored in this order, from {', '.join(MULTICLASS_PROBES)}: multinomial "
         "logistic regression (the published probe) and, only when named, the one-vs-rest ridge classifier.",
     )
+    multilabel_probes: list[str] = Field(
+        default=["logistic_regression"],
+        description=f"Multilabel probes, scored in this order, from {', '.join(MULTILABEL_PROBES)}: one logistic "
+        "regression per label (the published probe) and, only when named, ridge on standardized features.",
+    )
     n_splits: int = Field(
         default=5, description="Stratified K-fold splits per task (the fold values are the folds' metrics)."
     )
@@ -202,6 +208,7 @@ class TaskEvaluationConfig(Config):
         return Protocol.named(
             self.protocol,
             multiclass_probes=tuple(self.multiclass_probes),
+            multilabel_probes=tuple(self.multilabel_probes),
             n_splits=self.n_splits,
             seed=self.seed,
             pca_dims=self.pca_dims,

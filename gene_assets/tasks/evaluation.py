@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from .linear_probes import (
     NestedLogisticRegression,
     PairLogisticRegression,
+    label_logistic_fold_probabilities,
     logistic_fold_probabilities,
     ridge_fold_predictions,
 )
@@ -46,8 +47,8 @@ sources publish them, on the primary universe, and on 5 of the random control's 
 control) gets logistic regression only. `full`: forests on both universes and on every draw, and on binary tasks,
 wherever forests run, logistic regression with its regularization chosen by nested cross-validation
 (`logistic_regression_cv`, Gan & Li) beside the default one. Both fit the same probes otherwise: the sources'
-logistic regression (multinomial for multiclass tasks), ridge for multilabel tasks, logistic regression and forests
-on gene pairs."""
+logistic regression (multinomial for multiclass tasks, one per label for multilabel tasks), logistic regression and
+forests on gene pairs."""
 TUNED_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
 """Inverse regularization strengths the nested cross-validation chooses from (scikit-learn's default is 1)."""
 INNER_SPLITS = 5
@@ -56,6 +57,9 @@ TUNED_CLASSIFIER = "logistic_regression_cv"
 MULTICLASS_PROBES = ("logistic_regression", "ridge")
 """Multiclass probes by name: the multinomial logistic regression GenePT and the leaderboard paper publish, and a
 one-vs-rest ridge classifier on standardized features, scored only when asked for by name."""
+MULTILABEL_PROBES = ("logistic_regression", "ridge")
+"""Multilabel probes by name: one default logistic regression per label, as the gene-property benchmark fits them,
+and one ridge regression for every label on standardized features, scored only when asked for by name."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Protocol:
     tuned_logistic: bool = PROTOCOLS["published"]["tuned_logistic"]
     """Binary tasks also fit `logistic_regression_cv` (C chosen by nested cross-validation) where forests run."""
     multiclass_probes: tuple[str, ...] = ("logistic_regression",)
+    multilabel_probes: tuple[str, ...] = ("logistic_regression",)
     n_splits: int = 5
     seed: int = 0
     pca_dims: int | None = None
@@ -84,9 +89,10 @@ class Protocol:
     def named(cls, name: str, **settings) -> Protocol:
         if name not in PROTOCOLS:
             raise ValueError(f"Unknown evaluation protocol {name!r}; choose one of {', '.join(PROTOCOLS)}.")
-        unknown = sorted(set(settings.get("multiclass_probes", ())) - set(MULTICLASS_PROBES))
-        if unknown:
-            raise ValueError(f"Unknown multiclass probe(s) {unknown}; choose from {', '.join(MULTICLASS_PROBES)}.")
+        for kind, known in (("multiclass", MULTICLASS_PROBES), ("multilabel", MULTILABEL_PROBES)):
+            unknown = sorted(set(settings.get(f"{kind}_probes", ())) - set(known))
+            if unknown:
+                raise ValueError(f"Unknown {kind} probe(s) {unknown}; choose from {', '.join(known)}.")
         return cls(name=name, **PROTOCOLS[name], **settings)
 
     def forests(self, universe: str, draw: int) -> bool:
@@ -407,6 +413,26 @@ def column_aucs(Y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
+def multilabel_scores(probe: str, X: np.ndarray, Y: np.ndarray, folds: list, protocol: Protocol) -> list[np.ndarray]:
+    """Each test fold's label scores from the named probe fitted on its training fold: one logistic regression per
+    label (scikit-learn's default, as binary tasks fit it; a fold's labels fitted together and warm-started across
+    folds, or fitted afresh after a per-fold PCA when the protocol projects; NaN for a label with one class in the
+    training fold), or ridge for every label at once on standardized features."""
+    if probe == "ridge":
+        return ridge_predictions(X, Y, folds, protocol)
+    if probe != "logistic_regression":
+        raise ValueError(f"Unknown multilabel probe {probe!r}; choose from {', '.join(MULTILABEL_PROBES)}.")
+    if not (protocol.pca_dims and X.shape[1] > protocol.pca_dims):
+        return label_logistic_fold_probabilities(X, Y, folds)[0]
+    scores = []
+    for train, test in folds:
+        projection = PCA(protocol.pca_dims, random_state=protocol.seed).fit(X[train])
+        projected = np.zeros((len(X), protocol.pca_dims))
+        projected[train], projected[test] = projection.transform(X[train]), projection.transform(X[test])
+        scores += label_logistic_fold_probabilities(projected, Y, [(train, test)])[0]
+    return scores
+
+
 def evaluate_multilabel(
     task: GeneTask,
     X: np.ndarray,
@@ -415,15 +441,35 @@ def evaluate_multilabel(
     bootstrap: bool = True,
     subsets: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
-    """One ridge probe for all labels at once (standardized features); per-label AUC, averaged over folds, then
-    over labels; also on each of `subsets` (masks over the genes: each label's AUC among the subset's genes, over
-    the labels scored on all genes, resampled with the same label draws)."""
+    """The protocol's multilabel probes (one logistic regression per label; ridge when named) on the same folds;
+    per-label AUC, averaged over folds, then over labels; also on each of `subsets` (masks over the genes: each
+    label's AUC among the subset's genes, over the labels scored on all genes, resampled with the same label
+    draws)."""
     if Y.shape[1] == 0:
         raise TaskLabelError(
             f"Task {task.name}: no label has {task.label_size_range[0]}–{task.label_size_range[1]} genes."
         )
     folds = list(KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X))
-    predictions = ridge_predictions(X, Y, folds, protocol)
+    rows = []
+    for probe in protocol.multilabel_probes:
+        predictions = multilabel_scores(probe, X, Y, folds, protocol)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN AUCs (one class in a fold) are left out of means
+            rows += multilabel_rows(task, probe, Y, folds, predictions, protocol, bootstrap, subsets or {})
+    return rows
+
+
+def multilabel_rows(
+    task: GeneTask,
+    probe: str,
+    Y: np.ndarray,
+    folds: list,
+    predictions: list[np.ndarray],
+    protocol: Protocol,
+    bootstrap: bool,
+    subsets: dict[str, np.ndarray],
+) -> list[dict]:
+    """One probe's mean per-label AUC row from its test-fold scores, and its rows on each of `subsets`."""
     per_fold = np.array([column_aucs(Y[test], scores) for (_, test), scores in zip(folds, predictions)])
     per_label = np.nanmean(per_fold, axis=0)
     scored = np.isfinite(per_label)
@@ -435,7 +481,7 @@ def evaluate_multilabel(
         replicates = per_label[scored][picks].mean(1)
     row = result_row(
         task,
-        "ridge",
+        probe,
         "mean_roc_auc",
         np.nanmean(per_fold[:, scored], axis=1),
         replicates,
@@ -444,31 +490,29 @@ def evaluate_multilabel(
     )
     row["estimate"] = float(per_label[scored].mean())
     rows = [row]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for subset, mask in (subsets or {}).items():
-            on_subset = np.array(
-                [column_aucs(Y[test][mask[test]], s[mask[test]])[scored] for (_, test), s in zip(folds, predictions)]
-            )
-            labels_defined = np.nanmean(on_subset, axis=0)
-            if not np.isfinite(labels_defined).any():
-                continue
-            subset_values = np.nanmean(on_subset, axis=1)
-            subset = subset_row(
-                task,
-                "ridge",
-                "mean_roc_auc",
-                subset,
-                subset_values,
-                None,
-                n_genes=int(mask.sum()),
-                n_items=int(mask.sum()),
-                n_classes=int(np.isfinite(labels_defined).sum()),
-            )
-            subset["estimate"] = float(np.nanmean(labels_defined))
-            if bootstrap:
-                subset["bootstrap"] = np.nanmean(labels_defined[picks], axis=1).astype(np.float32).tolist()
-            rows.append(subset)
+    for subset, mask in subsets.items():
+        on_subset = np.array(
+            [column_aucs(Y[test][mask[test]], s[mask[test]])[scored] for (_, test), s in zip(folds, predictions)]
+        )
+        labels_defined = np.nanmean(on_subset, axis=0)
+        if not np.isfinite(labels_defined).any():
+            continue
+        subset_values = np.nanmean(on_subset, axis=1)
+        subset = subset_row(
+            task,
+            probe,
+            "mean_roc_auc",
+            subset,
+            subset_values,
+            None,
+            n_genes=int(mask.sum()),
+            n_items=int(mask.sum()),
+            n_classes=int(np.isfinite(labels_defined).sum()),
+        )
+        subset["estimate"] = float(np.nanmean(labels_defined))
+        if bootstrap:
+            subset["bootstrap"] = np.nanmean(labels_defined[picks], axis=1).astype(np.float32).tolist()
+        rows.append(subset)
     return rows
 
 

@@ -9,6 +9,11 @@ Classes: scikit-learn's multinomial logistic regression itself, each fold's fit 
 fold's coefficients. (Whitening, which helps the pair probe, triples the steps here: the softmax's curvature at the
 optimum is far from its curvature at zero; float32 products gain nothing at 15 classes.)
 
+Labels: scikit-learn's LogisticRegression (L2, C = 1, unpenalized intercept) for each label of a multilabel task.
+The labels' problems are independent but share X, so H₀ and its whitening are the same for all: one L-BFGS on the
+(d + 1) × labels parameters (their summed objective, whose optimum is each label's), one product X·W per step,
+each fold started from the previous fold's solution (fewer steps: benchmarks/multilabel_probe.py).
+
 Folds: ridge on standardized features for every fold of a task from statistics that add up over folds.
 
 Tuning: logistic regression whose C is chosen inside the training data by inner stratified folds (nested
@@ -19,6 +24,7 @@ Each reaches the plain fit's answer; tests compare them with scikit-learn on rea
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from scipy import linalg, optimize, sparse
@@ -27,31 +33,45 @@ from sklearn.linear_model import LogisticRegression
 
 
 def _minimize_logistic(
-    margins: Callable, transpose: Callable, gram: np.ndarray, y: np.ndarray, C: float, tol: float, max_iter: int
-) -> np.ndarray:
+    margins: Callable,
+    transpose: Callable,
+    gram: np.ndarray,
+    y: np.ndarray,
+    C: float,
+    tol: float,
+    max_iter: int,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
     """θ (coefficients, then intercept) minimizing mean(log(1 + e^m) − y·m) + ‖w‖² / (2·C·n), m = X·θ, given
-    m = margins(θ), Xᵀr = transpose(r) and gram = XᵀX (X carries the intercept column last)."""
+    m = margins(θ), Xᵀr = transpose(r) and gram = XᵀX (X carries the intercept column last), and the L-BFGS steps
+    taken. A y of L columns (labels) fits the L independent problems at once: θ is (d + 1) × L, the objective their
+    sum (so its optimum is each label's), one product X·θ per step, one whitening for all; `start` (that shape)
+    is where the steps begin instead of zero."""
     n = len(y)
-    penalty = np.full(len(gram), 1.0 / (C * n))
+    target = np.asarray(y, dtype=np.float64).reshape(n, -1)
+    penalty = np.full((len(gram), 1), 1.0 / (C * n))
     penalty[-1] = 0.0
-    values, vectors = linalg.eigh(gram / (4 * n) + np.diag(penalty))
-    whiten = (vectors / np.sqrt(np.maximum(values, values.max() * 1e-12))) @ vectors.T
-    target = np.asarray(y, dtype=np.float64)
+    values, vectors = linalg.eigh(gram / (4 * n) + np.diag(penalty[:, 0]))
+    roots = np.sqrt(np.maximum(values, values.max() * 1e-12))
+    whiten = (vectors / roots) @ vectors.T
+    shape = (len(gram), target.shape[1])
 
     def loss_and_gradient(v):
-        theta = whiten @ v
+        theta = whiten @ v.reshape(shape)
         m = margins(theta)
-        loss = np.mean(np.logaddexp(0.0, m) - target * m) + 0.5 * theta @ (penalty * theta)
-        return loss, whiten @ (transpose((expit(m) - target) / n) + penalty * theta)
+        loss = np.sum(np.logaddexp(0.0, m) - target * m) / n + 0.5 * np.sum(penalty * theta**2)
+        return loss, (whiten @ (transpose((expit(m) - target) / n) + penalty * theta)).ravel()
 
+    v0 = np.zeros(shape) if start is None else ((vectors * roots) @ vectors.T) @ start
     result = optimize.minimize(
         loss_and_gradient,
-        np.zeros(len(gram)),
+        v0.ravel(),
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps},
     )
-    return whiten @ result.x
+    theta = whiten @ result.x.reshape(shape)
+    return (theta if np.ndim(y) == 2 else theta[:, 0]), int(result.nit)
 
 
 class PairLogisticRegression:
@@ -68,7 +88,7 @@ class PairLogisticRegression:
         )  # row i has a 1 at a_i and at b_i (a 2 when a_i == b_i)
         # the intercept column holds ½ per gene: the two genes of a pair add up to 1
         Zu = np.hstack([np.asarray(Z[used], dtype=np.float64), np.full((len(used), 1), 0.5)])
-        theta = _minimize_logistic(
+        theta, _ = _minimize_logistic(
             lambda t: incidence @ (Zu @ t),
             lambda r: Zu.T @ (incidence.T @ r),
             Zu.T @ ((incidence.T @ incidence) @ Zu),
@@ -93,6 +113,39 @@ def logistic_fold_probabilities(X: np.ndarray, y: np.ndarray, folds: list) -> li
     (benchmarks/gene_type_probe.py measures both)."""
     model = LogisticRegression(max_iter=5000, warm_start=True)
     return [model.fit(X[train], y[train]).predict_proba(X[test]) for train, test in folds]
+
+
+def label_logistic_fold_probabilities(
+    X: np.ndarray, Y: np.ndarray, folds: list, C: float = 1.0, tol: float = 1e-6, max_iter: int = 5000
+) -> tuple[list[np.ndarray], list[int]]:
+    """Test-fold probabilities of one scikit-learn LogisticRegression(C) per label (column of Y) fitted on each
+    training fold, and the L-BFGS steps of each fold. A fold's labels share X, so they are fitted together
+    (_minimize_logistic on the (d + 1) × labels parameters, one whitening for all), each fold started from the
+    previous fold's solution. A label with one class in a training fold has no fit there: NaN in that test fold."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
+    previous = np.zeros((X.shape[1] + 1, Y.shape[1]))
+    probabilities, steps = [], []
+    for train, test in folds:
+        rows = np.hstack([X[train], np.ones((len(train), 1))])
+        target = Y[train]
+        fitted = (target.min(0) < target.max(0)).nonzero()[0]
+        theta, taken = _minimize_logistic(
+            partial(np.matmul, rows),
+            partial(np.matmul, rows.T),
+            rows.T @ rows,
+            target[:, fitted],
+            C,
+            tol,
+            max_iter,
+            start=previous[:, fitted],
+        )
+        previous[:, fitted] = theta
+        scores = np.full((len(test), Y.shape[1]), np.nan)
+        scores[:, fitted] = expit(X[test] @ theta[:-1] + theta[-1])
+        probabilities.append(scores)
+        steps.append(taken)
+    return probabilities, steps
 
 
 def ridge_fold_predictions(X: np.ndarray, Y: np.ndarray, folds: list, alpha: float = 1.0) -> list[np.ndarray]:
