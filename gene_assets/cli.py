@@ -148,6 +148,20 @@ def print_leaderboard(io_manager) -> None:
         )
         print(perturbation.to_markdown(index=False))
     print_subset_tables(summary)
+    print_term_masking(io_manager)
+
+
+def print_term_masking(io_manager) -> None:
+    """The term-masking section, when term_masking has been materialized."""
+    from .leakage.masking import MAX_DROP, term_masking_table
+
+    if io_manager.stored_path(["term_masking"]).exists():
+        table = term_masking_table(io_manager.load(["term_masking"]))
+        print(
+            "\n## Term masking (all_genes): primary metric with the task's term names masked vs as many random words; "
+            f"median drop = random − term; LEAK: a clean view drops more than {MAX_DROP}\n"
+        )
+        print(table.to_markdown(index=False) if len(table) else "no task shares a source with a text view")
 
 
 def print_subset_tables(summary) -> None:

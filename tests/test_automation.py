@@ -150,6 +150,7 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
             "gene_property_labels",
             "gene_interaction_pairs",
             "perturbation_signatures",
+            "term_masking",
         ):
             materialized(instance, asset)
         materialized(instance, "gene_texts", data_version="texts-v1")
@@ -177,13 +178,22 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
 
         materialized(instance, "gene_texts", data_version="texts-v2")  # changed texts: existing partitions only
         result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
-        assert requested(result) == {asset: {new, old} for asset in ["gene_embeddings", *SCORED_PER_PARTITION]}
+        assert requested(result) == {
+            **{asset: {new, old} for asset in ["gene_embeddings", *SCORED_PER_PARTITION]},
+            "term_masking": {None},  # the new texts are masked again
+        }
 
 
 def test_leaderboard_materialized_alone_is_released_only_when_its_blocking_check_passed():
     defs = build_definitions("local")
     with DagsterInstance.ephemeral() as instance:
         result = evaluate_automation_conditions(defs, instance)
+        materialized(instance, "term_masking")
+        instance.report_runless_asset_event(
+            AssetCheckEvaluation(
+                asset_key=AssetKey("term_masking"), check_name="clean_views_survive_term_masking", passed=True
+            )
+        )
         for passed in (False, True):
             materialized(instance, "leaderboard")
             for check in ("random_band_at_chance", "random_near_mean_signature"):  # the leaderboard's blocking checks

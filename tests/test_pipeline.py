@@ -103,7 +103,12 @@ def materialize_all(instance, resources, symbols, backbones=BACKBONES, views=("s
             )
     runs += materialize_cells(instance, resources, everything, backbones)
     runs.append(
-        materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources)
+        materialize(
+            everything,
+            selection=["leaderboard", "term_masking", "embeddings_release"],
+            instance=instance,
+            resources=resources,
+        )
     )
     assert all(r.success for r in runs)
     return runs
@@ -265,7 +270,7 @@ def test_unchanged_release_reuses_version(pipeline):
     instance, resources = pipeline["instance"], pipeline["resources"]
     result = materialize(
         [*all_assets, *all_asset_checks],
-        selection=["leaderboard", "embeddings_release"],
+        selection=["leaderboard", "term_masking", "embeddings_release"],
         instance=instance,
         resources=resources,
     )
@@ -292,7 +297,7 @@ def test_random_control_off_chance_blocks_the_release(pipeline):
     assert pairs.query("classifier == 'logistic_regression' and universe == 'all_genes'")["estimate"].iloc[0] > 0.6
     blocked = materialize(
         everything,
-        selection=["leaderboard", "embeddings_release"],
+        selection=["leaderboard", "term_masking", "embeddings_release"],
         instance=instance,
         resources=resources,
         raise_on_error=False,

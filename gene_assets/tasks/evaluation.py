@@ -407,6 +407,14 @@ def column_aucs(Y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
+def multilabel_fold_aucs(X: np.ndarray, Y: np.ndarray, protocol: Protocol) -> tuple[list, list, np.ndarray]:
+    """The multilabel probe's folds (shuffled K-fold, the protocol's seed), its test-fold ridge outputs and the
+    folds × labels ROC-AUCs (NaN where a fold's test genes hold one class of a label)."""
+    folds = list(KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X))
+    predictions = ridge_predictions(X, Y, folds, protocol)
+    return folds, predictions, np.array([column_aucs(Y[test], scores) for (_, test), scores in zip(folds, predictions)])
+
+
 def evaluate_multilabel(
     task: GeneTask,
     X: np.ndarray,
@@ -422,9 +430,7 @@ def evaluate_multilabel(
         raise TaskLabelError(
             f"Task {task.name}: no label has {task.label_size_range[0]}–{task.label_size_range[1]} genes."
         )
-    folds = list(KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X))
-    predictions = ridge_predictions(X, Y, folds, protocol)
-    per_fold = np.array([column_aucs(Y[test], scores) for (_, test), scores in zip(folds, predictions)])
+    folds, predictions, per_fold = multilabel_fold_aucs(X, Y, protocol)
     per_label = np.nanmean(per_fold, axis=0)
     scored = np.isfinite(per_label)
     replicates = picks = None
