@@ -9,6 +9,7 @@ from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Con
 from pydantic import Field
 
 from ..automation.conditions import TERM_MASKING_CONDITION
+from ..embeddings.backbone import Backbone
 from ..embeddings.cache import EmbeddingCache
 from ..embeddings.device import EmbeddingDevice
 from ..embeddings.encoders import load_encoder, vector_settings
@@ -27,6 +28,7 @@ from .masking import (
     mask_texts,
     masked_pairs,
     masking_scores,
+    scored_labels,
     scoring_labels,
     term_masking_table,
 )
@@ -68,7 +70,7 @@ def text_sha256(texts: pd.Series) -> list[str]:
 
 
 def masked_vectors(
-    backbone_name: str,
+    backbone: Backbone,
     view: str,
     masked: pd.DataFrame,
     embedding_device: EmbeddingDevice | None = None,
@@ -77,7 +79,6 @@ def masked_vectors(
 ) -> dict[str, GeneMatrix]:
     """Both masks of a view's texts (mask_texts) embedded by the backbone, a GeneMatrix per condition; a backbone
     with an embedding cache only when at most `max_texts_to_embed` of them are not cached (else MaskingSkipped)."""
-    backbone = get_backbone(backbone_name)
     index = pd.Index(masked["entrez_id"])
     frames = {
         condition: pd.DataFrame({"entrez_id": masked["entrez_id"], "text": masked[condition], "source": "masked"})
@@ -131,23 +132,25 @@ def term_masking(
     embedding_device: EmbeddingDevice,
 ):
     """Per (task, view, backbone) for the tasks whose labels are annotation terms that some text view contains (the
-    leakage audit's mapping): every text with the words of the task's term names masked, and with as many random
+    leakage audit's mapping), in every view gene_texts holds: every text with the words of the task's term names masked, and with as many random
     words masked; both embedded and scored on the task's primary metric over the results assets' folds; the median
     drop (random-masked − term-masked) over labels (multilabel tasks) or folds."""
     started = time.perf_counter()
     protocol = Protocol.named("published", n_splits=config.n_splits, seed=config.seed)
-    views = {v: VIEWS[v] for v in sorted(gene_texts["view"].unique()) if v in VIEWS}
+    audited = masked_pairs(VIEWS)
     rows = []
-    for task_name, pairs in masked_pairs(views).groupby("task", sort=True):
+    for task_name, pairs in audited[audited["view"].isin(gene_texts["view"].unique())].groupby("task", sort=True):
         task = TERM_TASKS[task_name]
         labels = labels_of(task, gene_property_labels)
         gmt = data_directory.file(GENE_SET_FILES[task_name]) if task_name in GENE_SET_FILES else None
-        terms = label_terms(task_name, labels, gmt)
-        matcher = TermMatcher(terms.reindex(labels["label"].unique()).dropna())
+        inside = scoring_labels(task, labels, set(gene_universes.loc[gene_universes[config.universe], "entrez_id"]))
+        scored = scored_labels(task, inside)
+        matcher = TermMatcher(label_terms(task_name, labels, gmt).reindex(scored).dropna())
+        genes = set(inside["entrez_id"])
         for pair in pairs.to_dict("records"):
-            texts = gene_texts[gene_texts["view"] == pair["view"]].reset_index(drop=True)
+            texts = gene_texts[(gene_texts["view"] == pair["view"]) & gene_texts["entrez_id"].isin(genes)]
+            texts = texts.reset_index(drop=True)
             masked = mask_texts(texts, matcher, config.seed)
-            inside = scoring_labels(task, labels, set(gene_universes.loc[gene_universes[config.universe], "entrez_id"]))
             base = {
                 "task": task_name,
                 "view": pair["view"],
@@ -163,7 +166,12 @@ def term_masking(
                     if not base["words_masked"]:
                         raise MaskingSkipped(f"no {task_name} term name occurs in the {pair['view']} texts.")
                     vectors = masked_vectors(
-                        backbone, pair["view"], masked, embedding_device, config.max_texts_to_embed, context.log
+                        get_backbone(backbone),
+                        pair["view"],
+                        masked,
+                        embedding_device,
+                        config.max_texts_to_embed,
+                        context.log,
                     )
                     scores = masking_scores(task, inside, vectors["term_masked"], vectors["random_masked"], protocol)
                     rows.append({**base, "backbone": backbone, "status": "scored", "reason": "", **scores})

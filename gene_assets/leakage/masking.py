@@ -145,6 +145,15 @@ def scoring_labels(task: GeneTask, labels: pd.DataFrame, genes: Iterable[int]) -
     return inside
 
 
+def scored_labels(task: GeneTask, inside: pd.DataFrame) -> np.ndarray:
+    """The labels the task scores on these (restricted) labels: a multilabel task's within its size range."""
+    if task.kind == "multilabel":
+        sizes = inside["label"].value_counts()
+        low, high = task.label_size_range
+        return np.sort(sizes[(sizes >= low) & (sizes <= high)].index.to_numpy())
+    return np.sort(inside["label"].unique())
+
+
 def flag(table: pd.DataFrame, max_drop: float = MAX_DROP) -> pd.Series:
     """Rows of a clean (task, view) pair whose median drop exceeds max_drop: the term names leak into that view."""
     return (table["status"] == "scored") & ~table["leaks"].astype(bool) & (table["median_drop"] > max_drop)
