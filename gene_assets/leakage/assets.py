@@ -18,6 +18,7 @@ from ..sources.data_directory import DataDirectory
 from ..tasks.assets import GeneMatrix, labels_of
 from ..tasks.evaluation import Protocol
 from ..tasks.gene_properties import GENE_SET_FILES
+from ..tasks.spec import TaskLabelError
 from ..texts.views import VIEWS
 from .masking import (
     MAX_DROP,
@@ -175,7 +176,7 @@ def term_masking(
                     )
                     scores = masking_scores(task, inside, vectors["term_masked"], vectors["random_masked"], protocol)
                     rows.append({**base, "backbone": backbone, "status": "scored", "reason": "", **scores})
-                except MaskingSkipped as skipped:
+                except (MaskingSkipped, TaskLabelError) as skipped:
                     rows.append({**base, "backbone": backbone, "status": "skipped", "reason": str(skipped)})
                 context.log.info(f"term masking {task_name} / {pair['view']} / {backbone}: {rows[-1]['status']}")
     table = pd.DataFrame(rows)
