@@ -10,7 +10,7 @@ from dagster import AssetKey, build_output_context, materialize
 
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.registry import BACKBONES
-from gene_assets.leakage.assets import masked_vectors
+from gene_assets.leakage.assets import MaskingSkipped, masked_vectors
 from gene_assets.leakage.masking import (
     MASK_TOKEN,
     MAX_DROP,
@@ -158,3 +158,14 @@ def test_planted_leak_in_a_clean_view_blocks_the_release(world, planted, tmp_pat
     assert len(check) == 1 and not check[0].passed and "summary" in check[0].metadata["flagged"].value
     assert not [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "embeddings_release"]
     assert np.isfinite(table["median_drop"]).all()
+
+
+def test_a_neural_backbone_is_skipped_when_its_cache_lacks_the_masked_texts(world):
+    """MiniLM's masked texts are not in the (empty, per-session) embedding cache: skipped with their count, without
+    loading the model or calibrating its precision."""
+    texts = view_texts(world, "summary").head(20)
+    matcher = TermMatcher(world["terms"].dropna())
+    with pytest.raises(MaskingSkipped, match=r"(\d+) of its \1 masked summary texts are not in its embedding cache"):
+        masked_vectors(BACKBONES["all-MiniLM-L6-v2"], "summary", mask_texts(texts, matcher, seed=0))
+    with pytest.raises(MaskingSkipped, match="do not come from the words"):
+        masked_vectors(BACKBONES["random-gaussian"], "summary", mask_texts(texts, matcher, seed=0))

@@ -37,6 +37,8 @@ from .masking import (
 CORPUS_KINDS = ("bag_of_words", "tfidf")
 """Backbone kinds fitted on the texts embedded together: cheap, masked on every run."""
 CONDITIONS = ("term_masked", "random_masked")
+GPU_PRECISIONS = ("bf16", "fp16")
+"""Precisions a cached backbone may have run at on an accelerator (the embedding cache keys vectors by precision)."""
 logger = logging.getLogger(__name__)
 
 
@@ -89,18 +91,31 @@ def masked_vectors(
         return {c: GeneMatrix(index, load_encoder(backbone).embed(frame)) for c, frame in frames.items()}
     if not backbone.kind_spec.cached:
         raise MaskingSkipped(f"{backbone.kind} vectors do not come from the words of the text; nothing to mask.")
-    placement = (embedding_device or EmbeddingDevice()).placement(backbone)
-    cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=log)
     for frame in frames.values():
         frame["text_sha256"] = text_sha256(frame["text"])
     wanted = pd.unique(pd.concat(frames.values())["text_sha256"])
-    cached, _ = cache.lookup(view, wanted)
-    missing = len(wanted) - len(cached)
-    if missing > max_texts_to_embed:
-        raise MaskingSkipped(
-            f"{missing:,} of its {len(wanted):,} masked {view} texts are not in its embedding cache ({cache.directory}) "
-            f"and max_texts_to_embed is {max_texts_to_embed:,}: raise it to embed them (they stay cached)."
+
+    def missing(precision: str) -> tuple[EmbeddingCache, int]:
+        cache = EmbeddingCache(vector_settings(backbone, precision), log=log)
+        return cache, len(wanted) - len(cache.lookup(view, wanted)[0])
+
+    def skip(cache: EmbeddingCache, absent: int) -> MaskingSkipped:
+        return MaskingSkipped(
+            f"{absent:,} of its {len(wanted):,} masked {view} texts are not in its embedding cache "
+            f"({cache.directory.parent}) and max_texts_to_embed is {max_texts_to_embed:,}: raise it to embed them "
+            "(they stay cached)."
         )
+
+    # Counted under every precision first: settling this machine's precision may calibrate it (minutes), which a
+    # backbone that is skipped anyway does not need.
+    gaps = {p: missing(p) for p in dict.fromkeys(("fp32", *backbone.fast_path.precisions, *GPU_PRECISIONS))}
+    fewest = min(gaps.values(), key=lambda gap: gap[1])
+    if fewest[1] > max_texts_to_embed:
+        raise skip(*fewest)
+    placement = (embedding_device or EmbeddingDevice()).placement(backbone)
+    cache, absent = gaps.get(placement.precision) or missing(placement.precision)
+    if absent > max_texts_to_embed:
+        raise skip(cache, absent)
 
     def encode(chunk: pd.DataFrame):
         return load_encoder(backbone, placement).embed(chunk)
