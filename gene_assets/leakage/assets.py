@@ -193,7 +193,15 @@ def term_masking(
                     rows.append({**base, "backbone": backbone, "status": "scored", "reason": "", **scores})
                 except (MaskingSkipped, TaskLabelError) as skipped:
                     rows.append({**base, "backbone": backbone, "status": "skipped", "reason": str(skipped)})
-                context.log.info(f"term masking {task_name} / {pair['view']} / {backbone}: {rows[-1]['status']}")
+                outcome = rows[-1]
+                context.log.info(
+                    f"term masking {task_name} / {pair['view']} / {backbone}: "
+                    + (
+                        f"median drop {outcome['median_drop']:+.3f}"
+                        if outcome["status"] == "scored"
+                        else outcome["reason"]
+                    )
+                )
     table = pd.DataFrame(rows)
     if len(table):
         table["flagged"] = flag(table, config.max_drop)
