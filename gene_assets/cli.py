@@ -371,7 +371,12 @@ def release_command(args) -> int:
     if not result.success:
         print(
             "The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
-            f"unchanged.{''.join(f' {reason}' for reason in failure_reasons(result))}",
+            f"unchanged.{''.join(f' {reason}' for reason in failure_reasons(result))}"
+            + "".join(
+                f" Check {e.asset_key.to_user_string()}.{e.check_name} failed."
+                for e in result.get_asset_check_evaluations()
+                if not e.passed
+            ),
             file=sys.stderr,
         )
         return 1
