@@ -14,6 +14,7 @@ from ..embeddings.cache import EmbeddingCache
 from ..embeddings.device import EmbeddingDevice
 from ..embeddings.encoders import load_encoder, vector_settings
 from ..embeddings.registry import get_backbone
+from ..leaderboard.assets import _markdown
 from ..sources.data_directory import DataDirectory
 from ..tasks.assets import GeneMatrix, labels_of
 from ..tasks.evaluation import Protocol
@@ -209,7 +210,9 @@ def term_masking(
     yield Output(
         table,
         metadata={
-            "term_masking": MetadataValue.md(term_masking_table(table).to_markdown(index=False) or "no term task"),
+            "term_masking": MetadataValue.md(
+                _markdown(term_masking_table(table), "no term task shares a view's source")
+            ),
             "pairs_scored": int((table["status"] == "scored").sum()) if len(table) else 0,
             "seconds": round(time.perf_counter() - started, 1),
         },
@@ -220,6 +223,6 @@ def term_masking(
         metadata={
             "max_drop": config.max_drop,
             "clean_pairs_scored": int(((table["status"] == "scored") & ~table["leaks"]).sum()) if len(table) else 0,
-            "flagged": MetadataValue.md(term_masking_table(flagged).to_markdown(index=False) or "none"),
+            "flagged": MetadataValue.md(_markdown(term_masking_table(flagged), "none")),
         },
     )

@@ -102,7 +102,8 @@ def replicate_values(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, pr
     if task.kind == "multilabel":
         ids, Y = label_matrix(task, labels)
         if Y.shape[1] == 0:
-            raise TaskLabelError(f"Task {task.name}: no label has {task.label_size_range} genes in this universe.")
+            low, high = task.label_size_range
+            raise TaskLabelError(f"Task {task.name}: no label has {low}–{high} genes in this universe.")
         _, _, per_fold = multilabel_fold_aucs(genes.rows(ids), Y, protocol)
         with np.errstate(invalid="ignore"):
             per_label = np.nanmean(per_fold, axis=0)
