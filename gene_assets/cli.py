@@ -94,6 +94,7 @@ def print_leaderboard(io_manager) -> None:
     if not path.exists():
         raise UsageError(f"No leaderboard at {path}: run `make run` first.")
     print_sections(io_manager.load(["leaderboard"]))
+    print_term_masking(io_manager)
 
 
 def print_sections(summary) -> None:
@@ -160,6 +161,19 @@ def print_sections(summary) -> None:
         if len(table):
             print(f"\n## {title}\n")
             print(table.to_markdown(index=False))
+
+
+def print_term_masking(io_manager) -> None:
+    """The term-masking section, when term_masking has been materialized."""
+    from .leakage.masking import MAX_DROP, term_masking_table
+
+    if io_manager.stored_path(["term_masking"]).exists():
+        table = term_masking_table(io_manager.load(["term_masking"]))
+        print(
+            "\n## Term masking (all_genes): primary metric with the task's term names masked vs as many random words; "
+            f"median drop = random − term; LEAK: a clean view drops more than {MAX_DROP}\n"
+        )
+        print(table.to_markdown(index=False) if len(table) else "no task shares a source with a text view")
 
 
 def backbones_command(args) -> int:
@@ -349,7 +363,12 @@ def release_command(args) -> int:
     if not result.success:
         print(
             "The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
-            f"unchanged.{''.join(f' {reason}' for reason in failure_reasons(result))}",
+            f"unchanged.{''.join(f' {reason}' for reason in failure_reasons(result))}"
+            + "".join(
+                f" Check {e.asset_key.to_user_string()}.{e.check_name} failed."
+                for e in result.get_asset_check_evaluations()
+                if not e.passed
+            ),
             file=sys.stderr,
         )
         return 1

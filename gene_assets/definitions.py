@@ -23,6 +23,7 @@ from .embeddings import assets as embedding_assets
 from .embeddings.assets import gene_embeddings_asset
 from .embeddings.partitions import backbone_view_partitions
 from .leaderboard import assets as leaderboard_assets
+from .leakage import assets as leakage_assets
 from .perturbation import assets as perturbation_assets
 from .release import assets as release_assets
 from .resources import local_resources
@@ -38,6 +39,7 @@ MODULES = [
     cell_assets,
     perturbation_assets,
     leaderboard_assets,
+    leakage_assets,
     release_assets,
 ]
 
@@ -89,8 +91,9 @@ batch_effect_job = define_asset_job(
 )
 release_job = define_asset_job(
     "release_job",
-    selection=AssetSelection.assets("leaderboard", "embeddings_release"),
-    description="Aggregate every available partition into the leaderboard and publish a DVC release.",
+    selection=AssetSelection.assets("leaderboard", "term_masking", "embeddings_release"),
+    description="Aggregate every available partition into the leaderboard, check the text views by term masking "
+    "and publish a DVC release.",
 )
 
 

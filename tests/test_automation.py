@@ -137,6 +137,16 @@ def requested(result) -> dict[str, set]:
     }
 
 
+def term_masking_passed(instance, passed: bool = True) -> None:
+    """term_masking materialized with its blocking check's result, as a run of it records them."""
+    materialized(instance, "term_masking")
+    instance.report_runless_asset_event(
+        AssetCheckEvaluation(
+            asset_key=AssetKey("term_masking"), check_name="clean_views_survive_term_masking", passed=passed
+        )
+    )
+
+
 def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release():
     defs = build_definitions("local")
     new, old = backbone_view_key("new-model", "summary"), backbone_view_key("old-model", "summary")
@@ -152,6 +162,7 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
             "perturbation_signatures",
         ):
             materialized(instance, asset)
+        term_masking_passed(instance)
         materialized(instance, "gene_texts", data_version="texts-v1")
         materialized(instance, "gene_embeddings", old)
         for asset in SCORED_PER_PARTITION:
@@ -177,13 +188,17 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
 
         materialized(instance, "gene_texts", data_version="texts-v2")  # changed texts: existing partitions only
         result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
-        assert requested(result) == {asset: {new, old} for asset in ["gene_embeddings", *SCORED_PER_PARTITION]}
+        assert requested(result) == {
+            **{asset: {new, old} for asset in ["gene_embeddings", *SCORED_PER_PARTITION]},
+            "term_masking": {None},  # the new texts are masked again
+        }
 
 
 def test_leaderboard_materialized_alone_is_released_only_when_its_blocking_check_passed():
     defs = build_definitions("local")
     with DagsterInstance.ephemeral() as instance:
         result = evaluate_automation_conditions(defs, instance)
+        term_masking_passed(instance)
         for passed in (False, True):
             materialized(instance, "leaderboard")
             for check in ("random_band_at_chance", "random_near_mean_signature"):  # the leaderboard's blocking checks
@@ -192,3 +207,19 @@ def test_leaderboard_materialized_alone_is_released_only_when_its_blocking_check
                 )
             result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
             assert requested(result) == ({"embeddings_release": {None}} if passed else {})
+
+
+def test_release_waits_for_term_masking_and_its_blocking_check():
+    defs = build_definitions("local")
+    with DagsterInstance.ephemeral() as instance:
+        result = evaluate_automation_conditions(defs, instance)
+        for masking, released in ((None, False), (False, False), (True, True)):
+            if masking is not None:
+                term_masking_passed(instance, masking)
+            materialized(instance, "leaderboard")
+            for check in ("random_band_at_chance", "random_near_mean_signature"):
+                instance.report_runless_asset_event(
+                    AssetCheckEvaluation(asset_key=AssetKey("leaderboard"), check_name=check, passed=True)
+                )
+            result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
+            assert ("embeddings_release" in requested(result)) == released, masking

@@ -314,7 +314,10 @@ def test_published_model_flows_from_the_mteb_registry_to_a_release(
             run_config={"ops": {name: {"config": {"n_bootstrap": 100}} for name in SCORED}},
         )
         released = materialize(
-            everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources
+            everything,
+            selection=["gene_property_labels", "leaderboard", "term_masking", "embeddings_release"],
+            instance=instance,
+            resources=resources,
         )
         assert scored.success and released.success
 

@@ -103,7 +103,12 @@ def materialize_all(instance, resources, symbols, backbones=BACKBONES, views=("s
             )
     runs += materialize_cells(instance, resources, everything, backbones)
     runs.append(
-        materialize(everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources)
+        materialize(
+            everything,
+            selection=["leaderboard", "term_masking", "embeddings_release"],
+            instance=instance,
+            resources=resources,
+        )
     )
     assert all(r.success for r in runs)
     return runs
@@ -239,7 +244,7 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     comparison = filecmp.dircmp(repo / "data", clone / "data")
     names = sorted(p.relative_to(repo / "data").as_posix() for p in (repo / "data").rglob("*") if p.is_file())
     assert "MANIFEST.json" in names and "leaderboard.csv" in names and "leaderboard_cells.csv" in names
-    assert "leaderboard_perturbation.csv" in names
+    assert "leaderboard_perturbation.csv" in names and "leaderboard_term_masking.csv" in names
     assert {f"cells/{b}__{CELL_DATASET}.parquet" for b in BACKBONES} <= set(names)
     for name in names:
         assert (clone / "data" / name).read_bytes() == (repo / "data" / name).read_bytes(), name
@@ -265,7 +270,7 @@ def test_unchanged_release_reuses_version(pipeline):
     instance, resources = pipeline["instance"], pipeline["resources"]
     result = materialize(
         [*all_assets, *all_asset_checks],
-        selection=["leaderboard", "embeddings_release"],
+        selection=["leaderboard", "term_masking", "embeddings_release"],
         instance=instance,
         resources=resources,
     )
@@ -292,7 +297,7 @@ def test_random_control_off_chance_blocks_the_release(pipeline):
     assert pairs.query("classifier == 'logistic_regression' and universe == 'all_genes'")["estimate"].iloc[0] > 0.6
     blocked = materialize(
         everything,
-        selection=["leaderboard", "embeddings_release"],
+        selection=["leaderboard", "term_masking", "embeddings_release"],
         instance=instance,
         resources=resources,
         raise_on_error=False,

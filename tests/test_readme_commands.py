@@ -110,7 +110,7 @@ def small_graph(instance, resources, symbols: list[str]) -> None:
             backbone_dataset_key(BACKBONE, DATASET),
             {},
         ],
-        [["leaderboard", "embeddings_release"], None, {}],
+        [["gene_property_labels", "leaderboard", "term_masking", "embeddings_release"], None, {}],
     )
     for selection, partition, config in runs:
         result = materialize(

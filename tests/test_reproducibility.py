@@ -55,7 +55,10 @@ def cold_run(home, repo, remote, symbols, annotation_cache):
                 )
             )
         release = materialize(
-            everything, selection=["leaderboard", "embeddings_release"], instance=instance, resources=resources
+            everything,
+            selection=["leaderboard", "term_masking", "embeddings_release"],
+            instance=instance,
+            resources=resources,
         )
         assert all(run.success for run in [*runs, release])
         return release

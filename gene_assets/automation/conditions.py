@@ -38,9 +38,19 @@ LEADERBOARD_CONDITION = (
 """Re-aggregate after new results, once no partition is still being embedded or scored. Partitions that failed
 (e.g. weights not available here) are never materialized and do not hold it back."""
 
+TERM_MASKING_CONDITION = (
+    when_handled(
+        AutomationCondition.newly_missing()
+        | AutomationCondition.any_deps_match(AutomationCondition.data_version_changed())
+    )
+    & ~AutomationCondition.any_deps_missing()
+).with_label("mask terms when texts or labels changed")
+"""Term masking (leakage/) runs once, then again when the texts or the task labels have new content."""
+
 RELEASE_CONDITION = (
     when_handled(AutomationCondition.any_deps_updated().allow(AssetSelection.assets("leaderboard")))
-    & AutomationCondition.all_deps_blocking_checks_passed().allow(AssetSelection.assets("leaderboard"))
+    & AutomationCondition.all_deps_blocking_checks_passed().allow(AssetSelection.assets("leaderboard", "term_masking"))
+    & ~AutomationCondition.any_deps_missing().allow(AssetSelection.assets("term_masking"))
 ).with_label("publish a new leaderboard")
-"""Publish after a new leaderboard whose blocking checks passed (cell-embedding partitions that were never
-materialized do not hold it back)."""
+"""Publish after a new leaderboard whose blocking checks, and term masking's, passed (cell-embedding partitions that
+were never materialized do not hold it back)."""

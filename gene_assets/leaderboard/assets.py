@@ -107,32 +107,32 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
             ablation.round(3).to_markdown(index=False) if len(ablation) else "needs the go and summary views"
         ),
         "comparisons": len(sections.comparisons),
-        "rank_intervals": MetadataValue.md(_markdown(sections.ranks_table, "needs two backbones on one task")),
+        "rank_intervals": MetadataValue.md(markdown_table(sections.ranks_table, "needs two backbones on one task")),
         "universes": MetadataValue.json(
             summary[summary["primary"]].groupby(["universe", "task"])["n_genes"].max().unstack(0).to_dict()
         ),
-        "cell_types_macro_f1": MetadataValue.md(_markdown(sections.cell_types, "no cell-type results yet")),
+        "cell_types_macro_f1": MetadataValue.md(markdown_table(sections.cell_types, "no cell-type results yet")),
         "cell_gains_macro_f1": MetadataValue.md(
-            _markdown(sections.cell_gains_table, "needs the PCA and random-gaussian baselines")
+            markdown_table(sections.cell_gains_table, "needs the PCA and random-gaussian baselines")
         ),
         "cell_gains_ari": MetadataValue.md(
-            _markdown(sections.cell_gains_ari_table, "needs the PCA and random-gaussian baselines")
+            markdown_table(sections.cell_gains_ari_table, "needs the PCA and random-gaussian baselines")
         ),
         "cell_clustering_ari_ami_asw": MetadataValue.md(
-            _markdown(sections.cell_clustering, "no cell-type results yet")
+            markdown_table(sections.cell_clustering, "no cell-type results yet")
         ),
         "batch_effect": MetadataValue.md(
-            _markdown(sections.batch_effect, "needs batch_effect_results (cell embeddings of both studies)")
+            markdown_table(sections.batch_effect, "needs batch_effect_results (cell embeddings of both studies)")
         ),
         "tuning_gain_roc_auc": MetadataValue.md(
-            _markdown(sections.tuning.round(3), "needs the full protocol (logistic_regression_cv)")
+            markdown_table(sections.tuning.round(3), "needs the full protocol (logistic_regression_cv)")
         ),
-        "perturbation": MetadataValue.md(_markdown(sections.perturbation, "no perturbation results yet")),
+        "perturbation": MetadataValue.md(markdown_table(sections.perturbation, "no perturbation results yet")),
         "study_bias": MetadataValue.md(
-            _markdown(sections.study_bias_table, "no gene-task results on a least-studied third yet")
+            markdown_table(sections.study_bias_table, "no gene-task results on a least-studied third yet")
         ),
         "content_overlap": MetadataValue.md(
-            _markdown(sections.content_overlap_table, "no gene-pair results without named pairs yet")
+            markdown_table(sections.content_overlap_table, "no gene-pair results without named pairs yet")
         ),
     }
     if len(table):
@@ -174,5 +174,5 @@ def combine_results(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return combined.drop_duplicates(subset=[*KEYS, "draw", "genes_digest"]).reset_index(drop=True)
 
 
-def _markdown(table: pd.DataFrame, empty: str) -> str:
+def markdown_table(table: pd.DataFrame, empty: str) -> str:
     return table.to_markdown(index=False) if len(table) else empty

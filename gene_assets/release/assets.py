@@ -92,7 +92,12 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
 
 @asset(
     group_name="release",
-    ins={"gene_embeddings": AssetIn(), "cell_embeddings": AssetIn(), "leaderboard": AssetIn()},
+    ins={
+        "gene_embeddings": AssetIn(),
+        "cell_embeddings": AssetIn(),
+        "leaderboard": AssetIn(),
+        "term_masking": AssetIn(),
+    },
     kinds={"dvc"},
     automation_condition=RELEASE_CONDITION,
 )
@@ -101,10 +106,12 @@ def embeddings_release(
     gene_embeddings: dict[str, GeneEmbeddings],
     cell_embeddings: dict[str, CellEmbeddings],
     leaderboard: pd.DataFrame,
+    term_masking: pd.DataFrame,
     release_repository: DvcReleaseRepository,
 ) -> pd.DataFrame:
     """data/ with one parquet per (backbone, view) gene embedding and per (backbone, dataset) cell embedding,
-    the leaderboard_files (gene tasks with rank intervals, the cell-type section, perturbation tasks) and MANIFEST.json;
+    the leaderboard_files (gene tasks with rank intervals, the cell-type section, perturbation tasks), the term-masking
+    leakage check (leaderboard_term_masking.csv) and MANIFEST.json;
     `dvc add`, push, tag."""
     if not gene_embeddings:
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
@@ -120,6 +127,7 @@ def embeddings_release(
         files[name] = parquet_bytes(cells.to_arrow())
         models.append({**cells.attrs, "file": name})
     files.update(leaderboard_files(leaderboard))
+    files["leaderboard_term_masking.csv"] = term_masking.to_csv(index=False).encode()
     code = code_revision()
     if code["uncommitted_changes"]:
         context.log.warning(

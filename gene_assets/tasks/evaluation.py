@@ -433,6 +433,19 @@ def multilabel_scores(probe: str, X: np.ndarray, Y: np.ndarray, folds: list, pro
     return scores
 
 
+def multilabel_fold_aucs(
+    X: np.ndarray, Y: np.ndarray, protocol: Protocol, probe: str = "logistic_regression"
+) -> tuple[list, list, np.ndarray]:
+    """The multilabel folds (shuffled K-fold, the protocol's seed), the named probe's test-fold scores and the
+    folds × labels ROC-AUCs (NaN where a fold's test genes hold one class of a label)."""
+    folds = list(KFold(protocol.n_splits, shuffle=True, random_state=protocol.seed).split(X))
+    predictions = multilabel_scores(probe, X, Y, folds, protocol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        aucs = np.array([column_aucs(Y[test], scores) for (_, test), scores in zip(folds, predictions)])
+    return folds, predictions, aucs
+
+
 def evaluate_multilabel(
     task: GeneTask,
     X: np.ndarray,

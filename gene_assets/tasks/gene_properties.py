@@ -4,6 +4,7 @@ KEGG / GO-BP / OMIM gene sets and chromosome."""
 from __future__ import annotations
 
 import gzip
+import re
 
 import pandas as pd
 
@@ -116,7 +117,8 @@ def hgnc_group_labels(
 
 
 def read_gmt(path) -> pd.DataFrame:
-    """Long (term, entrez_id) table from a gzipped GMT file (term id, name, Entrez ids)."""
+    """Long (label, term_name, entrez_id) table from a gzipped GMT file (term id, name, Entrez ids); the name as the
+    file writes it (term_names cleans it)."""
     rows = []
     try:
         with gzip.open(path, "rt", encoding="utf-8") as handle:
@@ -124,14 +126,30 @@ def read_gmt(path) -> pd.DataFrame:
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) < 3:
                     raise TaskLabelError(f"{path}, line {number}: a GMT line needs a term id, a name and genes.")
-                rows.extend((fields[0], gene) for gene in fields[2:] if gene)
+                rows.extend((fields[0], fields[1], gene) for gene in fields[2:] if gene)
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise TaskLabelError(
             f"{path} is not a readable gzipped GMT file ({exc}); restore it from the data directory's source."
         ) from exc
-    table = pd.DataFrame(rows, columns=["label", "entrez_id"])
+    table = pd.DataFrame(rows, columns=["label", "term_name", "entrez_id"])
     table["entrez_id"] = pd.to_numeric(table["entrez_id"], errors="coerce")
     return table
+
+
+GENE_SET_FILES = {
+    "kegg_pathways": "kegg_gene_sets",
+    "go_bp_experimental": "go_bp_gene_sets",
+    "omim_disease": "omim_gene_sets",
+}
+"""The GMT file (data directory name) of each gene-set task."""
+GMT_NAME_SUFFIX = re.compile(r"(\s+\(\d+\)|\s+-\s+Homo sapiens \(human\))$")
+
+
+def term_names(table: pd.DataFrame) -> pd.Series:
+    """Term id → term name of a read_gmt table, without what the files append to names: GO's gene count (' (396)'),
+    KEGG's species (' - Homo sapiens (human)')."""
+    names = table.drop_duplicates("label").set_index("label")["term_name"]
+    return names.str.replace(GMT_NAME_SUFFIX, "", regex=True).str.strip()
 
 
 def gene_set_labels(path, task: str, resolver: GeneResolver) -> tuple[pd.DataFrame, dict]:
@@ -139,7 +157,7 @@ def gene_set_labels(path, task: str, resolver: GeneResolver) -> tuple[pd.DataFra
     table = read_gmt(path)
     known = table["entrez_id"].isin(set(resolver.catalog["entrez_id"]))
     require_mapped(task, path, table["entrez_id"].where(known), {"Entrez ids": table["entrez_id"]})
-    mapped = table[known].drop_duplicates().astype({"entrez_id": "int64"})
+    mapped = table.loc[known, ["label", "entrez_id"]].drop_duplicates().astype({"entrez_id": "int64"})
     counts = {
         task: mapping_counts(
             table["entrez_id"].nunique(), mapped["entrez_id"].nunique(), n_terms=table["label"].nunique()

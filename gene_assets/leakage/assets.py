@@ -1,0 +1,229 @@
+"""term_masking: every text view against the tasks whose labels a view may name, with its blocking check."""
+
+import hashlib
+import logging
+import time
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from ..automation.conditions import TERM_MASKING_CONDITION
+from ..embeddings.backbone import Backbone
+from ..embeddings.cache import EmbeddingCache
+from ..embeddings.device import EmbeddingDevice
+from ..embeddings.encoders import load_encoder, vector_settings
+from ..embeddings.registry import get_backbone
+from ..leaderboard.assets import markdown_table
+from ..results import GeneMatrix
+from ..sources.data_directory import DataDirectory
+from ..tasks.assets import labels_of
+from ..tasks.evaluation import Protocol
+from ..tasks.gene_properties import GENE_SET_FILES
+from ..tasks.spec import TaskLabelError
+from ..texts.views import VIEWS
+from .masking import (
+    MAX_DROP,
+    TERM_TASKS,
+    TermMatcher,
+    flag,
+    label_terms,
+    mask_texts,
+    masked_pairs,
+    masking_scores,
+    scored_labels,
+    scoring_labels,
+    term_masking_table,
+)
+
+CORPUS_KINDS = ("bag_of_words", "tfidf")
+"""Backbone kinds fitted on the texts embedded together: cheap, masked on every run."""
+CONDITIONS = ("term_masked", "random_masked")
+GPU_PRECISIONS = ("bf16", "fp16")
+"""Precisions a cached backbone may have run at on an accelerator (the embedding cache keys vectors by precision)."""
+logger = logging.getLogger(__name__)
+
+
+class MaskingSkipped(Exception):
+    """A backbone is not scored on a masked view; the message is the reason recorded in its row."""
+
+
+class TermMaskingConfig(Config):
+    backbones: list[str] = Field(
+        default=["bag-of-words", "tfidf", "all-MiniLM-L6-v2"],
+        description="Backbones whose masked texts are embedded and scored. Bag-of-words and TF-IDF are refitted on "
+        "the masked texts; a backbone with an embedding cache (a neural model, a web API) is scored only when its "
+        "cache holds the masked texts, up to max_texts_to_embed missing ones.",
+    )
+    max_texts_to_embed: int = Field(
+        default=0,
+        description="Masked texts a cached backbone may embed in this run (they are kept in its embedding cache); "
+        "one with more missing is skipped with the count in its row. 0: only what the cache already holds.",
+    )
+    universe: str = Field(default="all_genes", description="The gene universe scored (a gene_universes column).")
+    n_splits: int = Field(default=5, description="Folds, as in the results assets' config (the same folds).")
+    seed: int = Field(default=0, description="Seed of the folds (as in the results assets) and of the random masks.")
+    max_drop: float = Field(
+        default=MAX_DROP,
+        description="The blocking check fails when a (task, view) pair the leakage audit calls clean loses more "
+        "than this median primary metric to its term mask (relative to the random mask).",
+    )
+
+
+def text_sha256(texts: pd.Series) -> list[str]:
+    return [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
+
+
+def masked_vectors(
+    backbone: Backbone,
+    view: str,
+    masked: pd.DataFrame,
+    embedding_device: EmbeddingDevice | None = None,
+    max_texts_to_embed: int = 0,
+    log=logger,
+) -> dict[str, GeneMatrix]:
+    """Both masks of a view's texts (mask_texts) embedded by the backbone, a GeneMatrix per condition; a backbone
+    with an embedding cache only when at most `max_texts_to_embed` of them are not cached (else MaskingSkipped)."""
+    index = pd.Index(masked["entrez_id"])
+    frames = {
+        condition: pd.DataFrame({"entrez_id": masked["entrez_id"], "text": masked[condition], "source": "masked"})
+        for condition in CONDITIONS
+    }
+    if backbone.kind in CORPUS_KINDS:
+        return {c: GeneMatrix(index, load_encoder(backbone).embed(frame)) for c, frame in frames.items()}
+    if not backbone.kind_spec.cached:
+        raise MaskingSkipped(f"{backbone.kind} vectors do not come from the words of the text; nothing to mask.")
+    for frame in frames.values():
+        frame["text_sha256"] = text_sha256(frame["text"])
+    wanted = pd.unique(pd.concat(frames.values())["text_sha256"])
+
+    def missing(precision: str) -> tuple[EmbeddingCache, int]:
+        cache = EmbeddingCache(vector_settings(backbone, precision), log=log)
+        return cache, len(wanted) - len(cache.lookup(view, wanted)[0])
+
+    def skip(cache: EmbeddingCache, absent: int) -> MaskingSkipped:
+        return MaskingSkipped(
+            f"{absent:,} of its {len(wanted):,} masked {view} texts are not in its embedding cache "
+            f"({cache.directory.parent}) and max_texts_to_embed is {max_texts_to_embed:,}: raise it to embed them "
+            "(they stay cached)."
+        )
+
+    # Counted under every precision first: settling this machine's precision may calibrate it (minutes), which a
+    # backbone that is skipped anyway does not need.
+    gaps = {p: missing(p) for p in dict.fromkeys(("fp32", *backbone.fast_path.precisions, *GPU_PRECISIONS))}
+    fewest = min(gaps.values(), key=lambda gap: gap[1])
+    if fewest[1] > max_texts_to_embed:
+        raise skip(*fewest)
+    placement = (embedding_device or EmbeddingDevice()).placement(backbone)
+    cache, absent = gaps.get(placement.precision) or missing(placement.precision)
+    if absent > max_texts_to_embed:
+        raise skip(cache, absent)
+
+    def encode(chunk: pd.DataFrame):
+        return load_encoder(backbone, placement).embed(chunk)
+
+    return {c: GeneMatrix(index, cache.embed(frame, view, encode).matrix) for c, frame in frames.items()}
+
+
+@asset(
+    group_name="leaderboard",
+    kinds={"scikit-learn"},
+    automation_condition=TERM_MASKING_CONDITION,
+    check_specs=[
+        AssetCheckSpec(
+            "clean_views_survive_term_masking",
+            asset="term_masking",
+            blocking=True,
+            description=f"No (task, view) pair the leakage audit calls clean loses more than the configured max_drop "
+            f"(default {MAX_DROP}) of its median primary metric when the task's term names are masked instead of as "
+            "many random words.",
+        )
+    ],
+)
+def term_masking(
+    context: AssetExecutionContext,
+    config: TermMaskingConfig,
+    gene_texts: pd.DataFrame,
+    gene_universes: pd.DataFrame,
+    gene_property_labels: pd.DataFrame,
+    data_directory: DataDirectory,
+    embedding_device: EmbeddingDevice,
+):
+    """Per (task, view, backbone) for the tasks whose labels are annotation terms that some text view contains (the
+    leakage audit's mapping), in every view gene_texts holds: every text with the words of the task's term names masked, and with as many random
+    words masked; both embedded and scored on the task's primary metric over the results assets' folds; the median
+    drop (random-masked − term-masked) over labels (multilabel tasks) or folds."""
+    started = time.perf_counter()
+    protocol = Protocol.named("published", n_splits=config.n_splits, seed=config.seed)
+    audited = masked_pairs(VIEWS)
+    rows = []
+    for task_name, pairs in audited[audited["view"].isin(gene_texts["view"].unique())].groupby("task", sort=True):
+        task = TERM_TASKS[task_name]
+        labels = labels_of(task, gene_property_labels)
+        gmt = data_directory.file(GENE_SET_FILES[task_name]) if task_name in GENE_SET_FILES else None
+        inside = scoring_labels(task, labels, set(gene_universes.loc[gene_universes[config.universe], "entrez_id"]))
+        scored = scored_labels(task, inside)
+        matcher = TermMatcher(label_terms(task_name, labels, gmt).reindex(scored).dropna())
+        genes = set(inside["entrez_id"])
+        for pair in pairs.to_dict("records"):
+            texts = gene_texts[(gene_texts["view"] == pair["view"]) & gene_texts["entrez_id"].isin(genes)]
+            texts = texts.reset_index(drop=True)
+            masked = mask_texts(texts, matcher, config.seed)
+            base = {
+                "task": task_name,
+                "view": pair["view"],
+                "universe": config.universe,
+                "shared_source": pair["shared_source"],
+                "leaks": pair["leaks"],
+                "genes_masked": int((masked["n_masked"] > 0).sum()),
+                "words_masked": int(masked["n_masked"].sum()),
+                "words": int(masked["n_words"].sum()),
+            }
+            for backbone in config.backbones:
+                try:
+                    if not base["words_masked"]:
+                        raise MaskingSkipped(f"no {task_name} term name occurs in the {pair['view']} texts.")
+                    vectors = masked_vectors(
+                        get_backbone(backbone),
+                        pair["view"],
+                        masked,
+                        embedding_device,
+                        config.max_texts_to_embed,
+                        context.log,
+                    )
+                    scores = masking_scores(task, inside, vectors["term_masked"], vectors["random_masked"], protocol)
+                    rows.append({**base, "backbone": backbone, "status": "scored", "reason": "", **scores})
+                except (MaskingSkipped, TaskLabelError) as skipped:
+                    rows.append({**base, "backbone": backbone, "status": "skipped", "reason": str(skipped)})
+                outcome = rows[-1]
+                context.log.info(
+                    f"term masking {task_name} / {pair['view']} / {backbone}: "
+                    + (
+                        f"median drop {outcome['median_drop']:+.3f}"
+                        if outcome["status"] == "scored"
+                        else outcome["reason"]
+                    )
+                )
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["flagged"] = flag(table, config.max_drop)
+    flagged = table[table["flagged"]] if len(table) else table
+    yield Output(
+        table,
+        metadata={
+            "term_masking": MetadataValue.md(
+                markdown_table(term_masking_table(table), "no term task shares a view's source")
+            ),
+            "pairs_scored": int((table["status"] == "scored").sum()) if len(table) else 0,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="clean_views_survive_term_masking",
+        passed=flagged.empty,
+        metadata={
+            "max_drop": config.max_drop,
+            "clean_pairs_scored": int(((table["status"] == "scored") & ~table["leaks"]).sum()) if len(table) else 0,
+            "flagged": MetadataValue.md(markdown_table(term_masking_table(flagged), "none")),
+        },
+    )

@@ -1,0 +1,171 @@
+"""Term masking on real data: 600 genes' GO and summary texts (org.Hs.eg.db, RefSeq) against the GO-BP task."""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetKey, build_output_context, materialize
+
+from gene_assets.definitions import all_asset_checks, all_assets
+from gene_assets.embeddings.registry import BACKBONES
+from gene_assets.leakage.assets import MaskingSkipped, masked_vectors
+from gene_assets.leakage.masking import (
+    MASK_TOKEN,
+    MAX_DROP,
+    TERM_TASKS,
+    WORD,
+    TermMatcher,
+    mask_texts,
+    masked_pairs,
+    masking_scores,
+    scored_labels,
+    scoring_labels,
+)
+from gene_assets.resources import temporary_resources
+from gene_assets.sources.bioconductor import AnnotationDatabases
+from gene_assets.tasks.evaluation import Protocol
+from gene_assets.tasks.gene_properties import read_gmt, term_names
+from gene_assets.texts.assets import read_go_terms
+from gene_assets.texts.views import VIEWS, build_view
+
+TASK = TERM_TASKS["go_bp_experimental"]
+BAG_OF_256_WORDS = dataclasses.replace(BACKBONES["bag-of-words"], name="bag-of-256-words", dims=256)
+"""Bag-of-words on fewer words, for time (the ridge probe solves a system of the embedding's width per fold)."""
+N_GENES = 600
+
+
+@pytest.fixture(scope="module")
+def world(data_dir, annotation_cache):
+    """600 protein-coding genes with a RefSeq summary and experimental GO-BP labels (seeded draw): their go and
+    summary texts, the task's labels and term names."""
+    gmt = read_gmt(data_dir / "gene_tasks/other/ylab_gmt/hsa_EXP_ALL_BP_propagated.gmt.gz")
+    catalog = pd.read_parquet(
+        data_dir / "gene_text/human_genes_ncbi_refseq_summaries.parquet",
+        columns=["entrez_id", "symbol", "full_name", "gene_type_ncbi", "refseq_summary"],
+    )
+    catalog = catalog[(catalog["gene_type_ncbi"] == "protein-coding") & catalog["refseq_summary"].notna()]
+    labelled = catalog[catalog["entrez_id"].isin(gmt["entrez_id"])]
+    genes = labelled.sample(N_GENES, random_state=0).rename(columns={"refseq_summary": "summary"})
+    genes = genes.merge(read_go_terms(AnnotationDatabases(cache_dir=str(annotation_cache))), on="entrez_id", how="left")
+    texts = pd.concat([build_view(genes, view) for view in ("go", "summary")], ignore_index=True)
+    labels = gmt[gmt["entrez_id"].isin(genes["entrez_id"])].astype({"entrez_id": "int64"})
+    labels = labels[["entrez_id", "label"]].drop_duplicates().assign(task=TASK.name)
+    return {"texts": texts, "labels": labels, "terms": term_names(gmt), "genes": set(genes["entrez_id"])}
+
+
+def view_texts(world, view):
+    return world["texts"][world["texts"]["view"] == view].reset_index(drop=True)
+
+
+def test_masks_hide_exactly_the_term_words_and_as_many_random_words(world):
+    matcher = TermMatcher(
+        [
+            "mitochondrial translation",
+            "translation",
+            "regulation of cell-cell adhesion",
+            "cell adhesion molecule binding",
+        ]
+    )
+    text = "Biological process: Mitochondrial translation; translational control; regulation of cell–cell adhesion."
+    masked = mask_texts(pd.DataFrame({"entrez_id": [1], "text": [text]}), matcher, seed=0).iloc[0]
+    assert masked["term_masked"] == (
+        "Biological process: [MASK] [MASK]; translational control; [MASK] [MASK] [MASK]–[MASK] [MASK]."
+    )
+    assert masked["n_masked"] == 7 and masked["random_masked"].count(MASK_TOKEN) == 7
+    # A longer term sharing the first word and the end of the text is not matched past the end of it.
+    assert matcher.positions(["cell", "adhesion"]) == [] and matcher.positions(["translation"]) == [0]
+    # On real texts: the term mask hides the words of the labels' term names, the random mask as many words, and
+    # every other word stays where it was.
+    labels = scoring_labels(TASK, world["labels"], world["genes"])
+    matcher = TermMatcher(world["terms"].reindex(scored_labels(TASK, labels)).dropna())
+    texts = view_texts(world, "go")
+    masked = mask_texts(texts, matcher, seed=0)
+    assert (masked["n_masked"] > 0).mean() > 0.5
+    for original, row in zip(texts["text"], masked.itertuples()):
+        words = WORD.findall(original)
+        hidden = set(matcher.positions(words))
+        for column in ("term_masked", "random_masked"):
+            kept = WORD.findall(getattr(row, column).replace(MASK_TOKEN, " "))
+            assert getattr(row, column).count(MASK_TOKEN) == row.n_masked == len(hidden)
+            assert len(kept) == len(words) - row.n_masked
+        assert WORD.findall(row.term_masked.replace(MASK_TOKEN, " ")) == [
+            w for i, w in enumerate(words) if i not in hidden
+        ]
+    again = mask_texts(texts, matcher, seed=0)
+    assert again.equals(masked) and not mask_texts(texts, matcher, seed=1)["random_masked"].equals(
+        masked["random_masked"]
+    )
+
+
+@pytest.fixture(scope="module")
+def planted(world):
+    """Summary texts followed by the names of their gene's GO-BP labels: a view the audit calls clean that names
+    the labels, as if its summaries had been written from GO."""
+    summary = view_texts(world, "summary")
+    names = world["labels"].assign(term=world["labels"]["label"].map(world["terms"])).groupby("entrez_id")["term"]
+    planted = summary["entrez_id"].map(names.agg(lambda t: "; ".join(sorted(t.dropna())[:40])))
+    summary["text"] = summary["text"] + " Involved in " + planted.fillna("") + "."
+    summary["text_sha256"] = [hashlib.sha256(t.encode()).hexdigest() for t in summary["text"]]
+    return summary
+
+
+def test_term_mask_costs_a_view_that_names_the_labels_more_than_a_random_mask(world, planted):
+    """Bag-of-words on summaries that name the GO-BP labels loses more to the term mask than to as many random
+    words; on the real summaries (which the audit calls clean) the drop is far smaller."""
+    pairs = masked_pairs(VIEWS).set_index(["task", "view"])
+    assert pairs.loc[(TASK.name, "go"), "leaks"] and not pairs.loc[(TASK.name, "summary"), "leaks"]
+    labels = scoring_labels(TASK, world["labels"], world["genes"])
+    matcher = TermMatcher(world["terms"].reindex(scored_labels(TASK, labels)).dropna())
+    protocol = Protocol.named("published", n_splits=3)  # fewer folds than the leaderboard's 5, for time
+    drops = {}
+    for name, texts in (("planted", planted), ("summary", view_texts(world, "summary"))):
+        vectors = masked_vectors(BAG_OF_256_WORDS, "summary", mask_texts(texts, matcher, seed=0))
+        drops[name] = masking_scores(TASK, labels, vectors["term_masked"], vectors["random_masked"], protocol)
+    assert drops["planted"]["replicate"] == "label" and drops["planted"]["n_replicates"] > 50
+    assert drops["planted"]["median_drop"] > MAX_DROP and drops["planted"]["share_dropped"] > 0.5
+    assert drops["planted"]["random_masked"] > drops["planted"]["term_masked"]
+    assert abs(drops["summary"]["median_drop"]) < drops["planted"]["median_drop"] / 2
+
+
+def store(io_manager, name: str, frame: pd.DataFrame) -> None:
+    io_manager.handle_output(build_output_context(asset_key=AssetKey(name)), frame)
+
+
+def test_planted_leak_in_a_clean_view_blocks_the_release(world, planted, tmp_path, release_repo, annotation_cache):
+    """The blocking check names the planted (task, view, backbone) and the release is not made."""
+    resources = temporary_resources(tmp_path, release_repo, tmp_path / "remote", annotation_cache)
+    store(resources["io_manager"], "gene_texts", planted)
+    store(
+        resources["io_manager"],
+        "gene_universes",
+        pd.DataFrame({"entrez_id": sorted(world["genes"]), "all_genes": True}),
+    )
+    store(resources["io_manager"], "gene_property_labels", world["labels"][["task", "entrez_id", "label"]])
+    result = materialize(
+        [*all_assets, *all_asset_checks],
+        selection=["term_masking", "embeddings_release"],
+        resources=resources,
+        run_config={"ops": {"term_masking": {"config": {"backbones": ["bag-of-words"], "n_splits": 2}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    table = result.output_for_node("term_masking")
+    row = table.set_index(["task", "view", "backbone"]).loc[(TASK.name, "summary", "bag-of-words")]
+    assert row["status"] == "scored" and not row["leaks"] and row["median_drop"] > MAX_DROP and row["flagged"]
+    check = [e for e in result.get_asset_check_evaluations() if e.check_name == "clean_views_survive_term_masking"]
+    assert len(check) == 1 and not check[0].passed and "summary" in check[0].metadata["flagged"].value
+    assert not [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "embeddings_release"]
+    assert np.isfinite(table["median_drop"]).all()
+
+
+def test_a_neural_backbone_is_skipped_when_its_cache_lacks_the_masked_texts(world):
+    """MiniLM's masked texts are not in the (empty, per-session) embedding cache: skipped with their count, without
+    loading the model or calibrating its precision."""
+    texts = view_texts(world, "summary").head(20)
+    matcher = TermMatcher(world["terms"].dropna())
+    with pytest.raises(MaskingSkipped, match=r"(\d+) of its \1 masked summary texts are not in its embedding cache"):
+        masked_vectors(BACKBONES["all-MiniLM-L6-v2"], "summary", mask_texts(texts, matcher, seed=0))
+    with pytest.raises(MaskingSkipped, match="do not come from the words"):
+        masked_vectors(BACKBONES["random-gaussian"], "summary", mask_texts(texts, matcher, seed=0))
