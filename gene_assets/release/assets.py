@@ -12,6 +12,7 @@ from ..cells.embedding import CellEmbeddings
 from ..cells.report import batch_effect_table, cell_gains, cell_type_table
 from ..embeddings.registry import all_backbones
 from ..embeddings.table import GeneEmbeddings
+from ..fine_tuning.report import fine_tuning_table
 from ..leaderboard.assets import leaderboard_leaks
 from ..leaderboard.report import (
     baseline_gaps,
@@ -103,7 +104,12 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
 
 @asset(
     group_name="release",
-    ins={"gene_embeddings": AssetIn(), "cell_embeddings": AssetIn(), "leaderboard": AssetIn()},
+    ins={
+        "gene_embeddings": AssetIn(),
+        "cell_embeddings": AssetIn(),
+        "leaderboard": AssetIn(),
+        "fine_tuning_results": AssetIn(),
+    },
     kinds={"dvc"},
     automation_condition=RELEASE_CONDITION,
 )
@@ -112,10 +118,12 @@ def embeddings_release(
     gene_embeddings: dict[str, GeneEmbeddings],
     cell_embeddings: dict[str, CellEmbeddings],
     leaderboard: pd.DataFrame,
+    fine_tuning_results: dict[str, pd.DataFrame],
     release_repository: DvcReleaseRepository,
 ) -> pd.DataFrame:
     """data/ with one parquet per (backbone, view) gene embedding and per (backbone, dataset) cell embedding,
-    the leaderboard_files (gene tasks with rank intervals, the cell-type section, perturbation tasks) and MANIFEST.json;
+    the leaderboard_files (gene tasks with rank intervals, the cell-type section, perturbation tasks), fine-tuned vs
+    frozen (leaderboard_fine_tuning.csv) where fine_tuning_results is materialized, and MANIFEST.json;
     `dvc add`, push, tag."""
     if not gene_embeddings:
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
@@ -131,6 +139,8 @@ def embeddings_release(
         files[name] = parquet_bytes(cells.to_arrow())
         models.append({**cells.attrs, "file": name})
     files.update(leaderboard_files(leaderboard))
+    if fine_tuning_results:
+        files["leaderboard_fine_tuning.csv"] = fine_tuning_table(fine_tuning_results).to_csv(index=False).encode()
     code = code_revision()
     if code["uncommitted_changes"]:
         context.log.warning(
