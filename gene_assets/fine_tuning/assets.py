@@ -43,7 +43,7 @@ class FineTuningConfig(Config):
     preset: str = Field(
         default="auto",
         description="published: ten 90/10 repeats, learning rate from (1e-5, 2e-5, 5e-5) and up to 10 epochs chosen "
-        "on an 80/10/10 split, the backbone's full length; cpu: 3 repeats, learning rate 5e-5, up to 3 epochs, "
+        "on an 80/10/10 split, the backbone's full length; cpu: 3 repeats, learning rate 5e-5, up to 2 epochs, "
         "128 tokens; auto: published on a GPU, cpu on the CPU.",
     )
     repeats: int | None = Field(default=None, description="90/10 repeats (None: the preset's).")

@@ -48,9 +48,9 @@ class FineTuningSettings:
 
 PUBLISHED = FineTuningSettings(learning_rates=(1e-5, 2e-5, 5e-5), max_epochs=10, repeats=10, max_length=256)
 """On a GPU: ten 90/10 repeats, epochs chosen up to 10, the backbone's full length (MiniLM: 256 tokens)."""
-CPU_REDUCED = FineTuningSettings(learning_rates=(5e-5,), max_epochs=3, repeats=3, max_length=128)
+CPU_REDUCED = FineTuningSettings(learning_rates=(5e-5,), max_epochs=2, repeats=3, max_length=128)
 """On CPU, to fit the four Geneformer tasks into the time of one `make run` on 2 cores: 3 repeats, one learning
-rate, at most 3 epochs, texts truncated at 128 tokens."""
+rate, at most 2 epochs, texts truncated at 128 tokens."""
 
 
 @contextlib.contextmanager
