@@ -138,8 +138,8 @@ def with_learning_rate(settings: FineTuningSettings, rate: float, epochs: int | 
 def select_settings(
     classifier: Classifier, texts: list[str], y: np.ndarray, settings: FineTuningSettings
 ) -> tuple[float, int, float]:
-    """Learning rate and epochs with the best validation ROC-AUC on one stratified 80/10/10 split (ties: the fewer
-    epochs, the smaller rate); returns (rate, epochs, validation AUC). The 10% test part is left unused."""
+    """Learning rate and epochs with the best validation ROC-AUC on one stratified 80/10/10 split (ties: the smaller
+    rate, then the fewer epochs); returns (rate, epochs, validation AUC). The 10% test part is left unused."""
     rest, _ = train_test_split(np.arange(len(y)), test_size=0.1, stratify=y, random_state=settings.seed)
     train, valid = train_test_split(rest, test_size=1 / 9, stratify=y[rest], random_state=settings.seed)
     best = (-np.inf, 0.0, 0)
