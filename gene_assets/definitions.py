@@ -22,6 +22,7 @@ from .deployment import automation_running, current_profile, executor_for
 from .embeddings import assets as embedding_assets
 from .embeddings.assets import gene_embeddings_asset
 from .embeddings.partitions import backbone_view_partitions
+from .fine_tuning import assets as fine_tuning_assets
 from .leaderboard import assets as leaderboard_assets
 from .leakage import assets as leakage_assets
 from .perturbation import assets as perturbation_assets
@@ -41,6 +42,7 @@ MODULES = [
     leaderboard_assets,
     leakage_assets,
     release_assets,
+    fine_tuning_assets,
 ]
 
 
@@ -89,6 +91,13 @@ batch_effect_job = define_asset_job(
     description="Batch mixing and cell-type conservation across two studies of one tissue, for every backbone's cell "
     "embeddings and expression PCA.",
 )
+fine_tuning_job = define_asset_job(
+    "fine_tuning_job",
+    selection=AssetSelection.assets("fine_tuning_results"),
+    partitions_def=backbone_view_partitions,
+    description="Opt-in: fine-tune one backbone with a classification head on the four Geneformer tasks of Gan & Li, "
+    "beside logistic regression on its frozen embedding (reduced settings on CPU).",
+)
 release_job = define_asset_job(
     "release_job",
     selection=AssetSelection.assets("leaderboard", "term_masking", "embeddings_release"),
@@ -112,6 +121,7 @@ def build_definitions(profile: str) -> Definitions:
             batch_effect_job,
             release_job,
             embedding_job,
+            fine_tuning_job,
         ],
         schedules=[weekly_refresh(sources_job, running)],
         sensors=[

@@ -21,6 +21,8 @@ REQUESTED_PERTURBATION_RESULTS = "requested_perturbation_results"
 """Perturbation tasks scored on request, on an expression file named in the run config."""
 CELL_RESULTS = "cell_results"
 """Cell-type tasks, per cell dataset (the expression baseline) or backbone × dataset."""
+REQUESTED_FINE_TUNING = "requested_fine_tuning"
+"""Fine-tuning on the Geneformer tasks, on request only (fine_tuning_job): in no default run nor automation."""
 
 
 def role_tags(role: str) -> dict[str, str]:

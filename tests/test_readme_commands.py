@@ -37,6 +37,7 @@ GO_TEXTS = """gene-assets materialize gene_texts --config-json '{"ops": {"gene_t
 SYNOPSIS = re.compile(r"[\[…<|]|(?<![\w-])[A-Z][A-Z_]*(?![\w-])")
 """A command with a placeholder (`[options]`, `…`, `<name>`, `a|b`, an UPPERCASE word; quoted text aside) is a
 synopsis, not an example."""
+FINE_TUNING = "gene-assets materialize fine_tuning_results --backbone all-MiniLM-L6-v2 --view summary"
 WHOLE_GRAPH = (
     "runs the whole graph on every gene (63,991) and five cell datasets, which is `make run` itself (tens of minutes "
     "on two cores); tests/test_pipeline.py runs that graph on a small universe"
@@ -50,6 +51,10 @@ SKIPPED = {
     "names; the refusal for an unreachable remote is tested in tests/test_release_remote.py",
     GO_TEXTS: "rebuilds gene_texts for all 63,991 genes; the same command for this state's gene universe, the one "
     "the refusal of the `--view go` example prints, is run (and the example after it)",
+    FINE_TUNING: "fine-tunes MiniLM on four tasks (tens of minutes on CPU); tests/test_fine_tuning.py tests the asset",
+    FINE_TUNING + """ --config-json '{"ops": {"fine_tuning_results": {"config": {"preset": "published"}}}}'""": (
+        "the published fine-tuning preset, meant for a GPU"
+    ),
 }
 """README commands that need what this test cannot have, with the reason."""
 EXPECTED_REFUSALS = {

@@ -73,12 +73,7 @@ class EmbeddingDevice(ConfigurableResource):
 
         if not backbone.kind_spec.on_device:
             return Placement("cpu", "fp32", self.token_budget or backbone.fast_path.token_budget)
-        use_cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
-                f"embedding_device is set to cuda but torch {torch.__version__} sees no GPU; set device: auto or cpu."
-            )
-        if not use_cuda:
+        if self.torch_device() == "cpu":
             budget = self.token_budget or backbone.fast_path.token_budget
             decision = self.cpu_decision(backbone, budget)
             return Placement("cpu", decision.precision, budget, decision=decision.evidence())
@@ -86,6 +81,16 @@ class EmbeddingDevice(ConfigurableResource):
         if precision == "auto":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return Placement("cuda", precision, self.token_budget or GPU_TOKEN_BUDGET, attention="sdpa")
+
+    def torch_device(self) -> str:
+        """cuda when configured so, or on auto when torch sees a GPU; else cpu."""
+        import torch
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"embedding_device is set to cuda but torch {torch.__version__} sees no GPU; set device: auto or cpu."
+            )
+        return "cuda" if self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available()) else "cpu"
 
     def cpu_decision(self, backbone: Backbone, token_budget: int):
         """The remembered decision for this machine, else a calibration (stored for the next run)."""

@@ -15,6 +15,7 @@ from dagster import (
 from pydantic import Field
 
 from ..automation.conditions import LEADERBOARD_CONDITION
+from ..fine_tuning.report import fine_tuning_table
 from ..perturbation.evaluation import BASELINE
 from ..tasks.evaluation import PROTOCOLS
 from ..tasks.figures import png_markdown
@@ -55,7 +56,7 @@ def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) 
 
 @asset(
     group_name="leaderboard",
-    ins={name: AssetIn(name) for name in LEADERBOARD_INPUTS},
+    ins={**{name: AssetIn(name) for name in LEADERBOARD_INPUTS}, "fine_tuning_results": AssetIn()},
     kinds={"pandas"},
     automation_condition=LEADERBOARD_CONDITION,
     check_specs=[
@@ -74,12 +75,18 @@ def protocol_frames(results: dict[str, dict[str, pd.DataFrame]], protocol: str) 
         ),
     ],
 )
-def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **results: dict[str, pd.DataFrame]):
+def leaderboard(
+    context: AssetExecutionContext,
+    config: LeaderboardConfig,
+    fine_tuning_results: dict[str, pd.DataFrame],
+    **results: dict[str, pd.DataFrame],
+):
     """Backbones × tasks of one evaluation protocol on one gene universe per comparison: estimates, 95% CIs, paired significance against
     the best, per-family summaries, rank intervals per task and overall (P(first), indistinguishable groups), a heatmap, the leakage audit and the GO-vs-summary ablation; the
     cell-type section (cell embeddings × datasets, gains over the PCA and random baselines); the perturbation tasks
     in their own table beside the mean-signature baseline; study bias (each gene task on its least-studied third of
-    genes) and content overlap (the gene-pair task without pairs whose texts name each other)."""
+    genes) and content overlap (the gene-pair task without pairs whose texts name each other); fine-tuned vs frozen
+    embedding where fine_tuning_results is materialized."""
     frames, left_out = protocol_frames(results, config.protocol)
     if not frames:
         raise ValueError(
@@ -133,6 +140,9 @@ def leaderboard(context: AssetExecutionContext, config: LeaderboardConfig, **res
         ),
         "content_overlap": MetadataValue.md(
             markdown_table(sections.content_overlap_table, "no gene-pair results without named pairs yet")
+        ),
+        "fine_tuning": MetadataValue.md(
+            markdown_table(fine_tuning_table(fine_tuning_results).round(3), "fine_tuning_results is not materialized")
         ),
     }
     if len(table):

@@ -11,6 +11,7 @@ from ..automation.conditions import RELEASE_CONDITION
 from ..cells.embedding import CellEmbeddings
 from ..embeddings.registry import all_backbones
 from ..embeddings.table import GeneEmbeddings
+from ..fine_tuning.report import fine_tuning_table
 from ..leaderboard.sections import build_sections
 from ..runs import code_revision, latest_materialization
 from .dvc_repository import DvcReleaseRepository
@@ -97,6 +98,7 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
         "cell_embeddings": AssetIn(),
         "leaderboard": AssetIn(),
         "term_masking": AssetIn(),
+        "fine_tuning_results": AssetIn(),
     },
     kinds={"dvc"},
     automation_condition=RELEASE_CONDITION,
@@ -107,11 +109,13 @@ def embeddings_release(
     cell_embeddings: dict[str, CellEmbeddings],
     leaderboard: pd.DataFrame,
     term_masking: pd.DataFrame,
+    fine_tuning_results: dict[str, pd.DataFrame],
     release_repository: DvcReleaseRepository,
 ) -> pd.DataFrame:
     """data/ with one parquet per (backbone, view) gene embedding and per (backbone, dataset) cell embedding,
     the leaderboard_files (gene tasks with rank intervals, the cell-type section, perturbation tasks), the term-masking
-    leakage check (leaderboard_term_masking.csv) and MANIFEST.json;
+    leakage check (leaderboard_term_masking.csv), fine-tuned vs frozen (leaderboard_fine_tuning.csv) where
+    fine_tuning_results is materialized, and MANIFEST.json;
     `dvc add`, push, tag."""
     if not gene_embeddings:
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
@@ -128,6 +132,8 @@ def embeddings_release(
         models.append({**cells.attrs, "file": name})
     files.update(leaderboard_files(leaderboard))
     files["leaderboard_term_masking.csv"] = term_masking.to_csv(index=False).encode()
+    if fine_tuning_results:
+        files["leaderboard_fine_tuning.csv"] = fine_tuning_table(fine_tuning_results).to_csv(index=False).encode()
     code = code_revision()
     if code["uncommitted_changes"]:
         context.log.warning(
