@@ -141,7 +141,7 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 
     env = {**isolated_env, CACHE_DIR_ENV: str(tmp_path / "cache")}
-    texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:400]}}}}
+    texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:200]}}}}
     _materialize(env, "--select", "gene_catalog,gene_summaries,gene_texts", "--config-json", json.dumps(texts))
     subprocess.run(
         [str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True
@@ -218,7 +218,7 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     output.unlink()
     _materialize({**env, CACHE_DIR_ENV: str(tmp_path / "fresh_cache")}, *embed)
     uninterrupted = pd.read_parquet(output)
-    assert len(resumed_table) > 300 and resumed_table["entrez_id"].tolist() == uninterrupted["entrez_id"].tolist()
+    assert len(resumed_table) > 150 and resumed_table["entrez_id"].tolist() == uninterrupted["entrez_id"].tolist()
     assert np.array_equal(np.stack(resumed_table["embedding"]), np.stack(uninterrupted["embedding"]))
     assert not list((tmp_path / "cache").rglob("*.tmp"))
 
