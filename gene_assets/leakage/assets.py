@@ -5,7 +5,16 @@ import logging
 import time
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    asset,
+)
 from pydantic import Field
 
 from ..automation.conditions import TERM_MASKING_CONDITION
@@ -17,6 +26,7 @@ from ..embeddings.registry import get_backbone
 from ..leaderboard.assets import markdown_table
 from ..results import GeneMatrix
 from ..sources.data_directory import DataDirectory
+from ..storage import ParquetIOManager
 from ..tasks.assets import labels_of
 from ..tasks.evaluation import Protocol
 from ..tasks.gene_properties import GENE_SET_FILES
@@ -24,6 +34,7 @@ from ..tasks.spec import TaskLabelError
 from ..texts.views import VIEWS
 from .masking import (
     MAX_DROP,
+    SCORE_COLUMNS,
     TERM_TASKS,
     TermMatcher,
     flag,
@@ -128,6 +139,7 @@ def masked_vectors(
 @asset(
     group_name="leaderboard",
     kinds={"scikit-learn"},
+    deps=["gene_property_labels"],
     automation_condition=TERM_MASKING_CONDITION,
     check_specs=[
         AssetCheckSpec(
@@ -145,19 +157,31 @@ def term_masking(
     config: TermMaskingConfig,
     gene_texts: pd.DataFrame,
     gene_universes: pd.DataFrame,
-    gene_property_labels: pd.DataFrame,
     data_directory: DataDirectory,
     embedding_device: EmbeddingDevice,
+    io_manager: ResourceParam[ParquetIOManager],
 ):
     """Per (task, view, backbone) for the tasks whose labels are annotation terms that some text view contains (the
     leakage audit's mapping), in every view gene_texts holds: every text with the words of the task's term names masked, and with as many random
     words masked; both embedded and scored on the task's primary metric over the results assets' folds; the median
-    drop (random-masked − term-masked) over labels (multilabel tasks) or folds."""
+    drop (random-masked − term-masked) over labels (multilabel tasks) or folds. Without stored gene_property_labels
+    (a state that scored none of the term tasks) every row is skipped with that reason."""
     started = time.perf_counter()
+    labels_stored = io_manager.stored_path(["gene_property_labels"]).exists()
+    gene_property_labels = io_manager.load(["gene_property_labels"]) if labels_stored else None
     protocol = Protocol.named("published", n_splits=config.n_splits, seed=config.seed)
     audited = masked_pairs(VIEWS)
     rows = []
     for task_name, pairs in audited[audited["view"].isin(gene_texts["view"].unique())].groupby("task", sort=True):
+        if gene_property_labels is None:
+            rows += [
+                {**pair, "task": task_name, "universe": config.universe, "backbone": backbone, "status": "skipped"}
+                | {"genes_masked": 0, "words_masked": 0, "words": 0}
+                | {"reason": "gene_property_labels is not materialized: no term task is scored."}
+                for pair in pairs[["view", "shared_source", "leaks"]].to_dict("records")
+                for backbone in config.backbones
+            ]
+            continue
         task = TERM_TASKS[task_name]
         labels = labels_of(task, gene_property_labels)
         gmt = data_directory.file(GENE_SET_FILES[task_name]) if task_name in GENE_SET_FILES else None
@@ -205,6 +229,7 @@ def term_masking(
                     )
                 )
     table = pd.DataFrame(rows)
+    table = table.reindex(columns=[*table.columns, *(c for c in SCORE_COLUMNS if c not in table.columns)])
     if len(table):
         table["flagged"] = flag(table, config.max_drop)
     flagged = table[table["flagged"]] if len(table) else table

@@ -132,7 +132,7 @@ def masking_scores(
     random_estimate, random_values, _ = replicate_values(task, labels, random, protocol)
     drops = random_values - term_values
     drops = drops[np.isfinite(drops)]
-    return {
+    scores = {
         "metric": PRIMARY_METRIC[task.kind],
         "replicate": replicate,
         "n_replicates": len(drops),
@@ -141,6 +141,11 @@ def masking_scores(
         "median_drop": float(np.median(drops)) if len(drops) else np.nan,
         "share_dropped": float((drops > 0).mean()) if len(drops) else np.nan,
     }
+    return scores
+
+
+SCORE_COLUMNS = ("metric", "replicate", "n_replicates", "term_masked", "random_masked", "median_drop", "share_dropped")
+"""What masking_scores gives a scored row; a skipped row has them empty."""
 
 
 def scoring_labels(task: GeneTask, labels: pd.DataFrame, genes: Iterable[int]) -> pd.DataFrame:
