@@ -57,8 +57,8 @@ run: setup
 test: setup browser postgres hub-server  # test files spread over TEST_WORKERS processes (TEST_WORKERS=0: one process)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
-test-fast: setup postgres hub-server  # every test but those marked slow (whole graph, CLI processes, server round trips)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+test-fast: setup postgres hub-server  # the edit loop (under two minutes): no slow, real_data or browser tests
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not real_data and not browser"
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -376,6 +376,7 @@ def split_zip_of(directory, parts_dir, n_parts=3):
     return parts
 
 
+@pytest.mark.slow
 def test_split_weights_are_reassembled_verified_and_renamed_into_place_or_not_at_all(tmp_path):
     from gene_assets.embeddings.weights import assemble_split_zip, packaged_model_dir, verify_weights
 

@@ -457,6 +457,7 @@ def cli_env(tmp_path) -> dict:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [

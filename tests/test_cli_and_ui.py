@@ -98,6 +98,7 @@ def test_ui_serves_graph_with_backbone_and_cell_dataset_partitions(isolated_env)
         assert set(dims["cell_dataset"]) == {"pbmc68k_reduced", "pbmc3k", "xin", "wang", "headneck"}
 
 
+@pytest.mark.slow
 def test_gene_assets_lists_backbones_and_verifies_releases(release_repo, tmp_path):
     from gene_assets.cli import main
     from gene_assets.release.dvc_repository import DvcReleaseRepository

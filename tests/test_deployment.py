@@ -44,6 +44,7 @@ def dask_backbone_job():
     return build_definitions("dask").resolve_job_def("backbone_job")
 
 
+@pytest.mark.slow
 def test_backbone_job_runs_on_a_dask_cluster_with_storage_on_s3(tmp_path, monkeypatch, s3_bucket):
     """Every step runs in a dask worker process; with GENE_ASSETS_STORAGE=s3://… the workers read their inputs from and
     write their outputs to the local S3 server (no shared volume): nothing is stored on the local disk, no temporary

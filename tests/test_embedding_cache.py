@@ -166,6 +166,7 @@ def store_batches(root: str, worker: int) -> None:
         cache.store("summary", texts["text_sha256"].tolist(), expected(texts))
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_reader_see_only_whole_shards(tmp_path, caplog):
     root = tmp_path / "embeddings"
     context = multiprocessing.get_context("spawn")

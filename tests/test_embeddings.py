@@ -187,6 +187,7 @@ def test_weights_with_wrong_sha256_are_refused():
         model_source(tampered)
 
 
+@pytest.mark.slow
 def test_hub_backbone_without_weights_fails_with_offline_message(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

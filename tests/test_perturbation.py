@@ -193,6 +193,7 @@ def store_universe(base, catalog: pd.DataFrame) -> None:
     universes.to_parquet(base / "gene_universes.parquet")
 
 
+@pytest.mark.slow
 def test_mean_shift_asset_reaches_the_leaderboard_beside_the_mean_signature(tmp_path):
     """Planted embeddings stored as the bag-of-words partition, random vectors as the random control."""
     catalog, embedding = planted_expression(tmp_path / "planted.h5ad")

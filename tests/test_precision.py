@@ -48,6 +48,7 @@ print(json.dumps(placement.decision))
 """
 
 
+@pytest.mark.slow
 def test_calibration_never_chooses_bf16_where_it_is_emulated(tmp_path):
     """oneDNN capped below AVX512_BF16 runs bf16 emulated, as on a Xeon without it: the calibration must not choose
     it (fp32, or the int8 path where that is faster)."""
@@ -70,6 +71,7 @@ def test_calibration_never_chooses_bf16_where_it_is_emulated(tmp_path):
         assert "below the 1.1x margin" in decision["excluded"]["bf16"]
 
 
+@pytest.mark.slow
 def test_calibration_chooses_a_reduced_precision_only_within_the_cosine_bar():
     """int8 dynamic quantization drifts below 0.99 cosine on real summaries: it is never chosen, however fast."""
     texts = summary_texts(12)
@@ -113,6 +115,7 @@ def materialize_partition(texts: pd.DataFrame, device: EmbeddingDevice):
     return output
 
 
+@pytest.mark.slow
 def test_decision_is_remembered_per_machine_and_recorded_with_the_vectors(tmp_path, monkeypatch):
     monkeypatch.setenv("GENE_ASSETS_EMBEDDING_CACHE", str(tmp_path / "cache"))
     decisions = tmp_path / "decisions.json"
@@ -160,6 +163,7 @@ def test_discovered_entries_written_with_one_fixed_precision_still_load(tmp_path
     assert loaded.fast_path.precisions == ("fp32", "bf16") and loaded.fast_path.token_budget == 2048
 
 
+@pytest.mark.slow
 def test_openvino_int8_vectors_are_within_the_cosine_bar_of_fp32():
     """Static int8 on OpenVINO (built once into the model cache) keeps every real summary's vector within the
     accuracy floor of fp32's, on summaries its activation ranges were not calibrated on."""

@@ -13,6 +13,7 @@ def repository(release_repo, tmp_path, **kwargs):
     return DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"), **kwargs)
 
 
+@pytest.mark.slow
 def test_each_new_content_is_a_new_tagged_version(release_repo, tmp_path):
     repo = repository(release_repo, tmp_path)
     first = repo.publish({"embeddings/a.parquet": b"one", "leaderboard.csv": b"x,y\n"}, {"models": []})
@@ -24,6 +25,7 @@ def test_each_new_content_is_a_new_tagged_version(release_repo, tmp_path):
     assert git(release_repo, "status", "--porcelain", "data.dvc").strip() == ""
 
 
+@pytest.mark.slow
 def test_same_content_reuses_the_version(release_repo, tmp_path):
     repo = repository(release_repo, tmp_path)
     first = repo.publish({"a.csv": b"1"}, {})
@@ -32,6 +34,7 @@ def test_same_content_reuses_the_version(release_repo, tmp_path):
     assert repo.versions() == ["embeddings-v1"]
 
 
+@pytest.mark.slow
 def test_failed_push_restores_data_pointer_and_tags(release_repo, tmp_path, monkeypatch):
     repo = repository(release_repo, tmp_path)
     repo.publish({"a.csv": b"1"}, {})
@@ -145,6 +148,7 @@ def test_disk_full_while_writing_a_release_changes_nothing(release_repo, tmp_pat
     assert not [p for p in release_repo.iterdir() if p.name.startswith(".data.")]
 
 
+@pytest.mark.slow
 def test_pull_fetches_a_version_verifies_it_and_refuses_a_corrupted_remote(release_repo, tmp_path):
     from gene_assets.release.dvc_repository import ReleaseHistory, pull_release
 
@@ -187,6 +191,7 @@ def committed_team_remote(repo, url="s3://gene-assets-releases/gene_assets"):
     git(repo, "commit", "-qm", "DVC with the team's release remote")
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_releases_to_the_embedded_local_remote_and_commits_no_path(release_repo, tmp_path, monkeypatch):
     """No override and an unreachable team remote (as in a fresh clone of this repository): the release goes to
     $XDG_DATA_HOME/gene_assets/dvc-remote, named only in the untracked .dvc/config.local."""
@@ -214,6 +219,7 @@ def test_a_committed_local_remote_is_refused(release_repo, tmp_path):
     assert not (release_repo / "data.dvc").exists() and repository(release_repo, tmp_path).versions() == []
 
 
+@pytest.mark.slow
 def test_versions_resolve_from_the_branch_without_tags(release_repo, tmp_path, capsys):
     """A mirror holding the branch only: `gene-assets releases` and `pull` find every version in releases.json, and a
     producer's clone without tags numbers its next release after them."""

@@ -73,6 +73,7 @@ def test_two_concurrent_releases_in_separate_processes_both_land(release_repo, t
     assert git(release_repo, "status", "--porcelain").strip() == ""
 
 
+@pytest.mark.slow
 def test_a_release_waits_for_the_lock_another_process_holds(release_repo, tmp_path):
     """While the lock is held, a release in another process says whom it waits for and changes nothing; it releases
     once the lock is freed. A release that cannot get the lock in its timeout fails naming the holder."""
@@ -97,6 +98,7 @@ def test_a_release_waits_for_the_lock_another_process_holds(release_repo, tmp_pa
     assert (release_repo / "data" / "a.csv").read_text() == "one"
 
 
+@pytest.mark.slow
 def test_a_failed_release_undoes_only_its_own_work(release_repo, tmp_path, monkeypatch):
     """Someone commits to the repository while a release pushes, then the push fails: the rollback restores the
     release's files but leaves their commit (and their tag) in place."""
