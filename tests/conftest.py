@@ -43,12 +43,26 @@ REAL_DATA_FIXTURES = ("data_dir", "annotation_cache")
 """Fixtures that stand for real inputs: the data directory (../shared/data) and Debian's org.Hs.eg.db / GO.db."""
 
 
+HEAVY_FILE_SLOTS = {"test_pipeline.py": 0, "test_cli_and_ui.py": 1, "test_readme_commands.py": 4}
+"""Where the files of the whole-graph and CLI-process tests (minutes each) go in the order `make test` hands files
+to its two workers (`--dist loadfile --no-loadscope-reorder`: each worker starts with two files, then takes the next
+when one is done): the two heaviest start at once, one per worker, and the third goes to whichever finishes first."""
+
+
 def pytest_collection_modifyitems(items):
     """`real_data` on every test that reads real inputs, through one of REAL_DATA_FIXTURES or a fixture built on one
-    (pytest lists a test's whole fixture closure), so the marker cannot drift from what the test uses."""
+    (pytest lists a test's whole fixture closure), so the marker cannot drift from what the test uses; files in the
+    order of HEAVY_FILE_SLOTS, every file's tests in their order."""
     for item in items:
         if set(REAL_DATA_FIXTURES) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real_data)
+    files = list(dict.fromkeys(item.path.name for item in items))
+    light = [name for name in files if name not in HEAVY_FILE_SLOTS]
+    for name, slot in sorted(HEAVY_FILE_SLOTS.items(), key=lambda pair: pair[1]):
+        if name in files:
+            light.insert(min(slot, len(light)), name)
+    position = {name: rank for rank, name in enumerate(light)}
+    items.sort(key=lambda item: position[item.path.name])
 
 
 @pytest.fixture(scope="session")
