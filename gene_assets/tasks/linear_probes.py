@@ -10,9 +10,12 @@ fold's coefficients. (Whitening, which helps the pair probe, triples the steps h
 optimum is far from its curvature at zero; float32 products gain nothing at 15 classes.)
 
 Labels: scikit-learn's LogisticRegression (L2, C = 1, unpenalized intercept) for each label of a multilabel task.
-The labels' problems are independent but share X, so H₀ and its whitening are the same for all: one L-BFGS on the
-(d + 1) × labels parameters (their summed objective, whose optimum is each label's), one product X·W per step,
-each fold started from the previous fold's solution (fewer steps: benchmarks/multilabel_probe.py).
+The labels' problems are independent but share X: on centered features, in the eigenbasis of their Gram matrix
+(directions the training rows do not span dropped: the optimum is zero there), each label's curvature is nearly
+diagonal, so its parameters are scaled by it. Every label then runs its own L-BFGS (own history, own line search,
+own stopping test), all of them in lockstep: one product X·W per step for the labels still running, a label leaving
+the batch when it has converged. Each fold starts from the previous fold's solution (benchmarks/multilabel_probe.py
+measures the steps).
 
 Folds: ridge on standardized features for every fold of a task from statistics that add up over folds.
 
@@ -24,7 +27,6 @@ Each reaches the plain fit's answer; tests compare them with scikit-learn on rea
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 from scipy import linalg, optimize, sparse
@@ -33,45 +35,32 @@ from sklearn.linear_model import LogisticRegression
 
 
 def _minimize_logistic(
-    margins: Callable,
-    transpose: Callable,
-    gram: np.ndarray,
-    y: np.ndarray,
-    C: float,
-    tol: float,
-    max_iter: int,
-    start: np.ndarray | None = None,
-) -> tuple[np.ndarray, int]:
+    margins: Callable, transpose: Callable, gram: np.ndarray, y: np.ndarray, C: float, tol: float, max_iter: int
+) -> np.ndarray:
     """θ (coefficients, then intercept) minimizing mean(log(1 + e^m) − y·m) + ‖w‖² / (2·C·n), m = X·θ, given
-    m = margins(θ), Xᵀr = transpose(r) and gram = XᵀX (X carries the intercept column last), and the L-BFGS steps
-    taken. A y of L columns (labels) fits the L independent problems at once: θ is (d + 1) × L, the objective their
-    sum (so its optimum is each label's), one product X·θ per step, one whitening for all; `start` (that shape)
-    is where the steps begin instead of zero."""
+    m = margins(θ), Xᵀr = transpose(r) and gram = XᵀX (X carries the intercept column last)."""
     n = len(y)
-    target = np.asarray(y, dtype=np.float64).reshape(n, -1)
-    penalty = np.full((len(gram), 1), 1.0 / (C * n))
+    target = np.asarray(y, dtype=np.float64)
+    penalty = np.full(len(gram), 1.0 / (C * n))
     penalty[-1] = 0.0
-    values, vectors = linalg.eigh(gram / (4 * n) + np.diag(penalty[:, 0]))
+    values, vectors = linalg.eigh(gram / (4 * n) + np.diag(penalty))
     roots = np.sqrt(np.maximum(values, values.max() * 1e-12))
     whiten = (vectors / roots) @ vectors.T
-    shape = (len(gram), target.shape[1])
 
     def loss_and_gradient(v):
-        theta = whiten @ v.reshape(shape)
+        theta = whiten @ v
         m = margins(theta)
         loss = np.sum(np.logaddexp(0.0, m) - target * m) / n + 0.5 * np.sum(penalty * theta**2)
-        return loss, (whiten @ (transpose((expit(m) - target) / n) + penalty * theta)).ravel()
+        return loss, whiten @ (transpose((expit(m) - target) / n) + penalty * theta)
 
-    v0 = np.zeros(shape) if start is None else ((vectors * roots) @ vectors.T) @ start
     result = optimize.minimize(
         loss_and_gradient,
-        v0.ravel(),
+        np.zeros(len(gram)),
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps},
     )
-    theta = whiten @ result.x.reshape(shape)
-    return (theta if np.ndim(y) == 2 else theta[:, 0]), int(result.nit)
+    return whiten @ result.x
 
 
 class PairLogisticRegression:
@@ -88,7 +77,7 @@ class PairLogisticRegression:
         )  # row i has a 1 at a_i and at b_i (a 2 when a_i == b_i)
         # the intercept column holds ½ per gene: the two genes of a pair add up to 1
         Zu = np.hstack([np.asarray(Z[used], dtype=np.float64), np.full((len(used), 1), 0.5)])
-        theta, _ = _minimize_logistic(
+        theta = _minimize_logistic(
             lambda t: incidence @ (Zu @ t),
             lambda r: Zu.T @ (incidence.T @ r),
             Zu.T @ ((incidence.T @ incidence) @ Zu),
@@ -115,31 +104,131 @@ def logistic_fold_probabilities(X: np.ndarray, y: np.ndarray, folds: list) -> li
     return [model.fit(X[train], y[train]).predict_proba(X[test]) for train, test in folds]
 
 
+def _column_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->j", a, b)
+
+
+def _lockstep_lbfgs(
+    objective: Callable, x: np.ndarray, tol: float, max_iter: int, memory: int = 10
+) -> tuple[np.ndarray, int]:
+    """Minimize each column of x's own objective: objective(X, columns) gives the values and gradients (as columns)
+    of the named columns at X. Each column runs L-BFGS (`memory` pairs, backtracking Armijo line search) and stops
+    when its gradient's largest entry is at most `tol` or its value stops falling (scipy's default ftol); all
+    columns step together. Returns the minimizers and the number of steps taken."""
+    solution = x.copy()
+    columns = np.arange(x.shape[1])
+    value, gradient = objective(x, columns)
+    running = np.abs(gradient).max(0) > tol
+    columns, x, value, gradient = columns[running], x[:, running], value[running], gradient[:, running]
+    moves, changes, inverse_curvatures = [], [], []
+    steps = 0
+    while len(columns):
+        direction = gradient.copy()
+        alphas = []
+        for s, y, rho in zip(reversed(moves), reversed(changes), reversed(inverse_curvatures)):
+            alphas.append(rho * _column_dots(s, direction))
+            direction -= alphas[-1] * y
+        if moves:
+            direction *= _column_dots(moves[-1], changes[-1]) / _column_dots(changes[-1], changes[-1])
+        for s, y, rho, alpha in zip(moves, changes, inverse_curvatures, reversed(alphas)):
+            direction += (alpha - rho * _column_dots(y, direction)) * s
+        direction = -direction
+        slope = _column_dots(gradient, direction)
+        length = np.ones(len(columns)) if moves else np.minimum(1.0, 1.0 / np.abs(gradient).sum(0))
+        new_value, new_gradient = value.copy(), gradient.copy()
+        trying = np.arange(len(columns))
+        for _ in range(50):
+            trial_value, trial_gradient = objective(
+                x[:, trying] + length[trying] * direction[:, trying], columns[trying]
+            )
+            accepted = trial_value <= value[trying] + 1e-4 * length[trying] * slope[trying]
+            new_value[trying[accepted]] = trial_value[accepted]
+            new_gradient[:, trying[accepted]] = trial_gradient[:, accepted]
+            trying, tried, trial_value = trying[~accepted], length[trying[~accepted]], trial_value[~accepted]
+            if not len(trying):
+                break
+            # the minimum of the quadratic through the value and slope at 0 and the value at the rejected length
+            excess = 2 * (trial_value - value[trying] - slope[trying] * tried)
+            shorter = -slope[trying] * tried**2 / np.where(excess > 0, excess, 1.0)
+            length[trying] = np.clip(np.where(excess > 0, shorter, 0.5 * tried), 0.1 * tried, 0.5 * tried)
+        length[trying] = 0.0  # no decrease found: the column stops where it is
+        move, change = length * direction, new_gradient - gradient
+        curvature = _column_dots(move, change)
+        moves.append(move)
+        changes.append(change)
+        inverse_curvatures.append(np.divide(1.0, curvature, out=np.zeros_like(curvature), where=curvature > 0))
+        if len(moves) > memory:
+            del moves[0], changes[0], inverse_curvatures[0]
+        x += move
+        steps += 1
+        fall = (value - new_value) / np.maximum(np.maximum(np.abs(value), np.abs(new_value)), 1.0)
+        value, gradient = new_value, new_gradient
+        done = (np.abs(gradient).max(0) <= tol) | (fall <= 64 * np.finfo(float).eps) | (steps >= max_iter)
+        if done.any():
+            solution[:, columns[done]] = x[:, done]
+            keep = ~done
+            columns, x, value, gradient = columns[keep], x[:, keep], value[keep], gradient[:, keep]
+            moves, changes = [s[:, keep] for s in moves], [y[:, keep] for y in changes]
+            inverse_curvatures = [rho[keep] for rho in inverse_curvatures]
+    return solution, steps
+
+
+def _label_logistic_fit(
+    X: np.ndarray, Y: np.ndarray, C: float, tol: float, max_iter: int, start: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Coefficients (rows, intercept last) × labels of LogisticRegression(C) fitted to each column of Y (both classes
+    present), and the lockstep L-BFGS steps taken. `start`, that shape, is where the steps begin; a label without
+    one (a NaN column) starts from zero coefficients and its log-odds as intercept."""
+    n, d = X.shape
+    mean = X.mean(0)
+    centered = X - mean
+    values, vectors = linalg.eigh(centered.T @ centered)
+    spanned = values > values.max() * d * np.finfo(np.float64).eps
+    values, vectors = values[spanned], vectors[:, spanned]
+    rows = centered @ vectors
+    rows_t = np.ascontiguousarray(rows.T)
+    penalty = 1.0 / (C * n)
+    prevalence = Y.mean(0)
+    fresh = np.isnan(start).any(0)
+    weights = np.where(fresh, 0.0, start[:-1])
+    intercept = np.where(fresh, np.log(prevalence / (1 - prevalence)), start[-1] + mean @ weights)
+    p = expit(centered @ weights + intercept)
+    spread = (p * (1 - p)).mean(0)
+    # each label's curvature along each eigenvector, taking p(1 − p) as constant over genes: its scale
+    scale = np.sqrt(np.outer(values / n, spread) + penalty)
+    intercept_scale = np.sqrt(spread)
+
+    def objective(u, labels):
+        w, b = u[:-1] / scale[:, labels], u[-1] / intercept_scale[labels]
+        margins = rows @ w + b
+        target = Y[:, labels]
+        value = np.sum(np.logaddexp(0.0, margins) - target * margins, axis=0) / n + 0.5 * penalty * np.sum(w * w, 0)
+        residual = (expit(margins) - target) / n
+        return value, np.vstack(
+            [(rows_t @ residual + penalty * w) / scale[:, labels], residual.sum(0) / intercept_scale[labels]]
+        )
+
+    u, steps = _lockstep_lbfgs(
+        objective, np.vstack([(vectors.T @ weights) * scale, intercept * intercept_scale]), tol, max_iter
+    )
+    weights = vectors @ (u[:-1] / scale)
+    return np.vstack([weights, u[-1] / intercept_scale - mean @ weights]), steps
+
+
 def label_logistic_fold_probabilities(
     X: np.ndarray, Y: np.ndarray, folds: list, C: float = 1.0, tol: float = 1e-6, max_iter: int = 5000
 ) -> tuple[list[np.ndarray], list[int]]:
     """Test-fold probabilities of one scikit-learn LogisticRegression(C) per label (column of Y) fitted on each
-    training fold, and the L-BFGS steps of each fold. A fold's labels share X, so they are fitted together
-    (_minimize_logistic on the (d + 1) × labels parameters, one whitening for all), each fold started from the
+    training fold, and the lockstep L-BFGS steps of each fold (_label_logistic_fit), each fold started from the
     previous fold's solution. A label with one class in a training fold has no fit there: NaN in that test fold."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64).reshape(len(X), -1)
-    previous = np.zeros((X.shape[1] + 1, Y.shape[1]))
+    previous = np.full((X.shape[1] + 1, Y.shape[1]), np.nan)
     probabilities, steps = [], []
     for train, test in folds:
-        rows = np.hstack([X[train], np.ones((len(train), 1))])
         target = Y[train]
         fitted = (target.min(0) < target.max(0)).nonzero()[0]
-        theta, taken = _minimize_logistic(
-            partial(np.matmul, rows),
-            partial(np.matmul, rows.T),
-            rows.T @ rows,
-            target[:, fitted],
-            C,
-            tol,
-            max_iter,
-            start=previous[:, fitted],
-        )
+        theta, taken = _label_logistic_fit(X[train], target[:, fitted], C, tol, max_iter, previous[:, fitted])
         previous[:, fitted] = theta
         scores = np.full((len(test), Y.shape[1]), np.nan)
         scores[:, fitted] = expit(X[test] @ theta[:-1] + theta[-1])
