@@ -1,5 +1,5 @@
 """Multilabel probe: one scikit-learn LogisticRegression(max_iter=5000) per label and fold (the gene-property
-benchmark's probe) against the engine's joint fit of every label of a fold (tasks/linear_probes.py), on one real
+benchmark's probe) against the engine's lockstep fit of every label of a fold (tasks/linear_probes.py), on one real
 multilabel task: its gene sets, genes with a RefSeq summary (else symbol and full name) as text, optionally a random
 sample of them (the task's labels that keep 20 genes or more in it).
 
@@ -100,7 +100,7 @@ def multilabel_probe() -> list[Row]:
             probabilities["project"], steps["warm"] = label_logistic_fold_probabilities(X, Y, folds)
 
     seconds = timed_rounds({"baseline": per_label, "project": joint}, REPEATS)
-    with threadpool_limits(1):  # steps of cold-started joint fits, which the load does not change
+    with threadpool_limits(1):  # steps of cold-started fits, which the load does not change
         steps["cold"] = [label_logistic_fold_probabilities(X, Y, [fold])[1][0] for fold in folds]
     gap = max(np.abs(a - b).max() for a, b in zip(probabilities["baseline"], probabilities["project"]))
     aucs = {k: mean_auc(Y, folds, v) for k, v in probabilities.items()}
@@ -109,13 +109,13 @@ def multilabel_probe() -> list[Row]:
         Row(
             comparison=f"{name}, {len(Y):,} genes{' (random sample)' if n_genes else ''} × {Y.shape[1]} labels, "
             f"{backbone} {X.shape[1]} dims, 5 folds",
-            case="LogisticRegression(max_iter=5000) per label and fold vs every label of a fold in one L-BFGS "
-            "(shared whitening), warm-started across folds, 1 thread",
+            case="LogisticRegression(max_iter=5000) per label and fold vs every label's own L-BFGS in lockstep "
+            "(shared eigenbasis, per-label scaling), warm-started across folds, 1 thread",
             unit="s",
             baseline=base,
             project=fast,
             speedup=base / fast,
             detail=f"mean AUC {aucs['baseline']:.6f} vs {aucs['project']:.6f}; max |Δ probability| {gap:.1e}; "
-            f"joint L-BFGS steps per fold {steps['warm']} warm-started vs {steps['cold']} from zero",
+            f"lockstep L-BFGS steps per fold {steps['warm']} warm-started vs {steps['cold']} from zero",
         )
     ]

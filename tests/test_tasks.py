@@ -373,7 +373,7 @@ def pathway_vectors(data_dir):
 
 
 def test_multilabel_probe_is_scikit_learn_logistic_regression_per_label_on_real_pathways(pathway_vectors):
-    """The engine's multilabel probe (every label of a fold in one L-BFGS, warm-started across folds) reaches the
+    """The engine's multilabel probe (every label's own L-BFGS in lockstep, warm-started across folds) reaches the
     optimum of scikit-learn's LogisticRegression fitted per label and fold, on real KEGG pathways: the same test-fold
     probabilities and AUCs, and its row is their mean per-label AUC. (At its default tol, 1e-4, scikit-learn stops
     up to 1e-2 short of that optimum on raw word counts, so the reference is converged to tol 1e-10.)"""
