@@ -13,7 +13,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
@@ -70,6 +69,8 @@ def ridge_response(X_train: np.ndarray, basis: ResponseBasis, X_test: np.ndarray
 @contextlib.contextmanager
 def seeded_torch(seed: int, threads: int):
     """Fixed seed and CPU thread count inside the block; the caller's RNG state and thread count are restored."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -90,6 +91,8 @@ def mlp_response(
 ) -> np.ndarray:
     """One hidden layer (ReLU), full-batch AdamW on the squared error, early stopping on a seeded validation
     split of the training perturbations. The output layer starts at zero, so epoch 0 is the mean response."""
+    import torch  # here, not at the top: every Dagster step process imports this module
+
     scale = float(basis.scores.std()) or 1.0
     scaler = StandardScaler().fit(X_train)
     inputs = torch.tensor(scaler.transform(X_train), dtype=torch.float32)
