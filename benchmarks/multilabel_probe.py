@@ -110,7 +110,7 @@ def multilabel_probe() -> list[Row]:
             comparison=f"{name}, {len(Y):,} genes{' (random sample)' if n_genes else ''} × {Y.shape[1]} labels, "
             f"{backbone} {X.shape[1]} dims, 5 folds",
             case="LogisticRegression(max_iter=5000) per label and fold vs every label's own L-BFGS in lockstep "
-            "(shared eigenbasis, per-label scaling), warm-started across folds, 1 thread",
+            "(shared eigenbasis, per-label curvature preconditioner), warm-started across folds, 1 thread",
             unit="s",
             baseline=base,
             project=fast,

@@ -11,11 +11,13 @@ optimum is far from its curvature at zero; float32 products gain nothing at 15 c
 
 Labels: scikit-learn's LogisticRegression (L2, C = 1, unpenalized intercept) for each label of a multilabel task.
 The labels' problems are independent but share X: on centered features, in the eigenbasis of their Gram matrix
-(directions the training rows do not span dropped: the optimum is zero there), each label's curvature is nearly
-diagonal, so its parameters are scaled by it. Every label then runs its own L-BFGS (own history, own line search,
-own stopping test), all of them in lockstep: one product X·W per step for the labels still running, a label leaving
-the batch when it has converged. Each fold starts from the previous fold's solution (benchmarks/multilabel_probe.py
-measures the steps).
+(directions the training rows do not span dropped: the optimum is zero there), a label's curvature is diagonal
+where its p(1 − p) is the same on every gene; it is not (a rare label's positive genes carry most of it), so each
+label is preconditioned by that diagonal plus a low-rank term from the genes whose p(1 − p) is largest, estimated
+at the start and again after a few steps. Every label runs its own L-BFGS (own history, own line search, own
+stopping test), all of them in lockstep: one product X·W per step for the labels still running (through the sparse
+features when they are word counts), a label leaving the batch when it has converged. Each fold starts from the
+previous fold's solution (benchmarks/multilabel_probe.py measures the steps).
 
 Folds: ridge on standardized features for every fold of a task from statistics that add up over folds.
 
@@ -109,12 +111,13 @@ def _column_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _lockstep_lbfgs(
-    objective: Callable, x: np.ndarray, tol: float, max_iter: int, memory: int = 10
+    objective: Callable, precondition: Callable, x: np.ndarray, tol: float, max_iter: int, memory: int = 10
 ) -> tuple[np.ndarray, int]:
     """Minimize each column of x's own objective: objective(X, columns) gives the values and gradients (as columns)
-    of the named columns at X. Each column runs L-BFGS (`memory` pairs, backtracking Armijo line search) and stops
-    when its gradient's largest entry is at most `tol` or its value stops falling (scipy's default ftol); all
-    columns step together. Returns the minimizers and the number of steps taken."""
+    of the named columns at X, precondition(G, columns) applies each named column's inverse-curvature estimate to
+    the columns of G. Each column runs L-BFGS (`memory` pairs, the estimate scaled as its initial inverse Hessian,
+    backtracking Armijo line search) and stops when its gradient's largest entry is at most `tol` or its value
+    stops falling; all columns step together. Returns the minimizers and the number of steps taken."""
     solution = x.copy()
     columns = np.arange(x.shape[1])
     value, gradient = objective(x, columns)
@@ -128,13 +131,15 @@ def _lockstep_lbfgs(
         for s, y, rho in zip(reversed(moves), reversed(changes), reversed(inverse_curvatures)):
             alphas.append(rho * _column_dots(s, direction))
             direction -= alphas[-1] * y
+        direction = precondition(direction, columns)
         if moves:
-            direction *= _column_dots(moves[-1], changes[-1]) / _column_dots(changes[-1], changes[-1])
+            change = changes[-1]
+            direction *= _column_dots(moves[-1], change) / _column_dots(change, precondition(change, columns))
         for s, y, rho, alpha in zip(moves, changes, inverse_curvatures, reversed(alphas)):
             direction += (alpha - rho * _column_dots(y, direction)) * s
         direction = -direction
         slope = _column_dots(gradient, direction)
-        length = np.ones(len(columns)) if moves else np.minimum(1.0, 1.0 / np.abs(gradient).sum(0))
+        length = np.ones(len(columns))
         new_value, new_gradient = value.copy(), gradient.copy()
         trying = np.arange(len(columns))
         for _ in range(50):
@@ -173,46 +178,114 @@ def _lockstep_lbfgs(
     return solution, steps
 
 
+PILOT_STEPS = 20  # lockstep steps before each label's curvature is re-estimated where its fit has got to
+CURVATURE_GENES = 200  # at most this many genes per label in the low-rank part of its curvature
+
+
+class _EigenbasisProducts:
+    """R·W and Rᵀ·E for R, the centered features in the eigenbasis V of their Gram matrix: with R itself, or, for
+    sparse features (word counts), as X·(V·W) − 1·(meanᵀV·W) and Vᵀ·(Xᵀ·E) − (Vᵀmean)·1ᵀE, fewer operations."""
+
+    SPARSE_COST = 4  # a sparse product's time per nonzero, in dense products' time per entry
+
+    def __init__(self, X: np.ndarray, mean: np.ndarray, vectors: np.ndarray):
+        self.rows = (X - mean) @ vectors
+        self.sparse = self.SPARSE_COST * np.count_nonzero(X) + vectors.size < self.rows.size
+        if self.sparse:
+            self.features, self.features_t = sparse.csr_matrix(X), sparse.csr_matrix(X.T)
+            self.vectors, self.vectors_t = vectors, np.ascontiguousarray(vectors.T)
+            self.mean_rotated = mean @ vectors
+        else:
+            self.rows_t = np.ascontiguousarray(self.rows.T)
+
+    def forward(self, W: np.ndarray) -> np.ndarray:
+        if not self.sparse:
+            return self.rows @ W
+        return self.features @ (self.vectors @ W) - self.mean_rotated @ W
+
+    def backward(self, E: np.ndarray) -> np.ndarray:
+        if not self.sparse:
+            return self.rows_t @ E
+        return self.vectors_t @ (self.features_t @ E) - np.outer(self.mean_rotated, E.sum(0))
+
+
+def _label_curvature_fit(
+    products: _EigenbasisProducts, values: np.ndarray, Y: np.ndarray, penalty: float, weight: np.ndarray,
+    coefficients: np.ndarray, tol: float, max_iter: int,
+) -> tuple[np.ndarray, int]:
+    """The lockstep L-BFGS of _label_logistic_fit from `coefficients` (eigenbasis weights, intercept last) × labels,
+    preconditioned by each label's curvature Rᵀ·diag(weight)·R/n + penalty (R: the rows, weight: the label's
+    p(1 − p) per gene) approximated as its median weight m on every gene, which the eigenbasis makes diagonal, plus
+    the excess weight − m of the genes where it is largest, a low-rank term (Woodbury). Parameters are scaled by
+    the diagonal part, so the estimate is I + UUᵀ and its inverse I − QQᵀ."""
+    rows = products.rows
+    n = len(rows)
+    typical = np.maximum(np.median(weight, 0), np.finfo(np.float64).eps)
+    scale = np.vstack([np.sqrt(np.outer(values / n, typical) + penalty), np.sqrt(typical)])
+    excess = weight - typical
+    corrections = []
+    for j in range(Y.shape[1]):
+        genes = np.flatnonzero(excess[:, j] > 0.1 * excess[:, j].max())
+        genes = genes[np.argsort(-excess[genes, j], kind="stable")[:CURVATURE_GENES]]
+        if not len(genes):  # the same weight on every gene: the diagonal part is the curvature
+            corrections.append(np.zeros((len(scale), 0)))
+            continue
+        U = np.vstack([rows[genes].T, np.ones(len(genes))]) / scale[:, [j]] * np.sqrt(excess[genes, j] / n)
+        lower = linalg.cholesky(np.eye(len(genes)) + U.T @ U, lower=True)
+        corrections.append(linalg.solve_triangular(lower, U.T, lower=True).T)
+
+    def precondition(G, labels):
+        out = G.copy()
+        for c, j in enumerate(labels):
+            out[:, c] -= corrections[j] @ (corrections[j].T @ G[:, c])
+        return out
+
+    def objective(u, labels):
+        theta = u / scale[:, labels]
+        w, b = theta[:-1], theta[-1]
+        margins = products.forward(w) + b
+        target = Y[:, labels]
+        small = np.exp(-np.abs(margins))  # log(1 + e^m) and expit(m) from one exponential
+        value = np.sum(np.maximum(margins, 0.0) + np.log1p(small) - target * margins, axis=0) / n
+        residual = (np.where(margins >= 0, 1.0, small) / (1.0 + small) - target) / n
+        gradient = np.vstack([products.backward(residual) + penalty * w, residual.sum(0)])
+        return value + 0.5 * penalty * np.sum(w * w, 0), gradient / scale[:, labels]
+
+    u, steps = _lockstep_lbfgs(objective, precondition, coefficients * scale, tol, max_iter)
+    return u / scale, steps
+
+
 def _label_logistic_fit(
     X: np.ndarray, Y: np.ndarray, C: float, tol: float, max_iter: int, start: np.ndarray
 ) -> tuple[np.ndarray, int]:
     """Coefficients (rows, intercept last) × labels of LogisticRegression(C) fitted to each column of Y (both classes
     present), and the lockstep L-BFGS steps taken. `start`, that shape, is where the steps begin; a label without
-    one (a NaN column) starts from zero coefficients and its log-odds as intercept."""
+    one (a NaN column) starts from zero coefficients and its log-odds as intercept, its curvature guessed as that of
+    p = ½ on its positive genes. After PILOT_STEPS the curvature is re-estimated at the point reached."""
     n, d = X.shape
     mean = X.mean(0)
     centered = X - mean
     values, vectors = linalg.eigh(centered.T @ centered)
     spanned = values > values.max() * d * np.finfo(np.float64).eps
     values, vectors = values[spanned], vectors[:, spanned]
-    rows = centered @ vectors
-    rows_t = np.ascontiguousarray(rows.T)
-    penalty = 1.0 / (C * n)
+    products = _EigenbasisProducts(X, mean, vectors)
     prevalence = Y.mean(0)
     fresh = np.isnan(start).any(0)
     weights = np.where(fresh, 0.0, start[:-1])
     intercept = np.where(fresh, np.log(prevalence / (1 - prevalence)), start[-1] + mean @ weights)
-    p = expit(centered @ weights + intercept)
-    spread = (p * (1 - p)).mean(0)
-    # each label's curvature along each eigenvector, taking p(1 − p) as constant over genes: its scale
-    scale = np.sqrt(np.outer(values / n, spread) + penalty)
-    intercept_scale = np.sqrt(spread)
-
-    def objective(u, labels):
-        w, b = u[:-1] / scale[:, labels], u[-1] / intercept_scale[labels]
-        margins = rows @ w + b
-        target = Y[:, labels]
-        value = np.sum(np.logaddexp(0.0, margins) - target * margins, axis=0) / n + 0.5 * penalty * np.sum(w * w, 0)
-        residual = (expit(margins) - target) / n
-        return value, np.vstack(
-            [(rows_t @ residual + penalty * w) / scale[:, labels], residual.sum(0) / intercept_scale[labels]]
+    coefficients = np.vstack([vectors.T @ weights, intercept])
+    p = np.where(fresh, np.where(Y > 0, 0.5, prevalence), expit(products.forward(coefficients[:-1]) + coefficients[-1]))
+    steps = 0
+    for budget in (PILOT_STEPS, max_iter - PILOT_STEPS):
+        coefficients, taken = _label_curvature_fit(
+            products, values, Y, 1.0 / (C * n), p * (1 - p), coefficients, tol, budget
         )
-
-    u, steps = _lockstep_lbfgs(
-        objective, np.vstack([(vectors.T @ weights) * scale, intercept * intercept_scale]), tol, max_iter
-    )
-    weights = vectors @ (u[:-1] / scale)
-    return np.vstack([weights, u[-1] / intercept_scale - mean @ weights]), steps
+        steps += taken
+        if taken < budget:
+            break
+        p = expit(products.forward(coefficients[:-1]) + coefficients[-1])
+    weights = vectors @ coefficients[:-1]
+    return np.vstack([weights, coefficients[-1] - mean @ weights]), steps
 
 
 def label_logistic_fold_probabilities(
