@@ -210,8 +210,14 @@ class _EigenbasisProducts:
 
 
 def _label_curvature_fit(
-    products: _EigenbasisProducts, values: np.ndarray, Y: np.ndarray, penalty: float, weight: np.ndarray,
-    coefficients: np.ndarray, tol: float, max_iter: int,
+    products: _EigenbasisProducts,
+    values: np.ndarray,
+    Y: np.ndarray,
+    penalty: float,
+    weight: np.ndarray,
+    coefficients: np.ndarray,
+    tol: float,
+    max_iter: int,
 ) -> tuple[np.ndarray, int]:
     """The lockstep L-BFGS of _label_logistic_fit from `coefficients` (eigenbasis weights, intercept last) × labels,
     preconditioned by each label's curvature Rᵀ·diag(weight)·R/n + penalty (R: the rows, weight: the label's
