@@ -16,7 +16,14 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import ConfigurableIOManager, InputContext, MultiPartitionKey, MultiPartitionsDefinition, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    MetadataValue,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    OutputContext,
+)
 from upath import UPath
 
 from .errors import GeneAssetsError
@@ -186,11 +193,11 @@ class ParquetIOManager(ConfigurableIOManager):
             {**(table.schema.metadata or {}), b"gene_assets.type": type_name.encode()}
         )
         write_table(table, path)
-        context.add_output_metadata({"path": str(path)})
+        context.add_output_metadata({"path": MetadataValue.path(str(path))})
         if hasattr(obj, "to_anndata"):
             h5ad = path.with_suffix(".h5ad")
             write_stored(h5ad, obj.to_anndata().write_h5ad)
-            context.add_output_metadata({"h5ad_path": str(h5ad)})
+            context.add_output_metadata({"h5ad_path": MetadataValue.path(str(h5ad))})
 
     def load_input(self, context: InputContext):
         asset_key_path = context.asset_key.path

@@ -1,5 +1,6 @@
 """Recomputation from nothing gives the same release: two cold runs of a small real graph, byte for byte."""
 
+import hashlib
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.partitions import backbone_view_key
 from gene_assets.orchestration.partitions import register_backbones
+from gene_assets.release.dvc_repository import DvcReleaseRepository
 from gene_assets.resources import temporary_resources
 from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 
@@ -64,23 +66,41 @@ def cold_run(home, repo, remote, symbols, annotation_cache):
         return release
 
 
+def release_digests(repo) -> dict[str, str]:
+    """sha256 of every released file in `repo`'s data/, MANIFEST.json included."""
+    data = repo / "data"
+    return {
+        str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest() for p in data.rglob("*") if p.is_file()
+    }
+
+
 @pytest.mark.slow
 def test_cold_recomputation_publishes_byte_identical_release_files(tmp_path, task_symbols, annotation_cache):
-    """The second cold run's release files have the first's sha256 one by one, so it reuses the first version and
-    data.dvc (its md5) stays as it was. Worker processes, forests, the multinomial probe's warm starts, the
-    truncated SVD of TF-IDF and the leaderboard's bootstrap bounds and ties all take part. (The random control is
-    left out: its forests on small tasks take minutes, and its units run on the same worker pool.)"""
-    repo, remote = make_release_repo(tmp_path / "release_repo"), tmp_path / "remote"
+    """Two cold runs, each with its own storage, embedding cache, instance and release repository (as two checkouts
+    in two directories have), release byte-identical files, MANIFEST.json included, so both data.dvc hold one md5;
+    published again into the first repository, the second run's files reuse its version. Worker processes, forests,
+    the multinomial probe's warm starts, the truncated SVD of TF-IDF, the leaderboard's bootstrap bounds and ties and
+    the term-masking table's skip reasons all take part. (The random control is left out: its forests on small tasks
+    take minutes, and its units run on the same worker pool.)"""
+    remote = tmp_path / "remote"
+    repos = [make_release_repo(tmp_path / f"checkout_{n}") for n in (1, 2)]
     symbols = task_symbols[::2]  # every other gene of the small Geneformer tasks: a spread over all of them
-    first = cold_run(tmp_path / "first", repo, remote, symbols, annotation_cache)
-    manifest, pointer = json.loads((repo / "data" / "MANIFEST.json").read_text()), (repo / "data.dvc").read_bytes()
-    second = cold_run(tmp_path / "second", repo, remote, symbols, annotation_cache)
-    again = json.loads((repo / "data" / "MANIFEST.json").read_text())
-    changed = sorted(name for name, digest in again["files"].items() if manifest["files"].get(name) != digest)
+    first, second = (
+        cold_run(tmp_path / f"home_{n}", repo, remote, symbols, annotation_cache) for n, repo in enumerate(repos, 1)
+    )
+    digests = [release_digests(repo) for repo in repos]
+    changed = sorted(
+        name for name in digests[0].keys() | digests[1].keys() if digests[0].get(name) != digests[1].get(name)
+    )
     assert not changed, f"files that differ between two cold runs: {changed}"
-    assert (repo / "data.dvc").read_bytes() == pointer and again["version"] == manifest["version"] == "embeddings-v1"
-    released = [run.output_for_node("embeddings_release") for run in (first, second)]
-    assert released[0].equals(released[1]) and len(released[0]) >= 8
+    assert (repos[0] / "data.dvc").read_bytes() == (repos[1] / "data.dvc").read_bytes()
+    manifest = json.loads((repos[1] / "data" / "MANIFEST.json").read_text())
+    files = {name: (repos[1] / "data" / name).read_bytes() for name in manifest["files"]}
+    describe = {key: value for key, value in manifest.items() if key not in ("version", "files")}
+    again = DvcReleaseRepository(repo_dir=str(repos[0]), remote_url=str(remote)).publish(files, describe)
+    assert not again.created and again.version == manifest["version"] == "embeddings-v1"
+    released = [run.output_for_node("embeddings_release").drop(columns="git_revision") for run in (first, second)]
+    assert released[0].equals(released[1]) and len(released[0]) >= 8  # each repository's own commit aside
     assert manifest["protocol"] == "published"
     leaderboard = second.output_for_node("leaderboard")  # the published protocol, as the graph ran it
     assert set(leaderboard["protocol"]) == {"published"}

@@ -25,6 +25,7 @@ from ..embeddings.encoders import load_encoder, vector_settings
 from ..embeddings.registry import get_backbone
 from ..leaderboard.assets import markdown_table
 from ..results import GeneMatrix
+from ..settings import EMBEDDING_CACHE_ENV
 from ..sources.data_directory import DataDirectory
 from ..storage import ParquetIOManager
 from ..tasks.assets import labels_of
@@ -112,10 +113,10 @@ def masked_vectors(
         cache = EmbeddingCache(vector_settings(backbone, precision), log=log)
         return cache, len(wanted) - len(cache.lookup(view, wanted)[0])
 
-    def skip(cache: EmbeddingCache, absent: int) -> MaskingSkipped:
+    def skip(absent: int) -> MaskingSkipped:
         return MaskingSkipped(
             f"{absent:,} of its {len(wanted):,} masked {view} texts are not in its embedding cache "
-            f"({cache.directory.parent}) and max_texts_to_embed is {max_texts_to_embed:,}: raise it to embed them "
+            f"(${EMBEDDING_CACHE_ENV}) and max_texts_to_embed is {max_texts_to_embed:,}: raise it to embed them "
             "(they stay cached)."
         )
 
@@ -124,11 +125,11 @@ def masked_vectors(
     gaps = {p: missing(p) for p in dict.fromkeys(("fp32", *backbone.fast_path.precisions, *GPU_PRECISIONS))}
     fewest = min(gaps.values(), key=lambda gap: gap[1])
     if fewest[1] > max_texts_to_embed:
-        raise skip(*fewest)
+        raise skip(fewest[1])
     placement = (embedding_device or EmbeddingDevice()).placement(backbone)
     cache, absent = gaps.get(placement.precision) or missing(placement.precision)
     if absent > max_texts_to_embed:
-        raise skip(cache, absent)
+        raise skip(absent)
 
     def encode(chunk: pd.DataFrame):
         return load_encoder(backbone, placement).embed(chunk)

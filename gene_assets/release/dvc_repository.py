@@ -354,12 +354,8 @@ class DvcReleaseRepository(ConfigurableResource):
             return Release(current["version"], revision, current, created=False, remote_url=remote_url)
         last = int(versions[-1].removeprefix(self.tag_prefix)) if versions else 0
         version = f"{self.tag_prefix}{last + 1}"
-        manifest = {
-            "version": version,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            **describe,
-            "files": digests,
-        }
+        manifest = {"version": version, **describe, "files": digests}
+        created_at = datetime.now(UTC).isoformat(timespec="seconds")
         staging = self.root / f".{self.data_dir_name}.staging-{uuid.uuid4().hex[:8]}"
         previous = self.root / f".{self.data_dir_name}.previous-{uuid.uuid4().hex[:8]}"
         pointer = self.root / f"{self.data_dir_name}.dvc"
@@ -374,7 +370,7 @@ class DvcReleaseRepository(ConfigurableResource):
             staging.rename(self.data_path)
             self.dvc("add", self.data_dir_name, "--quiet")
             self.dvc("push", "--remote", remote_name, "--quiet")
-            self._add_to_index(version, manifest)
+            self._add_to_index(version, manifest, created_at)
             paths = [p for p in self.release_paths() if (self.root / p).exists()]
             self.git("add", "--", *paths)
             self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths)
@@ -387,11 +383,13 @@ class DvcReleaseRepository(ConfigurableResource):
         shutil.rmtree(previous, ignore_errors=True)
         return Release(version, made["commit"], manifest, created=True, remote_url=remote_url)
 
-    def _add_to_index(self, version: str, manifest: dict) -> None:
+    def _add_to_index(self, version: str, manifest: dict, created_at: str) -> None:
+        """The version's entry in the release index: its data.dvc md5, when it was made (kept out of data/, whose
+        files depend only on the inputs and the code), its backbones and file count."""
         backbones = sorted({m["backbone"] for m in manifest.get("models", []) if "backbone" in m})
         entry = {
             "data_md5": data_md5((self.root / f"{self.data_dir_name}.dvc").read_text()),
-            "created_at": manifest["created_at"],
+            "created_at": created_at,
             "backbones": backbones,
             "files": len(manifest["files"]),
         }
