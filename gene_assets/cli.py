@@ -307,6 +307,7 @@ def run_command(args) -> int:
         cell_datasets=cell_datasets,
         force=args.force,
         protocol=args.protocol,
+        concurrent_runs=args.concurrent_runs,
     )
     print_leaderboard(defs.resources["io_manager"])
     if runner.skipped:
@@ -446,6 +447,13 @@ def build_parser() -> OneLineParser:
         choices=list(PROTOCOLS),
         help="gene-task evaluation protocol: published (the sources' probes; forests on all_genes and 5 "
         "random draws) or full (forests on both universes and all 20 draws)",
+    )
+    run.add_argument(
+        "--concurrent-runs",
+        type=positive_int,
+        default=2,
+        help="scoring runs of different partitions side by side, each in its own process (1: one at a time, in "
+        "this process); a run's units already use every core, so the second fills the cores the first leaves idle",
     )
     sub.add_parser("backbones", help="list registered and discovered backbones").set_defaults(handler=backbones_command)
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")

