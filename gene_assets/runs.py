@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from dagster import (
     RunsFilter,
 )
 from dagster._core.definitions.partitions.context import partition_loading_context
+from joblib import cpu_count
 
 from .embeddings.discovered import DiscoveredRegistry
 from .embeddings.registry import all_backbones
@@ -246,9 +248,11 @@ def execute_launch(defs, instance: DagsterInstance, launch: Launch, digest: str)
     return result.success
 
 
-def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, digest: str) -> None:
+def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, digest: str, cores: int) -> None:
     """The body of a run's own process: the Definitions at `definitions` ("module:attribute", a Definitions or a
-    function returning one) and the instance of `instance_ref`; exit status 0 when the run succeeded."""
+    function returning one) and the instance of `instance_ref`, its worker pools sized to its share of the machine,
+    `cores`; exit status 0 when the run succeeded."""
+    os.environ["LOKY_MAX_CPU_COUNT"] = str(cores)  # what parallel.worker_count and threads_per_worker read
     module, _, attribute = definitions.partition(":")
     defs = getattr(importlib.import_module(module), attribute)
     defs = defs() if callable(defs) else defs
@@ -260,7 +264,9 @@ class PipelineRunner:
     """Launches the jobs of `gene-assets run`, skipping a run whose outputs already carry its fingerprint unless
     `force`; records failed and skipped runs. `execute` runs one launch in this process; `execute_all` runs
     independent launches up to `concurrent_runs` at a time, each in its own process (which rebuilds the Definitions
-    from `definitions` and the instance from its ref), so that one run's idle cores serve another's."""
+    from `definitions` and the instance from its ref) with its share of the cores, so that the cores a run leaves
+    idle while its last units finish serve the next run. With the default worker count a unit's result does not depend
+    on the share: each unit runs on one BLAS thread either way (parallel.py)."""
 
     def __init__(
         self,
@@ -300,11 +306,12 @@ class PipelineRunner:
             outcomes = {id(launch): execute_launch(self.defs, self.instance, launch, digest) for launch, digest in todo}
         else:
             context = multiprocessing.get_context("spawn")
+            cores = max(1, cpu_count() // self.concurrent_runs)  # more processes than cores thrash the caches
 
             def in_child(launch: Launch, digest: str) -> bool:
                 process = context.Process(
                     target=execute_launch_in_child,
-                    args=(self.definitions, self.instance.get_ref(), launch, digest),
+                    args=(self.definitions, self.instance.get_ref(), launch, digest, cores),
                     name=f"gene-assets {launch.job_name} {launch.partition or ''}".strip(),
                 )
                 process.start()
