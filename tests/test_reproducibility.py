@@ -172,14 +172,39 @@ def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_fingerprint(
     from gene_assets.orchestration.pipeline import run_pipeline
     from gene_assets.runs import fingerprint
 
-    launched = []
+    launched, batches = [], []
     monkeypatch.setattr(
         runs,
         "execute_launch",
         lambda defs, instance, launch, digest: launched.append((launch.job_name, launch.run_config)) or True,
     )
+    execute_all = runs.PipelineRunner.execute_all
+    monkeypatch.setattr(
+        runs.PipelineRunner,
+        "execute_all",
+        lambda self, launches: (
+            batches.append([(x.job_name, x.partition) for x in launches]) or execute_all(self, launches)
+        ),
+    )
     with DagsterInstance.ephemeral() as instance:
-        run_pipeline(defs, instance, ["bag-of-words"], ["summary"], release=False, protocol="full")
+        run_pipeline(
+            defs,
+            instance,
+            ["bag-of-words", "tfidf"],
+            ["summary"],
+            release=False,
+            protocol="full",
+            cell_datasets={"xin": {}, "wang": {}},
+        )
+        # sources, the embeddings and the cell datasets one by one; then one batch of the scoring and cell runs
+        assert [job for job, _ in launched[:5]] == ["sources_job", "embedding_job", "embedding_job"] + [
+            "cell_datasets_job"
+        ] * 2
+        assert batches == [
+            [("backbone_job", "bag-of-words|summary"), ("backbone_job", "tfidf|summary")]
+            + [("cells_job", f"{b}|{d}") for d in ("xin", "wang") for b in ("bag-of-words", "tfidf")]
+        ]
+        assert [job for job, _ in launched[-2:]] == ["batch_effect_job", "release_job"]
         configs = dict(launched[1:])
         assert configs["backbone_job"] == {"ops": {name: {"config": {"protocol": "full"}} for name in RESULT_ASSETS}}
         assert configs["release_job"] == {"ops": {"leaderboard": {"config": {"protocol": "full"}}}}

