@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -256,6 +257,14 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     minilm = next(m for m in manifest["models"] if m["file"] == "embeddings/all-MiniLM-L6-v2__summary.parquet")
     assert minilm["device"] == "cpu" and minilm["precision"] and minilm["weights_sha256"] and minilm["text_view_sha256"]
     assert minilm["revision"] == "8b3219a92973c328a8e22fadcfa821b5dc75636a" and minilm["gene_universe_sha256"]
+    # the precision decision as released: the choice and its evidence, none of what a re-timing changes
+    from gene_assets.release.assets import RELEASED_DECISION
+
+    schema = pq.read_schema(clone / "data" / minilm["file"])
+    released = json.loads(schema.metadata[b"gene_assets.attrs"])["precision_decision"]
+    assert released == minilm["precision_decision"] and released["precision"] == minilm["precision"]
+    assert set(released) <= set(RELEASED_DECISION) and {"fingerprint", "min_cosine"} <= set(released)
+    assert "precision_decision_remembered" not in minilm and "seconds" not in minilm
     assert json.loads((repo / "releases.json").read_text())[version]["backbones"] == sorted(BACKBONES)
     from gene_assets.leaderboard.report import wide_table
     from gene_assets.leaderboard.sections import leaderboard_leaks

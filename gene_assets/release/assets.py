@@ -1,5 +1,6 @@
 """embeddings_release: every available embedding table and the leaderboard, published as a DVC release."""
 
+import dataclasses
 import hashlib
 import io
 
@@ -16,8 +17,29 @@ from ..leaderboard.sections import build_sections
 from ..runs import code_revision, latest_materialization
 from .dvc_repository import DvcReleaseRepository
 
-RUN_FIGURES = {"seconds", "texts_per_second", "embedded_per_second", "texts_from_cache", "texts_embedded"}
-"""gene_embeddings metadata about one run's speed, not about the vectors: left out of the release's MANIFEST."""
+RUN_FIGURES = {
+    "seconds",
+    "texts_per_second",
+    "embedded_per_second",
+    "texts_from_cache",
+    "texts_embedded",
+    "precision_decision_remembered",
+}
+"""gene_embeddings metadata about one run (its speed, whether the precision decision was remembered), not about the
+vectors: left out of the release's MANIFEST."""
+RELEASED_DECISION = ("precision", "fingerprint", "min_cosine", "task_deltas", "texts", "threads")
+"""What released tables and the MANIFEST keep of a CPU precision decision: the choice, the machine it holds for and
+the accuracy evidence. Its timings, the reason and exclusions they word, and when it was made differ whenever the
+precision is timed again: the gene_embeddings metadata and the decisions file keep them."""
+
+
+def released_table(table: GeneEmbeddings) -> GeneEmbeddings:
+    """The table as released: its precision decision reduced to RELEASED_DECISION."""
+    decision = table.attrs.get("precision_decision")
+    if decision is None:
+        return table
+    kept = {key: decision[key] for key in RELEASED_DECISION if key in decision}
+    return dataclasses.replace(table, attrs={**table.attrs, "precision_decision": kept})
 
 
 def embedding_file_name(attrs: dict) -> str:
@@ -121,7 +143,7 @@ def embeddings_release(
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
     files, models = {}, []
     for key in sorted(gene_embeddings):
-        table = gene_embeddings[key]
+        table = released_table(gene_embeddings[key])
         name = embedding_file_name(table.attrs)
         files[name] = parquet_bytes(table.to_arrow())
         models.append({**embedding_provenance(context.instance, key, table), "n_genes": len(table.genes), "file": name})
