@@ -452,8 +452,8 @@ def build_parser() -> OneLineParser:
         "--concurrent-runs",
         type=positive_int,
         default=2,
-        help="scoring runs of different partitions side by side, each in its own process (1: one at a time, in "
-        "this process); a run's units already use every core, so the second fills the cores the first leaves idle",
+        help="scoring and cells runs side by side, each in its own process with its share of the cores (1: one at "
+        "a time, in this process, each on every core); the results are the same bytes either way",
     )
     sub.add_parser("backbones", help="list registered and discovered backbones").set_defaults(handler=backbones_command)
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")

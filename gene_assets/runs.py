@@ -301,17 +301,18 @@ class PipelineRunner:
         """Whether each launch succeeded (or was up to date). The launches must not read each other's outputs: their
         fingerprints are all taken before any of them runs."""
         digests = [self.pending(launch) for launch in launches]
-        todo = [(launch, digest) for launch, digest in zip(launches, digests) if digest is not None]
+        todo = [i for i, digest in enumerate(digests) if digest is not None]
         if self.concurrent_runs <= 1 or len(todo) <= 1 or not self.instance.is_persistent:
-            outcomes = {id(launch): execute_launch(self.defs, self.instance, launch, digest) for launch, digest in todo}
+            outcomes = {i: execute_launch(self.defs, self.instance, launches[i], digests[i]) for i in todo}
         else:
             context = multiprocessing.get_context("spawn")
             cores = max(1, cpu_count() // self.concurrent_runs)  # more processes than cores thrash the caches
 
-            def in_child(launch: Launch, digest: str) -> bool:
+            def in_child(i: int) -> bool:
+                launch = launches[i]
                 process = context.Process(
                     target=execute_launch_in_child,
-                    args=(self.definitions, self.instance.get_ref(), launch, digest, cores),
+                    args=(self.definitions, self.instance.get_ref(), launch, digests[i], cores),
                     name=f"gene-assets {launch.job_name} {launch.partition or ''}".strip(),
                 )
                 process.start()
@@ -319,12 +320,8 @@ class PipelineRunner:
                 return process.exitcode == 0
 
             with ThreadPoolExecutor(self.concurrent_runs) as pool:
-                futures = {id(launch): pool.submit(in_child, launch, digest) for launch, digest in todo}
-                outcomes = {key: future.result() for key, future in futures.items()}
-        return [
-            True if digest is None else self.record(launch, outcomes[id(launch)])
-            for launch, digest in zip(launches, digests)
-        ]
+                outcomes = dict(zip(todo, pool.map(in_child, todo)))
+        return [digest is None or self.record(launches[i], outcomes[i]) for i, digest in enumerate(digests)]
 
     def pending(self, launch: Launch) -> str | None:
         """The launch's fingerprint, or None (recorded as skipped) when its outputs already carry it."""
