@@ -55,7 +55,7 @@ run: setup
 	$(BIN)/gene-assets run
 
 test: setup browser postgres hub-server  # test files spread over TEST_WORKERS processes (TEST_WORKERS=0: one process)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 test-fast: setup postgres hub-server  # the edit loop (under two minutes): no slow, real_data or browser tests
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not real_data and not browser"

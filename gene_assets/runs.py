@@ -185,8 +185,8 @@ def fingerprint(
     resources: dict,
 ) -> str:
     """Digest of everything the run's outputs depend on: the code, the resources' settings, the partition and run
-    config, the input files (with the files of the partition's backbone), and the latest materialization of every upstream asset partition outside the run that
-    the run's partition reads (through the partition mappings)."""
+    config, the input files (with the files of the partition's backbone), and the latest materialization of every
+    upstream asset partition outside the run that the run's partition reads (through the partition mappings)."""
     latest = {}
     with partition_loading_context(dynamic_partitions_store=instance):
         for key in keys:

@@ -43,10 +43,16 @@ REAL_DATA_FIXTURES = ("data_dir", "annotation_cache")
 """Fixtures that stand for real inputs: the data directory (../shared/data) and Debian's org.Hs.eg.db / GO.db."""
 
 
-HEAVY_FILE_SLOTS = {"test_pipeline.py": 0, "test_cli_and_ui.py": 1, "test_readme_commands.py": 4}
-"""Where the files of the whole-graph and CLI-process tests (minutes each) go in the order `make test` hands files
-to its two workers (`--dist loadfile --no-loadscope-reorder`: each worker starts with two files, then takes the next
-when one is done): the two heaviest start at once, one per worker, and the third goes to whichever finishes first."""
+HEAVY_FILE_SLOTS = {
+    "test_pipeline.py": 0,
+    "test_cli_and_ui.py": 1,
+    "test_reproducibility.py": 3,
+    "test_readme_commands.py": 4,
+}
+"""Where the files of the whole-graph, cold-recomputation and CLI-process tests (minutes each) go in the order `make
+test` hands files to its two workers (`--dist loadfile --no-loadscope-reorder`: each worker starts with two files,
+then takes the next when one is done): the two heaviest start at once, one per worker, the two cold runs follow the
+CLI tests on theirs, and the README commands go to whichever worker finishes first; the light files fill in after."""
 
 
 def pytest_collection_modifyitems(items):
