@@ -115,6 +115,11 @@ def test_gene_assets_lists_backbones_and_verifies_releases(release_repo, tmp_pat
     assert "Traceback" not in result.stderr
 
 
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+"""Run config that runs every step of a `dagster asset materialize` run in the run's own process, for the runs a test
+only needs for its state (a process per step costs a definitions import each)."""
+
+
 def _materialize(env: dict, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *args],
@@ -142,26 +147,29 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 
     env = {**isolated_env, CACHE_DIR_ENV: str(tmp_path / "cache")}
-    texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:200]}}}}
+    texts = {"ops": {"gene_texts": {"config": {"views": ["summary"], "symbols": task_symbols[:200]}}}, **IN_PROCESS}
     _materialize(env, "--select", "gene_catalog,gene_summaries,gene_texts", "--config-json", json.dumps(texts))
     subprocess.run(
         [str(BIN / "gene-assets"), "register-backbones"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True
     )
-    checkpoints_of_32 = json.dumps({"ops": {"gene_embeddings": {"config": {"checkpoint_texts": 32}}}})
-    embed = [
-        "--select",
-        "gene_embeddings",
-        "--partition",
-        "all-MiniLM-L6-v2|summary",
-        "--config-json",
-        checkpoints_of_32,
-    ]
+    checkpoints_of_32 = {"ops": {"gene_embeddings": {"config": {"checkpoint_texts": 32}}}}
+
+    def embed(run_config: dict) -> list[str]:
+        return [
+            "--select",
+            "gene_embeddings",
+            "--partition",
+            "all-MiniLM-L6-v2|summary",
+            "--config-json",
+            json.dumps(run_config),
+        ]
+
     minilm = get_backbone("all-MiniLM-L6-v2")
     precision = EmbeddingDevice(device="cpu").placement(minilm).precision  # remembered: the run below reuses it
     cache = EmbeddingCache(vector_settings(minilm, precision), root=tmp_path / "cache")
 
     process = subprocess.Popen(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *embed],
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "gene_assets.definitions", *embed(checkpoints_of_32)],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -197,7 +205,7 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
             "--view",
             "summary",
             "--config-json",
-            checkpoints_of_32,
+            json.dumps(checkpoints_of_32),
         ],
         cwd=PROJECT_ROOT,
         env=env,
@@ -217,7 +225,7 @@ def test_sigkill_during_embedding_loses_nothing_and_the_rerun_matches_an_uninter
     checkpoints = -(-resumed_table["text_sha256"].nunique() // 32)
     assert set(stored) <= set(cache.shard_paths("summary")) and len(cache.shard_paths("summary")) == checkpoints
     output.unlink()
-    _materialize({**env, CACHE_DIR_ENV: str(tmp_path / "fresh_cache")}, *embed)
+    _materialize({**env, CACHE_DIR_ENV: str(tmp_path / "fresh_cache")}, *embed({**checkpoints_of_32, **IN_PROCESS}))
     uninterrupted = pd.read_parquet(output)
     assert len(resumed_table) > 150 and resumed_table["entrez_id"].tolist() == uninterrupted["entrez_id"].tolist()
     assert np.array_equal(np.stack(resumed_table["embedding"]), np.stack(uninterrupted["embedding"]))
