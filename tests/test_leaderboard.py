@@ -17,13 +17,15 @@ from gene_assets.leaderboard.report import (
     rank_intervals,
     rank_table,
     summarize,
+    tuning_gains,
     view_ablation,
     wide_table,
 )
 from gene_assets.release.assets import leaderboard_files
 from gene_assets.tasks.assets import TASKS
-from gene_assets.tasks.evaluation import Protocol, evaluate_binary, genes_digest
+from gene_assets.tasks.evaluation import TUNED_CLASSIFIER, Protocol, evaluate_binary, genes_digest
 from gene_assets.tasks.geneformer import GENEFORMER_SOURCES
+from gene_assets.tasks.statistics import holm
 from gene_assets.texts.views import VIEWS
 
 
@@ -84,6 +86,34 @@ def test_best_ties_and_different_gene_sets_are_marked():
     ].iloc[0]
     assert weak["p_holm"] < 0.05
     assert not ((comparisons["backbone_a"] == "elsewhere") | (comparisons["backbone_b"] == "elsewhere")).any()
+
+
+def test_tuning_gains_are_holm_adjusted_over_the_tasks_of_one_backbone():
+    """The `full` tuning table as a real run fills it (five backbones, two universes, eight binary tasks, 80 gains):
+    a gain that every paired replicate shows is significant, because each backbone's tasks are one family; over the
+    whole table the bootstrap p-value's floor (1 / 500 here) could never reach 0.05."""
+    backbones = ["all-MiniLM-L6-v2", "bag-of-words", "tfidf", "text-availability", "random-gaussian"]
+    tasks = [name for name, task in TASKS.items() if task.kind == "binary"][:8]
+    rows = []
+    for b, backbone in enumerate(backbones):
+        for universe in ("all_genes", "with_summary"):
+            for t, task in enumerate(tasks):
+                gain = 0.03 if backbone == "bag-of-words" and t < 2 else 0.0
+                for tuned, (classifier, estimate) in enumerate(
+                    [("logistic_regression", 0.8), (TUNED_CLASSIFIER, 0.8 + gain)]
+                ):
+                    seed = 1000 * tuned + 100 * b + 10 * t + (universe == "with_summary")
+                    rows.append(
+                        dict(result(backbone, "summary", estimate, task=task, seed=seed), universe=universe)
+                        | {"classifier": classifier}
+                    )
+    gains = tuning_gains(summarize(pd.DataFrame(rows)))
+    assert len(gains) == 80 and gains["p_value"].min() * len(gains) > 0.05
+    significant = gains[gains["p_holm"] < 0.05]
+    assert set(significant["backbone"]) == {"bag-of-words"} and set(significant["task"]) == set(tasks[:2])
+    assert len(significant) == 4 and np.allclose(significant["p_holm"], 8 / 500)  # the smallest p of 8, times 8
+    for _, family in gains.groupby(["backbone", "view", "universe"]):
+        assert len(family) == 8 and np.array_equal(family["p_holm"], holm(family["p_value"].to_numpy()))
 
 
 def test_random_control_is_a_band_over_draws_and_is_checked():
