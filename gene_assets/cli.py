@@ -137,7 +137,8 @@ def print_sections(summary) -> None:
     tuning = sections.tuning
     if len(tuning):
         print(
-            "\n## Logistic regression tuned by nested cross-validation minus the default (C = 1): ROC-AUC [paired 95% CI]\n"
+            "\n## Logistic regression tuned by nested cross-validation minus the default (C = 1): ROC-AUC [paired 95% CI]; "
+            "p_holm over the tasks of each backbone, view and universe\n"
         )
         print(tuning.round(3).to_markdown(index=False))
     perturbation = sections.perturbation
