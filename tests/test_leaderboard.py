@@ -103,10 +103,8 @@ def test_tuning_gains_are_holm_adjusted_over_the_tasks_of_one_backbone():
                     [("logistic_regression", 0.8), (TUNED_CLASSIFIER, 0.8 + gain)]
                 ):
                     seed = 1000 * tuned + 100 * b + 10 * t + (universe == "with_summary")
-                    rows.append(
-                        dict(result(backbone, "summary", estimate, task=task, seed=seed), universe=universe)
-                        | {"classifier": classifier}
-                    )
+                    row = result(backbone, "summary", estimate, task=task, seed=seed)
+                    rows.append(dict(row, universe=universe, classifier=classifier))
     gains = tuning_gains(summarize(pd.DataFrame(rows)))
     assert len(gains) == 80 and gains["p_value"].min() * len(gains) > 0.05
     significant = gains[gains["p_holm"] < 0.05]
