@@ -3,15 +3,21 @@ release, with the discovery sensor, the weekly refresh and declarative automatio
 (deployment.py)."""
 
 from dagster import (
+    AssetDep,
     AssetKey,
+    AssetsDefinition,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     Definitions,
+    In,
+    MultiToSingleDimensionPartitionMapping,
+    Nothing,
     define_asset_job,
     load_asset_checks_from_modules,
     load_assets_from_modules,
 )
+from dagster._core.definitions.assets.definition.assets_definition import stringify_asset_key_to_input_name
 
 from .automation.schedules import weekly_refresh
 from .automation.sensors import dead_run_recovery, discovery_sensor, embedding_job
@@ -29,8 +35,18 @@ from .perturbation import assets as perturbation_assets
 from .release import assets as release_assets
 from .resources import local_resources
 from .roles import SCORED_WHEN_EMBEDDED, SHARED_INPUT, asset_names, with_role
+from .sources.observations import (
+    DATA_FILE_READERS,
+    OBSERVED,
+    backbone_inputs,
+    backbone_inputs_observation_job,
+    data_file_key,
+    data_files_observation_job,
+    input_observation_sensor,
+)
 from .tasks import assets as task_assets
 from .texts import assets as text_assets
+from .versions import code_versions
 
 MODULES = [
     catalog_assets,
@@ -46,13 +62,46 @@ MODULES = [
 ]
 
 
+def input_deps(key: AssetKey) -> list[AssetDep]:
+    """The observed inputs an asset reads besides its upstream assets: data-directory files, a backbone's inputs."""
+    deps = [AssetDep(data_file_key(name)) for name in DATA_FILE_READERS.get(key.to_user_string(), [])]
+    if key == AssetKey("gene_embeddings"):
+        deps.append(AssetDep(backbone_inputs.key, partition_mapping=MultiToSingleDimensionPartitionMapping("backbone")))
+    return deps
+
+
+def versioned(assets_def: AssetsDefinition, versions: dict[AssetKey, str]) -> AssetsDefinition:
+    """The asset with its code version (versions.py) and its observed inputs as dependencies, so that Dagster's stale
+    status follows the code that computes it and the content of the files it reads. (AssetsDefinition.map_asset_specs
+    cannot add a dependency here: in Dagster 1.13 it retypes every argument-backed input as Nothing.)"""
+    specs = [
+        spec.replace_attributes(code_version=versions[spec.key], deps=[*spec.deps, *input_deps(spec.key)])
+        for spec in assets_def.specs
+    ]
+    added = {dep.asset_key for spec in assets_def.specs for dep in input_deps(spec.key)}
+    if not added:
+        return assets_def.map_asset_specs(lambda spec: spec.replace_attributes(code_version=versions[spec.key]))
+    ins = {
+        **assets_def.node_def.input_dict,
+        **{stringify_asset_key_to_input_name(key): In(dagster_type=Nothing) for key in added},
+    }
+    return AssetsDefinition.dagster_internal_init(
+        **{
+            **assets_def.get_attributes_dict(),
+            "node_def": assets_def.op.with_replaced_properties(name=assets_def.op.name, ins=ins),
+            "specs": specs,
+        }
+    )
+
+
 def assets_for(profile: str) -> list:
-    """Every asset. On Dask the embedding step has no pool: dagster-dask 0.29.27 cannot send runs that carry pool
-    limits to its workers (the cluster's workers bound concurrency there)."""
+    """Every asset, versioned, and the observed inputs. On Dask the embedding step has no pool: dagster-dask 0.29.27
+    cannot send runs that carry pool limits to its workers (the cluster's workers bound concurrency there)."""
     assets = load_assets_from_modules(MODULES)
     if profile == "dask":
         assets = [gene_embeddings_asset(pool=None) if a.key == AssetKey("gene_embeddings") else a for a in assets]
-    return assets
+    versions = code_versions(MODULES)
+    return [*(versioned(a, versions) for a in assets), *OBSERVED]
 
 
 all_assets = assets_for("local")
@@ -122,10 +171,13 @@ def build_definitions(profile: str) -> Definitions:
             release_job,
             embedding_job,
             fine_tuning_job,
+            data_files_observation_job,
+            backbone_inputs_observation_job,
         ],
         schedules=[weekly_refresh(sources_job, running)],
         sensors=[
             discovery_sensor(sensor_status),
+            input_observation_sensor,
             AutomationConditionSensorDefinition(
                 "leaderboard_automation",
                 target=AssetSelection.all(),

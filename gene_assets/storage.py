@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
     ConfigurableIOManager,
+    DataVersion,
     InputContext,
     MetadataValue,
     MultiPartitionKey,
@@ -160,6 +161,21 @@ def read_stored_table(path: Path, asset: str, partition: str | None = None, colu
         ) from exc
 
 
+def stored_digest(paths: list[Path]) -> str:
+    """The content digest of an output: the sha256 written beside its file (the sha256 of those, for two files)."""
+    digests = [(checksum_path(path).read_text().split() or [""])[0] for path in paths]
+    return digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+def record_data_version(context: OutputContext, paths: list[Path]) -> None:
+    """The output's data version is the content digest of what was stored, unless the asset returned its own: a
+    re-materialization that writes the same bytes keeps its data version, so nothing downstream becomes stale.
+    (Dagster takes a data version set during the step as the asset's; an IO manager reaches it through the step.)"""
+    step = context._step_context  # None for an output context built outside a run (nothing records a version)
+    if step is not None and context.has_asset_key and not step.has_data_version(context.asset_key):
+        step.set_data_version(context.asset_key, DataVersion(stored_digest(paths)))
+
+
 class ParquetIOManager(ConfigurableIOManager):
     """Stores DataFrames and Arrow-convertible objects as parquet under `base_dir`.
 
@@ -194,10 +210,13 @@ class ParquetIOManager(ConfigurableIOManager):
         )
         write_table(table, path)
         context.add_output_metadata({"path": MetadataValue.path(str(path))})
+        stored = [path]
         if hasattr(obj, "to_anndata"):
             h5ad = path.with_suffix(".h5ad")
             write_stored(h5ad, obj.to_anndata().write_h5ad)
             context.add_output_metadata({"h5ad_path": MetadataValue.path(str(h5ad))})
+            stored.append(h5ad)
+        record_data_version(context, stored)
 
     def load_input(self, context: InputContext):
         asset_key_path = context.asset_key.path

@@ -1,0 +1,174 @@
+"""Code versions: what Dagster compares with the code version recorded on an asset's latest materialization.
+
+An asset's code version is a sha256 over the pinned requirements and the code that computes it, as parsed (ast.dump:
+comments and formatting do not count): the module-level statement that binds the asset and, transitively, every
+module-level function, class and constant it names, followed through `from … import name` into the other gene_assets
+modules; a module imported as a whole (`from . import x`, `import gene_assets.x`) counts whole, with every module it
+imports. So an edit to the leaderboard's rendering changes the code version of the assets whose code calls it, not
+the embeddings', and an edit to one helper of tasks/assets.py changes only the assets that reach it."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+
+from dagster import AssetKey, AssetsDefinition
+
+from .settings import PROJECT_ROOT
+
+PACKAGE = "gene_assets"
+REQUIREMENTS = PROJECT_ROOT / "requirements.lock"
+"""The pinned requirements count for every asset."""
+
+
+class SourceTree:
+    """The package's source under `root` (the installed checkout by default; a copy in tests), each module parsed
+    once."""
+
+    def __init__(self, root: Path = PROJECT_ROOT):
+        self.root = Path(root)
+        self._parsed: dict[str, ast.Module] = {}
+        self._scopes: dict[str, tuple[dict, dict]] = {}
+        self._closures: dict[str, frozenset[str]] = {}
+
+    def path(self, module: str) -> Path | None:
+        base = self.root.joinpath(*module.split("."))
+        return next((p for p in (base / "__init__.py", base.with_suffix(".py")) if p.is_file()), None)
+
+    def parsed(self, module: str) -> ast.Module:
+        if module not in self._parsed:
+            path = self.path(module)
+            self._parsed[module] = ast.parse(path.read_text(), filename=str(path)) if path else ast.Module([], [])
+        return self._parsed[module]
+
+    def is_package(self, module: str) -> bool:
+        return self.path(module).name == "__init__.py"
+
+    def resolve(self, module: str, node: ast.Import | ast.ImportFrom) -> dict[str, tuple[str, str | None]]:
+        """{bound name: (gene_assets module, name in it)} for one import statement of `module`; the name is None
+        where the bound name is a module itself."""
+        if isinstance(node, ast.Import):
+            return {
+                (a.asname or a.name).split(".")[0]: (a.name, None) for a in node.names if a.name.startswith(PACKAGE)
+            }
+        if node.level:
+            parts = module.split(".") if self.is_package(module) else module.split(".")[:-1]
+            base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+        else:
+            base = node.module or ""
+        if not base.startswith(PACKAGE):
+            return {}
+        return {
+            a.asname or a.name: (f"{base}.{a.name}", None) if self.path(f"{base}.{a.name}") else (base, a.name)
+            for a in node.names
+            if a.name != "*"
+        }
+
+    def module_scope(self, module: str) -> tuple[dict[str, list[ast.stmt]], dict[str, tuple[str, str | None]]]:
+        """The module-level statements binding each name of `module`, and its module-level imports (`resolve`)."""
+        if module in self._scopes:
+            return self._scopes[module]
+        bindings: dict[str, list[ast.stmt]] = {}
+        imports: dict[str, str] = {}
+        for statement in self.parsed(module).body:
+            if isinstance(statement, (ast.Import, ast.ImportFrom)):
+                imports.update(self.resolve(module, statement))
+            for bound in bound_names(statement):
+                bindings.setdefault(bound, []).append(statement)
+        self._scopes[module] = bindings, imports
+        return bindings, imports
+
+    def needed(self, module: str, name: str) -> tuple[dict[tuple[str, int], ast.stmt], set[str]]:
+        """What computing `module`.`name` runs: {(module, line): statement} of the module-level statements that bind
+        it and, transitively, every module-level name they use, followed through `from … import name` into other
+        gene_assets modules; and the modules used whole (`import gene_assets.x`, `from . import x`)."""
+        statements: dict[tuple[str, int], ast.stmt] = {}
+        whole: set[str] = set()
+        seen: set[tuple[str, str]] = set()
+        todo = [(module, name)]
+        while todo:
+            current, symbol = todo.pop()
+            if (current, symbol) in seen:
+                continue
+            seen.add((current, symbol))
+            bindings, imports = self.module_scope(current)
+            if symbol in imports:
+                todo.append(self.follow(imports[symbol], whole))
+            for statement in bindings.get(symbol, []):
+                if (current, statement.lineno) in statements:
+                    continue
+                statements[(current, statement.lineno)] = statement
+                for node in ast.walk(statement):
+                    if isinstance(node, ast.Name):
+                        todo.append((current, node.id))
+                    elif isinstance(node, (ast.Import, ast.ImportFrom)) and node is not statement:
+                        todo += [self.follow(target, whole) for target in self.resolve(current, node).values()]
+        return statements, whole
+
+    @staticmethod
+    def follow(target: tuple[str, str | None], whole: set[str]) -> tuple[str, str]:
+        """The (module, name) to visit for an imported name; a module imported as such is used whole."""
+        module, symbol = target
+        if symbol is None:
+            whole.add(module)
+            return module, ""
+        return module, symbol
+
+    def module_closure(self, module: str) -> frozenset[str]:
+        """`module` and every gene_assets module it imports, transitively."""
+        if module in self._closures:
+            return self._closures[module]
+        seen, todo = set(), [module]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                for node in ast.walk(self.parsed(current)):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        todo += [m for m, _ in self.resolve(current, node).values() if self.path(m)]
+        self._closures[module] = frozenset(seen)
+        return self._closures[module]
+
+    def code_version(self, module: str, name: str) -> str:
+        """sha256 of what computes `module`.`name` (see the module docstring) and the pinned requirements."""
+        statements, whole = self.needed(module, name)
+        modules = sorted({m for w in whole for m in self.module_closure(w)})
+        digest = hashlib.sha256(REQUIREMENTS.read_bytes() if REQUIREMENTS.is_file() else b"")
+        for (where, _), statement in sorted(statements.items()):
+            digest.update(b"\0" + where.encode() + b"\0" + ast.dump(statement).encode())
+        for dependency in modules:
+            digest.update(b"\0" + dependency.encode() + b"\0" + ast.dump(self.parsed(dependency)).encode())
+        return digest.hexdigest()
+
+
+def bound_names(statement: ast.stmt) -> list[str]:
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [statement.name]
+    targets = (
+        statement.targets
+        if isinstance(statement, ast.Assign)
+        else [statement.target]
+        if isinstance(statement, (ast.AnnAssign, ast.AugAssign))
+        else []
+    )
+    return [n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)]
+
+
+def asset_bindings(modules: Iterable[ModuleType]) -> dict[AssetKey, tuple[str, str]]:
+    """{asset key: (module, module-level name)} of every asset defined in `modules`."""
+    return {
+        key: (module.__name__, name)
+        for module in modules
+        for name, value in vars(module).items()
+        if isinstance(value, AssetsDefinition)
+        for key in value.keys
+    }
+
+
+def code_versions(modules: Iterable[ModuleType], tree: SourceTree | None = None) -> dict[AssetKey, str]:
+    """The code version of every asset defined in `modules`, computed from `tree`."""
+    tree = tree or SourceTree()
+    return {key: tree.code_version(module, name) for key, (module, name) in asset_bindings(modules).items()}
