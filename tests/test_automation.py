@@ -8,6 +8,7 @@ from dagster import (
     AssetCheckEvaluation,
     AssetKey,
     AssetMaterialization,
+    AssetObservation,
     DagsterInstance,
     build_sensor_context,
     evaluate_automation_conditions,
@@ -20,6 +21,8 @@ from gene_assets.embeddings.discovered import DiscoveredRegistry, partition_key
 from gene_assets.embeddings.partitions import backbone_partitions, backbone_view_key
 from gene_assets.embeddings.registry import get_backbone
 from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
+from gene_assets.sources.data_directory import DATA_FILES
+from gene_assets.sources.observations import data_file_key
 
 RULES = ModelDiscovery(max_parameters=150_000_000)
 N = 5
@@ -137,6 +140,12 @@ def requested(result) -> dict[str, set]:
     }
 
 
+def inputs_observed(instance) -> None:
+    """Every data-directory file observed, as the input observation sensor's first tick does."""
+    for name in DATA_FILES:
+        instance.report_runless_asset_event(AssetObservation(data_file_key(name), tags={"dagster/data_version": "v1"}))
+
+
 def term_masking_passed(instance, passed: bool = True) -> None:
     """term_masking materialized with its blocking check's result, as a run of it records them."""
     materialized(instance, "term_masking")
@@ -152,6 +161,7 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
     new, old = backbone_view_key("new-model", "summary"), backbone_view_key("old-model", "summary")
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(backbone_partitions.name, ["new-model", "old-model", "never-loaded"])
+        inputs_observed(instance)
         for asset in (
             "gene_catalog",
             "gene_universes",
