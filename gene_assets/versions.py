@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import inspect
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
-from dagster import AssetKey, AssetsDefinition
+from dagster import AssetKey, AssetsDefinition, Config
 
 from .settings import PROJECT_ROOT
+from .storage import sha256_file
 
 PACKAGE = "gene_assets"
 REQUIREMENTS = PROJECT_ROOT / "requirements.lock"
@@ -172,3 +175,36 @@ def code_versions(modules: Iterable[ModuleType], tree: SourceTree | None = None)
     """The code version of every asset defined in `modules`, computed from `tree`."""
     tree = tree or SourceTree()
     return {key: tree.code_version(module, name) for key, (module, name) in asset_bindings(modules).items()}
+
+
+OUTPUT_RESOURCE_SETTINGS = {"embedding_device": ("device", "gpu_precision", "cpu_precision")}
+"""Resource settings that change what an asset stores (a configured CPU precision changes the vectors)."""
+
+
+def output_settings(compute_fn, op_config: dict | None, resources) -> dict:
+    """The settings an output is computed with besides its code and inputs: the asset's config with every default
+    filled in (the evaluation protocol, the views, …), the sha256 of every file the config names, and the
+    OUTPUT_RESOURCE_SETTINGS of the resources it uses.
+    Recorded on every materialization (metadata `output_settings`) and compared with a run's before it is launched."""
+    config_class = typing.get_type_hints(compute_fn).get("config")
+    record = {}
+    if isinstance(config_class, type) and issubclass(config_class, Config):
+        record["config"] = config_class(**(op_config or {})).model_dump(mode="json")
+    files = sorted({value for value in config_strings(op_config or {}) if len(value) < 4096 and Path(value).is_file()})
+    if files:  # a user's h5ad named in the config: its content, not its name
+        record["files"] = {path: sha256_file(Path(path)) for path in files}
+    parameters = inspect.signature(compute_fn).parameters
+    for name, fields in OUTPUT_RESOURCE_SETTINGS.items():
+        resource = resources.get(name) if isinstance(resources, dict) else getattr(resources, name, None)
+        if name in parameters and resource is not None:
+            record[name] = {field: getattr(resource, field) for field in fields}
+    return record
+
+
+def config_strings(config) -> list[str]:
+    """Every string in a (nested) config."""
+    if isinstance(config, dict):
+        return [s for value in config.values() for s in config_strings(value)]
+    if isinstance(config, (list, tuple)):
+        return [s for value in config for s in config_strings(value)]
+    return [config] if isinstance(config, str) else []
