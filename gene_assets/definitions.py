@@ -46,7 +46,7 @@ from .sources.observations import (
 )
 from .tasks import assets as task_assets
 from .texts import assets as text_assets
-from .versions import code_versions
+from .versions import SourceTree, code_versions
 
 MODULES = [
     catalog_assets,
@@ -94,13 +94,14 @@ def versioned(assets_def: AssetsDefinition, versions: dict[AssetKey, str]) -> As
     )
 
 
-def assets_for(profile: str) -> list:
-    """Every asset, versioned, and the observed inputs. On Dask the embedding step has no pool: dagster-dask 0.29.27
-    cannot send runs that carry pool limits to its workers (the cluster's workers bound concurrency there)."""
+def assets_for(profile: str, source: SourceTree | None = None) -> list:
+    """Every asset, versioned from `source` (the package's own by default), and the observed inputs. On Dask the
+    embedding step has no pool: dagster-dask 0.29.27 cannot send runs that carry pool limits to its workers (the
+    cluster's workers bound concurrency there)."""
     assets = load_assets_from_modules(MODULES)
     if profile == "dask":
         assets = [gene_embeddings_asset(pool=None) if a.key == AssetKey("gene_embeddings") else a for a in assets]
-    versions = code_versions(MODULES)
+    versions = code_versions(MODULES, source)
     return [*(versioned(a, versions) for a in assets), *OBSERVED]
 
 
