@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -297,8 +298,8 @@ def test_cli_materializes_a_partition_releases_and_pulls_a_verified_version(isol
 
 @pytest.mark.slow
 def test_unchanged_runs_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_path, task_symbols, annotation_cache):
-    """`gene-assets run` launches a job only when its fingerprint (code, resources, config, input files, upstream
-    materializations) differs from the one its outputs were made with, or an output file is gone."""
+    """`gene-assets run` launches a job only for its stale or missing asset partitions (a new code version, new
+    upstream data, changed config, a stored file gone), and only those and what follows them in the job."""
     from dagster import Definitions
 
     from gene_assets.automation.sensors import embedding_job
@@ -331,7 +332,8 @@ def test_unchanged_runs_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_p
         assert runner.execute("sources_job", run_config=texts(200)) and runner.execute("embedding_job", partition)
         assert runner.launched == 2 and runner.skipped == ["sources_job", f"embedding_job {partition}"]
 
-        assert runner.execute("sources_job", run_config=texts(150))  # new config: sources and what follows run again
+        assert runner.execute("sources_job", run_config=texts(150))  # new config: gene_texts and what reads it
+        assert "gene_catalog" not in runner.launches[-1].selection and "gene_texts" in runner.launches[-1].selection
         assert runner.execute("embedding_job", partition) and runner.launched == 4
         stored = tmp_path / "storage" / "gene_embeddings" / "backbone=bag-of-words" / "view=summary.parquet"
         assert len(pd.read_parquet(stored)) < 200
@@ -341,3 +343,61 @@ def test_unchanged_runs_are_skipped_and_a_change_reruns_what_depends_on_it(tmp_p
         assert forced.execute("embedding_job", partition) and forced.launched == 1
         again = PipelineRunner(defs, instance)
         assert again.execute("embedding_job", partition) and again.launched == 0  # the forced run is current
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_an_input_file_edit_shows_unsynced_on_its_reader_in_the_asset_graph(isolated_env, data_dir, tmp_path):
+    """After the Chen 2020 table gains a row, `gene-assets status` calls geneformer_labels stale, with the file as the
+    cause, and the UI's asset graph marks that node, and no other, Unsynced (headless Chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium package is missing: `make setup` installs it (apt-get install chromium)."
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data, copy_function=os.link, ignore=shutil.ignore_patterns("single_cell"))
+    env = {**isolated_env, "GENE_ASSETS_DATA_DIR": str(data)}
+
+    def gene_assets(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "gene-assets"), *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    made = gene_assets("materialize", "gene_catalog", "geneformer_labels")
+    assert made.returncode == 0, made.stderr[-3000:]
+    chen = data / "gene_tasks/geneformer/chen2020_natcommun_41467_2020_16106_MOESM4_ESM.csv"
+    table = chen.read_text()
+    chen.unlink()  # a new file: the real data directory's stays as it is
+    chen.write_text(table + "NOT_A_GENE" + "," * table.splitlines()[0].count(",") + "long-range TF\n")
+    status = gene_assets("status", "--backbones", "bag-of-words", "--cell-datasets", "--no-release")
+    assert status.returncode == 0, status.stderr[-3000:]
+    lines = {line.split()[1]: line for line in status.stdout.splitlines() if line.startswith(("stale", "fresh"))}
+    assert lines["geneformer_labels"].split()[0] == "stale"
+    assert "upstream data changed: data_directory/chen2020_tf_range" in lines["geneformer_labels"]
+    assert "gene_catalog" not in lines  # fresh, with no cause to show
+
+    artifacts = PROJECT_ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with running_ui(env) as port, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+        page.goto(
+            f"http://127.0.0.1:{port}/assets/geneformer_labels?view=lineage&lineageScope=upstream&lineageDepth=1",
+            wait_until="networkidle",
+        )
+        page.get_by_text("gene_catalog", exact=True).first.wait_for()
+        marker = page.get_by_text("Unsynced (", exact=False)
+        marker.first.wait_for(timeout=60_000)
+        page.screenshot(path=artifacts / "ui_unsynced_after_input_edit.png")
+        assert marker.count() == 1
+        node = marker.first.evaluate(
+            """(element) => {
+                for (let node = element; node; node = node.parentElement) {
+                    if (/geneformer_labels|gene_catalog/.test(node.innerText)) return node.innerText;
+                }
+                return "";
+            }"""
+        )
+        browser.close()
+    assert "geneformer_labels" in node and "gene_catalog" not in node

@@ -33,13 +33,14 @@ def edit_in_place_keeping_size_and_mtime(path: Path, content: str) -> None:
 
 
 def test_a_backbone_file_edited_in_place_is_not_up_to_date(tmp_path, registry):
-    """A precomputed file rewritten with the same size and its old mtime: the next run embeds again and stores the
-    new vectors. A local model directory's files count the same way."""
+    """A precomputed file rewritten with the same size and its old mtime: its backbone's inputs get a new data version,
+    the next run embeds again and stores the new vectors. A local model directory's files count the same way."""
     from gene_assets.automation.sensors import embedding_job
     from gene_assets.definitions import all_asset_checks, all_assets
     from gene_assets.orchestration.partitions import register_backbones
     from gene_assets.resources import local_resources
-    from gene_assets.runs import PipelineRunner, fingerprint
+    from gene_assets.runs import PipelineRunner
+    from gene_assets.sources.observations import backbone_digest
     from gene_assets.storage import ParquetIOManager
 
     planted_inputs(tmp_path / "storage")
@@ -64,26 +65,22 @@ def test_a_backbone_file_edited_in_place_is_not_up_to_date(tmp_path, registry):
         register_backbones(instance, ["published", "local-model"])
         runner = PipelineRunner(defs, instance)
         assert runner.execute("embedding_job", "published|summary") and runner.launched == 1
+        runner = PipelineRunner(defs, instance)
         assert runner.execute("embedding_job", "published|summary") and runner.skipped == [
             "embedding_job published|summary"
         ]
         first = np.stack(pd.read_parquet(stored)["embedding"])
         edited = source.read_text().replace("2.5 3.25\n", "2.7 3.05\n")
         edit_in_place_keeping_size_and_mtime(source, edited)
-        assert runner.execute("embedding_job", "published|summary") and runner.launched == 2
+        runner = PipelineRunner(defs, instance)  # observes the backbones' inputs first
+        assert runner.execute("embedding_job", "published|summary") and runner.launched == 1
         second = np.stack(pd.read_parquet(stored)["embedding"])
         assert first.shape == second.shape and not np.array_equal(first, second)
         assert np.allclose(second[:, 1:], [2.7, 3.05])
 
-        graph = defs.resolve_asset_graph()
-        keys = set(defs.resolve_job_def("embedding_job").asset_layer.executable_asset_keys)
-
-        def digest():
-            return fingerprint(instance, graph, keys, "local-model|summary", None, [], resources)
-
-        before = digest()
+        before = backbone_digest("local-model")
         edit_in_place_keeping_size_and_mtime(model_dir / "config.json", '{"hidden_size": 4}')
-        assert digest() != before
+        assert backbone_digest("local-model") != before
 
 
 # Labels: safe respellings are normalized and counted, unknown values refused with file, value and count ------------

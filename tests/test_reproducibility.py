@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions, materialize
+from dagster import DagsterInstance, Definitions, materialize
 
 from gene_assets.automation.sensors import embedding_job
 from gene_assets.definitions import all_asset_checks, all_assets, backbone_job, release_job, sources_job
@@ -163,20 +163,19 @@ def test_cold_recomputation_publishes_byte_identical_release_files(tmp_path, tas
     assert set(leaderboard.loc[leaderboard["classifier"] == "random_forest", "universe"]) == {"all_genes"}
 
 
-def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_fingerprint(monkeypatch):
-    """`gene-assets run --protocol full` configures every results asset and the leaderboard with it; the runs'
-    fingerprints then differ from the published protocol's, so switching protocol re-runs them."""
+def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_output_settings(monkeypatch):
+    """`gene-assets run --protocol full` configures every results asset and the leaderboard with it (recorded as
+    their output settings, so switching protocol re-runs them: test_versions.py)."""
     from gene_assets import runs
     from gene_assets.definitions import defs
     from gene_assets.leaderboard.inputs import RESULT_ASSETS
     from gene_assets.orchestration.pipeline import run_pipeline
-    from gene_assets.runs import fingerprint
 
     launched, batches = [], []
     monkeypatch.setattr(
         runs,
         "execute_launch",
-        lambda defs, instance, launch, digest: launched.append((launch.job_name, launch.run_config)) or True,
+        lambda defs, instance, launch: launched.append((launch.job_name, launch.run_config)) or True,
     )
     execute_all = runs.PipelineRunner.execute_all
     monkeypatch.setattr(
@@ -208,10 +207,3 @@ def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_fingerprint(
         configs = dict(launched[1:])
         assert configs["backbone_job"] == {"ops": {name: {"config": {"protocol": "full"}} for name in RESULT_ASSETS}}
         assert configs["release_job"] == {"ops": {"leaderboard": {"config": {"protocol": "full"}}}}
-        graph, keys = defs.resolve_asset_graph(), {AssetKey(name) for name in RESULT_ASSETS}
-        published = {"ops": {name: {"config": {"protocol": "published"}} for name in RESULT_ASSETS}}
-        digests = {
-            fingerprint(instance, graph, keys, backbone_view_key("bag-of-words", "summary"), config, [], defs.resources)
-            for config in (configs["backbone_job"], published)
-        }
-        assert len(digests) == 2

@@ -13,6 +13,7 @@ from ..cells.partitions import cell_dataset_partitions
 from ..embeddings.partitions import backbone_view_key
 from ..errors import UsageError
 from ..runs import latest_materialization
+from ..staleness import observe_inputs
 from ..texts.views import VIEWS
 from .partitions import check_partitioning, register_backbones, register_partitions
 
@@ -101,7 +102,7 @@ def materialize_selection(
     dataset: str | None = None,
 ) -> ExecuteInProcessResult:
     """One in-process run of the selected assets (and their checks) for one partition, as the UI would launch it; a
-    new `backbone` or `dataset` of the partition is registered first."""
+    new `backbone` or `dataset` of the partition is registered first, and the input files are observed."""
     keys, partition_values = check_partitioning(defs, selection, partition)
     if "view" in partition_values and AssetKey("gene_texts") not in keys:
         require_view_texts(defs, instance, partition_values["view"])
@@ -112,6 +113,7 @@ def materialize_selection(
         register_backbones(instance, [backbone])
     if dataset:
         register_partitions(instance, cell_dataset_partitions.name, [dataset])
+    observe_inputs(instance, defs.resources)  # the run records the input files' current digests as its provenance
     return materialize(
         [*defs.assets, *defs.asset_checks],
         selection=selection,
