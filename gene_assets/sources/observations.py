@@ -3,8 +3,8 @@
 - `data_directory/<name>`: one per file of the data directory (DATA_FILES); its data version is the file's sha256, so
   `touch` changes nothing and an edit that keeps size and mtime still counts.
 - `backbone_inputs`, one partition per backbone: a digest of its registry entry (kind, model, revision, allowed
-  precisions, …), the task evidence its CPU precision is chosen on, this CPU's model and flags, and the sha256 of
-  every file its vectors are computed from that can change in place (a precomputed file, a local model directory, a
+  precisions, …), the task evidence its CPU precision is chosen on, and the sha256 of every file its vectors are
+  computed from that can change in place (a precomputed file, a local model directory, a
   weights package's model directory; hub snapshots are pinned by revision and sha256).
 Each asset that reads one of them depends on it (`DATA_FILE_READERS`, gene_embeddings on its backbone's partition), so
 Dagster marks exactly those assets stale when the content changes. They are observed at the start of `gene-assets
@@ -33,7 +33,7 @@ from dagster import (
     sensor,
 )
 
-from ..embeddings.calibration import cpu_flags, cpu_model, load_evidence
+from ..embeddings.calibration import load_evidence
 from ..embeddings.partitions import backbone_partitions
 from ..embeddings.registry import all_backbones
 from ..storage import sha256_file
@@ -112,7 +112,6 @@ def backbone_digest(name: str) -> str:
     payload = {
         "entry": entry,
         "evidence": load_evidence().get(name, {}),
-        "cpu": [cpu_model(), cpu_flags()],
         "files": {str(p): content_digest(p) for p in backbone_files(name)},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -122,7 +121,7 @@ def backbone_digest(name: str) -> str:
     partitions_def=backbone_partitions,
     group_name="embeddings",
     description="What a backbone's vectors depend on besides the texts and the code: its registry entry (allowed "
-    "precisions included), its precision evidence, this CPU, and its local files' sha256.",
+    "precisions included), its precision evidence, and its local files' sha256.",
 )
 def backbone_inputs(context) -> DataVersionsByPartition:
     return DataVersionsByPartition(
