@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 import psutil
 from dagster import (
     AssetKey,
-    AssetRecordsFilter,
     DagsterInstance,
     DagsterRunStatus,
     RunsFilter,
@@ -110,13 +109,6 @@ def code_revision() -> dict:
     if not diff:
         return {**revision, "uncommitted_changes": False}
     return {**revision, "uncommitted_changes": True, "diff_sha256": hashlib.sha256(diff).hexdigest()}
-
-
-def latest_materialization(instance: DagsterInstance, key: AssetKey, partition: str | None):
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
-    ).records
-    return records[0] if records else None
 
 
 @dataclass(frozen=True)

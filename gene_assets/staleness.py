@@ -61,6 +61,14 @@ def observe_inputs(instance: DagsterInstance, resources: dict) -> None:
     observe([backbone_inputs], instance=instance)
 
 
+def latest_materialization(instance: DagsterInstance, key: AssetKey, partition: str | None):
+    """The record of the asset (partition)'s latest materialization, or None."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    return records[0] if records else None
+
+
 def label(key: AssetKey, partition: str | None) -> str:
     return key.to_user_string() + (f"[{partition}]" if partition else "")
 
@@ -81,12 +89,6 @@ class Staleness:
         )
         self.resolver = CachingStaleStatusResolver(self.instance, self.graph, view)
 
-    def latest(self, key: AssetKey, partition: str | None):
-        records = self.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
-        ).records
-        return records[0] if records else None
-
     def state(self, key: AssetKey, partition: str | None, run_config: dict | None = None) -> PartitionState:
         """The partition's status under the run config it would be launched with."""
         partition = partition if self.graph.get(key).partitions_def else None
@@ -95,7 +97,7 @@ class Staleness:
             status = self.resolver.get_status(key, partition)
             if status == StaleStatus.MISSING:
                 return PartitionState(name, partition, MISSING, ("never materialized",))
-            record = self.latest(key, partition)
+            record = latest_materialization(self.instance, key, partition)
             metadata = record.asset_materialization.metadata if record else {}
             stored = metadata.get("path")
             if stored is not None and not storage_path(stored.value).is_file():

@@ -12,8 +12,7 @@ from pydantic import ValidationError
 from ..cells.partitions import cell_dataset_partitions
 from ..embeddings.partitions import backbone_view_key
 from ..errors import UsageError
-from ..runs import latest_materialization
-from ..staleness import observe_inputs
+from ..staleness import latest_materialization, observe_inputs
 from ..texts.views import VIEWS
 from .partitions import check_partitioning, register_backbones, register_partitions
 

@@ -14,7 +14,8 @@ from ..embeddings.registry import all_backbones
 from ..embeddings.table import GeneEmbeddings
 from ..fine_tuning.report import fine_tuning_table
 from ..leaderboard.sections import build_sections
-from ..runs import code_revision, latest_materialization
+from ..runs import code_revision
+from ..staleness import latest_materialization
 from .dvc_repository import DvcReleaseRepository
 
 RUN_FIGURES = {
