@@ -1,5 +1,6 @@
 """Discovery of new mteb models as backbone partitions, and the automation conditions that follow them."""
 
+import itertools
 import json
 
 import mteb
@@ -128,8 +129,13 @@ def test_registry_file_is_appended_never_rewritten(registry_file):
         registry.load()
 
 
+NEW_CONTENT = itertools.count()
+
+
 def materialized(instance, asset, partition=None, data_version=None):
-    tags = {"dagster/data_version": data_version} if data_version else None
+    """A materialization, as a run records it: with the stored content's digest as data version (new content unless
+    `data_version` is given)."""
+    tags = {"dagster/data_version": data_version or f"content-{next(NEW_CONTENT)}"}
     instance.report_runless_asset_event(AssetMaterialization(asset, partition=partition, tags=tags))
 
 
@@ -180,12 +186,14 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
         result = evaluate_automation_conditions(defs, instance)
         cursor = result.cursor
 
-        materialized(instance, "gene_embeddings", new)  # the discovery sensor's run; never-loaded failed
+        embedded_new = "vectors-of-new-model"
+        materialized(instance, "gene_embeddings", new, data_version=embedded_new)  # the discovery sensor's run
+        # (never-loaded failed)
         result = evaluate_automation_conditions(defs, instance, cursor=cursor)
         assert requested(result) == {asset: {new} for asset in SCORED_PER_PARTITION}
 
         for asset in SCORED_PER_PARTITION:
-            materialized(instance, asset, new)
+            materialized(instance, asset, new, data_version=f"{asset}-1")
         result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
         # One run: its blocking check random_band_at_chance stops the release there if the leaderboard fails it.
         assert requested(result) == {"leaderboard": {None}, "embeddings_release": {None}}
@@ -196,12 +204,22 @@ def test_automation_scores_new_partitions_then_refreshes_leaderboard_and_release
         result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
         assert result.total_requested == 0
 
+        for asset in SCORED_PER_PARTITION:  # re-scored with the same bytes: the leaderboard has nothing new
+            materialized(instance, asset, new, data_version=f"{asset}-1")
+        result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
+        assert result.total_requested == 0
+
         materialized(instance, "gene_texts", data_version="texts-v2")  # changed texts: existing partitions only
         result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
         assert requested(result) == {
-            **{asset: {new, old} for asset in ["gene_embeddings", *SCORED_PER_PARTITION]},
+            "gene_embeddings": {new, old},
             "term_masking": {None},  # the new texts are masked again
         }
+
+        materialized(instance, "gene_embeddings", old)  # new vectors
+        materialized(instance, "gene_embeddings", new, data_version=embedded_new)  # the same vectors as before
+        result = evaluate_automation_conditions(defs, instance, cursor=result.cursor)
+        assert requested(result) == {asset: {old} for asset in SCORED_PER_PARTITION}
 
 
 def test_leaderboard_materialized_alone_is_released_only_when_its_blocking_check_passed():
