@@ -99,19 +99,25 @@ def print_leaderboard(io_manager) -> None:
 
 def print_sections(summary) -> None:
     """Every leaderboard section of the summary (leaderboard/sections.py builds them) as markdown."""
+    from .leaderboard.published import comparison_table, published_comparison, quoted_board_rows
     from .leaderboard.sections import build_sections
 
     sections = build_sections(summary)
     protocol = summary["protocol"].iloc[0] if "protocol" in summary and len(summary) else "not recorded"
     for universe, table in (
-        ("all_genes", sections.leaderboard),
+        ("all_genes", quoted_board_rows(sections.leaderboard)),
         ("with_summary", sections.leaderboard_with_summary_only),
     ):
         print(
             f"\n## {universe} ({protocol} protocol): estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view "
-            "shares the label source\n"
+            "shares the label source; a quoted row is a published figure\n"
         )
         print(table.to_markdown(index=False))
+    print(
+        "\n## Published reference rows (all_genes, same task, classifier, metric and protocol): our 95% CI above, "
+        "around or below the published figure\n"
+    )
+    print(comparison_table(published_comparison(summary)).fillna("").to_markdown(index=False))
     print("\n## Families (mean primary metric) and overall rank [95% interval]\n")
     print(sections.families.to_markdown(index=False))
     ranks = sections.ranks_table
@@ -239,6 +245,28 @@ def releases_command(args) -> int:
         )
     if not records:
         print(f"{repo}: no releases yet")
+    return 0
+
+
+def report_command(args) -> int:
+    import tempfile
+
+    from .release.dvc_repository import pull_release
+    from .release.results_page import ReleaseSource, release_csv_files, render_results_page
+    from .resources import local_resources
+    from .storage import write_bytes_atomic
+
+    repo = args.repo or local_resources()["release_repository"].repo_dir
+    with tempfile.TemporaryDirectory(prefix="gene-assets-report-") as tmp:
+        data_dir, manifest, record = pull_release(repo, args.release, Path(tmp) / "release", remote=args.remote)
+        files = release_csv_files(data_dir, manifest)
+    source = ReleaseSource(record.version, record.revision, record.created_at, record.data_md5, repo, manifest)
+    page = render_results_page(source, files)
+    if args.out:
+        write_bytes_atomic(Path(args.out), page.encode())
+        print(f"{args.out}: results of release {record.version} (commit {record.revision[:12]}) from {repo}")
+    else:
+        print(page, end="")
     return 0
 
 
@@ -519,6 +547,16 @@ def build_parser() -> OneLineParser:
     releases = sub.add_parser("releases", help="list the releases of a repository, from its release index and tags")
     releases.set_defaults(handler=releases_command)
     releases.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
+    report = sub.add_parser("report", help="write the results page (markdown) from a release's leaderboard tables")
+    report.set_defaults(handler=report_command)
+    report.add_argument("--release", help="e.g. embeddings-v3 (default: the latest)")
+    report.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
+    report.add_argument("--out", help="markdown file to write, e.g. docs/results.md (default: print the page)")
+    report.add_argument(
+        "--remote",
+        help="DVC remote URL or directory holding the data (default: $GENE_ASSETS_DVC_REMOTE, "
+        "else the repository's own)",
+    )
     sub.add_parser("recover", help="mark runs whose process died as failed and free their pool slots").set_defaults(
         handler=recover_command
     )
