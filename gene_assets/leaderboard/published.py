@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-FIVE_FOLD = "5-fold cross-validation"
-"""Our leaderboard's evaluation of the binary gene tasks (stratified 5-fold CV, scikit-learn default probes) and of
-the gene pairs (fit on Gene2vec's train split, score its test split)."""
+BOARD = "leaderboard"
+"""Figures compared with the leaderboard's rows: binary gene tasks by stratified 5-fold CV with scikit-learn's default
+probes, gene pairs fitted on Gene2vec's train split and scored on its test split."""
 NINETY_TEN = "ten 90/10 repeats"
-"""Gan & Li's evaluation, which fine_tuning_results reproduces for logistic regression on the frozen embedding."""
+"""Figures compared with fine_tuning_results' logistic regression on the frozen embedding, Gan & Li's evaluation."""
 NINETY_TEN_REPEATS = 10
 
 
@@ -28,8 +28,7 @@ class PublishedFigure:
     decimals: int
     """Digits the paper gives: the figure stands for every value that rounds to it."""
     evaluation: str
-    """Which of our estimates share its protocol: FIVE_FOLD (the leaderboard's rows) or NINETY_TEN (the frozen
-    logistic regression of leaderboard_fine_tuning.csv)."""
+    """Which of our estimates share its protocol: BOARD or NINETY_TEN."""
     protocol: str
 
     @property
@@ -63,9 +62,7 @@ GAN_LI_PROTOCOL = "ten repeats of a random 90/10 split, scikit-learn default log
 
 def _genept(task: str, logistic: float, forest: float) -> list[PublishedFigure]:
     return [
-        PublishedFigure(
-            GENEPT, GENEPT_CITATION, "ada-002", task, classifier, "roc_auc", value, 2, FIVE_FOLD, GENEPT_BINARY
-        )
+        PublishedFigure(GENEPT, GENEPT_CITATION, "ada-002", task, classifier, "roc_auc", value, 2, BOARD, GENEPT_BINARY)
         for classifier, value in (("logistic_regression", logistic), ("random_forest", forest))
     ]
 
@@ -99,7 +96,7 @@ PUBLISHED_FIGURES: tuple[PublishedFigure, ...] = (
         "roc_auc",
         0.82,
         2,
-        FIVE_FOLD,
+        BOARD,
         GENEPT_PAIRS,
     ),
     *(
@@ -112,7 +109,7 @@ PUBLISHED_FIGURES: tuple[PublishedFigure, ...] = (
             "roc_auc",
             value,
             3,
-            FIVE_FOLD,
+            BOARD,
             LEADERBOARD_PAIRS,
         )
         for classifier, value in (("logistic_regression", 0.858), ("random_forest", 0.873))
@@ -155,12 +152,12 @@ def verdict(figure: PublishedFigure, ci_low: float, ci_high: float) -> str:
 
 
 def leaderboard_estimates(long: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard rows a FIVE_FOLD figure is compared with: all_genes, one paired draw (not the random
+    """The leaderboard rows a BOARD figure is compared with: all_genes, one paired draw (not the random
     control's band), on the genes the comparison shares."""
     rows = long[(long["universe"] == "all_genes") & ~(long["n_draws"].fillna(1) > 1)]
     if "comparable" in rows:
         rows = rows[rows["comparable"].astype(bool)]
-    return rows.assign(evaluation=FIVE_FOLD)[
+    return rows.assign(evaluation=BOARD)[
         ["evaluation", "backbone", "view", "task", "classifier", "metric", "estimate", "ci_low", "ci_high"]
     ]
 
@@ -246,7 +243,7 @@ def quoted_board_rows(board: pd.DataFrame) -> pd.DataFrame:
     figures = [
         f
         for f in PUBLISHED_FIGURES
-        if f.evaluation == FIVE_FOLD and f.classifier == "logistic_regression" and f.task in board.columns
+        if f.evaluation == BOARD and f.classifier == "logistic_regression" and f.task in board.columns
     ]
     rows = []
     for source, model in dict.fromkeys((f.source, f.model) for f in figures):

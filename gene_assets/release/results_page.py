@@ -2,7 +2,7 @@
 
 Rendering only: `render_results_page` turns the release's CSV texts into markdown; `gene-assets report` pulls and
 verifies the release and writes the page. Every table names the release file it shows; numbers are that file's
-values (rounded to 3 decimals, 3 significant digits below 0.01)."""
+values (shown_number rounds them to 3 decimals)."""
 
 from __future__ import annotations
 
@@ -32,19 +32,20 @@ class ReleaseSource:
 
 
 def shown_number(text: str) -> str:
-    """A released number as the page shows it: 3 decimals, or 3 significant digits below 0.01."""
+    """A released decimal as the page shows it: a whole number without decimals, else 3 decimals (3 significant
+    digits below 0.01)."""
     value = float(text)
-    if value != 0 and abs(value) < 0.01:
+    if value.is_integer():
+        return str(int(value))
+    if abs(value) < 0.01:
         return f"{value:.3g}"
     return f"{value:.3f}"
 
 
 def shown_cell(text: str) -> str:
-    """A released cell as the page shows it: a lone number with more than 3 decimals shortened, other text as is."""
+    """A released cell as the page shows it: a lone decimal number through shown_number, other text as released."""
     text = str(text)
-    if NUMBER.fullmatch(text.strip()) and len(text.strip().split(".")[1]) > 3:
-        return shown_number(text.strip())
-    return text
+    return shown_number(text) if NUMBER.fullmatch(text.strip()) else text
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
