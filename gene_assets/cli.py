@@ -263,7 +263,10 @@ def report_command(args) -> int:
     source = ReleaseSource(record.version, record.revision, record.created_at, record.data_md5, repo, manifest)
     page = render_results_page(source, files)
     if args.out:
-        write_bytes_atomic(Path(args.out), page.encode())
+        try:
+            write_bytes_atomic(Path(args.out), page.encode())
+        except OSError as exc:
+            raise UsageError(f"report: cannot write {args.out} ({exc.strerror}); choose another --out.") from None
         print(f"{args.out}: results of release {record.version} (commit {record.revision[:12]}) from {repo}")
     else:
         print(page, end="")

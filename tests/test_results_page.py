@@ -147,6 +147,12 @@ def test_every_number_on_the_page_is_the_released_value(release, tmp_path, capsy
     out = tmp_path / "docs" / "results.md"
     assert main(["report", "--release", "embeddings-v1", "--repo", str(repo), "--out", str(out)]) == 0
     assert "results of release embeddings-v1" in capsys.readouterr().out
+    assert main(["report", "--release", "embeddings-v9", "--repo", str(repo)]) == 2
+    assert "has no release 'embeddings-v9'; it has embeddings-v1" in capsys.readouterr().err
+    assert main(["report", "--repo", str(repo), "--out", str(out / "page.md")]) == 2  # out is a file
+    assert re.fullmatch(
+        r"gene-assets: report: cannot write .*page\.md \(.*\); choose another --out\.\n", capsys.readouterr().err
+    )
     page = out.read_text()
     revision = git(repo, "rev-parse", "embeddings-v1^{commit}").strip()
     md5 = re.search(r"md5: (\S+)", git(repo, "show", f"{revision}:data.dvc")).group(1)

@@ -119,9 +119,9 @@ PUBLISHED_FIGURES: tuple[PublishedFigure, ...] = (
     _gan_li("bivalent_vs_lys4_only", 0.940),
     _gan_li("bivalent_vs_no_methylation", 0.912),
 )
-"""Every published figure the board quotes, with its source. Left out because our protocol differs: GenePT's and the
-leaderboard paper's gene functionality (a 70/30 split; ours is 5-fold CV) and the paper's Aorta cell macro-F1 (no
-Aorta dataset here)."""
+"""Every published figure the board quotes, with its source. Left out because our protocol differs: the leaderboard
+paper's gene functionality (GenePT's 70/30 split, which its pipeline keeps; ours is 5-fold CV) and its Aorta cell
+macro-F1 (no Aorta dataset here)."""
 
 COMPARISON_COLUMNS = [
     "source",
