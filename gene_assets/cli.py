@@ -169,7 +169,14 @@ def print_term_masking(io_manager) -> None:
     from .leakage.masking import MAX_DROP, MIN_NAMED_LABELS, term_masking_table
 
     if io_manager.stored_path(["term_masking"]).exists():
-        table = term_masking_table(io_manager.load(["term_masking"]))
+        stored = io_manager.load(["term_masking"])
+        if len(stored) and "verdict" not in stored.columns:
+            print(
+                "\n## Term masking\n\nThe stored term_masking predates the verdict over named labels: run "
+                "`gene-assets materialize term_masking` to judge the views again."
+            )
+            return
+        table = term_masking_table(stored)
         print(
             "\n## Term masking (all_genes): primary metric with the task's term names masked vs as many random words; "
             "drop = random − term; labels_named: labels whose name occurs in the view's texts; named_drop: median "

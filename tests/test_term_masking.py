@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, build_output_context, materialize
 
+from gene_assets.cli import print_term_masking
 from gene_assets.definitions import all_asset_checks, all_assets
 from gene_assets.embeddings.registry import BACKBONES
 from gene_assets.leakage.assets import MaskingSkipped, masked_vectors
@@ -196,9 +197,12 @@ def store(io_manager, name: str, frame: pd.DataFrame) -> None:
     io_manager.handle_output(build_output_context(asset_key=AssetKey(name)), frame)
 
 
-def test_planted_leak_in_a_clean_view_blocks_the_release(world, planted, tmp_path, release_repo, annotation_cache):
+def test_planted_leak_in_a_clean_view_blocks_the_release(
+    world, planted, tmp_path, release_repo, annotation_cache, capsys
+):
     """The blocking check names the planted (task, view, backbone) by its median drop over the named labels, which
-    the median over all labels would have let through, and the release is not made."""
+    the median over all labels would have let through, the release is not made, and `gene-assets leaderboard`'s
+    term-masking section shows the verdict beside both medians."""
     resources = temporary_resources(tmp_path, release_repo, tmp_path / "remote", annotation_cache)
     store(resources["io_manager"], "gene_texts", planted)
     store(
@@ -226,6 +230,14 @@ def test_planted_leak_in_a_clean_view_blocks_the_release(world, planted, tmp_pat
     assert len(check) == 1 and not check[0].passed and "summary" in check[0].metadata["flagged"].value
     assert not [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "embeddings_release"]
     assert np.isfinite(table[["named_drop", "median_drop"]]).all().all()
+    print_term_masking(resources["io_manager"])
+    printed = [line.split("|") for line in capsys.readouterr().out.splitlines() if "| summary " in line]
+    assert len(printed) == 1 and [cell.strip() for cell in printed[0][8:11]] == [
+        str(row["labels_named"]),
+        f"{row['named_drop']:.3f}".rstrip("0"),
+        f"{row['median_drop']:.3f}".rstrip("0"),
+    ]
+    assert printed[0][-3].strip() == "LEAK"
 
 
 def test_a_neural_backbone_is_skipped_when_its_cache_lacks_the_masked_texts(world):
