@@ -172,13 +172,23 @@ def print_sections(summary) -> None:
 
 def print_term_masking(io_manager) -> None:
     """The term-masking section, when term_masking has been materialized."""
-    from .leakage.masking import MAX_DROP, term_masking_table
+    from .leakage.masking import MAX_DROP, MIN_NAMED_LABELS, term_masking_table
 
     if io_manager.stored_path(["term_masking"]).exists():
-        table = term_masking_table(io_manager.load(["term_masking"]))
+        stored = io_manager.load(["term_masking"])
+        if len(stored) and "verdict" not in stored.columns:
+            print(
+                "\n## Term masking\n\nThe stored term_masking predates the verdict over named labels: run "
+                "`gene-assets materialize term_masking` to judge the views again."
+            )
+            return
+        table = term_masking_table(stored)
         print(
             "\n## Term masking (all_genes): primary metric with the task's term names masked vs as many random words; "
-            f"median drop = random − term; LEAK: a clean view drops more than {MAX_DROP}\n"
+            "drop = random − term; labels_named: labels whose name occurs in the view's texts; named_drop: median "
+            "drop over them (the check's statistic); median_drop: over every replicate; LEAK: a clean view's "
+            f"named_drop exceeds {MAX_DROP}; cannot judge: fewer than {MIN_NAMED_LABELS} labels named (not clean, "
+            "not blocking)\n"
         )
         print(table.to_markdown(index=False) if len(table) else "no task shares a source with a text view")
 
