@@ -104,20 +104,21 @@ def print_sections(summary) -> None:
 
     sections = build_sections(summary)
     protocol = summary["protocol"].iloc[0] if "protocol" in summary and len(summary) else "not recorded"
-    for universe, table in (
-        ("all_genes", quoted_board_rows(sections.leaderboard)),
-        ("with_summary", sections.leaderboard_with_summary_only),
+    for universe, table, quoted in (
+        ("all_genes", quoted_board_rows(sections.leaderboard), "; a quoted row is a published figure"),
+        ("with_summary", sections.leaderboard_with_summary_only, ""),
     ):
         print(
             f"\n## {universe} ({protocol} protocol): estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view "
-            "shares the label source; a quoted row is a published figure\n"
+            f"shares the label source{quoted}\n"
         )
         print(table.to_markdown(index=False))
     print(
         "\n## Published reference rows (all_genes, same task, classifier, metric and protocol): our 95% CI above, "
         "around or below the published figure\n"
     )
-    print(comparison_table(published_comparison(summary)).fillna("").to_markdown(index=False))
+    comparison = comparison_table(published_comparison(summary)).fillna("")
+    print(comparison.to_markdown(index=False, disable_numparse=True))
     print("\n## Families (mean primary metric) and overall rank [95% interval]\n")
     print(sections.families.to_markdown(index=False))
     ranks = sections.ranks_table
