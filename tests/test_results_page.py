@@ -138,6 +138,7 @@ def numbers(text: str) -> list[float]:
     return [float(n) for n in NUMBER.findall(text)]
 
 
+@pytest.mark.slow
 def test_every_number_on_the_page_is_the_released_value(release, tmp_path, capsys):
     """`gene-assets report` pulls the release, names it (version, commit, date, data.dvc md5, protocol), and every
     table row is a row of the released file it names (each number that file's value at the shown precision); the
