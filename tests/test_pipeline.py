@@ -431,4 +431,4 @@ def test_user_h5ad_is_read_by_path_and_label_column_and_unmatched_genes_fail_cle
     failed = dataset("unmatched")
     assert not failed.success
     message = failed.get_step_failure_events()[0].event_specific_data.error.cause.message
-    assert "'unmatched': only 0 of 219 genes" in message and "feature0" in message
+    assert "'unmatched': none of its 219 genes matches" in message and "feature0" in message

@@ -280,7 +280,7 @@ def require_gene_match(
         raise CellDatasetError(
             f"Cell dataset {name!r}: none of its {len(genes):,} genes matches {matched_what} (tried as human gene "
             f"symbols, aliases, Entrez and Ensembl ids; they look like {kind}, e.g. {examples}). Give human gene "
-            "identifiers: var names or a var column (gene_symbols=…) of symbols or Ensembl gene ids."
+            "symbols or Ensembl gene ids, as var names or in a var column."
         )
     raise CellDatasetError(
         f"Cell dataset {name!r}: only {n_matched:,} of {len(genes):,} genes ({fraction:.1%}) match {matched_what} "
@@ -306,9 +306,9 @@ def identifier_shape(identifiers: list[str]) -> str:
             if ENSEMBL_GENE_ID.fullmatch(x)
             else "Entrez ids"
             if x.isdigit()
-            else "mouse-style symbols (capitalized, like Cd3e)"
+            else "mouse-style symbols like Cd3e"
             if MOUSE_SYMBOL.match(x) and any(c.islower() for c in x)
-            else "human-style symbols (upper case, like CD3E)"
+            else "human-style symbols like CD3E"
             if x == x.upper() and x[:1].isalpha()
             else "other names"
             for x in map(str, sample)
@@ -322,7 +322,7 @@ def identifier_shape(identifiers: list[str]) -> str:
         prefix = prefixes.value_counts().index[0]
         species = {"ENSG": "human", "ENSMUSG": "mouse", "ENSRNOG": "rat", "ENSDARG": "zebrafish"}.get(prefix)
         shape = f"{species + ' ' if species else ''}Ensembl ids ({prefix}…)"
-    return f"{shape} ({(shapes == shapes.value_counts().index[0]).mean():.0%} of those tried)"
+    return f"{shape} ({(shapes == shapes.value_counts().index[0]).mean():.0%} of them)"
 
 
 def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: int) -> tuple[np.ndarray, dict]:
