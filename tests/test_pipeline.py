@@ -245,6 +245,7 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     comparison = filecmp.dircmp(repo / "data", clone / "data")
     names = sorted(p.relative_to(repo / "data").as_posix() for p in (repo / "data").rglob("*") if p.is_file())
     assert "MANIFEST.json" in names and "leaderboard.csv" in names and "leaderboard_cells.csv" in names
+    assert "gene_identifiers.parquet" in names
     assert "leaderboard_perturbation.csv" in names and "leaderboard_term_masking.csv" in names
     assert {f"cells/{b}__{CELL_DATASET}.parquet" for b in BACKBONES} <= set(names)
     for name in names:

@@ -202,6 +202,11 @@ def test_load_embeddings_from_s3_then_offline_verified_against_the_manifest(pipe
     pd.testing.assert_frame_equal(second, first)
     again = gene_assets.load_embeddings(BACKBONE, version="embeddings-v1")
     pd.testing.assert_frame_equal(again, first)
+    mirror = Path(repo.removeprefix("file://"))
+    mirror.rename(mirror.with_name("moved.git"))  # the repository unreachable too: the newest version in the copy
+    with pytest.warns(UserWarning, match=r"Cannot read the releases of .* Using embeddings-v1, the newest version"):
+        pd.testing.assert_frame_equal(gene_assets.load_embeddings(BACKBONE), first)
+    mirror.with_name("moved.git").rename(mirror)
     print(f"load_embeddings: first call {first_s:.2f} s, second call (server stopped) {second_s:.3f} s")
 
     # a consumer without a copy: the message `gene-assets pull` gives, as one line
