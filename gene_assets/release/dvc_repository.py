@@ -638,8 +638,9 @@ class ReleaseHistory:
                 ["git", "clone", "--bare", "--quiet", repo, str(clone)], capture_output=True, text=True
             )
             if result.returncode != 0:
+                reason = " / ".join(line.strip() for line in result.stderr.splitlines() if line.strip())
                 raise ReleaseRepositoryUnreachable(
-                    f"Cannot read the releases of {repo}: {result.stderr.strip() or 'git clone failed'}."
+                    f"Cannot read the releases of {repo}: {reason.rstrip('.') or 'git clone failed'}."
                 )
             yield cls(clone, repo, **kwargs)
 
