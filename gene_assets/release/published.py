@@ -57,12 +57,12 @@ class PublishedRelease:
         """The release `version` (None: the latest in the release index) of `repo`. A version whose MANIFEST.json is
         in the local copy is opened without the network; when the repository cannot be read, version None opens
         the newest version in the local copy (with a warning)."""
-        from .dvc_repository import ReleaseHistory, ReleaseRepositoryUnreachable
-
         repo = str(repo or default_release_repo())
         root = release_cache_dir() / hashlib.sha256(repo.encode()).hexdigest()[:16]
         if version is not None and (root / version / "MANIFEST.json").is_file():
             return cls(repo, version, _read_json(root / version / "MANIFEST.json"), remote, root)
+        from .dvc_repository import ReleaseHistory, ReleaseRepositoryUnreachable
+
         try:
             with ReleaseHistory.of(repo) as history:
                 record = history.find(version)
@@ -118,14 +118,12 @@ class PublishedRelease:
     def path(self, name: str) -> Path:
         """The local copy of the release's file `name`, fetched through DVC when the copy is missing or damaged, and
         checked against the sha256 MANIFEST.json lists for it."""
-        from ..storage import sha256_file
-
         digest = self.files[name]
         local = self.cache / self.version / f"{digest}{Path(name).suffix}"
-        if local.is_file() and sha256_file(local) == digest:
+        if local.is_file() and _sha256(local) == digest:
             return local
         fetched = self.fetch(name)
-        actual = sha256_file(fetched)
+        actual = _sha256(fetched)
         if actual != digest:
             fetched.unlink()
             raise _error(
@@ -154,6 +152,11 @@ class PublishedRelease:
             staging.unlink(missing_ok=True)
             raise
         return staging
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _read_json(path: Path) -> dict:
