@@ -68,6 +68,7 @@ def genept_s(
     adata,
     backbone: str,
     *,
+    embeddings: pd.DataFrame | None = None,
     view: str = "summary",
     version: str | None = None,
     repo: str | None = None,
@@ -77,13 +78,16 @@ def genept_s(
     n_genes: int = 100,
     key_added: str = "X_genept_s",
     chunk_cells: int = CHUNK_CELLS,
+    device=None,
     copy: bool = False,
 ):
     """GenePT-s: each cell as a sentence of its `n_genes` most expressed gene symbols (catalog symbols for matched
     genes), embedded by the backbone's text model and l2-normalized.
 
-    Genes are matched as `genept_w` matches them, against the release's `backbone`/`view` table (loaded with
-    `load_embeddings(backbone, view, version, repo, remote)`). Only text models embed sentences.
+    Genes are matched as `genept_w` matches them, against the genes of `embeddings` (a load_embeddings table of the
+    view; default: `load_embeddings(backbone, view, version, repo, remote)`). Only text models embed sentences.
+    `device`: an `EmbeddingDevice` (where and at what precision the model runs; default: the pipeline's automatic
+    choice).
 
     Returns:
         None, or the annotated copy when copy=True. On any error `adata` is unchanged.
@@ -99,7 +103,8 @@ def genept_s(
             f"{backbone} ({model.kind}) does not embed sentences, so it has no GenePT-s; use genept_w with it, or "
             f"a text model: {', '.join(text_models)}."
         )
-    embeddings = load_embeddings(backbone, view, version, repo, remote)
+    if embeddings is None:
+        embeddings = load_embeddings(backbone, view, version, repo, remote)
     matrix, genes, _, report = _match(adata, embeddings, gene_embeddings(embeddings), layer, gene_symbols)
     symbols = genes["symbol"].to_numpy(dtype=object)
     sentences = [
@@ -107,8 +112,8 @@ def genept_s(
         for _, block in matrix.chunks(np.arange(matrix.n_obs), chunk_cells)
         for sentence in cell_sentences(block, symbols, n_genes)
     ]
-    vectors, _ = embed_cell_sentences(model, sentences, EmbeddingDevice())
-    params = {**_params(embeddings, layer, gene_symbols), "n_genes": n_genes}
+    vectors, _ = embed_cell_sentences(model, sentences, device or EmbeddingDevice())
+    params = {**_params(embeddings, layer, gene_symbols), "backbone": backbone, "n_genes": n_genes}
     return _write(adata, key_added, vectors, params, report, copy)
 
 

@@ -349,6 +349,46 @@ def test_counts_are_normalized_as_the_pipeline_normalizes_them(embeddings, data_
 
 
 @pytest.mark.slow
+def test_genept_s_embeds_each_cells_top_genes_with_the_text_model(embeddings, data_dir):
+    """40 pbmc3k cells as sentences of their 100 most expressed genes (matched against the release's summary-view
+    genes, named by the catalog's current symbols), embedded by MiniLM (its packaged weights) at fp32:
+    sentence-transformers' own encoding of those sentences."""
+    from sentence_transformers import SentenceTransformer
+
+    from gene_assets.embeddings.device import EmbeddingDevice
+    from gene_assets.embeddings.registry import get_backbone
+    from gene_assets.embeddings.weights import packaged_model_dir
+
+    adata = anndata.read_h5ad(data_dir / H5AD)[:40].copy()
+    before = snapshot(adata)
+    result = gene_assets.tl.genept_s(
+        adata,
+        "all-MiniLM-L6-v2",
+        embeddings=embeddings,
+        device=EmbeddingDevice(device="cpu", cpu_precision="fp32"),
+        copy=True,
+    )
+    assert snapshot(adata)[:2] == before[:2]
+    vectors = result.obsm["X_genept_s"]
+    assert vectors.shape == (40, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert result.uns["genept_s"]["params"]["n_genes"] == 100
+    catalog = pd.read_parquet(embeddings.attrs["gene_identifiers"])
+    entrez = GeneResolver(catalog).symbols(adata.var_names).entrez_ids
+    with_text = entrez.isin(embeddings["entrez_id"]).fillna(False).to_numpy()
+    renamed = entrez.map(catalog.set_index("entrez_id")["symbol"]).to_numpy()
+    symbols = np.where(with_text, renamed, np.asarray(adata.var_names, dtype=object))
+    X = adata.X.toarray()
+    sentences = [
+        " ".join(symbols[np.lexsort((np.arange(X.shape[1]), -row))[: min(100, int((row > 0).sum()))]]) for row in X
+    ]
+    model = SentenceTransformer(str(packaged_model_dir(get_backbone("all-MiniLM-L6-v2"))), device="cpu")
+    model.max_seq_length = 256
+    reference = model.encode(sentences, normalize_embeddings=True)
+    cosine = np.sum(vectors * reference, axis=1)
+    assert (cosine > 0.9999).all(), np.sort(cosine)[:5]
+
+
+@pytest.mark.slow
 def test_similar_genes_by_symbol_alias_entrez_or_ensembl_id(embeddings):
     nearest = gene_assets.tl.similar_genes(embeddings, "CD3E", n=5)
     assert len(nearest) == 5 and "CD3E" not in nearest.index and nearest["cosine"].is_monotonic_decreasing
