@@ -13,7 +13,7 @@ from .catalog.resolver import GeneResolver
 from .cells.datasets import CellMatrix, detect_input_scale, match_genes, require_gene_match
 from .embeddings.table import GeneEmbeddings
 from .errors import GeneAssetsError
-from .release.published import META_COLUMNS, load_embeddings
+from .release.published import load_embeddings
 
 CHUNK_CELLS = 10_000
 """Cells read and embedded at a time (the asset's default): a backed AnnData is never loaded whole."""
@@ -156,7 +156,7 @@ def gene_embeddings(embeddings: pd.DataFrame) -> GeneEmbeddings:
             f"embeddings must be a table from gene_assets.load_embeddings (got {type(embeddings).__name__}); "
             "e.g. gene_assets.load_embeddings('bag-of-words')."
         )
-    dims = [c for c in embeddings.columns if c not in META_COLUMNS]
+    dims = [c for c in embeddings.columns if isinstance(c, int | np.integer)]
     genes = pd.DataFrame({"entrez_id": embeddings["entrez_id"].astype(int).to_numpy(), "symbol": embeddings.index})
     attrs = {key: embeddings.attrs[key] for key in ("backbone", "view") if key in embeddings.attrs}
     return GeneEmbeddings(genes=genes, matrix=embeddings[dims].to_numpy(dtype=np.float32), attrs=attrs)

@@ -289,40 +289,35 @@ def require_gene_match(
     )
 
 
-MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
+MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9-]*[a-z][a-z0-9-]*$")
+"""Capitalized with some lower case (Cd3e, Gapdh): how mouse gene symbols are written."""
+ENSEMBL_SPECIES = {"ENSG": "human", "ENSMUSG": "mouse", "ENSRNOG": "rat", "ENSDARG": "zebrafish"}
 
 
 def identifier_shape(identifiers: list[str]) -> str:
-    """What most identifiers look like: Ensembl ids (with the species their prefix names), Entrez ids, mouse-style
-    symbols (Cd3e), human-style symbols (CD3E) or other names."""
-    from ..catalog.resolver import ENSEMBL_GENE_ID
-
+    """What most identifiers look like, and their share: Ensembl ids (with the species their prefix names), Entrez
+    ids, mouse-style symbols (Cd3e), human-style symbols (CD3E) or other names."""
     if not identifiers:
         return "nothing"
-    sample = identifiers[:1000]
-    shapes = pd.Series(
-        [
-            "Ensembl ids"
-            if ENSEMBL_GENE_ID.fullmatch(x)
-            else "Entrez ids"
-            if x.isdigit()
-            else "mouse-style symbols like Cd3e"
-            if MOUSE_SYMBOL.match(x) and any(c.islower() for c in x)
-            else "human-style symbols like CD3E"
-            if x == x.upper() and x[:1].isalpha()
-            else "other names"
-            for x in map(str, sample)
-        ]
-    )
-    shape = shapes.value_counts().index[0]
-    if shape == "Ensembl ids":
-        prefixes = pd.Series(
-            [re.match(r"ENS[A-Z]*?G", x.upper()).group(0) for x in sample if ENSEMBL_GENE_ID.fullmatch(x)]
-        )
-        prefix = prefixes.value_counts().index[0]
-        species = {"ENSG": "human", "ENSMUSG": "mouse", "ENSRNOG": "rat", "ENSDARG": "zebrafish"}.get(prefix)
-        shape = f"{species + ' ' if species else ''}Ensembl ids ({prefix}…)"
-    return f"{shape} ({(shapes == shapes.value_counts().index[0]).mean():.0%} of them)"
+    counts = pd.Series([_shape(str(x)) for x in identifiers[:1000]]).value_counts()
+    return f"{counts.index[0]} ({counts.iloc[0] / counts.sum():.0%} of them)"
+
+
+def _shape(identifier: str) -> str:
+    from ..catalog.resolver import identifier_kind
+
+    kind = identifier_kind(identifier)
+    if kind == "Ensembl ids":
+        prefix = re.match(r"ENS[A-Z]*?G", identifier.upper()).group(0)
+        species = ENSEMBL_SPECIES.get(prefix)
+        return f"{species + ' ' if species else ''}Ensembl ids ({prefix}…)"
+    if kind == "Entrez ids":
+        return kind
+    if MOUSE_SYMBOL.match(identifier):
+        return "mouse-style symbols like Cd3e"
+    if identifier == identifier.upper() and identifier[:1].isalpha():
+        return "human-style symbols like CD3E"
+    return "other names"
 
 
 def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: int) -> tuple[np.ndarray, dict]:

@@ -160,7 +160,14 @@ def _sha256(path: Path) -> str:
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        path.unlink()
+        raise _error(
+            f"The release's MANIFEST.json ({path}) is not valid JSON ({exc}): the copy was damaged and is removed; "
+            "call again to fetch it anew."
+        ) from None
 
 
 def _cached_versions(root: Path) -> list[str]:
