@@ -274,6 +274,8 @@ def test_genept_w_equals_the_cell_embeddings_asset_for_symbols_and_ensembl_ids(p
 
 @pytest.mark.slow
 def test_every_bad_input_gets_one_clear_error_and_leaves_adata_unchanged(embeddings, data_dir):
+    """Mouse Ensembl ids, too few matched genes, scaled values, a missing layer or var column, a non-table, a backbone
+    without GenePT-s, a table or version the release lacks, an unknown gene: each refused in one message."""
     adata = anndata.read_h5ad(data_dir / H5AD)[:, :3000].copy()
     before = snapshot(adata)
 
