@@ -64,6 +64,15 @@ def default_data_dir() -> str:
     return os.environ.get(DATA_DIR_ENV, str((PROJECT_ROOT.parent / "shared" / "data").resolve()))
 
 
+def release_cache_dir() -> Path:
+    """Where load_embeddings keeps verified copies of released files: $GENE_ASSETS_HOME/cache/releases when
+    GENE_ASSETS_HOME is set, else $XDG_CACHE_HOME/gene_assets/releases (~/.cache/gene_assets/releases)."""
+    if HOME_ENV in os.environ:
+        return gene_assets_home() / "cache" / "releases"
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return (cache_home / "gene_assets" / "releases").resolve()
+
+
 def default_dvc_remote_dir() -> str:
     """The embedded release remote for a single machine: a directory outside the repository (never committed)."""
     data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))

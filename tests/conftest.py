@@ -195,12 +195,12 @@ def running_ui(env: dict) -> Iterator[int]:
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> str:
-    """An S3 API server (moto's standalone `moto_server`) on a free port of 127.0.0.1, as its own process for the
-    session, stopped by PID; its endpoint URL."""
+@contextmanager
+def running_s3_server(log_dir: Path) -> Iterator[str]:
+    """An S3 API server (moto's standalone `moto_server`) on a free port of 127.0.0.1, as its own process, stopped by
+    PID on exit; its endpoint URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    log_path = log_dir / "moto_server.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -221,6 +221,13 @@ def s3_server(tmp_path_factory) -> str:
         yield endpoint
     finally:
         stop_process_tree(process)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """The session's S3 API server (running_s3_server); its endpoint URL."""
+    with running_s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

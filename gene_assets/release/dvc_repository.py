@@ -40,6 +40,10 @@ class ReleaseError(GeneAssetsError, RuntimeError):
     """A release could not be made; the repository and data/ are as they were before it."""
 
 
+class ReleaseRepositoryUnreachable(ReleaseError):
+    """The release repository's git history could not be read (a wrong path or URL, or no network)."""
+
+
 @dataclass
 class Release:
     version: str
@@ -634,8 +638,9 @@ class ReleaseHistory:
                 ["git", "clone", "--bare", "--quiet", repo, str(clone)], capture_output=True, text=True
             )
             if result.returncode != 0:
-                raise ReleaseError(
-                    f"Cannot read the releases of {repo}: {result.stderr.strip() or 'git clone failed'}."
+                reason = " / ".join(line.strip() for line in result.stderr.splitlines() if line.strip())
+                raise ReleaseRepositoryUnreachable(
+                    f"Cannot read the releases of {repo}: {reason.rstrip('.') or 'git clone failed'}."
                 )
             yield cls(clone, repo, **kwargs)
 
@@ -718,7 +723,7 @@ def pull_release(
     from `remote` (a directory or DVC remote URL) when given, else $GENE_ASSETS_DVC_REMOTE, else the remote a local
     `repo`'s .dvc/config.local names, else the remote its committed .dvc/config names.
     Nothing appears at `out` unless the whole release arrived intact."""
-    remote = remote or os.environ.get(DVC_REMOTE_ENV) or local_default_remote(repo)
+    remote = release_remote(repo, remote)
     with ReleaseHistory.of(repo, data_dir_name=data_dir_name) as history:
         record = history.find(version)
         committed_name, committed_url = history.remote_at(record.revision)
@@ -729,25 +734,8 @@ def pull_release(
         raise ReleaseError(f"{out} already exists: choose another --out or remove it.")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.pulling-{uuid.uuid4().hex[:8]}"
-    scratch = out.parent / f"{staging.name}.dvc-site"
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(scratch)}
-    args = [sys.executable, "-m", "dvc", "get", repo, data_dir_name, "--rev", record.revision, "-o", str(staging)]
-    if remote:
-        scratch.mkdir(parents=True)
-        override = ConfigObj()
-        override["core"] = {"remote": "release"}
-        override['remote "release"'] = {"url": str(Path(remote).resolve()) if not is_url(remote) else remote}
-        override.filename = str(scratch / "remote.config")
-        override.write()
-        args += ["--config", override.filename]
     try:
-        result = subprocess.run(args, cwd=out.parent, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            raise ReleaseError(
-                unreachable_message(
-                    repo, record.version, result, remote or committed_url, "release" if remote else committed_name
-                )
-            )
+        dvc_get(repo, record, data_dir_name, staging, remote, (committed_name, committed_url))
         manifest = check_release(staging, expected_md5, f"{repo} (commit {record.revision[:12]})")
         if manifest.get("version") != version:
             raise ReleaseError(
@@ -757,8 +745,44 @@ def pull_release(
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
     return out, manifest, record
+
+
+def release_remote(repo: str, remote: str | None) -> str | None:
+    """Where a consumer fetches a release's data from: `remote`, else $GENE_ASSETS_DVC_REMOTE, else the remote a local
+    `repo`'s .dvc/config.local names; None: the remote the release's committed .dvc/config names."""
+    return remote or os.environ.get(DVC_REMOTE_ENV) or local_default_remote(repo)
+
+
+def dvc_get(
+    repo: str,
+    record: ReleaseRecord,
+    path: str,
+    out: Path,
+    remote: str | None,
+    committed_remote: tuple[str | None, str | None],
+) -> None:
+    """`dvc get` `path` (data/ or one file in it) of the release `record` into `out`, from `remote` when given, else
+    from the (name, url) `committed_remote` the release's .dvc/config names; a failure raises the one-line
+    unreachable_message."""
+    scratch = out.parent / f".{out.name}.dvc-site-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(scratch)}
+    args = [sys.executable, "-m", "dvc", "get", repo, path, "--rev", record.revision, "-o", str(out)]
+    try:
+        if remote:
+            scratch.mkdir(parents=True)
+            override = ConfigObj()
+            override["core"] = {"remote": "release"}
+            override['remote "release"'] = {"url": str(Path(remote).resolve()) if not is_url(remote) else remote}
+            override.filename = str(scratch / "remote.config")
+            override.write()
+            args += ["--config", override.filename]
+        result = subprocess.run(args, cwd=out.parent, capture_output=True, text=True, env=env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if result.returncode != 0:
+        url, name = (remote, "release") if remote else committed_remote[::-1]
+        raise ReleaseError(unreachable_message(repo, record.version, result, url, name))
 
 
 def unreachable_message(
