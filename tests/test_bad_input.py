@@ -51,6 +51,7 @@ The release items are in tests/test_release.py, beside the other release tests:
 
 import gzip
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -517,6 +518,8 @@ def test_cli_run_checks_every_input_file_before_it_starts(tmp_path, cli_env, dat
     assert not (tmp_path / "home" / "storage").exists() and not list((tmp_path / "dagster_home").rglob("runs.db"))
 
 
+PICKLED_SCALARS = pickle.dumps({"G1": 0.5, "G2": 0.25})
+
 # 4, 6, 10, 11: precomputed embedding files -----------------------------------------------------------------------------
 
 PRECOMPUTED_CASES = {
@@ -555,6 +558,35 @@ PRECOMPUTED_CASES = {
         gzip.compress(b"G1 1 2 3\n" * 100)[:-12],
         r"v\.txt\.gz is truncated or corrupt \(.*\); download or export it again",
     ),
+    "written_with_its_index": (
+        "v.csv",
+        pd.DataFrame({"symbol": ["G1", "G2", "G3"], "d0": [1.0, 2, 3], "d1": [4.0, 5, 6]}).to_csv().encode(),
+        r"v\.csv: its first value column 'Unnamed: 0' counts the rows \(0\.\.2\): it is the row index pandas "
+        r"writes by default, not a dimension; refused\. Write the file again without it",
+    ),
+    "blank_symbol": (
+        "v.csv",
+        b"symbol,d0,d1,d2\nG1,1,2,3\n,4,5,6\n  ,7,8,9\nNA,1,1,1\n",
+        r"v\.csv: 3 of 4 vectors have a blank or missing gene key \(e\.g\. row 2 \(''\), row 3 \('  '\), row 4 "
+        r"\('NA'\)\); a vector without its gene cannot be placed",
+    ),
+    "duplicate_after_normalization": (
+        "v.csv",
+        b"symbol,d0,d1,d2\nG1,1,2,3\n g1 ,4,5,6\nG2,1,1,1\n",
+        r"v\.csv: 2 rows share a symbol \(e\.g\.  g1 , G1\); keep one vector per symbol \(symbols are compared "
+        r"without surrounding whitespace and case\)",
+    ),
+    "vectors_as_text": (
+        "v.csv",
+        b'symbol,embedding\nG1,"[1, 2, 3]"\nG2,"[4, 5, 6]"\n',
+        r"v\.csv: 2 of 2 vectors are stored as text \(e\.g\. G1: '\[1, 2, 3\]'\); store each vector as a list or "
+        r"array of 3 numbers",
+    ),
+    "pickle_of_scalars": (
+        "v.pkl",
+        PICKLED_SCALARS,
+        r"v\.pkl: 2 of 2 vectors are single numbers, not vectors \(e\.g\. G1: '0\.5'\)",
+    ),
 }
 
 
@@ -588,7 +620,19 @@ def test_bad_precomputed_file_fails_its_partition_by_name_and_keeps_the_previous
     assert_nothing_lost(storage, before)
 
 
-@pytest.mark.parametrize("case", ["no_symbol_column", "latin1_byte", "nan_value"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no_symbol_column",
+        "latin1_byte",
+        "nan_value",
+        "written_with_its_index",
+        "blank_symbol",
+        "duplicate_after_normalization",
+        "vectors_as_text",
+        "pickle_of_scalars",
+    ],
+)
 def test_cli_refuses_a_bad_precomputed_file_and_registers_nothing(tmp_path, registry, monkeypatch, capsys, case):
     from gene_assets.cli import main
 
