@@ -361,7 +361,10 @@ def failure_reasons(result) -> list[str]:
 def release_command(args) -> int:
     defs = definitions()
     instance = local_instance()
-    result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, raise_on_error=False)
+    run_config = {"ops": {"embeddings_release": {"config": {"drop": args.drop}}}} if args.drop else None
+    result = defs.resolve_job_def("release_job").execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False
+    )
     if not result.success:
         print(
             "The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
@@ -503,9 +506,18 @@ def build_parser() -> OneLineParser:
     mat.add_argument("--view", choices=list(VIEWS))
     mat.add_argument("--dataset", help="cell dataset (alone for cell_datasets, or with --backbone)")
     mat.add_argument("--config-json", help="run config, as for `dagster asset materialize --config-json`")
-    sub.add_parser(
+    release = sub.add_parser(
         "release", help="refresh the leaderboard and publish a DVC release of everything materialized"
-    ).set_defaults(handler=release_command)
+    )
+    release.set_defaults(handler=release_command)
+    release.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="leave out a file of the current release on purpose, by its path in data/ (repeatable); without it a "
+        "release that would lose a file is refused",
+    )
     pull = sub.add_parser("pull", help="fetch a release at a version with DVC and verify every file")
     pull.set_defaults(handler=pull_command)
     pull.add_argument("version", nargs="?", help="e.g. embeddings-v3 (default: the latest)")

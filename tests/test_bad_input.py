@@ -90,7 +90,7 @@ from gene_assets.tasks.spec import GeneTask, TaskLabelError
 from gene_assets.texts.assets import read_refseq_summaries
 from gene_assets.texts.views import VIEWS, GeneTextError, build_view
 
-from .conftest import planted_inputs
+from .conftest import planted_inputs, store_frame
 
 BIN = Path(sys.executable).parent
 
@@ -410,14 +410,14 @@ def test_gene_without_symbol_names_the_gene_and_keeps_the_previous_gene_texts(tm
             "catalog_source": "org.Hs.eg.db",
         }
     )
-    catalog.to_parquet(storage / "gene_catalog.parquet")
-    pd.DataFrame({"entrez_id": [7157], "summary": ["A tumor suppressor."]}).to_parquet(
-        storage / "gene_summaries.parquet"
+    store_frame(catalog, storage / "gene_catalog.parquet")
+    store_frame(
+        pd.DataFrame({"entrez_id": [7157], "summary": ["A tumor suppressor."]}), storage / "gene_summaries.parquet"
     )
     config = {"views": ["symbol", "summary", "card"]}
     assert len(run(storage, "gene_texts", config=config).output_for_node("gene_texts")) == 6
-    pd.concat([catalog, catalog.iloc[[0]].assign(entrez_id=99, symbol=symbol)]).to_parquet(
-        storage / "gene_catalog.parquet"
+    store_frame(
+        pd.concat([catalog, catalog.iloc[[0]].assign(entrez_id=99, symbol=symbol)]), storage / "gene_catalog.parquet"
     )
     before = stored_files(storage)
     with pytest.raises(
@@ -705,7 +705,7 @@ def encoder_returning(**bad):
 
 def duplicated_gene_text(storage, registry, monkeypatch):
     texts = pd.read_parquet(storage / "gene_texts.parquet")
-    pd.concat([texts, texts.iloc[[0]]]).to_parquet(storage / "gene_texts.parquet")
+    store_frame(pd.concat([texts, texts.iloc[[0]]]), storage / "gene_texts.parquet")
     return "random-gaussian"
 
 
@@ -794,7 +794,7 @@ def test_results_asset_skips_an_unscorable_task_with_its_reason_and_keeps_the_ot
         {"entrez_id": range(1, 31), "label": ["bivalent"] * 3 + ["lys4_only"] * 27, "task": "bivalent_vs_lys4_only"}
     )
     single = pd.DataFrame({"entrez_id": range(1, 31), "label": "long_range", "task": "tf_range_geneformer"})
-    pd.concat([labels, few, single]).to_parquet(storage / "geneformer_labels.parquet")
+    store_frame(pd.concat([labels, few, single]), storage / "geneformer_labels.parquet")
     embed(storage, instance, "text-availability")
     result = run(
         storage,

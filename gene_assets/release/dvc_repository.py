@@ -333,19 +333,21 @@ class DvcReleaseRepository(ConfigurableResource):
             )
 
     # --- publishing ---------------------------------------------------------------------------
-    def publish(self, files: dict[str, bytes], describe: dict) -> Release:
+    def publish(self, files: dict[str, bytes], describe: dict, drop: tuple[str, ...] = ()) -> Release:
         """Write `files` as data/, version it with DVC, push it, add it to the release index, commit and tag.
 
-        Identical content to the current release makes no new version. The whole release holds the repository's
-        release lock (a concurrent release waits, then numbers its version after this one). On any failure data/,
-        data.dvc and the release index are restored, and the commit and tag this release made (only those) removed.
+        Identical content to the current release makes no new version; a file of the current release that `files`
+        lacks is refused unless `drop` names it. The whole release holds the repository's release lock (a concurrent
+        release waits, then numbers its version after this one). On any failure data/, data.dvc and the release
+        index are restored, and the commit and tag this release made (only those) removed.
         """
         with self.lock():
-            return self._publish(files, describe)
+            return self._publish(files, describe, drop)
 
-    def _publish(self, files: dict[str, bytes], describe: dict) -> Release:
+    def _publish(self, files: dict[str, bytes], describe: dict, drop: tuple[str, ...] = ()) -> Release:
         current = self.current_manifest()
         self.refuse_unowned_files(current)
+        refuse_dropped_files(current, files, drop)
         remote_name, remote_url = self.prepare()
         digests = {name: _sha256_bytes(content) for name, content in sorted(files.items())}
         versions = self.versions()
@@ -452,6 +454,27 @@ class DvcReleaseRepository(ConfigurableResource):
             subprocess.run(["git", "reset", "--soft", head_before], cwd=self.repo_dir, capture_output=True)
         subprocess.run(
             ["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir, capture_output=True
+        )
+
+
+def refuse_dropped_files(current: dict | None, files: dict[str, bytes], drop: tuple[str, ...]) -> None:
+    """A release publishes at least what the current one did: a file it would leave out must be named in `drop`
+    (`gene-assets release --drop NAME`), and every name in `drop` must be such a file."""
+    released = set((current or {}).get("files", {}))
+    missing = sorted(released - set(files) - set(drop))
+    version = (current or {}).get("version")
+    if missing:
+        raise ReleaseError(
+            f"This release would drop {len(missing)} files of {version} ({_listing(missing)}): their stored "
+            "outputs are gone or no longer materialized. Materialize them again (e.g. `gene-assets materialize "
+            "gene_embeddings --backbone B --view V` for embeddings/B__V.parquet), or leave them out on purpose "
+            f"with `gene-assets release{''.join(f' --drop {name}' for name in missing[:3])}`. Nothing was changed."
+        )
+    unknown = sorted(set(drop) - (released - set(files)))
+    if unknown:
+        raise ReleaseError(
+            f"--drop {', '.join(unknown)}: not a file {version or 'the current release'} has that this release "
+            "leaves out; nothing to drop. Nothing was changed."
         )
 
 
