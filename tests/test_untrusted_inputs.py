@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gene_assets.release.dvc_repository import DvcReleaseRepository
-from gene_assets.settings import DISCOVERED_REGISTRY_ENV, DVC_REMOTE_ENV, resolve_settings
+from gene_assets.settings import DVC_REMOTE_ENV, resolve_settings
 
 from .conftest import git
 
@@ -40,3 +40,115 @@ def test_a_relative_dvc_remote_is_taken_from_the_starting_directory(release_repo
     assert not (release_repo / "remote").exists()
     assert DvcReleaseRepository(repo_dir=str(release_repo)).push_remote()[1] == str(work / "remote")
     assert git(release_repo, "status", "--porcelain").strip() == ""
+
+
+def test_a_remembered_precision_the_evidence_excludes_is_recalibrated(tmp_path, capsys):
+    """The decisions file edited to int8 (its task evidence moves a metric by 0.0174) or fp16 (not allowed): neither
+    is used; the backbone is decided again, saying why, and the file holds the new decision. A file of the wrong
+    shape is one error naming it."""
+    import dataclasses
+    import json
+
+    from gene_assets.embeddings.calibration import DecisionsFileError, DecisionStore, machine_fingerprint
+    from gene_assets.embeddings.device import EmbeddingDevice
+    from gene_assets.embeddings.registry import get_backbone
+
+    minilm = get_backbone("all-MiniLM-L6-v2")
+    backbone = dataclasses.replace(minilm, fast_path=dataclasses.replace(minilm.fast_path, precisions=("fp32", "int8")))
+    path = tmp_path / "decisions.json"
+    device = EmbeddingDevice(device="cpu", decisions_path=str(path))
+    assert device.placement(backbone).precision == "fp32"
+    key = DecisionStore.key(machine_fingerprint(), backbone)
+    honest = json.loads(path.read_text())
+    assert list(honest) == [key] and honest[key]["precision"] == "fp32"
+    capsys.readouterr()
+    for edited, why in (
+        ("int8", r"int8 is excluded: gene-task primary metrics move by 0\.0174 > 0\.005"),
+        ("fp16", r"'fp16' is not one of its allowed precisions fp32, int8"),
+    ):
+        path.write_text(json.dumps({key: {**honest[key], "precision": edited}}))
+        placement = device.placement(backbone)
+        assert placement.precision == "fp32" and placement.decision["remembered"] is False
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.fullmatch(
+            rf"{path}: the remembered precision decision for all-MiniLM-L6-v2 is not used \({why}\); calibrating "
+            r"again\.\n",
+            err,
+        ), err
+        assert json.loads(path.read_text())[key]["precision"] == "fp32"
+    path.write_text("[]")
+    with pytest.raises(DecisionsFileError, match=rf"{path} holds a JSON list, not a precision-decisions file"):
+        device.placement(backbone)
+    assert path.read_text() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("record", ["missing", "unreadable"])
+def test_a_quantized_model_without_a_readable_checksum_list_is_rebuilt(tmp_path, monkeypatch, capsys, record):
+    """A quantized model directory whose sha256.json is missing (an interrupted build) or not JSON: built again in
+    place, saying so, and verified; no manual `rm` needed."""
+    import shutil
+
+    from gene_assets.embeddings.openvino_int8 import RECORD, quantized_model_dir, quantized_model_record
+    from gene_assets.embeddings.registry import get_backbone
+    from gene_assets.embeddings.weights import model_cache_dir
+    from gene_assets.settings import HOME_ENV
+    from gene_assets.storage import sha256_file
+
+    minilm = get_backbone("all-MiniLM-L6-v2")
+    quantized_model_record(minilm)  # built once per machine in the project home, with the fp32 weights it needs
+    source = model_cache_dir() / minilm.name
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    shutil.copytree(source, model_cache_dir() / minilm.name)
+    target = quantized_model_dir(minilm)
+    if record == "missing":
+        (target / RECORD).unlink()
+    else:
+        (target / RECORD).write_text('{"sha256": ')
+    capsys.readouterr()
+    rebuilt = quantized_model_record(minilm)
+    assert capsys.readouterr().err.startswith(f"{target}: the quantized model of all-MiniLM-L6-v2 has no readable")
+    assert rebuilt["sha256"] == {name: sha256_file(target / name) for name in ("model.xml", "model.bin")}
+    assert quantized_model_record(minilm) == rebuilt and not list(target.parent.glob(".*"))
+
+
+def test_a_release_never_drops_a_released_file_unless_named_and_an_unchecked_output_is_refused(release_repo, tmp_path):
+    """One table of the release is gone: the release is refused before anything changes and names the file and the
+    flag; with `drop` naming it, it is left out. A stored output whose sha256 was deleted is refused on read; the
+    command the message gives re-hashes it."""
+    import pandas as pd
+    from dagster import build_input_context, build_output_context
+
+    from gene_assets.release.dvc_repository import ReleaseError
+    from gene_assets.storage import ParquetIOManager, StoredOutputError
+
+    repository = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
+    full = {"embeddings/a__summary.parquet": b"a", "embeddings/b__summary.parquet": b"b", "leaderboard.csv": b"x\n"}
+    repository.publish(full, {})
+    before = (files_under(release_repo / "data"), git(release_repo, "rev-parse", "HEAD"), repository.versions())
+    fewer = {name: content for name, content in full.items() if name != "embeddings/b__summary.parquet"}
+    with pytest.raises(
+        ReleaseError,
+        match=r"^This release would drop 1 files of embeddings-v1 \(embeddings/b__summary\.parquet\): .* "
+        r"`gene-assets release --drop embeddings/b__summary\.parquet`\. Nothing was changed\.$",
+    ):
+        repository.publish(fewer, {})
+    assert (files_under(release_repo / "data"), git(release_repo, "rev-parse", "HEAD"), repository.versions()) == before
+    with pytest.raises(ReleaseError, match=r"--drop leaderboard\.csv: not a file embeddings-v1 has"):
+        repository.publish(fewer, {}, drop=("embeddings/b__summary.parquet", "leaderboard.csv"))
+    assert repository.publish(fewer, {}, drop=("embeddings/b__summary.parquet",)).version == "embeddings-v2"
+    assert not (release_repo / "data" / "embeddings" / "b__summary.parquet").exists()
+
+    manager = ParquetIOManager(base_dir=str(tmp_path / "storage"))
+    frame = pd.DataFrame({"entrez_id": [1, 2], "symbol": ["A1BG", "A2M"]})
+    manager.handle_output(build_output_context(asset_key="gene_catalog"), frame)
+    stored = tmp_path / "storage" / "gene_catalog.parquet"
+    Path(f"{stored}.sha256").unlink()
+    with pytest.raises(StoredOutputError) as refused:
+        manager.load_input(build_input_context(asset_key="gene_catalog"))
+    message = str(refused.value)
+    assert re.match(rf"Stored output of gene_catalog \({stored}\) has no sha256 beside it .* nothing was read", message)
+    assert f"rm -f {stored} {stored}.sha256 && gene-assets materialize gene_catalog" in message
+    rehash = re.search(r"Or, if you trust it: (cd .*)$", message).group(1)
+    subprocess.run(["bash", "-c", rehash], check=True)
+    assert manager.load_input(build_input_context(asset_key="gene_catalog")).equals(frame)
