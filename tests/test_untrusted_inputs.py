@@ -152,3 +152,39 @@ def test_a_release_never_drops_a_released_file_unless_named_and_an_unchecked_out
     rehash = re.search(r"Or, if you trust it: (cd .*)$", message).group(1)
     subprocess.run(["bash", "-c", rehash], check=True)
     assert manager.load_input(build_input_context(asset_key="gene_catalog")).equals(frame)
+
+
+def test_a_reverted_or_reset_release_keeps_its_number_and_every_other_version_readable(release_repo, tmp_path):
+    """Release v1 and v2, `git revert` v2 and delete its tag, release new content: it is v3 (v2 is never handed out
+    again), and v1 and v3 list, pull and verify. Then `git reset --hard` v3 away with its tag: the next is v4. An
+    index edited by hand is refused before anything changes, saying how to restore it."""
+    from gene_assets.release.dvc_repository import ReleaseError, ReleaseHistory, pull_release, verify_release
+
+    remote = tmp_path / "remote"
+    repository = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(remote))
+    repository.publish({"a.csv": b"1"}, {})
+    repository.publish({"a.csv": b"2"}, {})
+    git(release_repo, "revert", "--no-edit", "HEAD")
+    git(release_repo, "tag", "-d", "embeddings-v2")
+    assert repository.publish({"a.csv": b"3"}, {}).version == "embeddings-v3"
+    git(release_repo, "reset", "--hard", "HEAD~1")
+    git(release_repo, "tag", "-d", "embeddings-v3")
+    assert repository.publish({"a.csv": b"4"}, {}).version == "embeddings-v4"
+    with ReleaseHistory.of(str(release_repo)) as history:
+        assert [r.version for r in history.records()] == ["embeddings-v1", "embeddings-v4"]
+    for version, content in (("embeddings-v1", "1"), ("embeddings-v4", "4")):
+        out, manifest, _ = pull_release(str(release_repo), version, tmp_path / version, remote=str(remote))
+        assert manifest["version"] == version and (out / "a.csv").read_text() == content
+    assert verify_release(release_repo / "data", str(release_repo))["version"] == "embeddings-v4"
+
+    index = (release_repo / "releases.json").read_text()
+    (release_repo / "releases.json").write_text(index.replace('"data_md5": "', '"data_md5": "0', 1))
+    git(release_repo, "commit", "-qam", "edit the index")
+    before = (files_under(release_repo / "data"), git(release_repo, "rev-parse", "HEAD"), repository.versions())
+    with pytest.raises(
+        ReleaseError,
+        match=r"the release index lists embeddings-v1 with data\.dvc md5 0.*edited by hand\. Nothing was changed: "
+        r"restore releases\.json from the last release commit",
+    ):
+        repository.publish({"a.csv": b"5"}, {})
+    assert (files_under(release_repo / "data"), git(release_repo, "rev-parse", "HEAD"), repository.versions()) == before

@@ -32,6 +32,7 @@ MANIFEST = "MANIFEST.json"
 RELEASE_INDEX = "releases.json"
 """Tracked beside data.dvc: version → data.dvc md5, date, backbones; each release adds its entry in its own commit."""
 FALLBACK_GIT_IDENTITY = ["-c", "user.name=gene_assets", "-c", "user.email=gene_assets@localhost"]
+PUBLISHED_LOG = "gene_assets-published"
 RELEASE_LOCK = "gene_assets-release.lock"
 """In the repository's git directory: held (flock) by the one process that writes data/, commits, tags or pushes."""
 
@@ -141,17 +142,30 @@ class DvcReleaseRepository(ConfigurableResource):
         return self.root / RELEASE_INDEX
 
     def release_index(self) -> dict[str, dict]:
-        return json.loads(self.index_path.read_text()) if self.index_path.exists() else {}
+        return parse_index(self.index_path.read_text(), str(self.index_path)) if self.index_path.exists() else {}
 
     def versions(self) -> list[str]:
-        """Every version the tags or the release index know, oldest first (a clone without tags still counts on)."""
+        """Every version ever published here, oldest first: the tags, the release index, every version the index's
+        history ever held (a reverted or reset release keeps its number) and the ones this clone pushed (a release
+        whose commit and tag were both removed), so no number is handed out twice."""
         tags = self.git("tag", "--list", f"{self.tag_prefix}*").split()
-        return sort_versions({*tags, *self.release_index()}, self.tag_prefix)
+        history = self.git("log", "-p", "--format=", "HEAD", "--", RELEASE_INDEX) if self._has_commits() else ""
+        ever = re.findall(rf'^[+-]\s*"({re.escape(self.tag_prefix)}\d+)":', history, re.MULTILINE)
+        pushed = self._published_log().read_text().split() if self._published_log().exists() else []
+        return sort_versions({*tags, *self.release_index(), *ever, *pushed}, self.tag_prefix)
+
+    def _published_log(self) -> Path:
+        """In the git directory: every version this clone published, one a line (never committed, never pruned)."""
+        path = Path(self.git("rev-parse", "--git-common-dir").strip())
+        return (path if path.is_absolute() else self.root / path) / PUBLISHED_LOG
 
     def revision_of(self, version: str) -> str:
-        """The commit of a version: the one that added it to the release index, else its tag's."""
-        added = self.git(*index_log_args(version)).split()
-        return added[0] if added else self.git("rev-list", "-n", "1", version).strip()
+        """The commit of a version: the latest one that added it to the release index with its data.dvc, else its
+        tag's."""
+        history = ReleaseHistory(self.root, self.repo_dir, self.tag_prefix, self.data_dir_name)
+        entry = self.release_index().get(version)
+        revision = history.index_commit(version, entry) if entry else None
+        return revision or self.git("rev-list", "-n", "1", version).strip()
 
     def current_manifest(self) -> dict | None:
         return read_manifest(self.data_path) if (self.data_path / MANIFEST).exists() else None
@@ -348,6 +362,7 @@ class DvcReleaseRepository(ConfigurableResource):
         current = self.current_manifest()
         self.refuse_unowned_files(current)
         refuse_dropped_files(current, files, drop)
+        self.refuse_unreconciled_index()
         remote_name, remote_url = self.prepare()
         digests = {name: _sha256_bytes(content) for name, content in sorted(files.items())}
         versions = self.versions()
@@ -383,7 +398,22 @@ class DvcReleaseRepository(ConfigurableResource):
             self._roll_back(staging, previous, tracked_before, head_before, made)
             raise
         shutil.rmtree(previous, ignore_errors=True)
+        with open(self._published_log(), "a") as log:
+            log.write(f"{version}\n")
         return Release(version, made["commit"], manifest, created=True, remote_url=remote_url)
+
+    def refuse_unreconciled_index(self) -> None:
+        """Every version of the release index must be found in the branch history with the data.dvc it lists (what
+        `releases`, `pull` and `verify` rely on); a release on top of an index that is not is refused."""
+        if self._has_commits():
+            try:
+                ReleaseHistory(self.root, self.repo_dir, self.tag_prefix, self.data_dir_name).records()
+            except ReleaseError as exc:
+                raise ReleaseError(
+                    f"{exc} Nothing was changed: restore {RELEASE_INDEX} from the last release commit "
+                    f"(`git log -- {RELEASE_INDEX}`, then `git checkout COMMIT -- {RELEASE_INDEX}` and commit) and "
+                    "release again."
+                ) from None
 
     def _add_to_index(self, version: str, manifest: dict, created_at: str) -> None:
         """The version's entry in the release index: its data.dvc md5, when it was made (kept out of data/, whose
@@ -476,6 +506,24 @@ def refuse_dropped_files(current: dict | None, files: dict[str, bytes], drop: tu
             f"--drop {', '.join(unknown)}: not a file {version or 'the current release'} has that this release "
             "leaves out; nothing to drop. Nothing was changed."
         )
+
+
+def parse_index(text: str, where: str) -> dict[str, dict]:
+    """A release index's {version: entry}; anything else is a ReleaseError naming it and how to restore it."""
+    try:
+        index = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        index, problem = None, f"is not valid JSON ({exc})"
+    else:
+        problem = f"holds a JSON {type(index).__name__}, not an object of version → entry"
+    if isinstance(index, dict) and all(isinstance(entry, dict) for entry in index.values()):
+        return index
+    if isinstance(index, dict):
+        problem = "has entries that are not objects"
+    raise ReleaseError(
+        f"{where} {problem}: it was damaged or edited. Restore it from the last release commit (`git log -- "
+        f"{RELEASE_INDEX}`, then `git checkout COMMIT -- {RELEASE_INDEX}`)."
+    )
 
 
 def _listing(names: list[str], shown: int = 10) -> str:
@@ -670,7 +718,7 @@ class ReleaseHistory:
         return result.stdout if result.returncode == 0 else None
 
     def records(self) -> list[ReleaseRecord]:
-        index = json.loads(self.show("HEAD", RELEASE_INDEX) or "{}")
+        index = parse_index(self.show("HEAD", RELEASE_INDEX) or "{}", f"{RELEASE_INDEX} of {self.repo}")
         tags = set(self.git("tag", "--list", f"{self.tag_prefix}*").stdout.split())
         records = []
         for version in sort_versions({*index, *tags}, self.tag_prefix):
@@ -678,14 +726,11 @@ class ReleaseHistory:
             if entry is None:
                 records.append(ReleaseRecord(version, version, None, None, None, tagged=True))
                 continue
-            added = self.git(*index_log_args(version)).stdout.split()
-            revision = added[0] if added else None
-            pointer = self.show(revision, f"{self.data_dir_name}.dvc") if revision else None
-            if pointer is None or data_md5(pointer) != entry.get("data_md5"):
+            revision = self.index_commit(version, entry)
+            if revision is None:
                 raise ReleaseError(
-                    f"{self.repo}: the release index lists {version} with data.dvc md5 "
-                    f"{entry.get('data_md5')}, but the commit that added it ({revision or 'none'}) "
-                    f"holds {data_md5(pointer) if pointer else 'no data.dvc'}; the index was edited by hand."
+                    f"{self.repo}: the release index lists {version} with data.dvc md5 {entry.get('data_md5')}, "
+                    "but no commit that added it to the index holds that data.dvc; the index was edited by hand."
                 )
             records.append(
                 ReleaseRecord(
@@ -698,6 +743,16 @@ class ReleaseHistory:
                 )
             )
         return records
+
+    def index_commit(self, version: str, entry: dict) -> str | None:
+        """The latest commit that added `version` to the release index with the data.dvc md5 its entry lists (a
+        revert, amend or rebase leaves other commits that touched it)."""
+        touched = self.git(*index_log_args(version)).stdout.split()
+        for revision in reversed(touched):
+            pointer = self.show(revision, f"{self.data_dir_name}.dvc")
+            if pointer is not None and data_md5(pointer) == entry.get("data_md5"):
+                return revision
+        return None
 
     def find(self, version: str | None) -> ReleaseRecord:
         records = self.records()
