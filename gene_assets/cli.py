@@ -277,7 +277,7 @@ def check_run_inputs(defs, args) -> None:
     needed += [CELL_DATASETS[d].data_file for d in args.cell_datasets if CELL_DATASETS[d].data_file]
     defs.resources["data_directory"].check(needed)
     for name, path, _ in args.cell_h5ad:
-        if not PARTITION_KEY_PATTERN.match(name):
+        if not PARTITION_KEY_PATTERN.fullmatch(name):
             raise UsageError(
                 f"run: --cell-h5ad name {name!r} is not a valid dataset name: use letters, digits, '.', '_' or '-'."
             )

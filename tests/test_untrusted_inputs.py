@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gene_assets.release.dvc_repository import DvcReleaseRepository
-from gene_assets.settings import DVC_REMOTE_ENV, resolve_settings
+from gene_assets.settings import DISCOVERED_REGISTRY_ENV, DVC_REMOTE_ENV, resolve_settings
 
 from .conftest import git
 
@@ -188,3 +188,58 @@ def test_a_reverted_or_reset_release_keeps_its_number_and_every_other_version_re
     ):
         repository.publish({"a.csv": b"5"}, {})
     assert (files_under(release_repo / "data"), git(release_repo, "rev-parse", "HEAD"), repository.versions()) == before
+
+
+def test_names_are_matched_whole_and_a_release_refuses_symlinks_and_empty_directories(
+    release_repo, tmp_path, monkeypatch, capsys
+):
+    """A backbone or dataset name with a trailing newline or a tab is refused (one line, exit 2, nothing
+    registered); a listed release file replaced by a symlink to an identical copy, or an empty directory of the
+    user's in data/, is refused by the next release (and kept), and `verify` refuses the symlink."""
+    import shutil
+
+    from gene_assets.cli import main
+    from gene_assets.embeddings.backbone import Backbone, InvalidBackboneError
+    from gene_assets.release.dvc_repository import ReleaseError, verify_release
+
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("GENE_ASSETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(DISCOVERED_REGISTRY_ENV, str(tmp_path / "discovered.json"))
+    (tmp_path / "v.txt").write_text("TP53 1 2 3\n")
+    for args, message in (
+        (
+            [
+                "add-backbone",
+                "mine\n",
+                "--kind",
+                "precomputed",
+                "--dims",
+                "3",
+                "--source-path",
+                str(tmp_path / "v.txt"),
+            ],
+            r"Backbone name 'mine\\n' is not a valid partition key",
+        ),
+        (["materialize", "cell_datasets", "--dataset", "pbmc3k\n"], r"'pbmc3k\\n' is not a valid cell_dataset name"),
+        (["run", "--cell-h5ad", "mine\n", str(tmp_path / "v.txt"), "cell_type"], r"name 'mine\\n' is not a valid"),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(message, err), err
+    with pytest.raises(InvalidBackboneError):
+        Backbone(name="x\n", kind="random", dims=3)
+    assert not (tmp_path / "discovered.json").exists() and not (tmp_path / "home" / "storage").exists()
+
+    repository = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
+    repository.publish({"a.csv": b"1", "b.csv": b"2"}, {})
+    data = release_repo / "data"
+    shutil.copy(data / "a.csv", tmp_path / "my_copy.csv")
+    (data / "a.csv").unlink()
+    (data / "a.csv").symlink_to(tmp_path / "my_copy.csv")
+    (data / "mine").mkdir()
+    with pytest.raises(ReleaseError, match=r"holds 2 files that are not part of release embeddings-v1: a\.csv@, mine/"):
+        repository.publish({"a.csv": b"1", "b.csv": b"3"}, {})
+    assert (data / "a.csv").is_symlink() and (data / "mine").is_dir() and repository.versions() == ["embeddings-v1"]
+    with pytest.raises(ReleaseError, match=r"1 entries are symlinks \(a\.csv\); a release holds only regular files"):
+        verify_release(data, str(release_repo))

@@ -322,8 +322,11 @@ class DvcReleaseRepository(ConfigurableResource):
             return
         listed = (current or {}).get("files", {})
         foreign, changed = [], []
-        for path in sorted(self.data_path.rglob("*")):
+        for path in sorted(entries_under(self.data_path)):
             name = path.relative_to(self.data_path).as_posix()
+            if path.is_symlink() or (path.is_dir() and not any(path.iterdir())):
+                foreign.append(name + ("@" if path.is_symlink() else "/"))
+                continue
             if path.is_dir() or name == MANIFEST:
                 continue
             if name not in listed:
@@ -487,6 +490,14 @@ class DvcReleaseRepository(ConfigurableResource):
         )
 
 
+def entries_under(directory: Path) -> list[Path]:
+    """Every file, directory and symlink below `directory`, without following symlinks."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        found += [Path(root) / name for name in [*dirs, *files]]
+    return found
+
+
 def refuse_dropped_files(current: dict | None, files: dict[str, bytes], drop: tuple[str, ...]) -> None:
     """A release publishes at least what the current one did: a file it would leave out must be named in `drop`
     (`gene-assets release --drop NAME`), and every name in `drop` must be such a file."""
@@ -595,6 +606,13 @@ def check_release(data_dir: Path, expected_md5: str | None, source: str) -> dict
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     version, listed = manifest["version"], manifest["files"]
+    links = sorted(p.relative_to(data_dir).as_posix() for p in entries_under(data_dir) if p.is_symlink())
+    if links:
+        raise ReleaseError(
+            f"Release {version} in {data_dir}: {len(links)} entries are symlinks ({_listing(links)}); a release holds "
+            f"only regular files, so they are refused whatever they point to. Pull the release again with "
+            "`gene-assets pull`."
+        )
     root = data_dir.resolve()
     outside = [
         name
@@ -610,7 +628,7 @@ def check_release(data_dir: Path, expected_md5: str | None, source: str) -> dict
             f"{data_dir / MANIFEST} lists {len(outside)} paths outside the release directory "
             f"({_listing(outside)}): refused. Pull the release again with `gene-assets pull`."
         )
-    present = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if not p.is_dir())
+    present = sorted(p.relative_to(data_dir).as_posix() for p in entries_under(data_dir) if not p.is_dir())
     unlisted = [name for name in present if name != MANIFEST and name not in listed]
     if unlisted:
         raise ReleaseError(
