@@ -243,3 +243,50 @@ def test_names_are_matched_whole_and_a_release_refuses_symlinks_and_empty_direct
     assert (data / "a.csv").is_symlink() and (data / "mine").is_dir() and repository.versions() == ["embeddings-v1"]
     with pytest.raises(ReleaseError, match=r"1 entries are symlinks \(a\.csv\); a release holds only regular files"):
         verify_release(data, str(release_repo))
+
+
+def test_consumers_leave_nothing_in_their_directory_and_the_committed_dvc_config_has_no_relative_path(
+    release_repo, tmp_path, monkeypatch
+):
+    """`gene-assets pull`, `dvc get` and `dvc.api.read` of a release, run in a consumer's directory that holds the
+    release repository: nothing appears there but what was asked for, and later pulls still work."""
+    import dvc.api
+
+    from gene_assets.release.dvc_repository import dvc_remotes, pull_release
+    from gene_assets.settings import PROJECT_ROOT
+
+    consumer = tmp_path
+    remote = tmp_path.parent / f"{tmp_path.name}-remote"
+    DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(remote)).publish({"a.csv": b"1"}, {})
+    committed = git(release_repo, "show", "embeddings-v1:.dvc/config")
+    assert "site_cache_dir" not in committed and dvc_remotes(committed)[1] == {}
+    assert "site_cache_dir" not in (PROJECT_ROOT / ".dvc" / "config").read_text()
+    monkeypatch.chdir(consumer)
+    monkeypatch.setenv(DVC_REMOTE_ENV, str(remote))
+    before = sorted(p.name for p in consumer.iterdir())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "get",
+            str(release_repo),
+            "data/a.csv",
+            "--rev",
+            "embeddings-v1",
+            "-o",
+            "got.csv",
+            "--config",
+            str(release_repo / ".dvc" / "config.local"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert (
+        dvc.api.read("data/a.csv", repo=str(release_repo), rev="embeddings-v1", remote_config={"url": str(remote)})
+        == "1"
+    )
+    for attempt in ("first", "second"):
+        out, manifest, _ = pull_release(str(release_repo), "embeddings-v1", consumer / attempt)
+        assert (out / "a.csv").read_text() == "1"
+    assert sorted(p.name for p in consumer.iterdir()) == sorted([*before, "got.csv", "first", "second"])

@@ -248,7 +248,7 @@ class DvcReleaseRepository(ConfigurableResource):
             self.dvc("init", "--quiet")
         self.refuse_committed_local_remote()
         self.dvc("config", "core.analytics", "false")
-        self.dvc("config", "core.site_cache_dir", ".dvc/tmp/site_cache")
+        self.dvc("config", "--local", "core.site_cache_dir", str((self.root / ".dvc" / "tmp" / "site_cache").resolve()))
         name, url = self.push_remote()
         configured = self.remote_url is None and url != default_dvc_remote_dir()
         if not is_url(url):
@@ -379,7 +379,10 @@ class DvcReleaseRepository(ConfigurableResource):
         staging = self.root / f".{self.data_dir_name}.staging-{uuid.uuid4().hex[:8]}"
         previous = self.root / f".{self.data_dir_name}.previous-{uuid.uuid4().hex[:8]}"
         pointer = self.root / f"{self.data_dir_name}.dvc"
-        tracked_before = {path: path.read_bytes() if path.exists() else None for path in (pointer, self.index_path)}
+        config = self.root / ".dvc" / "config"
+        tracked_before = {
+            path: path.read_bytes() if path.exists() else None for path in (pointer, self.index_path, config)
+        }
         head_before = self.git("rev-parse", "HEAD").strip() if self._has_commits() else None
         made: dict[str, str] = {}  # the commit and tag this release made: a rollback undoes those and no others
         try:
@@ -391,6 +394,9 @@ class DvcReleaseRepository(ConfigurableResource):
             self.dvc("add", self.data_dir_name, "--quiet")
             self.dvc("push", "--remote", remote_name, "--quiet")
             self._add_to_index(version, manifest, created_at)
+            if "site_cache_dir" in ConfigObj(config.read_text().splitlines()).get("core", {}):
+                # relative, it resolves in whatever directory a consumer runs dvc: kept in config.local only
+                self.dvc("config", "--unset", "core.site_cache_dir")
             paths = [p for p in self.release_paths() if (self.root / p).exists()]
             self.git("add", "--", *paths)
             self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths)
@@ -486,7 +492,9 @@ class DvcReleaseRepository(ConfigurableResource):
         if "commit" in made and head_before and resolve("HEAD") == made["commit"]:
             subprocess.run(["git", "reset", "--soft", head_before], cwd=self.repo_dir, capture_output=True)
         subprocess.run(
-            ["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir, capture_output=True
+            ["git", "reset", "--quiet", "--", *(str(p.relative_to(self.root)) for p in tracked_before)],
+            cwd=self.repo_dir,
+            capture_output=True,
         )
 
 
