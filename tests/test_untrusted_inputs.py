@@ -290,3 +290,38 @@ def test_consumers_leave_nothing_in_their_directory_and_the_committed_dvc_config
         out, manifest, _ = pull_release(str(release_repo), "embeddings-v1", consumer / attempt)
         assert (out / "a.csv").read_text() == "1"
     assert sorted(p.name for p in consumer.iterdir()) == sorted([*before, "got.csv", "first", "second"])
+
+
+def test_a_cell_dataset_file_replaced_after_cell_datasets_ran_is_refused_where_it_is_re_read(tmp_path):
+    """The h5ad replaced at the same path by the same cells in another order: the step that takes its rows by the
+    stored positions (here the expression baseline) refuses, naming the file and the command that re-reads it, and
+    stores nothing; re-reading it makes the step run."""
+    import anndata
+    from dagster import DagsterInstance
+
+    from gene_assets.cells.datasets import CellDatasetError
+
+    from .conftest import planted_inputs
+    from .test_bad_input import run, stored_files, write_cells
+
+    storage, h5ad = tmp_path / "storage", tmp_path / "cells.h5ad"
+    planted_inputs(storage)
+    write_cells(h5ad)
+    config = {"h5ad_path": str(h5ad), "label_key": "my_type", "min_class_cells": 5}
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("cell_dataset", ["toy"])
+        run(storage, "cell_datasets", instance=instance, partition_key="toy", config=config)
+        cells = anndata.read_h5ad(h5ad)
+        cells[::-1].copy().write_h5ad(h5ad)
+        before = stored_files(storage)
+        with pytest.raises(CellDatasetError) as refused:
+            run(storage, "cell_baseline_results", instance=instance, partition_key="toy")
+        assert re.fullmatch(
+            rf"Cell dataset 'toy': {h5ad} is not the file cell_datasets read \(recorded sha256 \w{{12}}…, the file now "
+            r"has \w{12}…\); its stored cells are row positions in that file, so nothing was computed from it\. "
+            r"Re-read it first: gene-assets materialize cell_datasets --dataset toy --config-json '(.*)'",
+            str(refused.value),
+        ), str(refused.value)
+        assert stored_files(storage) == before
+        run(storage, "cell_datasets", instance=instance, partition_key="toy", config=config)
+        assert run(storage, "cell_baseline_results", instance=instance, partition_key="toy").success

@@ -8,6 +8,7 @@ cell_datasets[dataset] ─► cell_embeddings[backbone × dataset] ─► cell_t
 
 import time
 from dataclasses import fields
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -41,6 +42,7 @@ from ..progress import ProgressLog
 from ..results import metrics_finite
 from ..roles import CELL_RESULTS, role_tags
 from ..sources.data_directory import DataDirectory
+from ..storage import sha256_file
 from ..tasks.figures import png_markdown
 from . import batch
 from .datasets import (
@@ -166,7 +168,10 @@ def cell_datasets(
     the cells to score with their labels, and the input scale of its matrix (counts or log-normalized)."""
     name = context.partition_key
     source = dataset_source(name, config, data_directory)
+    digest = sha256_file(Path(source["path"])) if source.get("path") and Path(source["path"]).is_file() else None
     adata = open_anndata(source)
+    if digest:
+        source["sha256"] = digest  # every later read of the file checks it is still this one (CellDataset.matrix)
     label_key = source["label_key"]
     if label_key not in adata.obs.columns:
         raise CellDatasetError(

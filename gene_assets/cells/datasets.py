@@ -18,6 +18,8 @@ import pyarrow as pa
 from scipy import sparse
 
 from ..catalog.resolver import GeneResolver
+from ..errors import GeneAssetsError
+from ..storage import sha256_file
 
 InputScale = Literal["counts", "log_normalized", "unlogged"]
 
@@ -30,7 +32,7 @@ SCALE_CHUNK_CELLS = 10_000
 """Cells read at a time while the input scale is checked over the whole matrix."""
 
 
-class CellDatasetError(ValueError):
+class CellDatasetError(GeneAssetsError, ValueError):
     """A single-cell dataset is unusable: missing file or label column, CSC storage, negative values, too few genes."""
 
 
@@ -274,6 +276,15 @@ def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: 
     return positions, excluded
 
 
+def reread_command(name: str, source: dict) -> str:
+    """The command that reads a dataset's file again (`cell_datasets` of its partition), with its h5ad config."""
+    command = f"gene-assets materialize cell_datasets --dataset {name}"
+    if name in CELL_DATASETS:
+        return command
+    config = {"ops": {"cell_datasets": {"config": {"h5ad_path": source["path"], "label_key": source["label_key"]}}}}
+    return f"{command} --config-json '{json.dumps(config)}'"
+
+
 @dataclass
 class CellDataset:
     """The cells to score (file position, obs name, label), the matched genes, and how to read the matrix."""
@@ -287,7 +298,28 @@ class CellDataset:
         return self.genes[self.genes["entrez_id"].notna()]
 
     def matrix(self) -> CellMatrix:
-        return CellMatrix(open_anndata(self.attrs["source"]), self.attrs["source"]["use_raw"], self.attrs["name"])
+        """The dataset's matrix, re-read from its file: refused unless the file is the one `cell_datasets` read (its
+        sha256), since the stored cells are positions in that file."""
+        source = self.attrs["source"]
+        if source.get("path"):
+            recorded = source.get("sha256")
+            actual = sha256_file(Path(source["path"])) if Path(source["path"]).is_file() else "missing"
+            if actual != recorded:
+                found = (
+                    "recorded no sha256 (stored before digests were kept)"
+                    if recorded is None
+                    else (
+                        f"recorded sha256 {recorded[:12]}…, the file now has {actual[:12]}…"
+                        if actual != "missing"
+                        else "the file is gone"
+                    )
+                )
+                raise CellDatasetError(
+                    f"Cell dataset {self.attrs['name']!r}: {source['path']} is not the file cell_datasets read "
+                    f"({found}); its stored cells are row positions in that file, so nothing was computed from it. "
+                    f"Re-read it first: {reread_command(self.attrs['name'], source)}"
+                )
+        return CellMatrix(open_anndata(source), source["use_raw"], self.attrs["name"])
 
     def to_arrow(self) -> pa.Table:
         table = pa.Table.from_pandas(self.cells, preserve_index=False)
