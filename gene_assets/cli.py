@@ -343,6 +343,8 @@ def materialize_command(args) -> int:
         f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; materialized "
         f"{', '.join(done) or 'nothing'}" + (f" for {partition}" if partition else "")
     )
+    if not result.success:
+        print(f"gene-assets: materialize failed:{''.join(f' {r}' for r in failure_reasons(result))}", file=sys.stderr)
     return 0 if result.success else 1
 
 

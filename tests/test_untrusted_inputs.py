@@ -325,3 +325,120 @@ def test_a_cell_dataset_file_replaced_after_cell_datasets_ran_is_refused_where_i
         assert stored_files(storage) == before
         run(storage, "cell_datasets", instance=instance, partition_key="toy", config=config)
         assert run(storage, "cell_baseline_results", instance=instance, partition_key="toy").success
+
+
+def committed_index(repo: Path, text: str) -> Path:
+    """A release repository whose committed releases.json holds `text`."""
+    (repo / "releases.json").write_text(text)
+    git(repo, "add", "releases.json")
+    git(repo, "commit", "-qm", "index")
+    return repo
+
+
+def released(repo: Path) -> Path:
+    """A release repository with release embeddings-v1, and a regular file `a_file` beside it."""
+    DvcReleaseRepository(repo_dir=str(repo), remote_url=str(repo.parent / "remote")).publish({"a.csv": b"1"}, {})
+    (repo.parent / "a_file").write_text("not a directory\n")
+    return repo
+
+
+def indexed_csv(work: Path) -> Path:
+    import pandas as pd
+
+    pd.DataFrame({"symbol": ["TP53", "MYC", "EGFR"], "d0": [1.0, 2, 3], "d1": [4.0, 5, 6]}).to_csv(work / "v.csv")
+    return work / "v.csv"
+
+
+CLI_CASES = {
+    "storage_url_one_slash": (
+        {"GENE_ASSETS_STORAGE": "s3:/bucket/x"},
+        ["materialize", "gene_catalog"],
+        None,
+        r"GENE_ASSETS_STORAGE='s3:/bucket/x' is not a well-formed URL .* it would be read as a local directory named "
+        r"'s3:'",
+    ),
+    "storage_unknown_scheme": (
+        {"GENE_ASSETS_STORAGE": "s4://bucket/x"},
+        ["leaderboard"],
+        None,
+        r"GENE_ASSETS_STORAGE='s4://bucket/x': unknown URL scheme 's4'",
+    ),
+    "remote_without_slashes": (
+        {"GENE_ASSETS_DVC_REMOTE": "s3:bucket/releases"},
+        ["release"],
+        None,
+        r"GENE_ASSETS_DVC_REMOTE='s3:bucket/releases' is not a well-formed URL",
+    ),
+    "gpus_not_a_number": ({"GENE_ASSETS_K8S_GPUS": "two"}, ["leaderboard"], None, r"GENE_ASSETS_K8S_GPUS='two' is not"),
+    "cron_four_fields": (
+        {"GENE_ASSETS_REFRESH_CRON": "0 3 * *"},
+        ["leaderboard"],
+        None,
+        r"GENE_ASSETS_REFRESH_CRON='0 3 \* \*' is not a cron schedule",
+    ),
+    "unknown_profile": ({"GENE_ASSETS_ENV": "prod"}, ["backbones"], None, r"GENE_ASSETS_ENV='prod' is not one of"),
+    "index_not_json": (
+        {},
+        ["releases", "--repo", "{repo}"],
+        lambda repo: committed_index(repo, "{not json"),
+        r"releases\.json of .* is not valid JSON .* Restore it from the last release commit",
+    ),
+    "index_a_list": (
+        {},
+        ["releases", "--repo", "{repo}"],
+        lambda repo: committed_index(repo, "[]"),
+        r"releases\.json of .* holds a JSON list, not an object",
+    ),
+    "pull_out_below_a_file": (
+        {},
+        ["pull", "embeddings-v1", "--repo", "{repo}", "--out", "{repo}/../a_file/out"],
+        released,
+        r"--out .*a_file/out: .*a_file is a file, not a directory",
+    ),
+    "precomputed_with_its_index": (
+        {},
+        ["add-backbone", "mine", "--kind", "precomputed", "--dims", "3", "--source-path", "{work}/v.csv"],
+        lambda repo: indexed_csv(repo.parent),
+        r"v\.csv: its first value column 'Unnamed: 0' counts the rows",
+    ),
+    "cell_h5ad_missing": (
+        {},
+        ["run", "--cell-h5ad", "mine", "missing.h5ad", "cell_type"],
+        None,
+        r"run: --cell-h5ad mine: .*missing\.h5ad does not exist",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_no_command_prints_a_traceback_for_a_bad_input_setting_or_state_file(tmp_path, release_repo, case):
+    """Each bad setting, state file or input through the real `gene-assets` command: exit status 2, one line naming
+    the cause, no Python traceback, and nothing created in the directory it ran in."""
+    from gene_assets.settings import PROJECT_ROOT
+
+    settings, args, prepare, message = CLI_CASES[case]
+    if prepare:
+        prepare(release_repo)
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "dagster_home").mkdir()
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("")
+    env = {
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "GENE_ASSETS_HOME": str(tmp_path / "home"),
+        "GENE_ASSETS_DATA_DIR": os.environ.get("GENE_ASSETS_DATA_DIR", str(PROJECT_ROOT.parent / "shared" / "data")),
+        DISCOVERED_REGISTRY_ENV: str(tmp_path / "discovered.json"),
+        "DVC_NO_ANALYTICS": "1",
+        **settings,
+    }
+    args = [a.format(repo=release_repo, work=tmp_path) for a in args]
+    result = subprocess.run(
+        [str(BIN / "gene-assets"), *args], cwd=work, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "Traceback" not in result.stderr and result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("gene-assets"), result.stderr
+    assert re.search(message, result.stderr), result.stderr
+    assert list(work.iterdir()) == [] and not (tmp_path / "discovered.json").exists()

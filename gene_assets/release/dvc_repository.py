@@ -32,6 +32,8 @@ MANIFEST = "MANIFEST.json"
 RELEASE_INDEX = "releases.json"
 """Tracked beside data.dvc: version → data.dvc md5, date, backbones; each release adds its entry in its own commit."""
 FALLBACK_GIT_IDENTITY = ["-c", "user.name=gene_assets", "-c", "user.email=gene_assets@localhost"]
+DVC_SUPPORT_LINES = ("Having any troubles?", "Hit us up at", "https://dvc.org/support")
+"""DVC's closing lines after an error: not the cause, left out of the message."""
 PUBLISHED_LOG = "gene_assets-published"
 RELEASE_LOCK = "gene_assets-release.lock"
 """In the repository's git directory: held (flock) by the one process that writes data/, commits, tags or pushes."""
@@ -113,7 +115,10 @@ class DvcReleaseRepository(ConfigurableResource):
         env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
         result = subprocess.run(args, cwd=self.repo_dir, capture_output=True, text=True, env=env)
         if result.returncode != 0:
-            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
+            lines = [line.strip() for line in (result.stderr or result.stdout).splitlines()]
+            lines = [line for line in lines if line and not line.startswith(DVC_SUPPORT_LINES)]
+            errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+            detail = errors or lines[-3:] or [f"exit status {result.returncode} and no message"]
             raise ReleaseError(f"{what} failed in {self.repo_dir}: {' / '.join(detail)}")
         return result.stdout
 
@@ -831,6 +836,9 @@ def pull_release(
     out = Path(out or f"gene-embeddings-{version}").resolve()
     if out.exists():
         raise ReleaseError(f"{out} already exists: choose another --out or remove it.")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise ReleaseError(f"--out {out}: {blocking} is a file, not a directory; choose an --out below a directory.")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.pulling-{uuid.uuid4().hex[:8]}"
     scratch = out.parent / f"{staging.name}.dvc-site"
