@@ -389,6 +389,17 @@ def release_command(args) -> int:
 
 
 def add_backbone_command(args) -> int:
+    if (
+        args.kind == "sentence_transformers"
+        and args.model_id
+        and not Path(args.model_id).is_dir()
+        and not args.revision
+    ):
+        raise UsageError(
+            f"add-backbone {args.name}: --model-id {args.model_id} is a Hub model and no --revision pins it; an "
+            "unpinned model can change under the same name between runs. Add --revision COMMIT (the model's commit "
+            "sha on the Hub), or give a local model directory."
+        )
     definitions()
     instance = local_instance()
     backbone = Backbone(

@@ -401,6 +401,12 @@ CLI_CASES = {
         lambda repo: indexed_csv(repo.parent),
         r"v\.csv: its first value column 'Unnamed: 0' counts the rows",
     ),
+    "hub_model_without_revision": (
+        {},
+        ["add-backbone", "mine", "--kind", "sentence_transformers", "--dims", "384", "--model-id", "org/model"],
+        None,
+        r"add-backbone mine: --model-id org/model is a Hub model and no --revision pins it",
+    ),
     "cell_h5ad_missing": (
         {},
         ["run", "--cell-h5ad", "mine", "missing.h5ad", "cell_type"],
