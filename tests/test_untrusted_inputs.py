@@ -448,3 +448,52 @@ def test_no_command_prints_a_traceback_for_a_bad_input_setting_or_state_file(tmp
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("gene-assets"), result.stderr
     assert re.search(message, result.stderr), result.stderr
     assert list(work.iterdir()) == [] and not (tmp_path / "discovered.json").exists()
+
+
+KILLED_PUBLISH = """
+import sys
+from gene_assets.release.dvc_repository import DvcReleaseRepository
+DvcReleaseRepository(repo_dir=sys.argv[1], remote_url=sys.argv[2]).publish({"a.csv": b"2"}, {})
+"""
+
+
+def test_a_release_killed_inside_its_dvc_push_is_recovered_by_the_next_release(release_repo, tmp_path, capsys):
+    """SIGKILL to a real release process (and its `dvc push`) by PID: the next release says what the interrupted one
+    left, restores it, and publishes; no `.data.*` directory stays and the new version verifies."""
+    import signal
+    import time
+
+    import psutil
+
+    from gene_assets.release.dvc_repository import verify_release
+
+    remote = tmp_path / "remote"
+    repository = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(remote))
+    repository.publish({"a.csv": b"1"}, {})
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PUBLISH, str(release_repo), str(remote)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        start_new_session=True,
+    )
+    deadline, push = time.time() + 120, None
+    while push is None:
+        assert process.poll() is None and time.time() < deadline, "the release ended before its dvc push was seen"
+        children = psutil.Process(process.pid).children(recursive=True)
+        push = next((c for c in children if "push" in c.cmdline()), None)
+        time.sleep(0.01)
+    for pid in (process.pid, push.pid):
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert [p.name.split("-")[0] for p in release_repo.glob(".data.*")] == [".data.previous"]
+    assert "data.dvc" in git(release_repo, "status", "--porcelain")
+    capsys.readouterr()
+    release = repository.publish({"a.csv": b"2"}, {})
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        rf"{release_repo}: an interrupted release left \.data\.previous-\w+ and uncommitted data\.dvc(, \S+)*; "
+        r"restored data/ and those files to the last commit before releasing\.\n",
+        err,
+    ), err
+    assert release.version == "embeddings-v2" and not list(release_repo.glob(".data.*"))
+    assert verify_release(release_repo / "data", str(release_repo))["version"] == "embeddings-v2"
+    assert git(release_repo, "status", "--porcelain").strip() == ""

@@ -367,6 +367,7 @@ class DvcReleaseRepository(ConfigurableResource):
             return self._publish(files, describe, drop)
 
     def _publish(self, files: dict[str, bytes], describe: dict, drop: tuple[str, ...] = ()) -> Release:
+        self.recover_interrupted_release()
         current = self.current_manifest()
         self.refuse_unowned_files(current)
         refuse_dropped_files(current, files, drop)
@@ -415,6 +416,38 @@ class DvcReleaseRepository(ConfigurableResource):
         with open(self._published_log(), "a") as log:
             log.write(f"{version}\n")
         return Release(version, made["commit"], manifest, created=True, remote_url=remote_url)
+
+    def recover_interrupted_release(self) -> None:
+        """Undo what a release killed midway (SIGKILL, power loss; it had no chance to roll back) left: its
+        staging directory, its uncommitted data.dvc, release index and DVC config, and data/ set aside as
+        .data.previous-*. Called with the release lock held, so the process that left them is gone."""
+        prefix = f".{self.data_dir_name}."
+        staging = sorted(self.root.glob(f"{prefix}staging-*"))
+        previous = sorted(self.root.glob(f"{prefix}previous-*"))
+        if not staging and not previous:
+            return
+        self.require_git()
+        left = ", ".join(p.name for p in staging + previous)
+        status = self.git("status", "--porcelain", "--untracked-files=no", "--", *self.release_paths())
+        dirty = [line[3:] for line in status.splitlines() if line.strip()]
+        if dirty:
+            self.git("reset", "--quiet", "--", *dirty)
+            committed = set(self.git("ls-tree", "--name-only", "HEAD", "--", *dirty).split())
+            if committed:
+                self.git("checkout", "HEAD", "--", *committed)
+            for path in set(dirty) - committed:
+                (self.root / path).unlink(missing_ok=True)
+        if previous and (dirty or not self.data_path.exists()):
+            shutil.rmtree(self.data_path, ignore_errors=True)
+            previous.pop().rename(self.data_path)
+        for leftover in staging + previous:
+            shutil.rmtree(leftover, ignore_errors=True)
+        print(
+            f"{self.repo_dir}: an interrupted release left {left}"
+            + (f" and uncommitted {', '.join(dirty)}" if dirty else "")
+            + "; restored data/ and those files to the last commit before releasing.",
+            file=sys.stderr,
+        )
 
     def refuse_unreconciled_index(self) -> None:
         """Every version of the release index must be found in the branch history with the data.dvc it lists (what
