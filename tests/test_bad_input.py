@@ -814,12 +814,13 @@ def test_results_asset_skips_an_unscorable_task_with_its_reason_and_keeps_the_ot
 # 3 (h5ad), 14, 15: single-cell datasets ------------------------------------------------------------------------------
 
 
-def write_cells(path: Path, names=None, var=None, negative=False, obs_column="my_type") -> None:
-    """60 cells of 3 types × 150 genes named G1..G150 (the planted catalog's symbols)."""
+def write_cells(path: Path, names=None, var=None, negative=False, obs_column="my_type", labels=None) -> None:
+    """60 cells of 3 types (or `labels`) × 150 genes named G1..G150 (the planted catalog's symbols)."""
     rng = np.random.default_rng(0)
     counts = rng.poisson(1.0, size=(60, 150)).astype(np.float32)
     X = counts - counts.mean() if negative else counts
-    obs = pd.DataFrame({obs_column: np.repeat(["alpha", "beta", "delta"], 20)}, index=[f"cell{i}" for i in range(60)])
+    labels = np.repeat(["alpha", "beta", "delta"], 20) if labels is None else labels
+    obs = pd.DataFrame({obs_column: labels}, index=[f"cell{i}" for i in range(60)])
     var = pd.DataFrame(var or {}, index=[f"G{i}" for i in range(1, 151)] if names is None else names)
     anndata.AnnData(X=sparse.csr_matrix(X), obs=obs, var=var).write_h5ad(path)
 
@@ -854,6 +855,15 @@ CELL_CASES = {
     "missing_label_column": (
         lambda p: write_cells(p, obs_column="celltype"),
         r"Cell dataset 'toy' has no obs column 'my_type' \(columns: celltype\)\. Set label_key",
+    ),
+    "one_cell_type": (
+        lambda p: write_cells(p, labels=["alpha"] * 58 + ["beta"] * 2),
+        r"Cell dataset 'toy': 60 cells, 1 cell types with at least 5 cells \(alpha: 58, beta: 2\); scoring needs two "
+        r"or more\. Check the label column, or lower min_class_cells",
+    ),
+    "no_labelled_cells": (
+        lambda p: write_cells(p, labels=np.full(60, np.nan)),
+        r"Cell dataset 'toy': 60 cells, 0 cell types with at least 5 cells \(no labelled cells\)",
     ),
 }
 

@@ -192,7 +192,7 @@ def cell_datasets(
     detected = detect_input_scale(matrix, name)
     scale = detected if config.input_scale == "auto" else config.input_scale
     labels = adata.obs[label_key].reset_index(drop=True)
-    positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed)
+    positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed, name)
     cells = pd.DataFrame(
         {
             "obs_index": positions,

@@ -250,15 +250,30 @@ def match_genes(var_names: pd.Index, resolver: GeneResolver, embeddable: set[int
     )
 
 
-def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: int) -> tuple[np.ndarray, dict]:
+def select_cells(
+    labels: pd.Series, max_cells: int, min_class_cells: int, seed: int, name: str = "dataset"
+) -> tuple[np.ndarray, dict]:
     """Sorted positions of the cells to score: labelled, in classes of at least `min_class_cells`, and a
-    class-stratified sample of `max_cells` when there are more; with the counts of what was left out."""
+    class-stratified sample of `max_cells` when there are more; with the counts of what was left out. Fewer than
+    two such classes, or a cap below their number, is a CellDatasetError."""
     labels = labels.astype("string")
     labelled = labels.notna().to_numpy()
     sizes = labels[labelled].value_counts()
     small = sizes[sizes < min_class_cells].index
     keep = labelled & ~labels.isin(small).fillna(False).to_numpy()
     positions = np.flatnonzero(keep)
+    classes = sizes.index.difference(small)
+    if len(classes) < 2:
+        counts = ", ".join(f"{label}: {n}" for label, n in sizes.head(5).items()) or "no labelled cells"
+        raise CellDatasetError(
+            f"Cell dataset {name!r}: {len(labels)} cells, {len(classes)} cell types with at least {min_class_cells} "
+            f"cells ({counts}); scoring needs two or more. Check the label column, or lower min_class_cells."
+        )
+    if max_cells < len(classes):
+        raise CellDatasetError(
+            f"Cell dataset {name!r}: max_cells {max_cells} is below its {len(classes)} cell types, so a sample cannot "
+            "hold every type: raise max_cells."
+        )
     capped = len(positions) > max_cells
     if capped:
         from sklearn.model_selection import train_test_split
