@@ -497,3 +497,26 @@ def test_a_release_killed_inside_its_dvc_push_is_recovered_by_the_next_release(r
     assert release.version == "embeddings-v2" and not list(release_repo.glob(".data.*"))
     assert verify_release(release_repo / "data", str(release_repo))["version"] == "embeddings-v2"
     assert git(release_repo, "status", "--porcelain").strip() == ""
+
+
+def test_a_ragged_csv_and_a_renamed_parquet_column_name_the_file_in_one_line(tmp_path):
+    import pandas as pd
+
+    from gene_assets.sources.data_directory import DataFileError, read_data_csv, read_data_parquet
+
+    (tmp_path / "labels.csv").write_text("gene_name,label\nTP53,a\nMYC,b,extra\n")
+    with pytest.raises(DataFileError) as ragged:
+        read_data_csv(tmp_path / "labels.csv", dtype=str)
+    assert re.fullmatch(
+        rf"{tmp_path / 'labels.csv'} cannot be parsed \(Error tokenizing data\. C error: Expected 2 fields in line 3, "
+        r"saw 3\): restore it from its source .*",
+        str(ragged.value),
+    ), str(ragged.value)
+    pd.DataFrame({"entrez_id": [7157], "summary": ["A tumor suppressor."]}).to_parquet(tmp_path / "s.parquet")
+    with pytest.raises(DataFileError) as renamed:
+        read_data_parquet(tmp_path / "s.parquet", columns=["entrez_id", "refseq_summary"])
+    message = str(renamed.value)
+    assert "\n" not in message and message.startswith(
+        f"{tmp_path / 's.parquet'} has no column refseq_summary (its columns: entrez_id, summary): it is not the "
+        "expected file, or a column was renamed;"
+    ), message
