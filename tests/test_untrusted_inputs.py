@@ -369,6 +369,17 @@ CLI_CASES = {
         None,
         r"GENE_ASSETS_DVC_REMOTE='s3:bucket/releases' is not a well-formed URL",
     ),
+    "storage_unreachable": (
+        {
+            "GENE_ASSETS_STORAGE": "s3://bucket/storage",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+        },
+        ["leaderboard"],
+        None,
+        r"GENE_ASSETS_STORAGE=s3://bucket/storage cannot be reached \(EndpointConnectionError: Could not connect",
+    ),
     "gpus_not_a_number": ({"GENE_ASSETS_K8S_GPUS": "two"}, ["leaderboard"], None, r"GENE_ASSETS_K8S_GPUS='two' is not"),
     "cron_four_fields": (
         {"GENE_ASSETS_REFRESH_CRON": "0 3 * *"},
