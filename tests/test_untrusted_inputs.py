@@ -468,6 +468,16 @@ DvcReleaseRepository(repo_dir=sys.argv[1], remote_url=sys.argv[2]).publish({"a.c
 """
 
 
+def command_line(process) -> list[str]:
+    """A process's command line; empty for one that already ended (a short-lived git or a zombie)."""
+    import psutil
+
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def test_a_release_killed_inside_its_dvc_push_is_recovered_by_the_next_release(release_repo, tmp_path, capsys):
     """SIGKILL to a real release process (and its `dvc push`) by PID: the next release says what the interrupted one
     left, restores it, and publishes; no `.data.*` directory stays and the new version verifies."""
@@ -490,7 +500,7 @@ def test_a_release_killed_inside_its_dvc_push_is_recovered_by_the_next_release(r
     while push is None:
         assert process.poll() is None and time.time() < deadline, "the release ended before its dvc push was seen"
         children = psutil.Process(process.pid).children(recursive=True)
-        push = next((c for c in children if "push" in c.cmdline()), None)
+        push = next((c for c in children if "push" in command_line(c)), None)
         time.sleep(0.01)
     for pid in (process.pid, push.pid):
         os.kill(pid, signal.SIGKILL)
