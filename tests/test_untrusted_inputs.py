@@ -156,7 +156,7 @@ def test_a_release_never_drops_a_released_file_unless_named_and_an_unchecked_out
 
 def test_a_reverted_or_reset_release_keeps_its_number_and_every_other_version_readable(release_repo, tmp_path):
     """Release v1 and v2, `git revert` v2 and delete its tag, release new content: it is v3 (v2 is never handed out
-    again), and v1 and v3 list, pull and verify. Then `git reset --hard` v3 away with its tag: the next is v4. An
+    again), and v1 and v3 list, pull and verify. Then `git reset --hard` v3 away with its tag: the next is v4, readable after an amend. An
     index edited by hand is refused before anything changes, saying how to restore it."""
     from gene_assets.release.dvc_repository import ReleaseError, ReleaseHistory, pull_release, verify_release
 
@@ -170,6 +170,7 @@ def test_a_reverted_or_reset_release_keeps_its_number_and_every_other_version_re
     git(release_repo, "reset", "--hard", "HEAD~1")
     git(release_repo, "tag", "-d", "embeddings-v3")
     assert repository.publish({"a.csv": b"4"}, {}).version == "embeddings-v4"
+    git(release_repo, "commit", "--amend", "-qm", "Release gene embeddings embeddings-v4, reworded")
     with ReleaseHistory.of(str(release_repo)) as history:
         assert [r.version for r in history.records()] == ["embeddings-v1", "embeddings-v4"]
     for version, content in (("embeddings-v1", "1"), ("embeddings-v4", "4")):
