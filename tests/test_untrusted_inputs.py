@@ -156,8 +156,8 @@ def test_a_release_never_drops_a_released_file_unless_named_and_an_unchecked_out
 
 def test_a_reverted_or_reset_release_keeps_its_number_and_every_other_version_readable(release_repo, tmp_path):
     """Release v1 and v2, `git revert` v2 and delete its tag, release new content: it is v3 (v2 is never handed out
-    again), and v1 and v3 list, pull and verify. Then `git reset --hard` v3 away with its tag: the next is v4, readable after an amend. An
-    index edited by hand is refused before anything changes, saying how to restore it."""
+    again). Then `git reset --hard` v3 away with its tag: the next is v4; amend its commit: v1 and v4 still list,
+    pull and verify. An index edited by hand is refused before anything changes, saying how to restore it."""
     from gene_assets.release.dvc_repository import ReleaseError, ReleaseHistory, pull_release, verify_release
 
     remote = tmp_path / "remote"
