@@ -320,15 +320,12 @@ class CellDataset:
             recorded = source.get("sha256")
             actual = sha256_file(Path(source["path"])) if Path(source["path"]).is_file() else "missing"
             if actual != recorded:
-                found = (
-                    "recorded no sha256 (stored before digests were kept)"
-                    if recorded is None
-                    else (
-                        f"recorded sha256 {recorded[:12]}…, the file now has {actual[:12]}…"
-                        if actual != "missing"
-                        else "the file is gone"
-                    )
-                )
+                if recorded is None:
+                    found = "recorded no sha256 (stored before digests were kept)"
+                elif actual == "missing":
+                    found = "the file is gone"
+                else:
+                    found = f"recorded sha256 {recorded[:12]}…, the file now has {actual[:12]}…"
                 raise CellDatasetError(
                     f"Cell dataset {self.attrs['name']!r}: {source['path']} is not the file cell_datasets read "
                     f"({found}); its stored cells are row positions in that file, so nothing was computed from it. "
