@@ -542,3 +542,16 @@ def test_a_ragged_csv_and_a_renamed_parquet_column_name_the_file_in_one_line(tmp
         f"{tmp_path / 's.parquet'} has no column refseq_summary (its columns: entrez_id, summary): it is not the "
         "expected file, or a column was renamed;"
     ), message
+
+
+def test_a_failing_dvc_step_reports_its_error_line(release_repo, tmp_path):
+    from gene_assets.release.dvc_repository import ReleaseError
+
+    repository = DvcReleaseRepository(repo_dir=str(release_repo), remote_url=str(tmp_path / "remote"))
+    repository.dvc("init", "--quiet")
+    with pytest.raises(ReleaseError) as failed:
+        repository.dvc("push", "--remote", "nowhere")
+    assert str(failed.value) == (
+        f"dvc push --remote nowhere failed in {release_repo}: failed to push data to the cloud - config file error: "
+        "remote 'nowhere' doesn't exist"
+    )
