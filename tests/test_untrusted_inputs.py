@@ -294,36 +294,53 @@ def test_consumers_leave_nothing_in_their_directory_and_the_committed_dvc_config
 
 
 def test_a_cell_dataset_file_replaced_after_cell_datasets_ran_is_refused_where_it_is_re_read(tmp_path):
-    """The h5ad replaced at the same path by the same cells in another order: the step that takes its rows by the
-    stored positions (here the expression baseline) refuses, naming the file and the command that re-reads it, and
-    stores nothing; re-reading it makes the step run."""
+    """The h5ad replaced at the same path by the same cells in another order: `gene-assets materialize` of the step
+    that takes its rows by the stored positions (the expression baseline) fails, its last line naming the file and
+    the command that re-reads it, and stores nothing; once the file is read again the step runs."""
     import anndata
     from dagster import DagsterInstance
 
-    from gene_assets.cells.datasets import CellDatasetError
+    from gene_assets.settings import PROJECT_ROOT
 
     from .conftest import planted_inputs
     from .test_bad_input import run, stored_files, write_cells
 
-    storage, h5ad = tmp_path / "storage", tmp_path / "cells.h5ad"
+    storage, h5ad = tmp_path / "home" / "storage", tmp_path / "cells.h5ad"
     planted_inputs(storage)
     write_cells(h5ad)
     config = {"h5ad_path": str(h5ad), "label_key": "my_type", "min_class_cells": 5}
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("cell_dataset", ["toy"])
         run(storage, "cell_datasets", instance=instance, partition_key="toy", config=config)
-        cells = anndata.read_h5ad(h5ad)
-        cells[::-1].copy().write_h5ad(h5ad)
-        before = stored_files(storage)
-        with pytest.raises(CellDatasetError) as refused:
-            run(storage, "cell_baseline_results", instance=instance, partition_key="toy")
-        assert re.fullmatch(
-            rf"Cell dataset 'toy': {h5ad} is not the file cell_datasets read \(recorded sha256 \w{{12}}…, the file now "
-            r"has \w{12}…\); its stored cells are row positions in that file, so nothing was computed from it\. "
-            r"Re-read it first: gene-assets materialize cell_datasets --dataset toy --config-json '(.*)'",
-            str(refused.value),
-        ), str(refused.value)
-        assert stored_files(storage) == before
+    anndata.read_h5ad(h5ad)[::-1].copy().write_h5ad(h5ad)
+    before = stored_files(storage)
+    (tmp_path / "dagster_home").mkdir()
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "GENE_ASSETS_HOME": str(tmp_path / "home"),
+    }
+    refused = subprocess.run(
+        [str(BIN / "gene-assets"), "materialize", "cell_baseline_results", "--dataset", "toy"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    last = refused.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 1 and re.fullmatch(
+        rf"gene-assets: materialize failed: Cell dataset 'toy': {h5ad} is not the file cell_datasets read \(recorded "
+        r"sha256 \w{12}…, the file now has \w{12}…\); its stored cells are row positions in that file, so nothing was "
+        r"computed from it\. Re-read it first: gene-assets materialize cell_datasets --dataset toy --config-json "
+        r"'\{\"ops\": \{\"cell_datasets\": \{\"config\": \{\"h5ad_path\": \".*cells\.h5ad\", \"label_key\": \"my_type\"\}\}\}\}'",
+        last,
+    ), refused.stderr[-3000:]
+    assert stored_files(storage) == before
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("cell_dataset", ["toy"])
         run(storage, "cell_datasets", instance=instance, partition_key="toy", config=config)
         assert run(storage, "cell_baseline_results", instance=instance, partition_key="toy").success
 
