@@ -18,7 +18,14 @@ from .errors import GeneAssetsError, UsageError
 from .orchestration.materialize import materialize_selection
 from .orchestration.partitions import add_backbone, partition_key, register_backbones, register_partitions
 from .orchestration.pipeline import install_weights_packages, run_pipeline
-from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
+from .settings import (
+    EMBEDDING_CACHE_ENV,
+    HOME_ENV,
+    PROJECT_ROOT,
+    STORAGE_ENV,
+    gene_assets_home,
+    resolve_settings,
+)
 from .sources.data_directory import DATA_FILES
 from .tasks.evaluation import PROTOCOLS
 from .texts.views import VIEWS
@@ -284,9 +291,29 @@ def report_command(args) -> int:
     return 0
 
 
+def check_object_stores() -> None:
+    """The object stores that GENE_ASSETS_STORAGE and GENE_ASSETS_EMBEDDING_CACHE name answer, before anything
+    starts (an unreachable endpoint or refused credentials is one line, not a traceback from the first step)."""
+    from .storage import is_url, storage_path
+
+    for name in (STORAGE_ENV, EMBEDDING_CACHE_ENV):
+        location = os.environ.get(name)
+        if location and is_url(location):
+            try:
+                storage_path(location).exists()
+            except Exception as exc:  # any failure of the store's client library: the cause is outside the code
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise UsageError(
+                    f"{name}={location} cannot be reached ({type(exc).__name__}: {reason}). Check the endpoint "
+                    "(AWS_ENDPOINT_URL for an S3-compatible store), the credentials and the network, or point "
+                    f"{name} at a directory."
+                ) from None
+
+
 def definitions():
-    """The project's Definitions, once GENE_ASSETS_HOME is known to be usable."""
+    """The project's Definitions, once GENE_ASSETS_HOME is known to be usable and the object stores answer."""
     check_home()
+    check_object_stores()
     from .definitions import defs
 
     return defs
@@ -319,7 +346,7 @@ def check_run_inputs(defs, args) -> None:
     needed += [CELL_DATASETS[d].data_file for d in args.cell_datasets if CELL_DATASETS[d].data_file]
     defs.resources["data_directory"].check(needed)
     for name, path, _ in args.cell_h5ad:
-        if not PARTITION_KEY_PATTERN.match(name):
+        if not PARTITION_KEY_PATTERN.fullmatch(name):
             raise UsageError(
                 f"run: --cell-h5ad name {name!r} is not a valid dataset name: use letters, digits, '.', '_' or '-'."
             )
@@ -385,6 +412,8 @@ def materialize_command(args) -> int:
         f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; materialized "
         f"{', '.join(done) or 'nothing'}" + (f" for {partition}" if partition else "")
     )
+    if not result.success:
+        print(f"gene-assets: materialize failed:{''.join(f' {r}' for r in failure_reasons(result))}", file=sys.stderr)
     return 0 if result.success else 1
 
 
@@ -403,7 +432,10 @@ def failure_reasons(result) -> list[str]:
 def release_command(args) -> int:
     defs = definitions()
     instance = local_instance()
-    result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, raise_on_error=False)
+    run_config = {"ops": {"embeddings_release": {"config": {"drop": args.drop}}}} if args.drop else None
+    result = defs.resolve_job_def("release_job").execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False
+    )
     if not result.success:
         print(
             "The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
@@ -426,6 +458,17 @@ def release_command(args) -> int:
 
 
 def add_backbone_command(args) -> int:
+    if (
+        args.kind == "sentence_transformers"
+        and args.model_id
+        and not Path(args.model_id).is_dir()
+        and not args.revision
+    ):
+        raise UsageError(
+            f"add-backbone {args.name}: --model-id {args.model_id} is a Hub model and no --revision pins it; an "
+            "unpinned model can change under the same name between runs. Add --revision COMMIT (the model's commit "
+            "sha on the Hub), or give a local model directory."
+        )
     definitions()
     instance = local_instance()
     backbone = Backbone(
@@ -545,9 +588,18 @@ def build_parser() -> OneLineParser:
     mat.add_argument("--view", choices=list(VIEWS))
     mat.add_argument("--dataset", help="cell dataset (alone for cell_datasets, or with --backbone)")
     mat.add_argument("--config-json", help="run config, as for `dagster asset materialize --config-json`")
-    sub.add_parser(
+    release = sub.add_parser(
         "release", help="refresh the leaderboard and publish a DVC release of everything materialized"
-    ).set_defaults(handler=release_command)
+    )
+    release.set_defaults(handler=release_command)
+    release.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="leave out a file of the current release on purpose, by its path in data/ (repeatable); without it a "
+        "release that would lose a file is refused",
+    )
     pull = sub.add_parser("pull", help="fetch a release at a version with DVC and verify every file")
     pull.set_defaults(handler=pull_command)
     pull.add_argument("version", nargs="?", help="e.g. embeddings-v3 (default: the latest)")
@@ -586,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=PreviewWarning)
     try:
         args = build_parser().parse_args(argv)
+        resolve_settings()
         return args.handler(args)
     except GeneAssetsError as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)

@@ -29,6 +29,7 @@ from .perturbation import assets as perturbation_assets
 from .release import assets as release_assets
 from .resources import local_resources
 from .roles import SCORED_WHEN_EMBEDDED, SHARED_INPUT, asset_names, with_role
+from .settings import resolve_settings
 from .tasks import assets as task_assets
 from .texts import assets as text_assets
 
@@ -139,4 +140,5 @@ def build_definitions(profile: str) -> Definitions:
     )
 
 
+resolve_settings()
 defs = build_definitions(current_profile())

@@ -23,6 +23,7 @@ from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 from gene_assets.settings import PRECISION_DECISIONS_ENV as DECISIONS_ENV
 from gene_assets.settings import PROJECT_ROOT, default_data_dir, gene_assets_home
 from gene_assets.sources.data_directory import DataDirectory
+from gene_assets.storage import write_stored
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -244,6 +245,11 @@ def s3_bucket(s3_server, monkeypatch, tmp_path) -> str:
     return bucket
 
 
+def store_frame(frame: pd.DataFrame, path: Path) -> None:
+    """A DataFrame stored as an asset output is: parquet with its sha256 beside it."""
+    write_stored(path, frame.to_parquet)
+
+
 def planted_inputs(storage) -> None:
     """Storage with 240 genes G1..G240 (previous symbols OLD1..OLD240) whose summaries name a kinase domain when the
     gene is dosage-sensitive, a zinc finger otherwise."""
@@ -256,23 +262,30 @@ def planted_inputs(storage) -> None:
         for i, s in zip(ids, sensitive)
     ]
     storage.mkdir(parents=True)
-    pd.DataFrame(
-        {"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "aliases": [f"OLD{i}" for i in ids], "ensembl_ids": ""}
-    ).to_parquet(storage / "gene_catalog.parquet")
-    pd.DataFrame(
-        {
-            "entrez_id": ids,
-            "symbol": [f"G{i}" for i in ids],
-            "view": "summary",
-            "text": texts,
-            "source": "refseq_summary",
-            "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
-        }
-    ).to_parquet(storage / "gene_texts.parquet")
-    pd.DataFrame({"entrez_id": ids, "all_genes": True, "with_summary": True}).to_parquet(
-        storage / "gene_universes.parquet"
+    store_frame(
+        pd.DataFrame(
+            {"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "aliases": [f"OLD{i}" for i in ids], "ensembl_ids": ""}
+        ),
+        storage / "gene_catalog.parquet",
+    )
+    store_frame(
+        pd.DataFrame(
+            {
+                "entrez_id": ids,
+                "symbol": [f"G{i}" for i in ids],
+                "view": "summary",
+                "text": texts,
+                "source": "refseq_summary",
+                "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
+            }
+        ),
+        storage / "gene_texts.parquet",
+    )
+    store_frame(
+        pd.DataFrame({"entrez_id": ids, "all_genes": True, "with_summary": True}), storage / "gene_universes.parquet"
     )
     labels = np.where(sensitive, "Dosage-sensitive TFs", "Dosage-insensitive TFs")
-    pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}).to_parquet(
-        storage / "geneformer_labels.parquet"
+    store_frame(
+        pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}),
+        storage / "geneformer_labels.parquet",
     )

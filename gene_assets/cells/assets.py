@@ -8,6 +8,7 @@ cell_datasets[dataset] ─► cell_embeddings[backbone × dataset] ─► cell_t
 
 import time
 from dataclasses import fields
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -39,6 +40,7 @@ from ..progress import ProgressLog
 from ..results import metrics_finite
 from ..roles import CELL_RESULTS, role_tags
 from ..sources.data_directory import DataDirectory
+from ..storage import sha256_file
 from ..tasks.figures import png_markdown
 from . import batch
 from .datasets import (
@@ -167,7 +169,10 @@ def cell_datasets(
     the cells to score with their labels, and the input scale of its matrix (counts or log-normalized)."""
     name = context.partition_key
     source = dataset_source(name, config, data_directory)
+    digest = sha256_file(Path(source["path"])) if source.get("path") and Path(source["path"]).is_file() else None
     adata = open_anndata(source)
+    if digest:
+        source["sha256"] = digest  # every later read of the file checks it is still this one (CellDataset.matrix)
     label_key = source["label_key"]
     if label_key not in adata.obs.columns:
         raise CellDatasetError(
@@ -180,7 +185,7 @@ def cell_datasets(
     detected = detect_input_scale(matrix, name)
     scale = detected if config.input_scale == "auto" else config.input_scale
     labels = adata.obs[label_key].reset_index(drop=True)
-    positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed)
+    positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed, name)
     cells = pd.DataFrame(
         {
             "obs_index": positions,

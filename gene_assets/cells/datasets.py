@@ -18,6 +18,8 @@ import pyarrow as pa
 from scipy import sparse
 
 from ..catalog.resolver import GeneResolver
+from ..errors import GeneAssetsError
+from ..storage import sha256_file
 
 InputScale = Literal["counts", "log_normalized", "unlogged"]
 
@@ -30,7 +32,7 @@ SCALE_CHUNK_CELLS = 10_000
 """Cells read at a time while the input scale is checked over the whole matrix."""
 
 
-class CellDatasetError(ValueError):
+class CellDatasetError(GeneAssetsError, ValueError):
     """A single-cell dataset is unusable: missing file or label column, CSC storage, negative values, too few genes."""
 
 
@@ -320,15 +322,30 @@ def _shape(identifier: str) -> str:
     return "other names"
 
 
-def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: int) -> tuple[np.ndarray, dict]:
+def select_cells(
+    labels: pd.Series, max_cells: int, min_class_cells: int, seed: int, name: str = "dataset"
+) -> tuple[np.ndarray, dict]:
     """Sorted positions of the cells to score: labelled, in classes of at least `min_class_cells`, and a
-    class-stratified sample of `max_cells` when there are more; with the counts of what was left out."""
+    class-stratified sample of `max_cells` when there are more; with the counts of what was left out. Fewer than
+    two such classes, or a cap below their number, is a CellDatasetError."""
     labels = labels.astype("string")
     labelled = labels.notna().to_numpy()
     sizes = labels[labelled].value_counts()
     small = sizes[sizes < min_class_cells].index
     keep = labelled & ~labels.isin(small).fillna(False).to_numpy()
     positions = np.flatnonzero(keep)
+    classes = sizes.index.difference(small)
+    if len(classes) < 2:
+        counts = ", ".join(f"{label}: {n}" for label, n in sizes.head(5).items()) or "no labelled cells"
+        raise CellDatasetError(
+            f"Cell dataset {name!r}: {len(labels)} cells, {len(classes)} cell types with at least {min_class_cells} "
+            f"cells ({counts}); scoring needs two or more. Check the label column, or lower min_class_cells."
+        )
+    if max_cells < len(classes):
+        raise CellDatasetError(
+            f"Cell dataset {name!r}: max_cells {max_cells} is below its {len(classes)} cell types, so a sample cannot "
+            "hold every type: raise max_cells."
+        )
     capped = len(positions) > max_cells
     if capped:
         from sklearn.model_selection import train_test_split
@@ -346,6 +363,15 @@ def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: 
     return positions, excluded
 
 
+def reread_command(name: str, source: dict) -> str:
+    """The command that reads a dataset's file again (`cell_datasets` of its partition), with its h5ad config."""
+    command = f"gene-assets materialize cell_datasets --dataset {name}"
+    if name in CELL_DATASETS:
+        return command
+    config = {"ops": {"cell_datasets": {"config": {"h5ad_path": source["path"], "label_key": source["label_key"]}}}}
+    return f"{command} --config-json '{json.dumps(config)}'"
+
+
 @dataclass
 class CellDataset:
     """The cells to score (file position, obs name, label), the matched genes, and how to read the matrix."""
@@ -359,7 +385,25 @@ class CellDataset:
         return self.genes[self.genes["entrez_id"].notna()]
 
     def matrix(self) -> CellMatrix:
-        return CellMatrix(open_anndata(self.attrs["source"]), self.attrs["source"]["use_raw"], self.attrs["name"])
+        """The dataset's matrix, re-read from its file: refused unless the file is the one `cell_datasets` read (its
+        sha256), since the stored cells are positions in that file."""
+        source = self.attrs["source"]
+        if source.get("path"):
+            recorded = source.get("sha256")
+            actual = sha256_file(Path(source["path"])) if Path(source["path"]).is_file() else "missing"
+            if actual != recorded:
+                if recorded is None:
+                    found = "recorded no sha256 (stored before digests were kept)"
+                elif actual == "missing":
+                    found = "the file is gone"
+                else:
+                    found = f"recorded sha256 {recorded[:12]}…, the file now has {actual[:12]}…"
+                raise CellDatasetError(
+                    f"Cell dataset {self.attrs['name']!r}: {source['path']} is not the file cell_datasets read "
+                    f"({found}); its stored cells are row positions in that file, so nothing was computed from it. "
+                    f"Re-read it first: {reread_command(self.attrs['name'], source)}"
+                )
+        return CellMatrix(open_anndata(source), source["use_raw"], self.attrs["name"])
 
     def to_arrow(self) -> pa.Table:
         table = pa.Table.from_pandas(self.cells, preserve_index=False)

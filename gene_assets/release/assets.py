@@ -6,7 +6,17 @@ import io
 
 import pandas as pd
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, MetadataValue, PathMetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    Config,
+    DagsterInstance,
+    MetadataValue,
+    PathMetadataValue,
+    asset,
+)
+from pydantic import Field
 
 from ..automation.conditions import RELEASE_CONDITION
 from ..cells.embedding import CellEmbeddings
@@ -133,6 +143,14 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
     }
 
 
+class ReleaseConfig(Config):
+    drop: list[str] = Field(
+        default=[],
+        description="Files of the current release (paths in data/, e.g. embeddings/B__V.parquet) to leave out on "
+        "purpose; a release that would lose any other file is refused.",
+    )
+
+
 @asset(
     group_name="release",
     ins={
@@ -149,6 +167,7 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
 def embeddings_release(
     context: AssetExecutionContext,
     gene_catalog: pd.DataFrame,
+    config: ReleaseConfig,
     gene_embeddings: dict[str, GeneEmbeddings],
     cell_embeddings: dict[str, CellEmbeddings],
     leaderboard: pd.DataFrame,
@@ -174,7 +193,9 @@ def embeddings_release(
             f"{code['diff_sha256']}; commit the changes for a release that a commit reproduces."
         )
     protocol = leaderboard["protocol"].iloc[0] if "protocol" in leaderboard and len(leaderboard) else None
-    release = release_repository.publish(files, describe={"code": code, "protocol": protocol, "models": models})
+    release = release_repository.publish(
+        files, describe={"code": code, "protocol": protocol, "models": models}, drop=tuple(config.drop)
+    )
     context.log.info(
         f"Release {release.version} at {release.revision[:12]}" + ("" if release.created else " (unchanged, reused)")
     )
