@@ -1,4 +1,5 @@
-"""Run the registered comparisons (all, or those named on the command line), print and save the results table."""
+"""Run the registered comparisons (all, or those named on the command line); print each one's table and add it to the
+history in benchmarks/results/."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .embedding_throughput import embedding_throughput
 from .gene_pair_probe import gene_pair_probe
 from .gene_task_suite import gene_task_suite
 from .gene_type_probe import gene_type_probe
-from .harness import RESULTS_DIR, chosen_precisions, machine_description, write_results
+from .harness import chosen_precisions, machine_description, markdown_table, write_history
 from .int8_paths import int8_paths
 from .multilabel_probe import multilabel_probe
 from .qwen3_gpu import qwen3_gpu
@@ -38,13 +39,12 @@ def main(names: list[str]) -> None:
     machine = f"{machine_description()}\n\n{chosen_precisions()}"
     print(machine, flush=True)
     started = time.perf_counter()
-    rows = []
     for comparison in [known[name] for name in names] or COMPARISONS:
         print(f"running {comparison.__name__} ...", flush=True)
-        rows += comparison()
-    report = write_results(rows, machine, time.perf_counter() - started)
-    print(report)
-    print(f"Written to {RESULTS_DIR}/benchmarks.csv and benchmarks.md")
+        rows = comparison()
+        path = write_history(comparison.__name__, rows, machine)
+        print(f"{markdown_table(rows)}\n\nWritten to {path}", flush=True)
+    print(f"Total run time: {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,25 @@
-"""What every comparison shares: alternating timed repeats, real inputs, the machine description, result files."""
+"""What every comparison shares: alternating timed repeats, real inputs, the machine description, the history files."""
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 
-from gene_assets.settings import PROJECT_ROOT
+from gene_assets.storage import write_bytes_atomic
 
-RESULTS_DIR = PROJECT_ROOT / "bench_results"
+HISTORY_DIR = Path(__file__).parent / "results"
+"""Committed history: results/<comparison>/<date>-<cpu class>.csv, one file per comparison, day and CPU class."""
+HISTORY_COLUMNS = ["date", "commit", "machine"]
+"""What each history row adds to its Row: the UTC day, the code it measured and the machine line."""
 
 
 @dataclass
@@ -94,13 +100,33 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_results(rows: list[Row], machine: str, seconds: float, directory: Path = RESULTS_DIR) -> str:
-    """Write benchmarks.csv and benchmarks.md; return the markdown."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "benchmarks.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(Row)])
-        writer.writeheader()
-        writer.writerows(asdict(row) for row in rows)
-    report = f"# Benchmarks\n\n{machine}\n\nTotal run time: {seconds:.0f} s\n\n{markdown_table(rows)}\n"
-    (directory / "benchmarks.md").write_text(report)
-    return report
+def cpu_class() -> str:
+    """The CPU model as a file-name word, e.g. 'amd-epyc-7b13' (what the history is kept per)."""
+    from gene_assets.embeddings.calibration import cpu_model
+
+    words = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$|\d+-core processor", " ", cpu_model().lower())
+    return re.sub(r"[^a-z0-9]+", "-", words).strip("-") or "unknown-cpu"
+
+
+def measured_commit() -> str:
+    """The commit measured, with '+changes' when the package differs from it."""
+    from gene_assets.runs import code_revision
+
+    code = code_revision()
+    return f"{code['commit'] or 'no-git'}{'+changes' if code['uncommitted_changes'] else ''}"
+
+
+def write_history(
+    comparison: str, rows: list[Row], machine: str, directory: Path = HISTORY_DIR, day: str | None = None
+) -> Path:
+    """One comparison's rows as directory/<comparison>/<day>-<cpu class>.csv, each with the day, the commit and the
+    machine line (a rerun the same day on the same CPU class replaces the file)."""
+    day = day or datetime.now(UTC).date().isoformat()
+    path = directory / comparison / f"{day}-{cpu_class()}.csv"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(Row)] + HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    commit, line = measured_commit(), " ".join(machine.split())
+    writer.writerows({**asdict(row), "date": day, "commit": commit, "machine": line} for row in rows)
+    write_bytes_atomic(path, buffer.getvalue().encode())
+    return path

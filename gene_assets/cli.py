@@ -18,7 +18,14 @@ from .errors import GeneAssetsError, UsageError
 from .orchestration.materialize import materialize_selection
 from .orchestration.partitions import add_backbone, partition_key, register_backbones, register_partitions
 from .orchestration.pipeline import install_weights_packages, pipeline_status, run_pipeline
-from .settings import HOME_ENV, PROJECT_ROOT, gene_assets_home
+from .settings import (
+    EMBEDDING_CACHE_ENV,
+    HOME_ENV,
+    PROJECT_ROOT,
+    STORAGE_ENV,
+    gene_assets_home,
+    resolve_settings,
+)
 from .sources.data_directory import DATA_FILES
 from .tasks.evaluation import PROTOCOLS
 from .texts.views import VIEWS
@@ -99,19 +106,26 @@ def print_leaderboard(io_manager) -> None:
 
 def print_sections(summary) -> None:
     """Every leaderboard section of the summary (leaderboard/sections.py builds them) as markdown."""
+    from .leaderboard.published import comparison_table, published_comparison, quoted_board_rows
     from .leaderboard.sections import build_sections
 
     sections = build_sections(summary)
     protocol = summary["protocol"].iloc[0] if "protocol" in summary and len(summary) else "not recorded"
-    for universe, table in (
-        ("all_genes", sections.leaderboard),
-        ("with_summary", sections.leaderboard_with_summary_only),
+    for universe, table, quoted in (
+        ("all_genes", quoted_board_rows(sections.leaderboard), "; a quoted row is a published figure"),
+        ("with_summary", sections.leaderboard_with_summary_only, ""),
     ):
         print(
             f"\n## {universe} ({protocol} protocol): estimate [95% CI]; ★ best, ≈ not significantly worse, ⚠ view "
-            "shares the label source\n"
+            f"shares the label source{quoted}\n"
         )
         print(table.to_markdown(index=False))
+    print(
+        "\n## Published reference rows (all_genes, same task, classifier, metric and protocol): our 95% CI above, "
+        "around or below the published figure\n"
+    )
+    comparison = comparison_table(published_comparison(summary)).fillna("")
+    print(comparison.to_markdown(index=False, disable_numparse=True))
     print("\n## Families (mean primary metric) and overall rank [95% interval]\n")
     print(sections.families.to_markdown(index=False))
     ranks = sections.ranks_table
@@ -166,13 +180,23 @@ def print_sections(summary) -> None:
 
 def print_term_masking(io_manager) -> None:
     """The term-masking section, when term_masking has been materialized."""
-    from .leakage.masking import MAX_DROP, term_masking_table
+    from .leakage.masking import MAX_DROP, MIN_NAMED_LABELS, term_masking_table
 
     if io_manager.stored_path(["term_masking"]).exists():
-        table = term_masking_table(io_manager.load(["term_masking"]))
+        stored = io_manager.load(["term_masking"])
+        if len(stored) and "verdict" not in stored.columns:
+            print(
+                "\n## Term masking\n\nThe stored term_masking predates the verdict over named labels: run "
+                "`gene-assets materialize term_masking` to judge the views again."
+            )
+            return
+        table = term_masking_table(stored)
         print(
             "\n## Term masking (all_genes): primary metric with the task's term names masked vs as many random words; "
-            f"median drop = random − term; LEAK: a clean view drops more than {MAX_DROP}\n"
+            "drop = random − term; labels_named: labels whose name occurs in the view's texts; named_drop: median "
+            "drop over them (the check's statistic); median_drop: over every replicate; LEAK: a clean view's "
+            f"named_drop exceeds {MAX_DROP}; cannot judge: fewer than {MIN_NAMED_LABELS} labels named (not clean, "
+            "not blocking)\n"
         )
         print(table.to_markdown(index=False) if len(table) else "no task shares a source with a text view")
 
@@ -242,9 +266,54 @@ def releases_command(args) -> int:
     return 0
 
 
+def report_command(args) -> int:
+    import tempfile
+
+    from .release.dvc_repository import pull_release
+    from .release.results_page import ReleaseSource, release_csv_files, render_results_page
+    from .resources import local_resources
+    from .storage import write_bytes_atomic
+
+    repo = args.repo or local_resources()["release_repository"].repo_dir
+    with tempfile.TemporaryDirectory(prefix="gene-assets-report-") as tmp:
+        data_dir, manifest, record = pull_release(repo, args.release, Path(tmp) / "release", remote=args.remote)
+        files = release_csv_files(data_dir, manifest)
+    source = ReleaseSource(record.version, record.revision, record.created_at, record.data_md5, repo, manifest)
+    page = render_results_page(source, files)
+    if args.out:
+        try:
+            write_bytes_atomic(Path(args.out), page.encode())
+        except OSError as exc:
+            raise UsageError(f"report: cannot write {args.out} ({exc.strerror}); choose another --out.") from None
+        print(f"{args.out}: results of release {record.version} (commit {record.revision[:12]}) from {repo}")
+    else:
+        print(page, end="")
+    return 0
+
+
+def check_object_stores() -> None:
+    """The object stores that GENE_ASSETS_STORAGE and GENE_ASSETS_EMBEDDING_CACHE name answer, before anything
+    starts (an unreachable endpoint or refused credentials is one line, not a traceback from the first step)."""
+    from .storage import is_url, storage_path
+
+    for name in (STORAGE_ENV, EMBEDDING_CACHE_ENV):
+        location = os.environ.get(name)
+        if location and is_url(location):
+            try:
+                storage_path(location).exists()
+            except Exception as exc:  # any failure of the store's client library: the cause is outside the code
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise UsageError(
+                    f"{name}={location} cannot be reached ({type(exc).__name__}: {reason}). Check the endpoint "
+                    "(AWS_ENDPOINT_URL for an S3-compatible store), the credentials and the network, or point "
+                    f"{name} at a directory."
+                ) from None
+
+
 def definitions():
-    """The project's Definitions, once GENE_ASSETS_HOME is known to be usable."""
+    """The project's Definitions, once GENE_ASSETS_HOME is known to be usable and the object stores answer."""
     check_home()
+    check_object_stores()
     from .definitions import defs
 
     return defs
@@ -277,7 +346,7 @@ def check_run_inputs(defs, args) -> None:
     needed += [CELL_DATASETS[d].data_file for d in args.cell_datasets if CELL_DATASETS[d].data_file]
     defs.resources["data_directory"].check(needed)
     for name, path, _ in args.cell_h5ad:
-        if not PARTITION_KEY_PATTERN.match(name):
+        if not PARTITION_KEY_PATTERN.fullmatch(name):
             raise UsageError(
                 f"run: --cell-h5ad name {name!r} is not a valid dataset name: use letters, digits, '.', '_' or '-'."
             )
@@ -370,6 +439,8 @@ def materialize_command(args) -> int:
         f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; materialized "
         f"{', '.join(done) or 'nothing'}" + (f" for {partition}" if partition else "")
     )
+    if not result.success:
+        print(f"gene-assets: materialize failed:{''.join(f' {r}' for r in failure_reasons(result))}", file=sys.stderr)
     return 0 if result.success else 1
 
 
@@ -388,7 +459,10 @@ def failure_reasons(result) -> list[str]:
 def release_command(args) -> int:
     defs = definitions()
     instance = local_instance()
-    result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, raise_on_error=False)
+    run_config = {"ops": {"embeddings_release": {"config": {"drop": args.drop}}}} if args.drop else None
+    result = defs.resolve_job_def("release_job").execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False
+    )
     if not result.success:
         print(
             "The leaderboard or release step failed (see the log above); data/, data.dvc and the tags are "
@@ -411,6 +485,17 @@ def release_command(args) -> int:
 
 
 def add_backbone_command(args) -> int:
+    if (
+        args.kind == "sentence_transformers"
+        and args.model_id
+        and not Path(args.model_id).is_dir()
+        and not args.revision
+    ):
+        raise UsageError(
+            f"add-backbone {args.name}: --model-id {args.model_id} is a Hub model and no --revision pins it; an "
+            "unpinned model can change under the same name between runs. Add --revision COMMIT (the model's commit "
+            "sha on the Hub), or give a local model directory."
+        )
     definitions()
     instance = local_instance()
     backbone = Backbone(
@@ -541,9 +626,18 @@ def build_parser() -> OneLineParser:
     mat.add_argument("--view", choices=list(VIEWS))
     mat.add_argument("--dataset", help="cell dataset (alone for cell_datasets, or with --backbone)")
     mat.add_argument("--config-json", help="run config, as for `dagster asset materialize --config-json`")
-    sub.add_parser(
+    release = sub.add_parser(
         "release", help="refresh the leaderboard and publish a DVC release of everything materialized"
-    ).set_defaults(handler=release_command)
+    )
+    release.set_defaults(handler=release_command)
+    release.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="leave out a file of the current release on purpose, by its path in data/ (repeatable); without it a "
+        "release that would lose a file is refused",
+    )
     pull = sub.add_parser("pull", help="fetch a release at a version with DVC and verify every file")
     pull.set_defaults(handler=pull_command)
     pull.add_argument("version", nargs="?", help="e.g. embeddings-v3 (default: the latest)")
@@ -557,6 +651,16 @@ def build_parser() -> OneLineParser:
     releases = sub.add_parser("releases", help="list the releases of a repository, from its release index and tags")
     releases.set_defaults(handler=releases_command)
     releases.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
+    report = sub.add_parser("report", help="write the results page (markdown) from a release's leaderboard tables")
+    report.set_defaults(handler=report_command)
+    report.add_argument("--release", help="e.g. embeddings-v3 (default: the latest)")
+    report.add_argument("--repo", help="release repository, a path or git URL (default: this project's)")
+    report.add_argument("--out", help="markdown file to write, e.g. docs/results.md (default: print the page)")
+    report.add_argument(
+        "--remote",
+        help="DVC remote URL or directory holding the data (default: $GENE_ASSETS_DVC_REMOTE, "
+        "else the repository's own)",
+    )
     sub.add_parser("recover", help="mark runs whose process died as failed and free their pool slots").set_defaults(
         handler=recover_command
     )
@@ -572,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=PreviewWarning)
     try:
         args = build_parser().parse_args(argv)
+        resolve_settings()
         return args.handler(args)
     except GeneAssetsError as exc:
         print(f"gene-assets: {exc}", file=sys.stderr)

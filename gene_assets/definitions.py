@@ -35,6 +35,7 @@ from .perturbation import assets as perturbation_assets
 from .release import assets as release_assets
 from .resources import local_resources
 from .roles import SCORED_WHEN_EMBEDDED, SHARED_INPUT, asset_names, with_role
+from .settings import resolve_settings
 from .sources.observations import (
     DATA_FILE_READERS,
     OBSERVED,
@@ -192,4 +193,5 @@ def build_definitions(profile: str) -> Definitions:
     )
 
 
+resolve_settings()
 defs = build_definitions(current_profile())

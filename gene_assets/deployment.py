@@ -25,11 +25,13 @@ from .settings import (
     K8S_NAMESPACE_ENV,
     K8S_SECRET_ENV,
     PROFILE_ENV,
+    PROFILES,
     RELEASE_REPO_ENV,
     STORAGE_ENV,
+    SWITCH,
+    choice_setting,
+    int_setting,
 )
-
-PROFILES = ("local", "k8s", "dask")
 
 FORWARDED_ENV = [
     DATA_DIR_ENV,
@@ -49,10 +51,7 @@ OPENAI_API_KEY or NCBI_API_KEY come from the Kubernetes secret named by $GENE_AS
 
 
 def current_profile() -> str:
-    profile = os.environ.get(PROFILE_ENV, "local")
-    if profile not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={profile!r} is unknown; choose one of {list(PROFILES)}.")
-    return profile
+    return choice_setting(PROFILE_ENV, "local", PROFILES)
 
 
 def k8s_executor_config() -> dict:
@@ -75,7 +74,7 @@ def dask_executor_config() -> dict:
     address = os.environ.get(DASK_SCHEDULER_ENV)
     if address:
         return {"cluster": {"existing": {"address": address}}}
-    return {"cluster": {"local": {"n_workers": int(os.environ.get(DASK_WORKERS_ENV, "2")), "threads_per_worker": 1}}}
+    return {"cluster": {"local": {"n_workers": int_setting(DASK_WORKERS_ENV, 2, 1), "threads_per_worker": 1}}}
 
 
 def executor_for(profile: str) -> ExecutorDefinition | None:
@@ -94,4 +93,4 @@ def executor_for(profile: str) -> ExecutorDefinition | None:
 def automation_running(profile: str) -> bool:
     """Whether the schedule and sensors start running: on k8s (a deployment with a daemon) unless
     $GENE_ASSETS_AUTOMATION=off; elsewhere only with $GENE_ASSETS_AUTOMATION=on."""
-    return os.environ.get(AUTOMATION_ENV, "on" if profile == "k8s" else "off") == "on"
+    return choice_setting(AUTOMATION_ENV, "on" if profile == "k8s" else "off", SWITCH) == "on"

@@ -133,13 +133,21 @@ def rematerialize_advice(path: Path, asset: str, partition: str | None) -> str:
 
 def verified_bytes(path: Path, asset: str, partition: str | None = None) -> bytes:
     """The bytes of a stored output file of `asset` (and `partition`), checked against the sha256 written with them;
-    a mismatch is refused, the file left as found (outputs written before checksums were kept have none and are
-    read unchecked)."""
+    a mismatch or a missing sha256 is refused, the file left as found."""
     if not path.exists():
         raise FileNotFoundError(f"No stored output at {path}: materialize the upstream asset first.")
     data = path.read_bytes()
     recorded = checksum_path(path)
-    if recorded.exists() and hashlib.sha256(data).hexdigest() != (recorded.read_text().split() or [""])[0]:
+    if not recorded.exists():
+        rehash = (
+            "" if is_url(path) else f" Or, if you trust it: cd {path.parent} && sha256sum {path.name} > {recorded.name}"
+        )
+        raise StoredOutputError(
+            f"Stored output of {asset}{f' {partition}' if partition else ''} ({path}) has no sha256 beside it "
+            f"({recorded}): it cannot be checked, so nothing was read from it. "
+            f"{rematerialize_advice(path, asset, partition)}.{rehash}"
+        )
+    if hashlib.sha256(data).hexdigest() != (recorded.read_text().split() or [""])[0]:
         raise StoredOutputError(
             f"Stored output of {asset}{f' {partition}' if partition else ''} ({path}) does not match the sha256 "
             f"written with it ({recorded}): it changed after it was written (bit rot, a partial copy or an edit); "

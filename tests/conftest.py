@@ -23,6 +23,7 @@ from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 from gene_assets.settings import PRECISION_DECISIONS_ENV as DECISIONS_ENV
 from gene_assets.settings import PROJECT_ROOT, default_data_dir, gene_assets_home
 from gene_assets.sources.data_directory import DataDirectory
+from gene_assets.storage import write_stored
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -195,12 +196,12 @@ def running_ui(env: dict) -> Iterator[int]:
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> str:
-    """An S3 API server (moto's standalone `moto_server`) on a free port of 127.0.0.1, as its own process for the
-    session, stopped by PID; its endpoint URL."""
+@contextmanager
+def running_s3_server(log_dir: Path) -> Iterator[str]:
+    """An S3 API server (moto's standalone `moto_server`) on a free port of 127.0.0.1, as its own process, stopped by
+    PID on exit; its endpoint URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    log_path = log_dir / "moto_server.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -223,6 +224,13 @@ def s3_server(tmp_path_factory) -> str:
         stop_process_tree(process)
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """The session's S3 API server (running_s3_server); its endpoint URL."""
+    with running_s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
 @pytest.fixture
 def s3_bucket(s3_server, monkeypatch, tmp_path) -> str:
     """A new bucket on the server; this process (and what it starts) reaches it through AWS_ENDPOINT_URL, with its own
@@ -237,6 +245,11 @@ def s3_bucket(s3_server, monkeypatch, tmp_path) -> str:
     return bucket
 
 
+def store_frame(frame: pd.DataFrame, path: Path) -> None:
+    """A DataFrame stored as an asset output is: parquet with its sha256 beside it."""
+    write_stored(path, frame.to_parquet)
+
+
 def planted_inputs(storage) -> None:
     """Storage with 240 genes G1..G240 (previous symbols OLD1..OLD240) whose summaries name a kinase domain when the
     gene is dosage-sensitive, a zinc finger otherwise."""
@@ -249,23 +262,30 @@ def planted_inputs(storage) -> None:
         for i, s in zip(ids, sensitive)
     ]
     storage.mkdir(parents=True)
-    pd.DataFrame(
-        {"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "aliases": [f"OLD{i}" for i in ids], "ensembl_ids": ""}
-    ).to_parquet(storage / "gene_catalog.parquet")
-    pd.DataFrame(
-        {
-            "entrez_id": ids,
-            "symbol": [f"G{i}" for i in ids],
-            "view": "summary",
-            "text": texts,
-            "source": "refseq_summary",
-            "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
-        }
-    ).to_parquet(storage / "gene_texts.parquet")
-    pd.DataFrame({"entrez_id": ids, "all_genes": True, "with_summary": True}).to_parquet(
-        storage / "gene_universes.parquet"
+    store_frame(
+        pd.DataFrame(
+            {"entrez_id": ids, "symbol": [f"G{i}" for i in ids], "aliases": [f"OLD{i}" for i in ids], "ensembl_ids": ""}
+        ),
+        storage / "gene_catalog.parquet",
+    )
+    store_frame(
+        pd.DataFrame(
+            {
+                "entrez_id": ids,
+                "symbol": [f"G{i}" for i in ids],
+                "view": "summary",
+                "text": texts,
+                "source": "refseq_summary",
+                "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
+            }
+        ),
+        storage / "gene_texts.parquet",
+    )
+    store_frame(
+        pd.DataFrame({"entrez_id": ids, "all_genes": True, "with_summary": True}), storage / "gene_universes.parquet"
     )
     labels = np.where(sensitive, "Dosage-sensitive TFs", "Dosage-insensitive TFs")
-    pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}).to_parquet(
-        storage / "geneformer_labels.parquet"
+    store_frame(
+        pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}),
+        storage / "geneformer_labels.parquet",
     )

@@ -51,6 +51,7 @@ The release items are in tests/test_release.py, beside the other release tests:
 
 import gzip
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -89,7 +90,7 @@ from gene_assets.tasks.spec import GeneTask, TaskLabelError
 from gene_assets.texts.assets import read_refseq_summaries
 from gene_assets.texts.views import VIEWS, GeneTextError, build_view
 
-from .conftest import planted_inputs
+from .conftest import planted_inputs, store_frame
 
 BIN = Path(sys.executable).parent
 
@@ -409,14 +410,14 @@ def test_gene_without_symbol_names_the_gene_and_keeps_the_previous_gene_texts(tm
             "catalog_source": "org.Hs.eg.db",
         }
     )
-    catalog.to_parquet(storage / "gene_catalog.parquet")
-    pd.DataFrame({"entrez_id": [7157], "summary": ["A tumor suppressor."]}).to_parquet(
-        storage / "gene_summaries.parquet"
+    store_frame(catalog, storage / "gene_catalog.parquet")
+    store_frame(
+        pd.DataFrame({"entrez_id": [7157], "summary": ["A tumor suppressor."]}), storage / "gene_summaries.parquet"
     )
     config = {"views": ["symbol", "summary", "card"]}
     assert len(run(storage, "gene_texts", config=config).output_for_node("gene_texts")) == 6
-    pd.concat([catalog, catalog.iloc[[0]].assign(entrez_id=99, symbol=symbol)]).to_parquet(
-        storage / "gene_catalog.parquet"
+    store_frame(
+        pd.concat([catalog, catalog.iloc[[0]].assign(entrez_id=99, symbol=symbol)]), storage / "gene_catalog.parquet"
     )
     before = stored_files(storage)
     with pytest.raises(
@@ -517,6 +518,8 @@ def test_cli_run_checks_every_input_file_before_it_starts(tmp_path, cli_env, dat
     assert not (tmp_path / "home" / "storage").exists() and not list((tmp_path / "dagster_home").rglob("runs.db"))
 
 
+PICKLED_SCALARS = pickle.dumps({"G1": 0.5, "G2": 0.25})
+
 # 4, 6, 10, 11: precomputed embedding files -----------------------------------------------------------------------------
 
 PRECOMPUTED_CASES = {
@@ -555,6 +558,35 @@ PRECOMPUTED_CASES = {
         gzip.compress(b"G1 1 2 3\n" * 100)[:-12],
         r"v\.txt\.gz is truncated or corrupt \(.*\); download or export it again",
     ),
+    "written_with_its_index": (
+        "v.csv",
+        pd.DataFrame({"symbol": ["G1", "G2", "G3"], "d0": [1.0, 2, 3], "d1": [4.0, 5, 6]}).to_csv().encode(),
+        r"v\.csv: its first value column 'Unnamed: 0' counts the rows \(0\.\.2\): it is the row index pandas "
+        r"writes by default, not a dimension; refused\. Write the file again without it",
+    ),
+    "blank_symbol": (
+        "v.csv",
+        b"symbol,d0,d1,d2\nG1,1,2,3\n,4,5,6\n  ,7,8,9\nNA,1,1,1\n",
+        r"v\.csv: 3 of 4 vectors have a blank or missing gene key \(e\.g\. row 2 \(''\), row 3 \('  '\), row 4 "
+        r"\('NA'\)\); a vector without its gene cannot be placed",
+    ),
+    "duplicate_after_normalization": (
+        "v.csv",
+        b"symbol,d0,d1,d2\nG1,1,2,3\n g1 ,4,5,6\nG2,1,1,1\n",
+        r"v\.csv: 2 rows share a symbol \(e\.g\.  g1 , G1\); keep one vector per symbol \(symbols are compared "
+        r"without surrounding whitespace and case\)",
+    ),
+    "vectors_as_text": (
+        "v.csv",
+        b'symbol,embedding\nG1,"[1, 2, 3]"\nG2,"[4, 5, 6]"\n',
+        r"v\.csv: 2 of 2 vectors are stored as text \(e\.g\. G1: '\[1, 2, 3\]'\); store each vector as a list or "
+        r"array of 3 numbers",
+    ),
+    "pickle_of_scalars": (
+        "v.pkl",
+        PICKLED_SCALARS,
+        r"v\.pkl: 2 of 2 vectors are single numbers, not vectors \(e\.g\. G1: '0\.5'\)",
+    ),
 }
 
 
@@ -588,7 +620,19 @@ def test_bad_precomputed_file_fails_its_partition_by_name_and_keeps_the_previous
     assert_nothing_lost(storage, before)
 
 
-@pytest.mark.parametrize("case", ["no_symbol_column", "latin1_byte", "nan_value"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no_symbol_column",
+        "latin1_byte",
+        "nan_value",
+        "written_with_its_index",
+        "blank_symbol",
+        "duplicate_after_normalization",
+        "vectors_as_text",
+        "pickle_of_scalars",
+    ],
+)
 def test_cli_refuses_a_bad_precomputed_file_and_registers_nothing(tmp_path, registry, monkeypatch, capsys, case):
     from gene_assets.cli import main
 
@@ -661,7 +705,7 @@ def encoder_returning(**bad):
 
 def duplicated_gene_text(storage, registry, monkeypatch):
     texts = pd.read_parquet(storage / "gene_texts.parquet")
-    pd.concat([texts, texts.iloc[[0]]]).to_parquet(storage / "gene_texts.parquet")
+    store_frame(pd.concat([texts, texts.iloc[[0]]]), storage / "gene_texts.parquet")
     return "random-gaussian"
 
 
@@ -750,7 +794,7 @@ def test_results_asset_skips_an_unscorable_task_with_its_reason_and_keeps_the_ot
         {"entrez_id": range(1, 31), "label": ["bivalent"] * 3 + ["lys4_only"] * 27, "task": "bivalent_vs_lys4_only"}
     )
     single = pd.DataFrame({"entrez_id": range(1, 31), "label": "long_range", "task": "tf_range_geneformer"})
-    pd.concat([labels, few, single]).to_parquet(storage / "geneformer_labels.parquet")
+    store_frame(pd.concat([labels, few, single]), storage / "geneformer_labels.parquet")
     embed(storage, instance, "text-availability")
     result = run(
         storage,
@@ -770,12 +814,13 @@ def test_results_asset_skips_an_unscorable_task_with_its_reason_and_keeps_the_ot
 # 3 (h5ad), 14, 15: single-cell datasets ------------------------------------------------------------------------------
 
 
-def write_cells(path: Path, names=None, var=None, negative=False, obs_column="my_type") -> None:
-    """60 cells of 3 types × 150 genes named G1..G150 (the planted catalog's symbols)."""
+def write_cells(path: Path, names=None, var=None, negative=False, obs_column="my_type", labels=None) -> None:
+    """60 cells of 3 types (or `labels`) × 150 genes named G1..G150 (the planted catalog's symbols)."""
     rng = np.random.default_rng(0)
     counts = rng.poisson(1.0, size=(60, 150)).astype(np.float32)
     X = counts - counts.mean() if negative else counts
-    obs = pd.DataFrame({obs_column: np.repeat(["alpha", "beta", "delta"], 20)}, index=[f"cell{i}" for i in range(60)])
+    labels = np.repeat(["alpha", "beta", "delta"], 20) if labels is None else labels
+    obs = pd.DataFrame({obs_column: labels}, index=[f"cell{i}" for i in range(60)])
     var = pd.DataFrame(var or {}, index=[f"G{i}" for i in range(1, 151)] if names is None else names)
     anndata.AnnData(X=sparse.csr_matrix(X), obs=obs, var=var).write_h5ad(path)
 
@@ -810,6 +855,15 @@ CELL_CASES = {
     "missing_label_column": (
         lambda p: write_cells(p, obs_column="celltype"),
         r"Cell dataset 'toy' has no obs column 'my_type' \(columns: celltype\)\. Set label_key",
+    ),
+    "one_cell_type": (
+        lambda p: write_cells(p, labels=["alpha"] * 58 + ["beta"] * 2),
+        r"Cell dataset 'toy': 60 cells, 1 cell types with at least 5 cells \(alpha: 58, beta: 2\); scoring needs two "
+        r"or more\. Check the label column, or lower min_class_cells",
+    ),
+    "no_labelled_cells": (
+        lambda p: write_cells(p, labels=np.full(60, np.nan)),
+        r"Cell dataset 'toy': 60 cells, 0 cell types with at least 5 cells \(no labelled cells\)",
     ),
 }
 

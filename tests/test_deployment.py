@@ -35,7 +35,7 @@ def test_k8s_profile_runs_steps_as_pods_and_requests_a_gpu_for_embedding(monkeyp
     assert defs.resolve_sensor_def("model_discovery_sensor").default_status.value == "RUNNING"
     assert build_definitions("local").resolve_sensor_def("model_discovery_sensor").default_status.value == "STOPPED"
     monkeypatch.setenv(PROFILE_ENV, "cloud")
-    with pytest.raises(ValueError, match="GENE_ASSETS_ENV='cloud' is unknown"):
+    with pytest.raises(ValueError, match="GENE_ASSETS_ENV='cloud' is not one of local, k8s, dask"):
         current_profile()
 
 

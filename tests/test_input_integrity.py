@@ -12,7 +12,7 @@ from gene_assets.embeddings.backbone import Backbone
 from gene_assets.embeddings.discovered import DiscoveredRegistry
 from gene_assets.settings import DISCOVERED_REGISTRY_ENV as REGISTRY_ENV
 
-from .conftest import planted_inputs
+from .conftest import planted_inputs, store_frame
 
 
 @pytest.fixture
@@ -214,7 +214,7 @@ def test_an_unknown_label_value_is_refused_naming_the_file_the_value_and_its_cou
 def catalog_with_ensembl_ids(storage: Path) -> pd.DataFrame:
     path = storage / "gene_catalog.parquet"
     catalog = pd.read_parquet(path).assign(ensembl_ids=lambda c: [f"ENSG{i:011d}" for i in c["entrez_id"]])
-    catalog.to_parquet(path)
+    store_frame(catalog, path)
     return catalog
 
 

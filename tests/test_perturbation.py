@@ -37,6 +37,8 @@ from gene_assets.perturbation.signatures import map_perturbations, read_signatur
 from gene_assets.resources import temporary_resources
 from gene_assets.storage import write_table
 
+from .conftest import store_frame
+
 EVERYTHING = [*all_assets, *all_asset_checks]
 
 
@@ -188,9 +190,9 @@ def store_embeddings(base, backbone: str, genes: pd.DataFrame, matrix: np.ndarra
 
 
 def store_universe(base, catalog: pd.DataFrame) -> None:
-    catalog.to_parquet(base / "gene_catalog.parquet")
+    store_frame(catalog, base / "gene_catalog.parquet")
     universes = pd.DataFrame({"entrez_id": catalog["entrez_id"], "all_genes": True, "with_summary": True})
-    universes.to_parquet(base / "gene_universes.parquet")
+    store_frame(universes, base / "gene_universes.parquet")
 
 
 @pytest.mark.slow

@@ -245,6 +245,7 @@ def test_release_round_trip_restores_identical_data(pipeline, tmp_path):
     comparison = filecmp.dircmp(repo / "data", clone / "data")
     names = sorted(p.relative_to(repo / "data").as_posix() for p in (repo / "data").rglob("*") if p.is_file())
     assert "MANIFEST.json" in names and "leaderboard.csv" in names and "leaderboard_cells.csv" in names
+    assert "gene_identifiers.parquet" in names
     assert "leaderboard_perturbation.csv" in names and "leaderboard_term_masking.csv" in names
     assert {f"cells/{b}__{CELL_DATASET}.parquet" for b in BACKBONES} <= set(names)
     for name in names:
@@ -431,4 +432,4 @@ def test_user_h5ad_is_read_by_path_and_label_column_and_unmatched_genes_fail_cle
     failed = dataset("unmatched")
     assert not failed.success
     message = failed.get_step_failure_events()[0].event_specific_data.error.cause.message
-    assert "'unmatched': only 0 of 219 genes" in message and "feature0" in message
+    assert "'unmatched': none of its 219 genes matches" in message and "feature0" in message

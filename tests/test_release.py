@@ -186,7 +186,6 @@ def committed_team_remote(repo, url="s3://gene-assets-releases/gene_assets"):
     dvc(repo, "init", "--quiet")
     dvc(repo, "remote", "add", "--default", "releases", url)
     dvc(repo, "config", "core.analytics", "false")
-    dvc(repo, "config", "core.site_cache_dir", ".dvc/tmp/site_cache")
     git(repo, "add", ".dvc/config", ".dvcignore", ".dvc/.gitignore")
     git(repo, "commit", "-qm", "DVC with the team's release remote")
 

@@ -89,9 +89,10 @@ def test_storage_on_s3_publishes_whole_objects_and_reports_corrupt_ones(s3_bucke
         "not match the sha256 written with it",
     ):
         manager.load_input(build_input_context(asset_key="gene_catalog"))
-    s3.rm_file(f"{s3_bucket}/storage/gene_catalog.parquet.sha256")  # an output written before checksums were kept
+    s3.rm_file(f"{s3_bucket}/storage/gene_catalog.parquet.sha256")
     with pytest.raises(
-        StoredOutputError, match=f"gene_catalog \\(s3://{s3_bucket}/storage/gene_catalog.parquet\\) cannot be read"
+        StoredOutputError,
+        match=f"gene_catalog \\(s3://{s3_bucket}/storage/gene_catalog.parquet\\) has no sha256 beside it",
     ):
         manager.load_input(build_input_context(asset_key="gene_catalog"))
     with pytest.raises(FileNotFoundError, match="gene_texts.parquet: materialize the upstream asset first"):

@@ -4,7 +4,6 @@ job; declarative automation (conditions.py) takes it from there to the task resu
 from __future__ import annotations
 
 import json
-import os
 
 from dagster import (
     AssetSelection,
@@ -20,7 +19,7 @@ from dagster import (
 from ..embeddings.discovered import DiscoveredRegistry
 from ..embeddings.partitions import backbone_partitions, backbone_view_key, backbone_view_partitions
 from ..runs import recover_dead_runs
-from ..settings import DISCOVERY_INTERVAL_ENV
+from ..settings import DISCOVERY_INTERVAL_ENV, int_setting
 from .discovery import ModelDiscovery
 
 WEEK_SECONDS = 7 * 24 * 3600
@@ -41,7 +40,7 @@ def discovery_sensor(default_status: DefaultSensorStatus):
     @sensor(
         name="model_discovery_sensor",
         job=embedding_job,
-        minimum_interval_seconds=int(os.environ.get(DISCOVERY_INTERVAL_ENV, WEEK_SECONDS)),
+        minimum_interval_seconds=int_setting(DISCOVERY_INTERVAL_ENV, WEEK_SECONDS, 1),
         default_status=default_status,
         description="Adds models that mteb's registry (and optionally a Hub search) lists and the discovery rules "
         "admit as backbone partitions, and embeds them. Known models are never re-added; vanished ones are kept.",

@@ -8,6 +8,7 @@ cell_datasets[dataset] ─► cell_embeddings[backbone × dataset] ─► cell_t
 
 import time
 from dataclasses import fields
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -32,19 +33,20 @@ from pydantic import Field as PydanticField
 from scipy import sparse
 
 from ..catalog.resolver import GeneResolver
-from ..embeddings.cache import EmbeddingCache
 from ..embeddings.device import EmbeddingDevice
-from ..embeddings.encoders import load_encoder, vector_settings
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
 from ..progress import ProgressLog
 from ..results import metrics_finite
 from ..roles import CELL_RESULTS, role_tags
 from ..sources.data_directory import DataDirectory
+from ..storage import sha256_file
 from ..tasks.figures import png_markdown
 from . import batch
 from .datasets import (
     CELL_DATASETS,
+    MIN_MATCH_FRACTION,
+    MIN_MATCHED_GENES,
     TARGET_SUM,
     CellDataset,
     CellDatasetError,
@@ -53,17 +55,16 @@ from .datasets import (
     log_normalize,
     match_genes,
     open_anndata,
+    require_gene_match,
     select_cells,
 )
 from .embedding import (
     METHODS,
-    SENTENCE_VIEW,
     CellEmbeddings,
     GeneWeights,
     cell_sentences,
-    sentence_table,
+    embed_cell_sentences,
     stream_genept_w,
-    unit_rows,
 )
 from .evaluation import UNIVERSE, CellProtocol, cells_digest, expression_pca, score_cells, umap_png
 from .partitions import backbone_dataset_partitions, cell_dataset_partitions, study_pair_partitions
@@ -95,10 +96,12 @@ class CellDatasetConfig(Config):
         5, ge=2, description="Cell types with fewer cells are left out (and counted in metadata)."
     )
     min_matched_genes: int = PydanticField(
-        100, ge=1, description="Refuse the dataset when fewer of its genes match a catalog gene with a text."
+        MIN_MATCHED_GENES,
+        ge=1,
+        description="Refuse the dataset when fewer of its genes match a catalog gene with a text.",
     )
     min_match_fraction: float = PydanticField(
-        0.3,
+        MIN_MATCH_FRACTION,
         gt=0,
         le=1,
         description="Refuse the dataset when a smaller fraction of its genes matches a catalog gene with a text.",
@@ -166,7 +169,10 @@ def cell_datasets(
     the cells to score with their labels, and the input scale of its matrix (counts or log-normalized)."""
     name = context.partition_key
     source = dataset_source(name, config, data_directory)
+    digest = sha256_file(Path(source["path"])) if source.get("path") and Path(source["path"]).is_file() else None
     adata = open_anndata(source)
+    if digest:
+        source["sha256"] = digest  # every later read of the file checks it is still this one (CellDataset.matrix)
     label_key = source["label_key"]
     if label_key not in adata.obs.columns:
         raise CellDatasetError(
@@ -175,19 +181,11 @@ def cell_datasets(
         )
     matrix = CellMatrix(adata, source["use_raw"], name)
     genes = match_genes(matrix.var_names, GeneResolver(gene_catalog), set(gene_universes["entrez_id"].astype(int)))
-    n_matched = int(genes["entrez_id"].notna().sum())
-    fraction = n_matched / max(len(genes), 1)
-    if n_matched < config.min_matched_genes or fraction < config.min_match_fraction:
-        examples = ", ".join(genes.loc[genes["entrez_id"].isna(), "name"].head(8))
-        raise CellDatasetError(
-            f"Cell dataset {name!r}: only {n_matched} of {len(genes)} genes ({fraction:.0%}) match a catalog gene with a "
-            f"text (need {config.min_matched_genes} and {config.min_match_fraction:.0%}); unmatched e.g. {examples}. "
-            "var names must be human gene symbols or Ensembl gene ids."
-        )
+    n_matched, fraction = require_gene_match(genes, name, config.min_matched_genes, config.min_match_fraction)
     detected = detect_input_scale(matrix, name)
     scale = detected if config.input_scale == "auto" else config.input_scale
     labels = adata.obs[label_key].reset_index(drop=True)
-    positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed)
+    positions, excluded = select_cells(labels, config.max_cells, config.min_class_cells, config.seed, name)
     cells = pd.DataFrame(
         {
             "obs_index": positions,
@@ -321,12 +319,7 @@ def cell_embeddings(
             for _, block in matrix.chunks(rows, config.chunk_cells)
             for s in cell_sentences(block, symbols, config.sentence_genes)
         ]
-        placement = embedding_device.placement(backbone)
-        cache = EmbeddingCache(vector_settings(backbone, placement.precision), log=context.log)
-        result = cache.embed(
-            sentence_table(sentences), SENTENCE_VIEW, lambda missing: load_encoder(backbone, placement).embed(missing)
-        )
-        embeddings["genept_s"] = unit_rows(result.matrix)
+        embeddings["genept_s"], result = embed_cell_sentences(backbone, sentences, embedding_device, context.log)
         seconds["genept_s"] = round(time.perf_counter() - started, 2)
         metadata.update(
             {

@@ -18,6 +18,8 @@ import pyarrow as pa
 from scipy import sparse
 
 from ..catalog.resolver import GeneResolver
+from ..errors import GeneAssetsError
+from ..storage import sha256_file
 
 InputScale = Literal["counts", "log_normalized", "unlogged"]
 
@@ -30,7 +32,7 @@ SCALE_CHUNK_CELLS = 10_000
 """Cells read at a time while the input scale is checked over the whole matrix."""
 
 
-class CellDatasetError(ValueError):
+class CellDatasetError(GeneAssetsError, ValueError):
     """A single-cell dataset is unusable: missing file or label column, CSC storage, negative values, too few genes."""
 
 
@@ -112,16 +114,30 @@ def open_anndata(source: dict):
 class CellMatrix:
     """Row chunks of a dataset's expression matrix (X or .raw.X) as CSR blocks; never the whole matrix."""
 
-    def __init__(self, adata, use_raw: bool, name: str):
+    def __init__(self, adata, use_raw: bool, name: str, layer: str | None = None, gene_column: str | None = None):
+        """X, `.raw.X` (use_raw) or `.layers[layer]`; gene names from var_names, or from the var column
+        `gene_column`."""
         if use_raw and adata.raw is None:
             raise CellDatasetError(f"Cell dataset {name!r} has no .raw matrix; set use_raw to false to read X.")
+        var = adata.raw.var if use_raw else adata.var
+        if layer is not None and layer not in adata.layers:
+            raise CellDatasetError(
+                f"Cell dataset {name!r} has no layer {layer!r} (layers: {', '.join(adata.layers) or 'none'}); "
+                "give one of those, or layer=None for X."
+            )
+        if gene_column is not None and gene_column not in var.columns:
+            raise CellDatasetError(
+                f"Cell dataset {name!r} has no var column {gene_column!r} (columns: "
+                f"{', '.join(map(str, var.columns)) or 'none'}); give the column that holds gene identifiers, or "
+                "None for var_names."
+            )
         self.name = name
-        self.matrix = adata.raw.X if use_raw else adata.X
-        self.var_names = pd.Index(adata.raw.var_names if use_raw else adata.var_names).astype(str)
+        self.matrix = adata.layers[layer] if layer is not None else adata.raw.X if use_raw else adata.X
+        names = var[gene_column] if gene_column is not None else (adata.raw.var_names if use_raw else adata.var_names)
+        self.var_names = pd.Index(names).astype(str)
         self.n_obs = adata.n_obs
         positions = pd.Index(np.arange(len(self.var_names)).astype(str))
         if (self.var_names.str.strip() == "").all() or self.var_names.equals(positions):
-            var = adata.raw.var if use_raw else adata.var
             examples = ", ".join(map(repr, self.var_names[:3]))
             raise CellDatasetError(
                 f"Cell dataset {name!r} has no gene names (var names {examples}, …). Set them to human gene symbols or "
@@ -218,21 +234,19 @@ def log_normalize(block: sparse.csr_matrix, scale: InputScale) -> sparse.csr_mat
     return sparse.csr_matrix((data, block.indices, block.indptr), shape=block.shape, copy=False)
 
 
-ENSEMBL_PATTERN = re.compile(r"^ENSG\d+", re.IGNORECASE)
+MIN_MATCHED_GENES = 100
+"""A dataset is refused when fewer of its genes match a gene with an embedding …"""
+MIN_MATCH_FRACTION = 0.3
+"""… or when a smaller fraction of its genes does."""
 
 
 def match_genes(var_names: pd.Index, resolver: GeneResolver, embeddable: set[int]) -> pd.DataFrame:
-    """One row per var column: var_index, name, entrez_id, catalog symbol and how it matched (symbol, alias,
-    ensembl; unmapped; no_text when the gene has no text to embed)."""
+    """One row per var column: var_index, name, entrez_id, catalog symbol and how it matched (the resolver's
+    identifiers: entrez, ensembl, symbol, alias; unmapped; no_text when the gene has no text to embed)."""
     names = pd.Series(var_names, dtype=str)
-    is_ensembl = names.str.match(ENSEMBL_PATTERN).to_numpy()
-    entrez = pd.Series(pd.NA, index=names.index, dtype="Int64")
-    method = pd.Series("unmapped", index=names.index, dtype="string")
-    for mask, resolve in ((is_ensembl, resolver.ensembl), (~is_ensembl, resolver.symbols)):
-        if mask.any():
-            resolution = resolve(names[mask].tolist())
-            entrez[mask] = resolution.entrez_ids.to_numpy()
-            method[mask] = resolution.methods.to_numpy()
+    resolution = resolver.identifiers(names.tolist())
+    entrez = pd.Series(resolution.entrez_ids.to_numpy(), index=names.index, dtype="Int64")
+    method = pd.Series(resolution.methods.to_numpy(), index=names.index, dtype="string")
     outside = entrez.notna() & ~entrez.isin(list(embeddable))
     method[outside] = "no_text"
     entrez[outside] = pd.NA
@@ -248,15 +262,90 @@ def match_genes(var_names: pd.Index, resolver: GeneResolver, embeddable: set[int
     )
 
 
-def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: int) -> tuple[np.ndarray, dict]:
+def require_gene_match(
+    genes: pd.DataFrame,
+    name: str,
+    min_matched_genes: int = MIN_MATCHED_GENES,
+    min_match_fraction: float = MIN_MATCH_FRACTION,
+    matched_what: str = "a catalog gene with a text",
+) -> tuple[int, float]:
+    """(matched genes, fraction) of match_genes' table; refused with the counts, examples and what the identifiers
+    look like when either is below its minimum."""
+    n_matched = int(genes["entrez_id"].notna().sum())
+    fraction = n_matched / max(len(genes), 1)
+    if n_matched >= min_matched_genes and fraction >= min_match_fraction:
+        return n_matched, fraction
+    unmatched = genes.loc[genes["entrez_id"].isna(), "name"]
+    examples = ", ".join(unmatched.head(8))
+    kind = identifier_shape(unmatched.tolist())
+    if n_matched == 0:
+        raise CellDatasetError(
+            f"Cell dataset {name!r}: none of its {len(genes):,} genes matches {matched_what} (tried as human gene "
+            f"symbols, aliases, Entrez and Ensembl ids; they look like {kind}, e.g. {examples}). Give human gene "
+            "symbols or Ensembl gene ids, as var names or in a var column."
+        )
+    raise CellDatasetError(
+        f"Cell dataset {name!r}: only {n_matched:,} of {len(genes):,} genes ({fraction:.1%}) match {matched_what} "
+        f"(need {min_matched_genes} and {min_match_fraction:.0%}); the unmatched look like {kind}, e.g. "
+        f"{examples}. var names (or the var column given) must be human gene symbols or Ensembl gene ids."
+    )
+
+
+MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9-]*[a-z][a-z0-9-]*$")
+"""Capitalized with some lower case (Cd3e, Gapdh): how mouse gene symbols are written."""
+ENSEMBL_SPECIES = {"ENSG": "human", "ENSMUSG": "mouse", "ENSRNOG": "rat", "ENSDARG": "zebrafish"}
+
+
+def identifier_shape(identifiers: list[str]) -> str:
+    """What most identifiers look like, and their share: Ensembl ids (with the species their prefix names), Entrez
+    ids, mouse-style symbols (Cd3e), human-style symbols (CD3E) or other names."""
+    if not identifiers:
+        return "nothing"
+    counts = pd.Series([_shape(str(x)) for x in identifiers[:1000]]).value_counts()
+    return f"{counts.index[0]} ({counts.iloc[0] / counts.sum():.0%} of them)"
+
+
+def _shape(identifier: str) -> str:
+    from ..catalog.resolver import identifier_kind
+
+    kind = identifier_kind(identifier)
+    if kind == "Ensembl ids":
+        prefix = re.match(r"ENS[A-Z]*?G", identifier.upper()).group(0)
+        species = ENSEMBL_SPECIES.get(prefix)
+        return f"{species + ' ' if species else ''}Ensembl ids ({prefix}…)"
+    if kind == "Entrez ids":
+        return kind
+    if MOUSE_SYMBOL.match(identifier):
+        return "mouse-style symbols like Cd3e"
+    if identifier == identifier.upper() and identifier[:1].isalpha():
+        return "human-style symbols like CD3E"
+    return "other names"
+
+
+def select_cells(
+    labels: pd.Series, max_cells: int, min_class_cells: int, seed: int, name: str = "dataset"
+) -> tuple[np.ndarray, dict]:
     """Sorted positions of the cells to score: labelled, in classes of at least `min_class_cells`, and a
-    class-stratified sample of `max_cells` when there are more; with the counts of what was left out."""
+    class-stratified sample of `max_cells` when there are more; with the counts of what was left out. Fewer than
+    two such classes, or a cap below their number, is a CellDatasetError."""
     labels = labels.astype("string")
     labelled = labels.notna().to_numpy()
     sizes = labels[labelled].value_counts()
     small = sizes[sizes < min_class_cells].index
     keep = labelled & ~labels.isin(small).fillna(False).to_numpy()
     positions = np.flatnonzero(keep)
+    classes = sizes.index.difference(small)
+    if len(classes) < 2:
+        counts = ", ".join(f"{label}: {n}" for label, n in sizes.head(5).items()) or "no labelled cells"
+        raise CellDatasetError(
+            f"Cell dataset {name!r}: {len(labels)} cells, {len(classes)} cell types with at least {min_class_cells} "
+            f"cells ({counts}); scoring needs two or more. Check the label column, or lower min_class_cells."
+        )
+    if max_cells < len(classes):
+        raise CellDatasetError(
+            f"Cell dataset {name!r}: max_cells {max_cells} is below its {len(classes)} cell types, so a sample cannot "
+            "hold every type: raise max_cells."
+        )
     capped = len(positions) > max_cells
     if capped:
         from sklearn.model_selection import train_test_split
@@ -274,6 +363,15 @@ def select_cells(labels: pd.Series, max_cells: int, min_class_cells: int, seed: 
     return positions, excluded
 
 
+def reread_command(name: str, source: dict) -> str:
+    """The command that reads a dataset's file again (`cell_datasets` of its partition), with its h5ad config."""
+    command = f"gene-assets materialize cell_datasets --dataset {name}"
+    if name in CELL_DATASETS:
+        return command
+    config = {"ops": {"cell_datasets": {"config": {"h5ad_path": source["path"], "label_key": source["label_key"]}}}}
+    return f"{command} --config-json '{json.dumps(config)}'"
+
+
 @dataclass
 class CellDataset:
     """The cells to score (file position, obs name, label), the matched genes, and how to read the matrix."""
@@ -287,7 +385,25 @@ class CellDataset:
         return self.genes[self.genes["entrez_id"].notna()]
 
     def matrix(self) -> CellMatrix:
-        return CellMatrix(open_anndata(self.attrs["source"]), self.attrs["source"]["use_raw"], self.attrs["name"])
+        """The dataset's matrix, re-read from its file: refused unless the file is the one `cell_datasets` read (its
+        sha256), since the stored cells are positions in that file."""
+        source = self.attrs["source"]
+        if source.get("path"):
+            recorded = source.get("sha256")
+            actual = sha256_file(Path(source["path"])) if Path(source["path"]).is_file() else "missing"
+            if actual != recorded:
+                if recorded is None:
+                    found = "recorded no sha256 (stored before digests were kept)"
+                elif actual == "missing":
+                    found = "the file is gone"
+                else:
+                    found = f"recorded sha256 {recorded[:12]}…, the file now has {actual[:12]}…"
+                raise CellDatasetError(
+                    f"Cell dataset {self.attrs['name']!r}: {source['path']} is not the file cell_datasets read "
+                    f"({found}); its stored cells are row positions in that file, so nothing was computed from it. "
+                    f"Re-read it first: {reread_command(self.attrs['name'], source)}"
+                )
+        return CellMatrix(open_anndata(source), source["use_raw"], self.attrs["name"])
 
     def to_arrow(self) -> pa.Table:
         table = pa.Table.from_pandas(self.cells, preserve_index=False)

@@ -35,13 +35,18 @@ class GeneWeights:
 
     @classmethod
     def for_dataset(cls, dataset: CellDataset, embeddings: GeneEmbeddings) -> GeneWeights:
-        genes = dataset.matched
-        rows = pd.Index(embeddings.genes["entrez_id"]).get_indexer(genes["entrez_id"].astype(int))
+        return cls.for_genes(dataset.genes, embeddings)
+
+    @classmethod
+    def for_genes(cls, genes: pd.DataFrame, embeddings: GeneEmbeddings) -> GeneWeights:
+        """From match_genes' table (one row per var column: var_index, entrez_id)."""
+        matched_genes = genes[genes["entrez_id"].notna()]
+        rows = pd.Index(embeddings.genes["entrez_id"]).get_indexer(matched_genes["entrez_id"].astype(int))
         present = rows >= 0
-        vectors = np.zeros((len(dataset.genes), embeddings.dims), dtype=np.float32)
-        columns = genes["var_index"].to_numpy()[present]
+        vectors = np.zeros((len(genes), embeddings.dims), dtype=np.float32)
+        columns = matched_genes["var_index"].to_numpy()[present]
         vectors[columns] = embeddings.matrix[rows[present]]
-        matched = np.zeros(len(dataset.genes), dtype=np.float32)
+        matched = np.zeros(len(genes), dtype=np.float32)
         matched[columns] = 1
         return cls(vectors=vectors, matched=matched)
 
@@ -109,6 +114,20 @@ def cell_sentences(block: sparse.csr_matrix, symbols: np.ndarray, top_genes: int
         order = np.lexsort((columns, -values))[:top_genes]
         sentences.append(" ".join(symbols[columns[order]]))
     return sentences
+
+
+def embed_cell_sentences(backbone, sentences: list[str], embedding_device, log=None):
+    """GenePT-s: the sentences embedded by the backbone's text model through the embedding cache, as unit rows;
+    with the cache's result (how many came from the cache)."""
+    from ..embeddings.cache import EmbeddingCache
+    from ..embeddings.encoders import load_encoder, vector_settings
+
+    placement = embedding_device.placement(backbone)
+    cache = EmbeddingCache(vector_settings(backbone, placement.precision), **({"log": log} if log else {}))
+    result = cache.embed(
+        sentence_table(sentences), SENTENCE_VIEW, lambda missing: load_encoder(backbone, placement).embed(missing)
+    )
+    return unit_rows(result.matrix), result
 
 
 def sentence_table(sentences: list[str]) -> pd.DataFrame:

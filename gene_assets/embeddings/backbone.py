@@ -17,7 +17,9 @@ Precision = Literal["fp32", "bf16", "fp16", "int8", "openvino-int8"]
 OPENVINO_INT8 = "openvino-int8"
 """Static int8 on OpenVINO's CPU kernels, quantized by NNCF with activation ranges from real summaries (openvino_int8.py)."""
 
-PARTITION_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PARTITION_KEY_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+"""A partition key (backbone, dataset), matched whole: anchored at the very end, so a trailing newline (which `$`
+lets through) does not pass."""
 
 
 class InvalidBackboneError(GeneAssetsError, ValueError):
@@ -83,7 +85,7 @@ class Backbone:
         return kind_spec(self.kind)
 
     def __post_init__(self) -> None:
-        if not PARTITION_KEY_PATTERN.match(self.name):
+        if not PARTITION_KEY_PATTERN.fullmatch(self.name):
             raise InvalidBackboneError(
                 f"Backbone name {self.name!r} is not a valid partition key: use letters, digits, '.', '_' or '-' "
                 "(at most 128 characters, starting with a letter or digit)."

@@ -9,11 +9,13 @@ than fp32 here. Otherwise the decision is fp32, so the chosen path is never slow
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import GeneAssetsError
 from ..settings import PRECISION_DECISIONS_ENV, default_data_dir, gene_assets_home
 from ..storage import write_bytes_atomic
 from .backbone import Backbone, Precision
@@ -148,6 +151,31 @@ class PrecisionDecision:
         return {**asdict(self), "speedup_vs_fp32": self.speedups()}
 
 
+class DecisionsFileError(GeneAssetsError, ValueError):
+    """The remembered precision decisions file cannot be read as one."""
+
+
+def untrusted_decision(record, backbone: Backbone, fingerprint: dict) -> str | None:
+    """Why a remembered decision cannot be used for `backbone` here, or None when it can: it must be a decision
+    record, name one of the backbone's allowed precisions, and a reduced one must still be a candidate (task evidence
+    within TASK_DELTA_BAR for this revision, native kernels) with no recorded task move beyond the bar."""
+    fields = {f.name for f in dataclasses.fields(PrecisionDecision)}
+    if not isinstance(record, dict) or not {"precision", "reason", "fingerprint"} <= set(record) <= fields:
+        return "it is not a decision record"
+    precision = record["precision"]
+    if precision not in backbone.fast_path.precisions:
+        return f"{precision!r} is not one of its allowed precisions {', '.join(backbone.fast_path.precisions)}"
+    if precision == "fp32":
+        return None
+    recorded = (record.get("task_deltas") or {}).get(precision)
+    if isinstance(recorded, int | float) and recorded > TASK_DELTA_BAR:
+        return f"it records a gene-task move of {recorded:.4f} for {precision}, above the bar {TASK_DELTA_BAR}"
+    allowed, excluded = candidates(backbone, fingerprint.get("flags", []))
+    if precision not in allowed:
+        return f"{precision} is excluded: {excluded.get(precision, 'not a candidate here')}"
+    return None
+
+
 class DecisionStore:
     """Decisions per (machine fingerprint, backbone, revision, what the backbone allows with its task evidence) in
     one JSON file, rewritten atomically: a newly allowed precision or new evidence calibrates again."""
@@ -168,15 +196,34 @@ class DecisionStore:
         if not self.path.exists():
             return {}
         try:
-            return json.loads(self.path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(
+            decisions = json.loads(self.path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DecisionsFileError(
                 f"{self.path} is not a precision-decisions file ({exc}). Delete it: the next run calibrates again."
             ) from exc
+        if not isinstance(decisions, dict):
+            raise DecisionsFileError(
+                f"{self.path} holds a JSON {type(decisions).__name__}, not a precision-decisions file (an object of "
+                "decisions). Delete it: the next run calibrates again."
+            )
+        return decisions
 
     def get(self, fingerprint: dict, backbone: Backbone) -> PrecisionDecision | None:
+        """The remembered decision, if there is one and it still holds: a record that is malformed, names a
+        precision the backbone does not allow, or one its task evidence or this CPU excludes is dropped (and the
+        backbone calibrated again), saying why on stderr."""
         record = self.read().get(self.key(fingerprint, backbone))
-        return PrecisionDecision(**{**record, "remembered": True}) if record else None
+        if record is None:
+            return None
+        problem = untrusted_decision(record, backbone, fingerprint)
+        if problem:
+            print(
+                f"{self.path}: the remembered precision decision for {backbone.name} is not used ({problem}); "
+                "calibrating again.",
+                file=sys.stderr,
+            )
+            return None
+        return PrecisionDecision(**{**record, "remembered": True})
 
     def put(self, backbone: Backbone, decision: PrecisionDecision) -> None:
         decisions = self.read()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from ..settings import K8S_GPUS_ENV
+from ..settings import K8S_GPUS_ENV, int_setting
 from .backbone import Backbone, Precision
 
 GPU_TOKEN_BUDGET = 65_536
@@ -137,7 +136,7 @@ GPU_POOL = "gpu"
 def k8s_gpu_tags() -> dict:
     """Op tags that make the Kubernetes executor request GPUs for the step's pod ($GENE_ASSETS_K8S_GPUS, default 1;
     0 requests none). Other executors ignore them."""
-    gpus = int(os.environ.get(K8S_GPUS_ENV, "1"))
+    gpus = int_setting(K8S_GPUS_ENV, 1, 0)
     if gpus <= 0:
         return {}
     limits = {"nvidia.com/gpu": str(gpus)}

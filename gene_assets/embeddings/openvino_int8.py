@@ -14,6 +14,8 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -56,11 +58,19 @@ def quantized_model_record(backbone: Backbone, st_model=None) -> dict:
     """The recipe and the sha256 of the quantized model's files, building the model first where it is missing
     (`st_model`: the loaded fp32 sentence-transformers model, else loaded here)."""
     target = quantized_model_dir(backbone)
-    if not (target / RECORD).is_file():
+    record = readable_record(target)
+    if record is None:
+        if target.exists():
+            print(
+                f"{target}: the quantized model of {backbone.name} has no readable {RECORD} (an interrupted build or "
+                "an edit); building it again.",
+                file=sys.stderr,
+            )
+            discard(target)
         if st_model is None:
             st_model = SentenceTransformerEncoder(backbone).model
         build_quantized_model(backbone, st_model, target)
-    record = json.loads((target / RECORD).read_text())
+        record = readable_record(target)
     for name, expected in record["sha256"].items():
         actual = sha256_file(target / name) if (target / name).is_file() else "missing"
         if actual != expected:
@@ -69,6 +79,22 @@ def quantized_model_record(backbone: Backbone, st_model=None) -> dict:
                 f"{expected} was recorded when it was built. Delete {target}: the next run builds it again."
             )
     return record
+
+
+def readable_record(target: Path) -> dict | None:
+    """The quantized model's recorded recipe and sha256s, or None when the record is missing or unreadable."""
+    try:
+        record = json.loads((target / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("sha256"), dict) else None
+
+
+def discard(target: Path) -> None:
+    """Remove a quantized model directory that cannot be trusted: renamed aside first, so no reader sees half of it."""
+    aside = target.with_name(f".{target.name}.discarded-{os.getpid()}")
+    os.replace(target, aside)
+    shutil.rmtree(aside)
 
 
 def build_quantized_model(backbone: Backbone, st_model, target: Path) -> None:

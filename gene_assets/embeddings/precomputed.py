@@ -84,7 +84,7 @@ class _VectorUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"the pickle refers to {module}.{name}; only dicts of vectors are accepted")
 
 
-def _read_table(path: Path, symbol_column: str) -> tuple[list[str], list]:
+def _read_table(path: Path, symbol_column: str) -> tuple[list, list]:
     sep = TABLE_SUFFIXES[Path(path.name.removesuffix(".gz")).suffix.lower()]
     table = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep)
     if symbol_column not in table.columns:
@@ -92,10 +92,22 @@ def _read_table(path: Path, symbol_column: str) -> tuple[list[str], list]:
             f"{path}: no symbol column {symbol_column!r} (columns: {', '.join(map(str, table.columns[:10]))}). "
             "Set symbol_column in the backbone's registry entry."
         )
-    symbols = table[symbol_column].astype(str).tolist()
+    symbols = (
+        table[symbol_column].tolist()
+        if sep is None  # the keys as written: "NA", "null" and blanks reach the key check, not a NaN
+        else pd.read_csv(path, sep=sep, usecols=[symbol_column], dtype=str, keep_default_na=False)[
+            symbol_column
+        ].tolist()
+    )
     if "embedding" in table.columns:
         return symbols, list(table["embedding"])
     values = table.drop(columns=[symbol_column])
+    if len(values.columns) and _is_row_index(values.iloc[:, 0]):
+        raise PrecomputedEmbeddingError(
+            f"{path}: its first value column {values.columns[0]!r} counts the rows ({values.iloc[0, 0]}.."
+            f"{values.iloc[-1, 0]}): it is the row index pandas writes by default, not a dimension; refused. Write "
+            "the file again without it (`to_csv(..., index=False)`) or delete that column."
+        )
     non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
     if non_numeric:
         raise PrecomputedEmbeddingError(
@@ -115,7 +127,7 @@ def _read_pickle(path: Path) -> tuple[list[str], list]:
         raise PrecomputedEmbeddingError(
             f"{path}: the pickle holds a {type(content).__name__}, expected a {{symbol: vector}} dict."
         )
-    return [str(k) for k in content], list(content.values())
+    return list(content), list(content.values())
 
 
 def _read_word2vec(path: Path) -> tuple[list[str], list]:
@@ -154,12 +166,21 @@ def read_gene_vectors(path: Path, dims: int, symbol_column: str = "symbol") -> t
             f"{path}, {utf8_error_position(path)}: not UTF-8 text ({exc.reason}). Convert the file to UTF-8 "
             "(e.g. `iconv -f latin1 -t utf-8`)."
         ) from exc
-    except (EOFError, gzip.BadGzipFile, zlib.error, pa.ArrowException) as exc:
+    except (EOFError, gzip.BadGzipFile, zlib.error, pa.ArrowException, pd.errors.ParserError) as exc:
         raise PrecomputedEmbeddingError(
             f"{path} is truncated or corrupt ({exc}); download or export it again."
         ) from exc
     if not symbols:
         raise PrecomputedEmbeddingError(f"{path}: no vectors in the file.")
+    symbols = checked_keys(path, symbols)
+    text = [i for i, row in enumerate(rows) if isinstance(row, str | bytes)]
+    scalar = [i for i, row in enumerate(rows) if np.ndim(row) == 0 and i not in text]
+    for found, what in ((text, "are stored as text"), (scalar, "are single numbers, not vectors")):
+        if found:
+            raise PrecomputedEmbeddingError(
+                f"{path}: {len(found)} of {len(rows)} vectors {what} (e.g. {symbols[found[0]]}: "
+                f"{str(rows[found[0]])[:40]!r}); store each vector as a list or array of {dims} numbers."
+            )
     sizes = np.array([np.size(row) for row in rows])
     wrong = np.flatnonzero(sizes != dims)
     if len(wrong):
@@ -167,12 +188,6 @@ def read_gene_vectors(path: Path, dims: int, symbol_column: str = "symbol") -> t
         raise PrecomputedEmbeddingError(
             f"{path}: {len(wrong)} of {len(rows)} vectors do not have {dims} dimensions (e.g. {examples}). "
             "Fix the file, or the dims of the backbone's registry entry if the file is right."
-        )
-    duplicated = pd.Series(symbols).duplicated(keep=False)
-    if duplicated.any():
-        examples = ", ".join(sorted(set(pd.Series(symbols)[duplicated]))[:5])
-        raise PrecomputedEmbeddingError(
-            f"{path}: {int(duplicated.sum())} rows share a symbol (e.g. {examples}); keep one vector per symbol."
         )
     matrix = np.asarray(np.stack([np.asarray(row, dtype=np.float64) for row in rows]), dtype=np.float32)
     bad = ~np.isfinite(matrix).all(axis=1)
@@ -182,6 +197,40 @@ def read_gene_vectors(path: Path, dims: int, symbol_column: str = "symbol") -> t
             f"{path}: {int(bad.sum())} vectors contain NaN or infinite values (e.g. {examples}); drop or fix them."
         )
     return symbols, matrix
+
+
+MISSING_KEYS = {"", "NAN", "NA", "N/A", "#N/A", "NULL", "NONE", "<NA>", "-NAN", "NIL"}
+"""Gene keys that stand for a missing value (compared stripped and upper-cased)."""
+
+
+def _is_row_index(column: pd.Series) -> bool:
+    """A column holding 0..n−1 or 1..n in order: the row numbers pandas writes with `index=True`."""
+    if len(column) < 3 or not pd.api.types.is_integer_dtype(column):
+        return False
+    start = column.iloc[0]
+    return start in (0, 1) and bool((column.to_numpy() == np.arange(start, start + len(column))).all())
+
+
+def checked_keys(path: Path, keys: list) -> list[str]:
+    """The file's gene keys stripped of surrounding whitespace; blank or missing-value keys and keys that repeat
+    once stripped and upper-cased (as they are matched) are refused with their count and examples."""
+    normalized = ["" if k is None or (isinstance(k, float) and np.isnan(k)) else str(k).strip() for k in keys]
+    missing = [i for i, key in enumerate(normalized) if key.upper() in MISSING_KEYS]
+    if missing:
+        examples = ", ".join(f"row {i + 1} ({keys[i]!r})" for i in missing[:5])
+        raise PrecomputedEmbeddingError(
+            f"{path}: {len(missing)} of {len(keys)} vectors have a blank or missing gene key (e.g. {examples}); a "
+            "vector without its gene cannot be placed. Fill in their genes or drop those rows."
+        )
+    upper = pd.Series(normalized).str.upper()
+    duplicated = upper.duplicated(keep=False)
+    if duplicated.any():
+        examples = ", ".join(sorted({keys[i] for i in np.flatnonzero(duplicated)}, key=str)[:5])
+        raise PrecomputedEmbeddingError(
+            f"{path}: {int(duplicated.sum())} rows share a symbol (e.g. {examples}); keep one vector per symbol "
+            "(symbols are compared without surrounding whitespace and case)."
+        )
+    return normalized
 
 
 def import_precomputed(backbone: Backbone, catalog: pd.DataFrame, texts: pd.DataFrame) -> ImportedVectors:

@@ -35,17 +35,19 @@ from ..tasks.spec import TaskLabelError
 from ..texts.views import VIEWS
 from .masking import (
     MAX_DROP,
+    MIN_NAMED_LABELS,
     SCORE_COLUMNS,
     TERM_TASKS,
     TermMatcher,
-    flag,
     label_terms,
     mask_texts,
     masked_pairs,
     masking_scores,
+    named_labels,
     scored_labels,
     scoring_labels,
     term_masking_table,
+    verdicts,
 )
 
 CORPUS_KINDS = ("bag_of_words", "tfidf")
@@ -78,7 +80,13 @@ class TermMaskingConfig(Config):
     max_drop: float = Field(
         default=MAX_DROP,
         description="The blocking check fails when a (task, view) pair the leakage audit calls clean loses more "
-        "than this median primary metric to its term mask (relative to the random mask).",
+        "than this to its term mask (relative to the random mask): the median drop of the primary metric over the "
+        "labels whose names occur in the view's texts.",
+    )
+    min_named_labels: int = Field(
+        default=MIN_NAMED_LABELS,
+        description="A (task, view) pair with fewer labels named in the view's texts is reported as 'cannot judge': "
+        "neither clean nor blocking.",
     )
 
 
@@ -147,8 +155,9 @@ def masked_vectors(
             "clean_views_survive_term_masking",
             asset="term_masking",
             blocking=True,
-            description=f"No (task, view) pair the leakage audit calls clean loses more than the configured max_drop "
-            f"(default {MAX_DROP}) of its median primary metric when the task's term names are masked instead of as "
+            description=f"No (task, view) pair the leakage audit calls clean, with at least min_named_labels (default "
+            f"{MIN_NAMED_LABELS}) labels named in its texts, loses more than max_drop (default {MAX_DROP}) of its "
+            "primary metric, as the median over those labels, when the task's term names are masked instead of as "
             "many random words.",
         )
     ],
@@ -164,9 +173,10 @@ def term_masking(
 ):
     """Per (task, view, backbone) for the tasks whose labels are annotation terms that some text view contains (the
     leakage audit's mapping), in every view gene_texts holds: every text with the words of the task's term names masked, and with as many random
-    words masked; both embedded and scored on the task's primary metric over the results assets' folds; the median
-    drop (random-masked − term-masked) over labels (multilabel tasks) or folds. Without stored gene_property_labels
-    (a state that scored none of the term tasks) every row is skipped with that reason."""
+    words masked; both embedded and scored on the task's primary metric over the results assets' folds; the labels
+    named in the view's texts and the median drop (random-masked − term-masked) over them (labels of a multilabel
+    task; folds otherwise), the median over every replicate, and the verdict (verdicts). Without stored
+    gene_property_labels (a state that scored none of the term tasks) every row is skipped with that reason."""
     started = time.perf_counter()
     labels_stored = io_manager.stored_path(["gene_property_labels"]).exists()
     gene_property_labels = io_manager.load(["gene_property_labels"]) if labels_stored else None
@@ -177,7 +187,7 @@ def term_masking(
         if gene_property_labels is None:
             rows += [
                 {**pair, "task": task_name, "universe": config.universe, "backbone": backbone, "status": "skipped"}
-                | {"genes_masked": 0, "words_masked": 0, "words": 0}
+                | {"labels_named": 0, "genes_masked": 0, "words_masked": 0, "words": 0}
                 | {"reason": "gene_property_labels is not materialized: no term task is scored."}
                 for pair in pairs[["view", "shared_source", "leaks"]].to_dict("records")
                 for backbone in config.backbones
@@ -188,18 +198,21 @@ def term_masking(
         gmt = data_directory.file(GENE_SET_FILES[task_name]) if task_name in GENE_SET_FILES else None
         inside = scoring_labels(task, labels, set(gene_universes.loc[gene_universes[config.universe], "entrez_id"]))
         scored = scored_labels(task, inside)
-        matcher = TermMatcher(label_terms(task_name, labels, gmt).reindex(scored).dropna())
+        terms = label_terms(task_name, labels, gmt).reindex(scored).dropna()
+        matcher = TermMatcher(terms)
         genes = set(inside["entrez_id"])
         for pair in pairs.to_dict("records"):
             texts = gene_texts[(gene_texts["view"] == pair["view"]) & gene_texts["entrez_id"].isin(genes)]
             texts = texts.reset_index(drop=True)
             masked = mask_texts(texts, matcher, config.seed)
+            named = named_labels(texts["text"], terms)
             base = {
                 "task": task_name,
                 "view": pair["view"],
                 "universe": config.universe,
                 "shared_source": pair["shared_source"],
                 "leaks": pair["leaks"],
+                "labels_named": len(named),
                 "genes_masked": int((masked["n_masked"] > 0).sum()),
                 "words_masked": int(masked["n_masked"].sum()),
                 "words": int(masked["n_words"].sum()),
@@ -216,7 +229,9 @@ def term_masking(
                         config.max_texts_to_embed,
                         context.log,
                     )
-                    scores = masking_scores(task, inside, vectors["term_masked"], vectors["random_masked"], protocol)
+                    scores = masking_scores(
+                        task, inside, vectors["term_masked"], vectors["random_masked"], protocol, named
+                    )
                     rows.append({**base, "backbone": backbone, "status": "scored", "reason": "", **scores})
                 except (MaskingSkipped, TaskLabelError) as skipped:
                     rows.append({**base, "backbone": backbone, "status": "skipped", "reason": str(skipped)})
@@ -224,7 +239,8 @@ def term_masking(
                 context.log.info(
                     f"term masking {task_name} / {pair['view']} / {backbone}: "
                     + (
-                        f"median drop {outcome['median_drop']:+.3f}"
+                        f"{outcome['labels_named']} labels named, median drop over them {outcome['named_drop']:+.3f}, "
+                        f"over all {outcome['median_drop']:+.3f}"
                         if outcome["status"] == "scored"
                         else outcome["reason"]
                     )
@@ -232,8 +248,8 @@ def term_masking(
     table = pd.DataFrame(rows)
     table = table.reindex(columns=[*table.columns, *(c for c in SCORE_COLUMNS if c not in table.columns)])
     if len(table):
-        table["flagged"] = flag(table, config.max_drop)
-    flagged = table[table["flagged"]] if len(table) else table
+        table["verdict"] = verdicts(table, config.max_drop, config.min_named_labels)
+    flagged = table[table["verdict"] == "LEAK"] if len(table) else table
     yield Output(
         table,
         metadata={
@@ -249,6 +265,8 @@ def term_masking(
         passed=flagged.empty,
         metadata={
             "max_drop": config.max_drop,
+            "min_named_labels": config.min_named_labels,
+            "cannot_judge": int((table["verdict"] == "cannot judge").sum()) if len(table) else 0,
             "clean_pairs_scored": int(((table["status"] == "scored") & ~table["leaks"]).sum()) if len(table) else 0,
             "flagged": MetadataValue.md(markdown_table(term_masking_table(flagged), "none")),
         },

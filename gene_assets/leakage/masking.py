@@ -26,12 +26,19 @@ WORD = re.compile(r"\w+")
 MASK_TOKEN = "[MASK]"
 """What replaces each masked word (in both masks, so the two texts differ only in which words are hidden)."""
 MAX_DROP = 0.02
-"""The largest median drop allowed on a (task, view) pair the leakage audit calls clean."""
+"""The largest median drop over the named labels allowed on a (task, view) pair the leakage audit calls clean."""
+MIN_NAMED_LABELS = 10
+"""Fewer labels named in a view than this are too few to judge the view by (its verdict is "cannot judge")."""
 TERM_TASKS = {
     task.name: task for task in GENE_PROPERTY_TASKS if task.name in GENE_SET_FILES or task.label_sources == ("HGNC",)
 }
 """Tasks whose labels are named annotation terms: the gene-set tasks (names from their GMT files) and the HGNC gene
 groups (the label is the group's name)."""
+
+
+def phrase(term: str) -> tuple[str, ...]:
+    """A term name as the matcher compares it: its word tokens, case folded (the punctuation between them ignored)."""
+    return tuple(word.casefold() for word in WORD.findall(str(term)))
 
 
 class TermMatcher:
@@ -42,7 +49,7 @@ class TermMatcher:
         self.phrases: set[tuple[str, ...]] = set()
         lengths = defaultdict(set)
         for term in terms:
-            words = tuple(word.casefold() for word in WORD.findall(str(term)))
+            words = phrase(term)
             if words:
                 self.phrases.add(words)
                 lengths[words[0]].add(len(words))
@@ -61,6 +68,17 @@ class TermMatcher:
             else:
                 i += 1
         return found
+
+    def occurring(self, words: list[str]) -> set[tuple[str, ...]]:
+        """Every term name that occurs whole in the words, a name inside a longer one's words included (the mask
+        hides its words either way)."""
+        folded = [word.casefold() for word in words]
+        return {
+            tuple(folded[i : i + n])
+            for i in range(len(folded))
+            for n in self.lengths.get(folded[i], ())
+            if i + n <= len(folded) and tuple(folded[i : i + n]) in self.phrases
+        }
 
 
 def mask_words(text: str, positions: Iterable[int]) -> str:
@@ -97,11 +115,19 @@ def label_terms(task: str, labels: pd.DataFrame, gmt_path=None) -> pd.Series:
     return pd.Series(names.to_numpy(), index=names.to_numpy())
 
 
+def named_labels(texts: Iterable[str], terms: pd.Series) -> np.ndarray:
+    """The labels of `terms` (label → term name) whose name occurs whole in at least one of the texts, as the masker
+    finds it (case and the punctuation between words ignored), sorted."""
+    matcher = TermMatcher(terms)
+    found = set().union(*(matcher.occurring(WORD.findall(text)) for text in texts))
+    return np.sort(terms.index[[phrase(term) in found for term in terms]].to_numpy())
+
+
 def replicate_values(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, protocol: Protocol):
-    """The task's primary metric and its replicates: per-label AUC (averaged over folds) for a multilabel task, from
-    the ridge probe (one solve for every label: the check compares two maskings under one probe, and the published
-    per-label logistic regression would cost minutes per masked corpus), else the fold values of the primary
-    classifier as the leaderboard computes them."""
+    """The task's primary metric and its replicates: per-label AUC (averaged over folds, indexed by label) for a
+    multilabel task, from the ridge probe (one solve for every label: the check compares two maskings under one
+    probe, and the published per-label logistic regression would cost minutes per masked corpus), else the fold
+    values of the primary classifier as the leaderboard computes them (indexed by fold)."""
     if task.kind == "multilabel":
         ids, Y = label_matrix(task, labels)
         if Y.shape[1] == 0:
@@ -110,7 +136,7 @@ def replicate_values(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, pr
         _, _, per_fold = multilabel_fold_aucs(genes.rows(ids), Y, protocol, probe="ridge")
         with np.errstate(invalid="ignore"):
             per_label = np.nanmean(per_fold, axis=0)
-        return float(np.nanmean(per_label)), per_label, "label"
+        return float(np.nanmean(per_label)), pd.Series(per_label, index=scored_labels(task, labels)), "label"
     X = genes.rows(labels["entrez_id"])
     if task.kind == "binary":
         rows = evaluate_binary(task, X, labels["label"], protocol, bootstrap=False, forest=False)
@@ -121,30 +147,42 @@ def replicate_values(task: GeneTask, labels: pd.DataFrame, genes: GeneMatrix, pr
     row = next(
         r for r in rows if r["classifier"] == PRIMARY_CLASSIFIER[task.kind] and r["metric"] == PRIMARY_METRIC[task.kind]
     )
-    return row["estimate"], np.asarray(row["fold_values"], float), "fold"
+    return row["estimate"], pd.Series(row["fold_values"], dtype=float), "fold"
 
 
 def masking_scores(
-    task: GeneTask, labels: pd.DataFrame, term: GeneMatrix, random: GeneMatrix, protocol: Protocol
+    task: GeneTask, labels: pd.DataFrame, term: GeneMatrix, random: GeneMatrix, protocol: Protocol, named: Iterable
 ) -> dict:
-    """Both masks scored on the same genes and folds; drop = random-masked − term-masked per replicate, its median."""
+    """Both masks scored on the same genes and folds; drop = random-masked − term-masked per replicate. The check's
+    statistic (named_drop) is the median drop over the `named` labels, those whose name occurs in the view's texts
+    (a label named nowhere has nothing to mask); a task scored per fold has no per-label drop, so its statistic is
+    the median over folds. median_drop is the median over every replicate, beside it for comparison."""
     term_estimate, term_values, replicate = replicate_values(task, labels, term, protocol)
     random_estimate, random_values, _ = replicate_values(task, labels, random, protocol)
-    drops = random_values - term_values
-    drops = drops[np.isfinite(drops)]
-    scores = {
+    drops = (random_values - term_values).dropna()
+    judged = drops[drops.index.isin(list(named))] if replicate == "label" else drops
+    return {
         "metric": PRIMARY_METRIC[task.kind],
         "replicate": replicate,
         "n_replicates": len(drops),
         "term_masked": term_estimate,
         "random_masked": random_estimate,
-        "median_drop": float(np.median(drops)) if len(drops) else np.nan,
+        "named_drop": float(judged.median()) if len(judged) else np.nan,
+        "median_drop": float(drops.median()) if len(drops) else np.nan,
         "share_dropped": float((drops > 0).mean()) if len(drops) else np.nan,
     }
-    return scores
 
 
-SCORE_COLUMNS = ("metric", "replicate", "n_replicates", "term_masked", "random_masked", "median_drop", "share_dropped")
+SCORE_COLUMNS = (
+    "metric",
+    "replicate",
+    "n_replicates",
+    "term_masked",
+    "random_masked",
+    "named_drop",
+    "median_drop",
+    "share_dropped",
+)
 """What masking_scores gives a scored row; a skipped row has them empty."""
 
 
@@ -163,22 +201,39 @@ def scored_labels(task: GeneTask, inside: pd.DataFrame) -> np.ndarray:
     return np.sort(inside["label"].unique())
 
 
-def flag(table: pd.DataFrame, max_drop: float = MAX_DROP) -> pd.Series:
-    """Rows of a clean (task, view) pair whose median drop exceeds max_drop: the term names leak into that view."""
-    return (table["status"] == "scored") & ~table["leaks"].astype(bool) & (table["median_drop"] > max_drop)
+def verdicts(table: pd.DataFrame, max_drop: float = MAX_DROP, min_named_labels: int = MIN_NAMED_LABELS) -> pd.Series:
+    """Per row: "cannot judge" when fewer than min_named_labels of the task's labels are named in the view (neither
+    clean nor blocking), "⚠ by source" on a view the leakage audit marks (reported, never blocking), "LEAK" on a
+    clean view whose median drop over its named labels exceeds max_drop (blocking), else "passes"; empty when the row
+    was not scored."""
+    scored = table["status"] == "scored"
+    return pd.Series(
+        np.select(
+            [
+                ~scored,
+                table["labels_named"] < min_named_labels,
+                table["leaks"].astype(bool),
+                table["named_drop"] > max_drop,
+            ],
+            ["", "cannot judge", "⚠ by source", "LEAK"],
+            "passes",
+        ),
+        index=table.index,
+    )
 
 
 def term_masking_table(table: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard's term-masking section: one row per (task, view, backbone) with the audit's verdict on the
-    pair (⚠ and the shared source, or clean), both masked scores and the median drop over the replicates, LEAK where
-    a clean pair drops more than MAX_DROP, and why a row was not scored."""
+    pair (⚠ and the shared source, or clean), both masked scores, the labels named in the view and the median drop
+    over them (the check's statistic) beside the median over every replicate, the verdict, and why a row was not
+    scored."""
     if table.empty:
         return pd.DataFrame()
     shown = table.assign(
         audit=np.where(table["leaks"].astype(bool), "⚠ " + table["shared_source"].astype(str), "clean"),
-        flagged=np.where(table["flagged"].astype(bool), "LEAK", ""),
         replicates=table["n_replicates"].astype("Int64").astype(str) + " " + table["replicate"].fillna("") + "s",
     )
     shown.loc[shown["status"] != "scored", "replicates"] = ""
-    columns = ["task", "view", "backbone", "audit", "metric", "term_masked", "random_masked", "median_drop"]
-    return shown[[*columns, "replicates", "words_masked", "flagged", "reason"]].round(3).reset_index(drop=True)
+    columns = ["task", "view", "backbone", "audit", "metric", "term_masked", "random_masked", "labels_named"]
+    columns += ["named_drop", "median_drop", "replicates", "words_masked", "verdict", "reason"]
+    return shown[columns].round(3).reset_index(drop=True)

@@ -6,7 +6,17 @@ import io
 
 import pandas as pd
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AssetIn, AssetKey, DagsterInstance, MetadataValue, PathMetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    Config,
+    DagsterInstance,
+    MetadataValue,
+    PathMetadataValue,
+    asset,
+)
+from pydantic import Field
 
 from ..automation.conditions import RELEASE_CONDITION
 from ..cells.embedding import CellEmbeddings
@@ -17,6 +27,7 @@ from ..leaderboard.sections import build_sections
 from ..runs import code_revision
 from ..staleness import latest_materialization
 from .dvc_repository import DvcReleaseRepository
+from .published import GENE_IDENTIFIERS, embedding_file_name, gene_identifiers
 
 RUN_FIGURES = {
     "seconds",
@@ -41,10 +52,6 @@ def released_table(table: GeneEmbeddings) -> GeneEmbeddings:
         return table
     kept = {key: decision[key] for key in RELEASED_DECISION if key in decision}
     return dataclasses.replace(table, attrs={**table.attrs, "precision_decision": kept})
-
-
-def embedding_file_name(attrs: dict) -> str:
-    return f"embeddings/{attrs['backbone']}__{attrs['view']}.parquet"
 
 
 def digest_of(frame: pd.DataFrame) -> str:
@@ -86,6 +93,29 @@ def parquet_bytes(table) -> bytes:
     return buffer.getvalue()
 
 
+def embedding_files(
+    instance: DagsterInstance,
+    gene_catalog: pd.DataFrame,
+    gene_embeddings: dict[str, GeneEmbeddings],
+    cell_embeddings: dict[str, CellEmbeddings],
+) -> tuple[dict[str, bytes], list[dict]]:
+    """The release's tables and their MANIFEST entries: one parquet per (backbone, view) gene embedding and per
+    (backbone, dataset) cell embedding, and the catalog's gene identifiers (what `gene_assets.tl` resolves a user's
+    genes with)."""
+    files, models = {GENE_IDENTIFIERS: parquet_bytes(gene_identifiers(gene_catalog))}, []
+    for key in sorted(gene_embeddings):
+        table = released_table(gene_embeddings[key])
+        name = embedding_file_name(table.attrs)
+        files[name] = parquet_bytes(table.to_arrow())
+        models.append({**embedding_provenance(instance, key, table), "n_genes": len(table.genes), "file": name})
+    for key in sorted(cell_embeddings):
+        cells = cell_embeddings[key]
+        name = f"cells/{cells.attrs['backbone']}__{cells.attrs['dataset']}.parquet"
+        files[name] = parquet_bytes(cells.to_arrow())
+        models.append({**cells.attrs, "file": name})
+    return files, models
+
+
 def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
     """The release's leaderboard files: the wide table (the UI's and the CLI's, ⚠ marks and overall rank intervals
     included), the cell-type section, the batch effect, the long table, paired comparisons, rank intervals per task
@@ -114,9 +144,18 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
     }
 
 
+class ReleaseConfig(Config):
+    drop: list[str] = Field(
+        default=[],
+        description="Files of the current release (paths in data/, e.g. embeddings/B__V.parquet) to leave out on "
+        "purpose; a release that would lose any other file is refused.",
+    )
+
+
 @asset(
     group_name="release",
     ins={
+        "gene_catalog": AssetIn(),
         "gene_embeddings": AssetIn(),
         "cell_embeddings": AssetIn(),
         "leaderboard": AssetIn(),
@@ -128,6 +167,8 @@ def leaderboard_files(leaderboard: pd.DataFrame) -> dict[str, bytes]:
 )
 def embeddings_release(
     context: AssetExecutionContext,
+    gene_catalog: pd.DataFrame,
+    config: ReleaseConfig,
     gene_embeddings: dict[str, GeneEmbeddings],
     cell_embeddings: dict[str, CellEmbeddings],
     leaderboard: pd.DataFrame,
@@ -135,24 +176,13 @@ def embeddings_release(
     fine_tuning_results: dict[str, pd.DataFrame],
     release_repository: DvcReleaseRepository,
 ) -> pd.DataFrame:
-    """data/ with one parquet per (backbone, view) gene embedding and per (backbone, dataset) cell embedding,
-    the leaderboard_files (gene tasks with rank intervals, the cell-type section, perturbation tasks), the term-masking
-    leakage check (leaderboard_term_masking.csv), fine-tuned vs frozen (leaderboard_fine_tuning.csv) where
+    """data/ with the embedding_files (gene and cell embeddings, gene identifiers), the leaderboard_files (gene tasks
+    with rank intervals, the cell-type section, perturbation tasks), the term-masking leakage check (leaderboard_term_masking.csv), fine-tuned vs frozen (leaderboard_fine_tuning.csv) where
     fine_tuning_results is materialized, and MANIFEST.json;
     `dvc add`, push, tag."""
     if not gene_embeddings:
         raise ValueError("No gene_embeddings partition is materialized: nothing to release.")
-    files, models = {}, []
-    for key in sorted(gene_embeddings):
-        table = released_table(gene_embeddings[key])
-        name = embedding_file_name(table.attrs)
-        files[name] = parquet_bytes(table.to_arrow())
-        models.append({**embedding_provenance(context.instance, key, table), "n_genes": len(table.genes), "file": name})
-    for key in sorted(cell_embeddings):
-        cells = cell_embeddings[key]
-        name = f"cells/{cells.attrs['backbone']}__{cells.attrs['dataset']}.parquet"
-        files[name] = parquet_bytes(cells.to_arrow())
-        models.append({**cells.attrs, "file": name})
+    files, models = embedding_files(context.instance, gene_catalog, gene_embeddings, cell_embeddings)
     files.update(leaderboard_files(leaderboard))
     files["leaderboard_term_masking.csv"] = term_masking.to_csv(index=False).encode()
     if fine_tuning_results:
@@ -164,7 +194,9 @@ def embeddings_release(
             f"{code['diff_sha256']}; commit the changes for a release that a commit reproduces."
         )
     protocol = leaderboard["protocol"].iloc[0] if "protocol" in leaderboard and len(leaderboard) else None
-    release = release_repository.publish(files, describe={"code": code, "protocol": protocol, "models": models})
+    release = release_repository.publish(
+        files, describe={"code": code, "protocol": protocol, "models": models}, drop=tuple(config.drop)
+    )
     context.log.info(
         f"Release {release.version} at {release.revision[:12]}" + ("" if release.created else " (unchanged, reused)")
     )

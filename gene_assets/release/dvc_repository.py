@@ -32,12 +32,19 @@ MANIFEST = "MANIFEST.json"
 RELEASE_INDEX = "releases.json"
 """Tracked beside data.dvc: version → data.dvc md5, date, backbones; each release adds its entry in its own commit."""
 FALLBACK_GIT_IDENTITY = ["-c", "user.name=gene_assets", "-c", "user.email=gene_assets@localhost"]
+DVC_SUPPORT_LINES = ("Having any troubles?", "Hit us up at", "https://dvc.org/support")
+"""DVC's closing lines after an error: not the cause, left out of the message."""
+PUBLISHED_LOG = "gene_assets-published"
 RELEASE_LOCK = "gene_assets-release.lock"
 """In the repository's git directory: held (flock) by the one process that writes data/, commits, tags or pushes."""
 
 
 class ReleaseError(GeneAssetsError, RuntimeError):
     """A release could not be made; the repository and data/ are as they were before it."""
+
+
+class ReleaseRepositoryUnreachable(ReleaseError):
+    """The release repository's git history could not be read (a wrong path or URL, or no network)."""
 
 
 @dataclass
@@ -112,7 +119,10 @@ class DvcReleaseRepository(ConfigurableResource):
         env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
         result = subprocess.run(args, cwd=self.repo_dir, capture_output=True, text=True, env=env)
         if result.returncode != 0:
-            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-3:]
+            lines = [line.strip() for line in (result.stderr or result.stdout).splitlines()]
+            lines = [line for line in lines if line and not line.startswith(DVC_SUPPORT_LINES)]
+            errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+            detail = errors or lines[-3:] or [f"exit status {result.returncode} and no message"]
             raise ReleaseError(f"{what} failed in {self.repo_dir}: {' / '.join(detail)}")
         return result.stdout
 
@@ -141,17 +151,30 @@ class DvcReleaseRepository(ConfigurableResource):
         return self.root / RELEASE_INDEX
 
     def release_index(self) -> dict[str, dict]:
-        return json.loads(self.index_path.read_text()) if self.index_path.exists() else {}
+        return parse_index(self.index_path.read_text(), str(self.index_path)) if self.index_path.exists() else {}
 
     def versions(self) -> list[str]:
-        """Every version the tags or the release index know, oldest first (a clone without tags still counts on)."""
+        """Every version ever published here, oldest first: the tags, the release index, every version the index's
+        history ever held (a reverted or reset release keeps its number) and the ones this clone pushed (a release
+        whose commit and tag were both removed), so no number is handed out twice."""
         tags = self.git("tag", "--list", f"{self.tag_prefix}*").split()
-        return sort_versions({*tags, *self.release_index()}, self.tag_prefix)
+        history = self.git("log", "-p", "--format=", "HEAD", "--", RELEASE_INDEX) if self._has_commits() else ""
+        ever = re.findall(rf'^[+-]\s*"({re.escape(self.tag_prefix)}\d+)":', history, re.MULTILINE)
+        pushed = self._published_log().read_text().split() if self._published_log().exists() else []
+        return sort_versions({*tags, *self.release_index(), *ever, *pushed}, self.tag_prefix)
+
+    def _published_log(self) -> Path:
+        """In the git directory: every version this clone published, one a line (never committed, never pruned)."""
+        path = Path(self.git("rev-parse", "--git-common-dir").strip())
+        return (path if path.is_absolute() else self.root / path) / PUBLISHED_LOG
 
     def revision_of(self, version: str) -> str:
-        """The commit of a version: the one that added it to the release index, else its tag's."""
-        added = self.git(*index_log_args(version)).split()
-        return added[0] if added else self.git("rev-list", "-n", "1", version).strip()
+        """The commit of a version: the latest one that added it to the release index with its data.dvc, else its
+        tag's."""
+        history = ReleaseHistory(self.root, self.repo_dir, self.tag_prefix, self.data_dir_name)
+        entry = self.release_index().get(version)
+        revision = history.index_commit(version, entry) if entry else None
+        return revision or self.git("rev-list", "-n", "1", version).strip()
 
     def current_manifest(self) -> dict | None:
         return read_manifest(self.data_path) if (self.data_path / MANIFEST).exists() else None
@@ -234,7 +257,7 @@ class DvcReleaseRepository(ConfigurableResource):
             self.dvc("init", "--quiet")
         self.refuse_committed_local_remote()
         self.dvc("config", "core.analytics", "false")
-        self.dvc("config", "core.site_cache_dir", ".dvc/tmp/site_cache")
+        self.dvc("config", "--local", "core.site_cache_dir", str((self.root / ".dvc" / "tmp" / "site_cache").resolve()))
         name, url = self.push_remote()
         configured = self.remote_url is None and url != default_dvc_remote_dir()
         if not is_url(url):
@@ -308,8 +331,11 @@ class DvcReleaseRepository(ConfigurableResource):
             return
         listed = (current or {}).get("files", {})
         foreign, changed = [], []
-        for path in sorted(self.data_path.rglob("*")):
+        for path in sorted(entries_under(self.data_path)):
             name = path.relative_to(self.data_path).as_posix()
+            if path.is_symlink() or (path.is_dir() and not any(path.iterdir())):
+                foreign.append(name + ("@" if path.is_symlink() else "/"))
+                continue
             if path.is_dir() or name == MANIFEST:
                 continue
             if name not in listed:
@@ -333,19 +359,23 @@ class DvcReleaseRepository(ConfigurableResource):
             )
 
     # --- publishing ---------------------------------------------------------------------------
-    def publish(self, files: dict[str, bytes], describe: dict) -> Release:
+    def publish(self, files: dict[str, bytes], describe: dict, drop: tuple[str, ...] = ()) -> Release:
         """Write `files` as data/, version it with DVC, push it, add it to the release index, commit and tag.
 
-        Identical content to the current release makes no new version. The whole release holds the repository's
-        release lock (a concurrent release waits, then numbers its version after this one). On any failure data/,
-        data.dvc and the release index are restored, and the commit and tag this release made (only those) removed.
+        Identical content to the current release makes no new version; a file of the current release that `files`
+        lacks is refused unless `drop` names it. The whole release holds the repository's release lock (a concurrent
+        release waits, then numbers its version after this one). On any failure data/, data.dvc and the release
+        index are restored, and the commit and tag this release made (only those) removed.
         """
         with self.lock():
-            return self._publish(files, describe)
+            return self._publish(files, describe, drop)
 
-    def _publish(self, files: dict[str, bytes], describe: dict) -> Release:
+    def _publish(self, files: dict[str, bytes], describe: dict, drop: tuple[str, ...] = ()) -> Release:
+        self.recover_interrupted_release()
         current = self.current_manifest()
         self.refuse_unowned_files(current)
+        refuse_dropped_files(current, files, drop)
+        self.refuse_unreconciled_index()
         remote_name, remote_url = self.prepare()
         digests = {name: _sha256_bytes(content) for name, content in sorted(files.items())}
         versions = self.versions()
@@ -359,7 +389,10 @@ class DvcReleaseRepository(ConfigurableResource):
         staging = self.root / f".{self.data_dir_name}.staging-{uuid.uuid4().hex[:8]}"
         previous = self.root / f".{self.data_dir_name}.previous-{uuid.uuid4().hex[:8]}"
         pointer = self.root / f"{self.data_dir_name}.dvc"
-        tracked_before = {path: path.read_bytes() if path.exists() else None for path in (pointer, self.index_path)}
+        config = self.root / ".dvc" / "config"
+        tracked_before = {
+            path: path.read_bytes() if path.exists() else None for path in (pointer, self.index_path, config)
+        }
         head_before = self.git("rev-parse", "HEAD").strip() if self._has_commits() else None
         made: dict[str, str] = {}  # the commit and tag this release made: a rollback undoes those and no others
         try:
@@ -371,6 +404,9 @@ class DvcReleaseRepository(ConfigurableResource):
             self.dvc("add", self.data_dir_name, "--quiet")
             self.dvc("push", "--remote", remote_name, "--quiet")
             self._add_to_index(version, manifest, created_at)
+            if "site_cache_dir" in ConfigObj(config.read_text().splitlines()).get("core", {}):
+                # relative, it resolves in whatever directory a consumer runs dvc: kept in config.local only
+                self.dvc("config", "--unset", "core.site_cache_dir")
             paths = [p for p in self.release_paths() if (self.root / p).exists()]
             self.git("add", "--", *paths)
             self.git("commit", "--quiet", "-m", f"Release gene embeddings {version}", "--", *paths)
@@ -381,7 +417,54 @@ class DvcReleaseRepository(ConfigurableResource):
             self._roll_back(staging, previous, tracked_before, head_before, made)
             raise
         shutil.rmtree(previous, ignore_errors=True)
+        with open(self._published_log(), "a") as log:
+            log.write(f"{version}\n")
         return Release(version, made["commit"], manifest, created=True, remote_url=remote_url)
+
+    def recover_interrupted_release(self) -> None:
+        """Undo what a release killed midway (SIGKILL, power loss; it had no chance to roll back) left: its
+        staging directory, its uncommitted data.dvc, release index and DVC config, and data/ set aside as
+        .data.previous-*. Called with the release lock held, so the process that left them is gone."""
+        prefix = f".{self.data_dir_name}."
+        staging = sorted(self.root.glob(f"{prefix}staging-*"))
+        previous = sorted(self.root.glob(f"{prefix}previous-*"))
+        if not staging and not previous:
+            return
+        self.require_git()
+        left = ", ".join(p.name for p in staging + previous)
+        status = self.git("status", "--porcelain", "--untracked-files=no", "--", *self.release_paths())
+        dirty = [line[3:] for line in status.splitlines() if line.strip()]
+        if dirty:
+            self.git("reset", "--quiet", "--", *dirty)
+            committed = set(self.git("ls-tree", "--name-only", "HEAD", "--", *dirty).split())
+            if committed:
+                self.git("checkout", "HEAD", "--", *committed)
+            for path in set(dirty) - committed:
+                (self.root / path).unlink(missing_ok=True)
+        if previous and (dirty or not self.data_path.exists()):
+            shutil.rmtree(self.data_path, ignore_errors=True)
+            previous.pop().rename(self.data_path)
+        for leftover in staging + previous:
+            shutil.rmtree(leftover, ignore_errors=True)
+        print(
+            f"{self.repo_dir}: an interrupted release left {left}"
+            + (f" and uncommitted {', '.join(dirty)}" if dirty else "")
+            + "; restored data/ and those files to the last commit before releasing.",
+            file=sys.stderr,
+        )
+
+    def refuse_unreconciled_index(self) -> None:
+        """Every version of the release index must be found in the branch history with the data.dvc it lists (what
+        `releases`, `pull` and `verify` rely on); a release on top of an index that is not is refused."""
+        if self._has_commits():
+            try:
+                ReleaseHistory(self.root, self.repo_dir, self.tag_prefix, self.data_dir_name).records()
+            except ReleaseError as exc:
+                raise ReleaseError(
+                    f"{exc} Nothing was changed: restore {RELEASE_INDEX} from the last release commit "
+                    f"(`git log -- {RELEASE_INDEX}`, then `git checkout COMMIT -- {RELEASE_INDEX}` and commit) and "
+                    "release again."
+                ) from None
 
     def _add_to_index(self, version: str, manifest: dict, created_at: str) -> None:
         """The version's entry in the release index: its data.dvc md5, when it was made (kept out of data/, whose
@@ -451,8 +534,57 @@ class DvcReleaseRepository(ConfigurableResource):
         if "commit" in made and head_before and resolve("HEAD") == made["commit"]:
             subprocess.run(["git", "reset", "--soft", head_before], cwd=self.repo_dir, capture_output=True)
         subprocess.run(
-            ["git", "reset", "--quiet", "--", *(p.name for p in tracked_before)], cwd=self.repo_dir, capture_output=True
+            ["git", "reset", "--quiet", "--", *(str(p.relative_to(self.root)) for p in tracked_before)],
+            cwd=self.repo_dir,
+            capture_output=True,
         )
+
+
+def entries_under(directory: Path) -> list[Path]:
+    """Every file, directory and symlink below `directory`, without following symlinks."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        found += [Path(root) / name for name in [*dirs, *files]]
+    return found
+
+
+def refuse_dropped_files(current: dict | None, files: dict[str, bytes], drop: tuple[str, ...]) -> None:
+    """A release publishes at least what the current one did: a file it would leave out must be named in `drop`
+    (`gene-assets release --drop NAME`), and every name in `drop` must be such a file."""
+    released = set((current or {}).get("files", {}))
+    missing = sorted(released - set(files) - set(drop))
+    version = (current or {}).get("version")
+    if missing:
+        raise ReleaseError(
+            f"This release would drop {len(missing)} files of {version} ({_listing(missing)}): their stored "
+            "outputs are gone or no longer materialized. Materialize them again (e.g. `gene-assets materialize "
+            "gene_embeddings --backbone B --view V` for embeddings/B__V.parquet), or leave them out on purpose "
+            f"with `gene-assets release{''.join(f' --drop {name}' for name in missing[:3])}`. Nothing was changed."
+        )
+    unknown = sorted(set(drop) - (released - set(files)))
+    if unknown:
+        raise ReleaseError(
+            f"--drop {', '.join(unknown)}: not a file {version or 'the current release'} has that this release "
+            "leaves out; nothing to drop. Nothing was changed."
+        )
+
+
+def parse_index(text: str, where: str) -> dict[str, dict]:
+    """A release index's {version: entry}; anything else is a ReleaseError naming it and how to restore it."""
+    try:
+        index = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        index, problem = None, f"is not valid JSON ({exc})"
+    else:
+        problem = f"holds a JSON {type(index).__name__}, not an object of version → entry"
+    if isinstance(index, dict) and all(isinstance(entry, dict) for entry in index.values()):
+        return index
+    if isinstance(index, dict):
+        problem = "has entries that are not objects"
+    raise ReleaseError(
+        f"{where} {problem}: it was damaged or edited. Restore it from the last release commit (`git log -- "
+        f"{RELEASE_INDEX}`, then `git checkout COMMIT -- {RELEASE_INDEX}`)."
+    )
 
 
 def _listing(names: list[str], shown: int = 10) -> str:
@@ -524,6 +656,13 @@ def check_release(data_dir: Path, expected_md5: str | None, source: str) -> dict
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     version, listed = manifest["version"], manifest["files"]
+    links = sorted(p.relative_to(data_dir).as_posix() for p in entries_under(data_dir) if p.is_symlink())
+    if links:
+        raise ReleaseError(
+            f"Release {version} in {data_dir}: {len(links)} entries are symlinks ({_listing(links)}); a release holds "
+            f"only regular files, so they are refused whatever they point to. Pull the release again with "
+            "`gene-assets pull`."
+        )
     root = data_dir.resolve()
     outside = [
         name
@@ -539,7 +678,7 @@ def check_release(data_dir: Path, expected_md5: str | None, source: str) -> dict
             f"{data_dir / MANIFEST} lists {len(outside)} paths outside the release directory "
             f"({_listing(outside)}): refused. Pull the release again with `gene-assets pull`."
         )
-    present = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if not p.is_dir())
+    present = sorted(p.relative_to(data_dir).as_posix() for p in entries_under(data_dir) if not p.is_dir())
     unlisted = [name for name in present if name != MANIFEST and name not in listed]
     if unlisted:
         raise ReleaseError(
@@ -634,8 +773,9 @@ class ReleaseHistory:
                 ["git", "clone", "--bare", "--quiet", repo, str(clone)], capture_output=True, text=True
             )
             if result.returncode != 0:
-                raise ReleaseError(
-                    f"Cannot read the releases of {repo}: {result.stderr.strip() or 'git clone failed'}."
+                reason = " / ".join(line.strip() for line in result.stderr.splitlines() if line.strip())
+                raise ReleaseRepositoryUnreachable(
+                    f"Cannot read the releases of {repo}: {reason.rstrip('.') or 'git clone failed'}."
                 )
             yield cls(clone, repo, **kwargs)
 
@@ -647,7 +787,7 @@ class ReleaseHistory:
         return result.stdout if result.returncode == 0 else None
 
     def records(self) -> list[ReleaseRecord]:
-        index = json.loads(self.show("HEAD", RELEASE_INDEX) or "{}")
+        index = parse_index(self.show("HEAD", RELEASE_INDEX) or "{}", f"{RELEASE_INDEX} of {self.repo}")
         tags = set(self.git("tag", "--list", f"{self.tag_prefix}*").stdout.split())
         records = []
         for version in sort_versions({*index, *tags}, self.tag_prefix):
@@ -655,14 +795,11 @@ class ReleaseHistory:
             if entry is None:
                 records.append(ReleaseRecord(version, version, None, None, None, tagged=True))
                 continue
-            added = self.git(*index_log_args(version)).stdout.split()
-            revision = added[0] if added else None
-            pointer = self.show(revision, f"{self.data_dir_name}.dvc") if revision else None
-            if pointer is None or data_md5(pointer) != entry.get("data_md5"):
+            revision = self.index_commit(version, entry)
+            if revision is None:
                 raise ReleaseError(
-                    f"{self.repo}: the release index lists {version} with data.dvc md5 "
-                    f"{entry.get('data_md5')}, but the commit that added it ({revision or 'none'}) "
-                    f"holds {data_md5(pointer) if pointer else 'no data.dvc'}; the index was edited by hand."
+                    f"{self.repo}: the release index lists {version} with data.dvc md5 {entry.get('data_md5')}, "
+                    "but no commit that added it to the index holds that data.dvc; the index was edited by hand."
                 )
             records.append(
                 ReleaseRecord(
@@ -675,6 +812,16 @@ class ReleaseHistory:
                 )
             )
         return records
+
+    def index_commit(self, version: str, entry: dict) -> str | None:
+        """The latest commit that added `version` to the release index with the data.dvc md5 its entry lists (a
+        revert, amend or rebase leaves other commits that touched it)."""
+        touched = self.git(*index_log_args(version)).stdout.split()
+        for revision in reversed(touched):
+            pointer = self.show(revision, f"{self.data_dir_name}.dvc")
+            if pointer is not None and data_md5(pointer) == entry.get("data_md5"):
+                return revision
+        return None
 
     def find(self, version: str | None) -> ReleaseRecord:
         records = self.records()
@@ -718,7 +865,7 @@ def pull_release(
     from `remote` (a directory or DVC remote URL) when given, else $GENE_ASSETS_DVC_REMOTE, else the remote a local
     `repo`'s .dvc/config.local names, else the remote its committed .dvc/config names.
     Nothing appears at `out` unless the whole release arrived intact."""
-    remote = remote or os.environ.get(DVC_REMOTE_ENV) or local_default_remote(repo)
+    remote = release_remote(repo, remote)
     with ReleaseHistory.of(repo, data_dir_name=data_dir_name) as history:
         record = history.find(version)
         committed_name, committed_url = history.remote_at(record.revision)
@@ -727,27 +874,13 @@ def pull_release(
     out = Path(out or f"gene-embeddings-{version}").resolve()
     if out.exists():
         raise ReleaseError(f"{out} already exists: choose another --out or remove it.")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise ReleaseError(f"--out {out}: {blocking} is a file, not a directory; choose an --out below a directory.")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.pulling-{uuid.uuid4().hex[:8]}"
-    scratch = out.parent / f"{staging.name}.dvc-site"
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(scratch)}
-    args = [sys.executable, "-m", "dvc", "get", repo, data_dir_name, "--rev", record.revision, "-o", str(staging)]
-    if remote:
-        scratch.mkdir(parents=True)
-        override = ConfigObj()
-        override["core"] = {"remote": "release"}
-        override['remote "release"'] = {"url": str(Path(remote).resolve()) if not is_url(remote) else remote}
-        override.filename = str(scratch / "remote.config")
-        override.write()
-        args += ["--config", override.filename]
     try:
-        result = subprocess.run(args, cwd=out.parent, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            raise ReleaseError(
-                unreachable_message(
-                    repo, record.version, result, remote or committed_url, "release" if remote else committed_name
-                )
-            )
+        dvc_get(repo, record, data_dir_name, staging, remote, (committed_name, committed_url))
         manifest = check_release(staging, expected_md5, f"{repo} (commit {record.revision[:12]})")
         if manifest.get("version") != version:
             raise ReleaseError(
@@ -757,8 +890,44 @@ def pull_release(
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
     return out, manifest, record
+
+
+def release_remote(repo: str, remote: str | None) -> str | None:
+    """Where a consumer fetches a release's data from: `remote`, else $GENE_ASSETS_DVC_REMOTE, else the remote a local
+    `repo`'s .dvc/config.local names; None: the remote the release's committed .dvc/config names."""
+    return remote or os.environ.get(DVC_REMOTE_ENV) or local_default_remote(repo)
+
+
+def dvc_get(
+    repo: str,
+    record: ReleaseRecord,
+    path: str,
+    out: Path,
+    remote: str | None,
+    committed_remote: tuple[str | None, str | None],
+) -> None:
+    """`dvc get` `path` (data/ or one file in it) of the release `record` into `out`, from `remote` when given, else
+    from the (name, url) `committed_remote` the release's .dvc/config names; a failure raises the one-line
+    unreachable_message."""
+    scratch = out.parent / f".{out.name}.dvc-site-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(scratch)}
+    args = [sys.executable, "-m", "dvc", "get", repo, path, "--rev", record.revision, "-o", str(out)]
+    try:
+        if remote:
+            scratch.mkdir(parents=True)
+            override = ConfigObj()
+            override["core"] = {"remote": "release"}
+            override['remote "release"'] = {"url": str(Path(remote).resolve()) if not is_url(remote) else remote}
+            override.filename = str(scratch / "remote.config")
+            override.write()
+            args += ["--config", override.filename]
+        result = subprocess.run(args, cwd=out.parent, capture_output=True, text=True, env=env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if result.returncode != 0:
+        url, name = (remote, "release") if remote else committed_remote[::-1]
+        raise ReleaseError(unreachable_message(repo, record.version, result, url, name))
 
 
 def unreachable_message(

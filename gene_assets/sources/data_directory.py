@@ -120,11 +120,20 @@ def read_data_csv(path, **kwargs) -> pd.DataFrame:
         ) from exc
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataFileError(f"{path} is truncated or corrupt ({exc}): {RESTORE}.") from exc
+    except pd.errors.ParserError as exc:
+        raise DataFileError(f"{path} cannot be parsed ({' '.join(str(exc).split())}): {RESTORE}.") from exc
 
 
 def read_data_parquet(path, columns: list[str] | None = None) -> pd.DataFrame:
     """A parquet data file, validated (a truncated file or a string that is not UTF-8 is a DataFileError)."""
     try:
+        missing = sorted(set(columns or []) - set(pq.read_schema(path).names))
+        if missing:
+            raise DataFileError(
+                f"{path} has no column {', '.join(missing)} (its columns: "
+                f"{', '.join(pq.read_schema(path).names[:12])}): it is not the expected file, or a column was "
+                f"renamed; {RESTORE}."
+            )
         table = pq.read_table(path, columns=columns)
         table.validate(full=True)
     except pa.ArrowException as exc:
