@@ -1,12 +1,13 @@
 """Code and data versions: Dagster's stale status and what `gene-assets run` launches agree, on a small real state
 (200 genes of the small Geneformer tasks, bag-of-words on the summary view, the Geneformer results)."""
 
+import ast
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, AssetsDefinition, DagsterInstance, Definitions
 from dagster._core.definitions.data_version import StaleStatus
 
 from gene_assets.automation.sensors import embedding_job
@@ -228,3 +229,35 @@ def test_switching_the_protocol_stales_the_gene_task_results(state):
     scoring = launches(state["symbols"], "full")[-1]
     assert runner.pending(scoring) == scoring  # the whole scoring run, no more
     assert [runner.pending(launch) for launch in launches(state["symbols"])[:2]] == [None, None]
+
+
+def test_every_asset_that_reads_the_data_directory_depends_on_the_files_it_reads():
+    """An asset given the data_directory resource is listed in DATA_FILE_READERS (so the files it reads are its
+    observed dependencies), the files listed for it are named in its code, and every data file has a reader."""
+    from gene_assets.definitions import all_assets
+    from gene_assets.sources.data_directory import DATA_FILES
+    from gene_assets.sources.observations import DATA_FILE_READERS, data_file_key
+    from gene_assets.versions import asset_bindings
+
+    readers = {
+        key.to_user_string()
+        for a in all_assets
+        if isinstance(a, AssetsDefinition) and a.is_materializable and "data_directory" in a.required_resource_keys
+        for key in a.keys
+    }
+    assert readers == set(DATA_FILE_READERS)
+    tree, bindings = SourceTree(), asset_bindings(MODULES)
+    for name, files in DATA_FILE_READERS.items():
+        statements, _ = tree.needed(*bindings[AssetKey(name)])
+        strings = " ".join(
+            node.value
+            for statement in statements.values()
+            for node in ast.walk(statement)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        )
+        assert all(file in strings or file.startswith("ggi_") for file in files), name
+        parents = next(a for a in all_assets if hasattr(a, "op") and AssetKey(name) in a.keys).asset_deps[
+            AssetKey(name)
+        ]
+        assert {data_file_key(file) for file in files} <= set(parents), name
+    assert {file for files in DATA_FILE_READERS.values() for file in files} == set(DATA_FILES)
