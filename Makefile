@@ -81,4 +81,4 @@ ui: setup
 	$(BIN)/dg dev --host $(UI_HOST) --port $(UI_PORT)
 
 clean:
-	rm -rf $(VENV) $(HUB_VENV) $(DOCS_VENV) site .gene_assets dagster_home/storage dagster_home/artifacts dagster_home/history dagster_home/schedules dagster_home/logs
+	rm -rf $(VENV) $(HUB_VENV) $(DOCS_VENV) site .cache .gene_assets dagster_home/storage dagster_home/artifacts dagster_home/history dagster_home/schedules dagster_home/logs
