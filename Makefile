@@ -2,10 +2,12 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 HUB_VENV ?= .venv-hub
+DOCS_VENV ?= .venv-docs
 BIN := $(VENV)/bin
 DATA_DIR ?= ../shared/data
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+DOCS_PORT ?= 8000
 
 export GENE_ASSETS_DATA_DIR ?= $(abspath $(DATA_DIR))
 DAGSTER_INSTANCE ?= sqlite
@@ -15,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup lint run test test-fast bench ui annotations browser postgres clean mpnet-weights hub-server
+.PHONY: setup lint run test test-fast bench ui docs docs-venv annotations browser postgres clean mpnet-weights hub-server
 
 setup: $(VENV)/.installed annotations
 
@@ -41,20 +43,28 @@ $(HUB_VENV)/.installed: requirements-hub-server.txt
 	$(HUB_VENV)/bin/pip install --quiet -r requirements-hub-server.txt
 	touch $@
 
+docs-venv: $(DOCS_VENV)/.installed  # mkdocs and its plugins (requirements-docs.txt), apart from the runtime install
+
+$(DOCS_VENV)/.installed: requirements-docs.txt
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/pip install --quiet -r requirements-docs.txt
+	touch $@
+
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 postgres:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql; }
 
-lint: $(VENV)/.installed  # what CI checks before the tests: ruff's rules and formatting ([tool.ruff] in pyproject.toml)
+lint: $(VENV)/.installed $(DOCS_VENV)/.installed  # what CI checks before the tests: ruff, and the docs build (broken links fail)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
 
 run: setup
 	$(BIN)/gene-assets run
 
-test: setup browser postgres hub-server  # test files spread over TEST_WORKERS processes (TEST_WORKERS=0: one process)
+test: setup browser postgres hub-server $(DOCS_VENV)/.installed  # test files spread over TEST_WORKERS processes (TEST_WORKERS=0: one process)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 test-fast: setup postgres hub-server  # the edit loop (under two minutes): no slow, real_data or browser tests
@@ -63,9 +73,12 @@ test-fast: setup postgres hub-server  # the edit loop (under two minutes): no sl
 bench: setup
 	$(BIN)/python -m benchmarks
 
+docs: $(DOCS_VENV)/.installed  # the documentation site, rebuilt on every change
+	$(DOCS_VENV)/bin/mkdocs serve -a $(UI_HOST):$(DOCS_PORT)
+
 ui: setup
 	$(BIN)/gene-assets register-backbones
 	$(BIN)/dg dev --host $(UI_HOST) --port $(UI_PORT)
 
 clean:
-	rm -rf $(VENV) $(HUB_VENV) .gene_assets dagster_home/storage dagster_home/artifacts dagster_home/history dagster_home/schedules dagster_home/logs
+	rm -rf $(VENV) $(HUB_VENV) $(DOCS_VENV) site .cache .gene_assets dagster_home/storage dagster_home/artifacts dagster_home/history dagster_home/schedules dagster_home/logs

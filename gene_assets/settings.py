@@ -55,7 +55,7 @@ ENVIRONMENT = {
     DASK_SCHEDULER_ENV: "dask: address of an existing scheduler (default: a LocalCluster for the run).",
     DASK_WORKERS_ENV: "dask: worker processes of the LocalCluster (default: 2).",
 }
-"""Every GENE_ASSETS_* environment variable the project reads, with what it sets (the README's table)."""
+"""Every GENE_ASSETS_* environment variable the project reads, with what it sets (docs/environment.md renders it)."""
 
 
 def gene_assets_home() -> Path:

@@ -1,4 +1,5 @@
-"""The Dagster CLI's string asset selection and the UI (`dg dev`) serving the graph with backbone partitions."""
+"""The Dagster CLI's string asset selection, the UI (`dg dev`) serving the graph with backbone partitions, and the docs
+site as `make docs` serves it."""
 
 import json
 import os
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from gene_assets.embeddings.weights import model_cache_dir
 from gene_assets.leaderboard.inputs import LEADERBOARD_INPUTS
 from gene_assets.settings import PROJECT_ROOT
 
-from .conftest import graphql, running_ui
+from .conftest import free_port, graphql, running_ui, stop_process_tree
 
 BIN = Path(sys.executable).parent
 
@@ -403,3 +405,48 @@ def test_an_input_file_edit_shows_unsynced_on_its_reader_in_the_asset_graph(isol
         ]
         browser.close()
     assert marked and all("geneformer_labels" in text and "gene_catalog" not in text for text in marked), marked
+
+
+@pytest.mark.browser
+def test_the_docs_site_serves_a_reference_page_and_the_results_page_in_chromium(tmp_path):
+    """`mkdocs serve` from the docs virtualenv, as `make docs` starts it (strict: a broken link or anchor stops it):
+    Chromium opens the environment-variable page, whose table the build renders from settings.ENVIRONMENT, and the
+    results page."""
+    from playwright.sync_api import sync_playwright
+
+    mkdocs = PROJECT_ROOT / ".venv-docs" / "bin" / "mkdocs"
+    assert mkdocs.exists(), f"{mkdocs} is missing: `make docs` installs the docs packages into .venv-docs."
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium package is missing: `make test` installs it (apt-get install chromium)."
+    port = free_port()
+    log_path = tmp_path / "mkdocs.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [str(mkdocs), "serve", "--strict", "--no-livereload", "-a", f"127.0.0.1:{port}"],
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/environment/", wait_until="load")
+            assert page.locator("h1").first.inner_text().startswith("Environment variables")
+            cells = page.locator("table td:first-child code").all_inner_texts()
+            assert set(cells) >= {"GENE_ASSETS_HOME", "GENE_ASSETS_DATA_DIR", "GENE_ASSETS_DVC_REMOTE"}
+            page.get_by_role("link", name="Results", exact=True).first.click()
+            page.wait_for_url(f"http://127.0.0.1:{port}/results/")
+            assert page.title().startswith("Results") and page.locator("article h1").count() == 1
+            browser.close()
+    finally:
+        stop_process_tree(server)

@@ -150,7 +150,7 @@ def test_an_unusable_gene_assets_home_is_one_line_before_anything_runs(tmp_path,
 
 @pytest.mark.slow
 def test_a_view_whose_texts_are_not_stored_is_refused_with_the_command_that_adds_it(tmp_path):
-    """The README's `materialize gene_embeddings geneformer_results --backbone bag-of-words --view go` after a run
+    """The docs' `materialize gene_embeddings geneformer_results --backbone bag-of-words --view go` after a run
     that built only the summary view: refused before any run, with the command that adds the view."""
     import json
     import re

@@ -1,5 +1,6 @@
-"""Every `gene-assets …` command README.md shows, run as a user would in the state `make run` leaves (built here for a
-small real gene universe), and stored outputs changed on disk refused by the commands that read them."""
+"""Every `gene-assets …` command README.md and the docs pages show, run as a user would in the state `make run` leaves
+(built here for a small real gene universe); every subcommand has its section in the command-line page; and stored
+outputs changed on disk refused by the commands that read them."""
 
 import hashlib
 import json
@@ -27,10 +28,11 @@ from gene_assets.settings import DVC_REMOTE_ENV, HOME_ENV, PROJECT_ROOT, RELEASE
 from .conftest import git, make_release_repo
 
 pytestmark = pytest.mark.slow
-"""A small graph built once, then one CLI process per README command (a minute or two): not in `make test-fast`."""
+"""A small graph built once, then one CLI process per documented command (a minute or two): not in `make test-fast`."""
 
 BIN = Path(sys.executable).parent
 README = PROJECT_ROOT / "README.md"
+DOCS = PROJECT_ROOT / "docs"
 BACKBONE, DATASET = "bag-of-words", "wang"
 
 GO_TEXTS = """gene-assets materialize gene_texts --config-json '{"ops": {"gene_texts": {"config": {"views": ["summary", "go"]}}}}'"""
@@ -38,6 +40,11 @@ SYNOPSIS = re.compile(r"[\[…<|]|(?<![\w-])[A-Z][A-Z_]*(?![\w-])")
 """A command with a placeholder (`[options]`, `…`, `<name>`, `a|b`, an UPPERCASE word; quoted text aside) is a
 synopsis, not an example."""
 FINE_TUNING = "gene-assets materialize fine_tuning_results --backbone all-MiniLM-L6-v2 --view summary"
+MEAN_SHIFT = (
+    "gene-assets materialize mean_shift_results --backbone all-MiniLM-L6-v2 --view summary --config-json "
+    """'{"ops": {"mean_shift_results": {"config": {"path": "/path/to/norman2019.h5ad", "perturbation_column": """
+    """"condition", "control_label": "ctrl", "gene_column": "gene_name"}}}}'"""
+)
 WHOLE_GRAPH = (
     "runs the whole graph on every gene (63,991) and five cell datasets, which is `make run` itself (tens of minutes "
     "on two cores); tests/test_pipeline.py runs that graph on a small universe"
@@ -55,8 +62,10 @@ SKIPPED = {
     FINE_TUNING + """ --config-json '{"ops": {"fine_tuning_results": {"config": {"preset": "published"}}}}'""": (
         "the published fine-tuning preset, meant for a GPU"
     ),
+    MEAN_SHIFT: "needs a per-perturbation expression file, which the data directory does not hold; "
+    "tests/test_perturbation.py scores the asset on planted cells",
 }
-"""README commands that need what this test cannot have, with the reason."""
+"""Documented commands that need what this test cannot have, with the reason."""
 EXPECTED_REFUSALS = {
     "gene-assets materialize": r"gene-assets materialize: the following arguments are required: selection .*",
     "gene-assets add-backbone": r"gene-assets add-backbone: the following arguments are required: name, --kind, "
@@ -69,23 +78,36 @@ EXPECTED_REFUSALS = {
     "GenePT_gene_embedding_ada_text.pickle": r"gene-assets: .*GenePT_gene_embedding_ada_text\.pickle does not exist.*",
     "gene-assets run --backbones my-model": r"gene-assets: Unknown backbone 'my-model'\. .*",
 }
-"""README commands whose documented answer in this state is a one-line refusal (exit 2): a command named in the text
+"""Documented commands whose answer in this state is a one-line refusal (exit 2): a command named in the text
 without its arguments, the view that `make run` does not build, GenePT's published file, which is not in the data
 directory, and a model added by hand only in a synopsis (a Hub model id and commit to fill in)."""
 
 
-def readme_commands() -> list[str]:
-    """Every `gene-assets SUBCOMMAND …` in README.md, in order, once: each `&&`-separated part of a fenced code
-    line (comments dropped) and every inline code span (joined across line breaks)."""
+def documented_pages() -> list[Path]:
+    """README.md, then every page of the docs site."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def page_commands(text: str) -> list[str]:
+    """Every `gene-assets SUBCOMMAND …` of a markdown page, in order: each `&&`-separated part of a fenced code line
+    (comments dropped) and every inline code span (joined across line breaks)."""
     commands = []
-    for number, part in enumerate(re.split(r"^```.*$", README.read_text(), flags=re.M)):
+    for number, part in enumerate(re.split(r"^```.*$", text, flags=re.M)):
         if number % 2:
             pieces = [p for line in part.splitlines() for p in line.split(" #")[0].split("&&")]
         else:
             pieces = re.findall(r"`([^`]+)`", part)
         commands += [" ".join(p.replace("\\|", "|").split()) for p in pieces]
-    commands = [c for c in commands if re.match(r"gene-assets [a-z-]+( |$)", c)]
-    return list(dict.fromkeys(commands))
+    return [c for c in commands if re.match(r"gene-assets [a-z-]+( |$)", c)]
+
+
+def documented_commands() -> dict[str, list[str]]:
+    """Every command the README and the docs pages show, once (in the order first shown), with the pages showing it."""
+    pages: dict[str, list[str]] = {}
+    for path in documented_pages():
+        for command in dict.fromkeys(page_commands(path.read_text())):
+            pages.setdefault(command, []).append(str(path.relative_to(PROJECT_ROOT)))
+    return pages
 
 
 def skip_reason(command: str) -> str | None:
@@ -180,8 +202,9 @@ def latest_version(repo: Path) -> str:
     return max(json.loads(git(repo, "show", "HEAD:releases.json")), key=lambda v: int(v.rsplit("v", 1)[1]))
 
 
-def test_every_command_the_readme_shows_runs_or_gives_its_one_line_refusal(made):
-    commands = readme_commands()
+def test_every_command_the_readme_and_the_docs_show_runs_or_gives_its_one_line_refusal(made):
+    shown_on = documented_commands()
+    commands = list(shown_on)
     assert "gene-assets materialize gene_embeddings geneformer_results --backbone bag-of-words --view go" in commands
     skipped = {c: skip_reason(c) for c in commands if skip_reason(c)}
     assert len(commands) - len(skipped) >= 10, skipped
@@ -192,17 +215,18 @@ def test_every_command_the_readme_shows_runs_or_gives_its_one_line_refusal(made)
         concrete = command.replace("<repo-url>", str(made["repo"])).replace(
             "embeddings-v3", latest_version(made["repo"])
         )
-        # verify checks the data/ of a checkout (the README's clone-and-pull line): the release repository's is one
+        # verify checks the data/ of a checkout (the docs' clone-and-pull line): the release repository's is one
         cwd = made["repo"] if command.startswith("gene-assets verify") else None
         started = time.monotonic()
         result = gene_assets(made, concrete, cwd)
         print(f"{time.monotonic() - started:6.1f} s  exit {result.returncode}  {command}")
         lines = result.stderr.strip().splitlines()
+        where = f"{command} (shown on {', '.join(shown_on[command])})"
         if command in EXPECTED_REFUSALS:
             if not (result.returncode == 2 and len(lines) == 1 and re.fullmatch(EXPECTED_REFUSALS[command], lines[0])):
-                failures.append(f"{command}: expected its one-line refusal, got {result.returncode}: {lines[-3:]}")
+                failures.append(f"{where}: expected its one-line refusal, got {result.returncode}: {lines[-3:]}")
         elif result.returncode != 0:
-            failures.append(f"{command}: exit {result.returncode}: {(result.stdout + result.stderr)[-1500:]}")
+            failures.append(f"{where}: exit {result.returncode}: {(result.stdout + result.stderr)[-1500:]}")
         if command.endswith("--view go") and result.returncode == 2:
             enable = lines[0].split("Add it first: ", 1)[1]  # the one command it names, then the example again
             for follow_up in (enable, command):
