@@ -1,19 +1,20 @@
 """mkdocs hook: the environment-variable table is rendered from `gene_assets.settings.ENVIRONMENT` at build time, so
 the page and the code cannot disagree."""
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 MARKER = "<!-- environment-variables -->"
-SETTINGS = Path(__file__).resolve().parent.parent / "gene_assets" / "settings.py"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def environment() -> dict[str, str]:
-    """settings.ENVIRONMENT, read from the checkout (the docs virtualenv does not install the package)."""
-    spec = importlib.util.spec_from_file_location("gene_assets_settings", SETTINGS)
-    settings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(settings)
-    return settings.ENVIRONMENT
+    """settings.ENVIRONMENT, read from the checkout (the docs virtualenv does not install the package; importing the
+    package and its settings needs nothing outside the standard library)."""
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    return importlib.import_module("gene_assets.settings").ENVIRONMENT
 
 
 def environment_table(variables: dict[str, str]) -> str:
