@@ -379,6 +379,7 @@ def status_command(args) -> int:
         release=not args.no_release,
         cell_datasets=cell_datasets_of(args),
         protocol=args.protocol,
+        symbols=args.symbols,
     )
     shown = [s for s in states if s.needs_run or args.all or s.causes]
     width = max((len(s.label) for s in shown), default=0)
@@ -390,7 +391,7 @@ def status_command(args) -> int:
 
 
 def run_command(args) -> int:
-    from .runs import RunStopped, RunStopper
+    from .runs import CHILD_GRACE_S, RunStopped, RunStopper
 
     with RunStopper() as stopper:
         try:
@@ -407,9 +408,11 @@ def run_command(args) -> int:
                 force=args.force,
                 protocol=args.protocol,
                 concurrent_runs=args.concurrent_runs,
+                symbols=args.symbols,
                 stopper=stopper,
             )
         except RunStopped as stop:
+            stopper.settled.wait(CHILD_GRACE_S)
             canceled = f"canceled {len(stopper.canceled)} runs in flight ({', '.join(stopper.canceled)})"
             print(
                 f"gene-assets run: stopped by {stop}: {canceled if stopper.canceled else 'no run was in flight'}, "
@@ -542,6 +545,13 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
     parser.add_argument("--views", nargs="+", default=["summary"], choices=list(VIEWS))
     parser.add_argument("--no-release", action="store_true", help="skip the DVC release")
+    parser.add_argument(
+        "--symbols",
+        nargs="+",
+        metavar="SYMBOL",
+        help="restrict the genes to these symbols, for a quick run (default: every gene); the outputs are then of "
+        "those genes only",
+    )
     parser.add_argument(
         "--cell-datasets",
         nargs="*",

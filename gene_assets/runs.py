@@ -20,6 +20,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ from dagster import (
     DagsterRunStatus,
     RunsFilter,
 )
+from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG
 from joblib import cpu_count
 
 from .settings import PROJECT_ROOT
@@ -145,10 +147,8 @@ def execute_launch_in_child(definitions: str, instance_ref, launch: Launch, core
     """The body of a run's own process: run `run_id` of the Definitions at `definitions` ("module:attribute", a
     Definitions or a function returning one) and the instance of `instance_ref`, its worker pools sized to its share
     of the machine, `cores`; exit status 0 when the run succeeded. The process leads its own process group (a Ctrl-C
-    in the terminal reaches `gene-assets run` alone, which cancels the run first) and takes the stop signals that
-    RunStopper blocks in its parent."""
+    in the terminal reaches `gene-assets run` alone, which cancels the run first)."""
     os.setpgrp()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     os.environ["LOKY_MAX_CPU_COUNT"] = str(cores)  # what parallel.worker_count and threads_per_worker read
     module, _, attribute = definitions.partition(":")
     defs = getattr(importlib.import_module(module), attribute)
@@ -171,83 +171,103 @@ class RunStopped(Exception):
 
 
 class RunStopper:
-    """SIGINT and SIGTERM stop `gene-assets run` as a whole. Within its context both signals are blocked in every
-    thread and received by a watcher thread, so that Dagster's own handler (which fails an in-process run as
-    "interrupted") never sees them. On the first one the watcher marks every run in flight CANCELING, sends SIGINT to
-    the runs' own processes (Dagster then ends each as CANCELED; a process still alive after CHILD_GRACE_S is killed
-    with its process group, and its run marked CANCELED), and interrupts the main thread: an in-process run is
-    canceled the same way, and no further run starts (`check`)."""
+    """SIGINT and SIGTERM stop `gene-assets run` as a whole. Within its context a watcher thread learns of each
+    signal through the wakeup fd (whichever handler runs, Dagster's included), marks every run in flight CANCELING and
+    sends SIGINT to the runs' own processes (Dagster ends each run as CANCELED; a process still alive after
+    CHILD_GRACE_S is killed with its process group). In the main thread the signal raises RunStopped, or, inside an
+    in-process run, Dagster's interruption; the run is then marked CANCELED if it ended as interrupted, and no
+    further run starts (`check`)."""
 
     def __init__(self):
         self.signum: int | None = None
+        self.requested = threading.Event()  # a stop signal arrived
+        self.raised = False  # RunStopped was raised in the main thread
         self.instance: DagsterInstance | None = None
         self.lock = threading.Lock()
         self.in_flight: dict[str, str] = {}  # run id: label
         self.children: dict[str, multiprocessing.Process] = {}  # run id: its process
         self.canceled: list[str] = []
+        self.settled = threading.Event()  # the runs in flight were told to cancel
 
     def __enter__(self) -> RunStopper:
-        self.previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        self.previous_handler = signal.signal(signal.SIGINT, self.raise_stopped)
+        self.reader, self.writer = socket.socketpair()
+        self.writer.setblocking(False)
+        self.previous_wakeup_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        self.previous_handlers = {signum: signal.signal(signum, self.raise_stopped) for signum in STOP_SIGNALS}
         threading.Thread(target=self.watch, name="gene-assets stop signals", daemon=True).start()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        signal.signal(signal.SIGINT, self.previous_handler)
+        for signum, handler in self.previous_handlers.items():  # once stopping, later signals are ignored
+            signal.signal(signum, handler if self.signum is None else signal.SIG_IGN)
+        signal.set_wakeup_fd(self.previous_wakeup_fd)
+        self.writer.close()
+
+    def request(self, signum: int) -> None:
         if self.signum is None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, self.previous_mask)
+            self.signum = signum
+        self.requested.set()
 
     def raise_stopped(self, signum, frame) -> None:
-        raise RunStopped(self.signum or signum)
+        self.request(signum)
+        if not self.raised:
+            self.raised = True
+            raise RunStopped(self.signum)
 
     def check(self) -> None:
         """Raise RunStopped once a stop signal has been received."""
-        if self.signum is not None:
+        if self.signum is not None and not self.raised:
+            self.raised = True
             raise RunStopped(self.signum)
 
     def watch(self) -> None:
-        signum = signal.sigwait(STOP_SIGNALS)
+        with self.reader:
+            while data := self.reader.recv(64):
+                stops = [signum for signum in data if signum in STOP_SIGNALS]
+                if stops and not self.requested.is_set():
+                    self.request(stops[0])
+                    self.stop()
+
+    def stop(self) -> None:
         with self.lock:
-            self.signum = signum
             in_flight = dict(self.in_flight)
             children = list(self.children.values())
+        name = signal.Signals(self.signum).name
         for run_id in in_flight:
-            run = self.instance.get_run_by_id(run_id) if self.instance else None
+            run = self.instance.get_run_by_id(run_id)
             if run is not None and not run.is_finished:
-                self.instance.report_run_canceling(run, message=f"{signal.Signals(signum).name}: canceling the run.")
+                self.instance.report_run_canceling(run, message=f"{name}: canceling the run.")
         self.canceled = list(in_flight.values())
         for process in children:
             signal_group(process.pid, signal.SIGINT)
-        import _thread
-
-        _thread.interrupt_main(signal.SIGINT)
+        self.settled.set()
         multiprocessing.connection.wait([process.sentinel for process in children], timeout=CHILD_GRACE_S)
         for process in children:
             signal_group(process.pid, signal.SIGKILL)
-        while True:  # later signals: the stop is under way
-            signal.sigwait(STOP_SIGNALS)
 
     def started(self, run_id: str, label: str, process: multiprocessing.Process | None = None) -> None:
-        """Record a run about to start (with its own process when it has one); RunStopped when stopping."""
+        """Record a run about to start, and start its own process when it has one; RunStopped when stopping."""
         with self.lock:
-            self.check()
+            if self.signum is not None:
+                raise RunStopped(self.signum)
             self.in_flight[run_id] = label
             if process is not None:
-                process.start()
                 self.children[run_id] = process
+                process.start()
 
     def finished(self, run_id: str) -> None:
-        """The run's process is gone: when stopping, mark the run CANCELED if it did not end itself, and end what is
-        left of its process group."""
+        """The run's execution is over: when stopping, end what is left of its process group and mark it CANCELED
+        unless it ended otherwise than by the interruption."""
         with self.lock:
             self.in_flight.pop(run_id, None)
             process = self.children.pop(run_id, None)
-        if self.signum is None:
+        run = self.instance.get_run_by_id(run_id)
+        interrupted = run is not None and run.tags.get(RUN_FAILURE_REASON_TAG) == "UNEXPECTED_TERMINATION"
+        if not self.requested.wait(2.0 if interrupted else 0.0):
             return
         if process is not None:
             signal_group(process.pid, signal.SIGKILL)
-        run = self.instance.get_run_by_id(run_id)
-        if run is not None and not run.is_finished:
+        if run is not None and (not run.is_finished or interrupted):
             self.instance.report_run_canceled(run, message=f"{signal.Signals(self.signum).name}: run canceled.")
 
 
