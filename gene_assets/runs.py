@@ -224,7 +224,7 @@ class RunStopper:
         with self.reader:
             while data := self.reader.recv(64):
                 stops = [signum for signum in data if signum in STOP_SIGNALS]
-                if stops and not self.requested.is_set():
+                if stops and not self.settled.is_set():
                     self.request(stops[0])
                     self.stop()
 
@@ -233,7 +233,7 @@ class RunStopper:
             in_flight = dict(self.in_flight)
             children = list(self.children.values())
         name = signal.Signals(self.signum).name
-        for run_id in in_flight:
+        for run_id in in_flight if self.instance else ():
             run = self.instance.get_run_by_id(run_id)
             if run is not None and not run.is_finished:
                 self.instance.report_run_canceling(run, message=f"{name}: canceling the run.")
