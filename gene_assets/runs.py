@@ -238,8 +238,11 @@ class RunStopper:
             if run is not None and not run.is_finished:
                 self.instance.report_run_canceling(run, message=f"{name}: canceling the run.")
         self.canceled = list(in_flight.values())
-        for process in children:
-            signal_group(process.pid, signal.SIGINT)
+        for process in children:  # the run's process alone: its workers and log watchers end with it
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
         self.settled.set()
         multiprocessing.connection.wait([process.sentinel for process in children], timeout=CHILD_GRACE_S)
         for process in children:
