@@ -413,7 +413,8 @@ def run_command(args) -> int:
             )
         except RunStopped as stop:
             stopper.settled.wait(CHILD_GRACE_S)
-            canceled = f"canceled {len(stopper.canceled)} runs in flight ({', '.join(stopper.canceled)})"
+            count = len(stopper.canceled)
+            canceled = f"canceled {count} run{'s' * (count != 1)} in flight ({', '.join(stopper.canceled)})"
             print(
                 f"gene-assets run: stopped by {stop}: {canceled if stopper.canceled else 'no run was in flight'}, "
                 "no further run started; run the same command again to resume from what is stored.",

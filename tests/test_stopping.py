@@ -61,14 +61,9 @@ def processes_of(env: dict) -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT], ids=["ctrl_c"])
-def test_a_stop_signal_cancels_the_runs_in_flight_and_the_next_run_resumes(run_env, task_symbols, tmp_path, signum):
-    """A real `gene-assets run` (two backbones, a few hundred genes, scoring runs two at a time) gets the signal
-    (SIGINT to its process group, as a terminal's Ctrl-C) while both scoring runs are in flight: it exits with
-    128 + the signal and one line, both runs are CANCELED, none is left unfinished, no process of it survives,
-    and the same command afterwards runs only the scoring again (sources and embeddings are kept)."""
-    command = [
+def run_command(symbols: list[str]) -> list[str]:
+    """`gene-assets run` of two backbones on `symbols`, scoring runs two at a time, no cell datasets, no release."""
+    return [
         str(BIN / "gene-assets"),
         "run",
         "--backbones",
@@ -79,42 +74,69 @@ def test_a_stop_signal_cancels_the_runs_in_flight_and_the_next_run_resumes(run_e
         "--concurrent-runs",
         "2",
         "--symbols",
-        *task_symbols[::4],
+        *symbols,
     ]
-    log = tmp_path / "run.log"
+
+
+def stop_when(env: dict, command: list[str], log: Path, job: str, in_flight: int, signum: int, group: bool):
+    """Start `command` (its own process group) and send `signum` once `in_flight` runs of `job` are STARTED, to the
+    group as a terminal's Ctrl-C does or to the process alone; its exit status and its descendants at that time."""
     with open(log, "w") as output:
         process = subprocess.Popen(
-            command, cwd=tmp_path, env=run_env, stdout=output, stderr=output, start_new_session=True
+            command, cwd=log.parent, env=env, stdout=output, stderr=output, start_new_session=True
         )
     try:
         deadline = time.time() + 600
-        while runs_by_job(run_env).get("backbone_job", {}).get(DagsterRunStatus.STARTED, 0) < 2:
+        while runs_by_job(env).get(job, {}).get(DagsterRunStatus.STARTED, 0) < in_flight:
             assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         tree = psutil.Process(process.pid).children(recursive=True)
-        assert len(tree) >= 2  # the two scoring runs' processes (and their workers)
-        os.killpg(process.pid, signum)
-        returncode = process.wait(timeout=60)
+        (os.killpg if group else os.kill)(process.pid, signum)
+        return process.wait(timeout=60), tree
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def assert_stopped(env: dict, log: Path, returncode: int, tree: list, signum: int, canceled: str) -> None:
+    """Exit status 128 + signum, the one line naming the `canceled` runs last, no traceback, no run left
+    unfinished, and no process of the command alive."""
     text = log.read_text()
     assert returncode == 128 + signum, text[-3000:]
-    name = signal.Signals(signum).name
     assert text.rstrip().splitlines()[-1] == (
-        f"gene-assets run: stopped by {name}: canceled 2 runs in flight (backbone_job bag-of-words|summary, "
-        "backbone_job tfidf|summary), no further run started; run the same command again to resume from what is "
-        "stored."
+        f"gene-assets run: stopped by {signal.Signals(signum).name}: canceled {canceled}, no further run started; "
+        "run the same command again to resume from what is stored."
     ), text[-3000:]
     assert "Traceback" not in text
+    statuses = set().union(*runs_by_job(env).values())
+    assert not statuses & {DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
+    time.sleep(1)  # the killed processes' parents reap them
+    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not processes_of(env)
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_scoring_runs_in_flight_and_the_next_run_resumes(run_env, task_symbols, tmp_path):
+    """A real `gene-assets run` (two backbones, a few hundred genes, scoring runs two at a time) gets SIGINT on its
+    process group, as from a terminal's Ctrl-C, while both scoring runs are in flight, each in its own process: it
+    exits with 130 and one line, both runs are CANCELED, no process of it survives, and the same command afterwards
+    runs only the scoring again (sources and embeddings are kept)."""
+    command, log = run_command(task_symbols[::4]), tmp_path / "run.log"
+    returncode, tree = stop_when(run_env, command, log, "backbone_job", 2, signal.SIGINT, group=True)
+    assert len(tree) >= 2  # the two scoring runs' processes (and their workers)
+    assert_stopped(
+        run_env,
+        log,
+        returncode,
+        tree,
+        signal.SIGINT,
+        "2 runs in flight (backbone_job bag-of-words|summary, backbone_job tfidf|summary)",
+    )
     runs = runs_by_job(run_env)
     assert runs["backbone_job"] == Counter({DagsterRunStatus.CANCELED: 2}), runs
     assert runs["sources_job"] == Counter({DagsterRunStatus.SUCCESS: 1})
     assert runs["embedding_job"] == Counter({DagsterRunStatus.SUCCESS: 2})
-    time.sleep(1)  # the killed processes' parents reap them
-    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not processes_of(run_env)
 
     rerun = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -125,3 +147,17 @@ def test_a_stop_signal_cancels_the_runs_in_flight_and_the_next_run_resumes(run_e
     assert runs["backbone_job"] == Counter({DagsterRunStatus.CANCELED: 2, DagsterRunStatus.SUCCESS: 2}), runs
     assert runs["sources_job"] == Counter({DagsterRunStatus.SUCCESS: 1})
     assert runs["embedding_job"] == Counter({DagsterRunStatus.SUCCESS: 2})
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_alone_cancels_its_in_process_run(run_env, task_symbols, tmp_path):
+    """SIGTERM to the `gene-assets run` process alone while its sources run executes in that process: exit 143,
+    the run CANCELED (not failed as interrupted), no embedding run started, no process left."""
+    log = tmp_path / "run.log"
+    returncode, tree = stop_when(
+        run_env, run_command(task_symbols[::4]), log, "sources_job", 1, signal.SIGTERM, group=False
+    )
+    assert_stopped(run_env, log, returncode, tree, signal.SIGTERM, "1 run in flight (sources_job)")
+    runs = runs_by_job(run_env)
+    assert runs["sources_job"] == Counter({DagsterRunStatus.CANCELED: 1}), runs
+    assert "embedding_job" not in runs
