@@ -413,10 +413,10 @@ def run_command(args) -> int:
             )
         except RunStopped as stop:
             stopper.settled.wait(CHILD_GRACE_S)
-            count = len(stopper.canceled)
-            canceled = f"canceled {count} run{'s' * (count != 1)} in flight ({', '.join(stopper.canceled)})"
+            labels = stopper.canceled()
+            canceled = f"canceled {len(labels)} run{'s' * (len(labels) != 1)} in flight ({', '.join(labels)})"
             print(
-                f"gene-assets run: stopped by {stop}: {canceled if stopper.canceled else 'no run was in flight'}, "
+                f"gene-assets run: stopped by {stop}: {canceled if labels else 'no run was canceled'}, "
                 "no further run started; run the same command again to resume from what is stored.",
                 file=sys.stderr,
             )

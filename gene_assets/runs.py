@@ -13,6 +13,7 @@ processes end, and no further run starts; the next `gene-assets run` resumes fro
 
 from __future__ import annotations
 
+import _thread
 import functools
 import hashlib
 import importlib
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -186,7 +188,7 @@ class RunStopper:
         self.lock = threading.Lock()
         self.in_flight: dict[str, str] = {}  # run id: label
         self.children: dict[str, multiprocessing.Process] = {}  # run id: its process
-        self.canceled: list[str] = []
+        self.stopped: dict[str, str] = {}  # run id: label, of the runs in flight at the stop signal
         self.settled = threading.Event()  # the runs in flight were told to cancel
 
     def __enter__(self) -> RunStopper:
@@ -237,16 +239,31 @@ class RunStopper:
             run = self.instance.get_run_by_id(run_id)
             if run is not None and not run.is_finished:
                 self.instance.report_run_canceling(run, message=f"{name}: canceling the run.")
-        self.canceled = list(in_flight.values())
+        self.stopped = in_flight
         for process in children:  # the run's process alone: its workers and log watchers end with it
             try:
                 os.kill(process.pid, signal.SIGINT)
             except ProcessLookupError:
                 pass
         self.settled.set()
-        multiprocessing.connection.wait([process.sentinel for process in children], timeout=CHILD_GRACE_S)
+        deadline = time.monotonic() + CHILD_GRACE_S
+        while time.monotonic() < deadline and self.in_process_run():
+            time.sleep(1.0)  # an interruption raised where Python ignores exceptions (a weakref callback) is lost:
+            _thread.interrupt_main(signal.SIGINT)  # interrupt the in-process run again until it ends
+        multiprocessing.connection.wait(
+            [process.sentinel for process in children], timeout=max(0.0, deadline - time.monotonic())
+        )
         for process in children:
             signal_group(process.pid, signal.SIGKILL)
+
+    def in_process_run(self) -> bool:
+        with self.lock:
+            return bool(set(self.in_flight) - set(self.children))
+
+    def canceled(self) -> list[str]:
+        """The labels of the runs in flight at the stop signal that ended CANCELED."""
+        runs = self.instance.get_runs(filters=RunsFilter(run_ids=list(self.stopped))) if self.stopped else []
+        return [self.stopped[run.run_id] for run in runs if run.status == DagsterRunStatus.CANCELED]
 
     def started(self, run_id: str, label: str, process: multiprocessing.Process | None = None) -> None:
         """Record a run about to start, and start its own process when it has one; RunStopped when stopping."""
