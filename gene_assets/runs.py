@@ -37,6 +37,7 @@ from dagster import (
     DagsterRunStatus,
     RunsFilter,
 )
+from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG
 from joblib import cpu_count
 
@@ -172,6 +173,9 @@ class RunStopped(Exception):
         self.signum = signum
 
 
+INTERRUPTIONS = (RunStopped, DagsterExecutionInterruptedError, KeyboardInterrupt)
+
+
 class RunStopper:
     """SIGINT and SIGTERM stop `gene-assets run` as a whole. Within its context a watcher thread learns of each
     signal through the wakeup fd (whichever handler runs, Dagster's included), marks every run in flight CANCELING and
@@ -196,6 +200,7 @@ class RunStopper:
         self.writer.setblocking(False)
         self.previous_wakeup_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
         self.previous_handlers = {signum: signal.signal(signum, self.raise_stopped) for signum in STOP_SIGNALS}
+        self.previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, self.unraisable
         threading.Thread(target=self.watch, name="gene-assets stop signals", daemon=True).start()
         return self
 
@@ -203,7 +208,14 @@ class RunStopper:
         for signum, handler in self.previous_handlers.items():  # once stopping, later signals are ignored
             signal.signal(signum, handler if self.signum is None else signal.SIG_IGN)
         signal.set_wakeup_fd(self.previous_wakeup_fd)
+        sys.unraisablehook = self.previous_unraisablehook
         self.writer.close()
+
+    def unraisable(self, unraisable) -> None:
+        """An interruption raised where Python ignores exceptions (a weakref callback) is interrupted again by the
+        watcher (`stop`), not reported; anything else is."""
+        if not (self.requested.is_set() and isinstance(unraisable.exc_value, INTERRUPTIONS)):
+            self.previous_unraisablehook(unraisable)
 
     def request(self, signum: int) -> None:
         if self.signum is None:
@@ -248,8 +260,8 @@ class RunStopper:
         self.settled.set()
         deadline = time.monotonic() + CHILD_GRACE_S
         while time.monotonic() < deadline and self.in_process_run():
-            time.sleep(1.0)  # an interruption raised where Python ignores exceptions (a weakref callback) is lost:
-            _thread.interrupt_main(signal.SIGINT)  # interrupt the in-process run again until it ends
+            time.sleep(1.0)  # an interruption raised in a weakref callback is lost (`unraisable`): once more
+            _thread.interrupt_main(signal.SIGINT)
         multiprocessing.connection.wait(
             [process.sentinel for process in children], timeout=max(0.0, deadline - time.monotonic())
         )
