@@ -275,7 +275,8 @@ class RunStopper:
     def canceled(self) -> list[str]:
         """The labels of the runs in flight at the stop signal that ended CANCELED."""
         runs = self.instance.get_runs(filters=RunsFilter(run_ids=list(self.stopped))) if self.stopped else []
-        return [self.stopped[run.run_id] for run in runs if run.status == DagsterRunStatus.CANCELED]
+        canceled = {run.run_id for run in runs if run.status == DagsterRunStatus.CANCELED}
+        return [label for run_id, label in self.stopped.items() if run_id in canceled]
 
     def started(self, run_id: str, label: str, process: multiprocessing.Process | None = None) -> None:
         """Record a run about to start, and start its own process when it has one; RunStopped when stopping."""
