@@ -5,6 +5,7 @@ the `cell_embeddings` asset runs, and a gene's nearest genes."""
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,11 @@ from .embeddings.table import GeneEmbeddings
 from .errors import GeneAssetsError
 from .release.published import load_embeddings
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from .embeddings.device import EmbeddingDevice
+
 CHUNK_CELLS = 10_000
 """Cells read and embedded at a time (the asset's default): a backed AnnData is never loaded whole."""
 
@@ -24,7 +30,7 @@ class EmbeddingInputError(GeneAssetsError, ValueError):
 
 
 def genept_w(
-    adata,
+    adata: AnnData,
     embeddings: pd.DataFrame,
     *,
     layer: str | None = None,
@@ -32,7 +38,7 @@ def genept_w(
     key_added: str = "X_genept_w",
     chunk_cells: int = CHUNK_CELLS,
     copy: bool = False,
-):
+) -> AnnData | None:
     """GenePT-w: each cell's expression-weighted mean of its genes' embeddings, l2-normalized.
 
     Counts (and other unlogged values) are normalized to 10,000 per cell and log1p-transformed; log-normalized
@@ -65,7 +71,7 @@ def genept_w(
 
 
 def genept_s(
-    adata,
+    adata: AnnData,
     backbone: str,
     *,
     embeddings: pd.DataFrame | None = None,
@@ -78,9 +84,9 @@ def genept_s(
     n_genes: int = 100,
     key_added: str = "X_genept_s",
     chunk_cells: int = CHUNK_CELLS,
-    device=None,
+    device: EmbeddingDevice | None = None,
     copy: bool = False,
-):
+) -> AnnData | None:
     """GenePT-s: each cell as a sentence of its `n_genes` most expressed gene symbols (catalog symbols for matched
     genes), embedded by the backbone's text model and l2-normalized.
 
@@ -179,7 +185,9 @@ def _release_resolver(path: str) -> GeneResolver:
     return GeneResolver(pd.read_parquet(path))
 
 
-def _match(adata, embeddings: pd.DataFrame, table: GeneEmbeddings, layer, gene_symbols):
+def _match(
+    adata: AnnData, embeddings: pd.DataFrame, table: GeneEmbeddings, layer: str | None, gene_symbols: str | None
+):
     """The matrix (X or the layer, read in chunks), match_genes' table against the table's genes, the input scale
     and the gene-match report; refused as the pipeline refuses a dataset (too few matched genes, negative values)."""
     name = str(adata.filename.name) if getattr(adata, "isbacked", False) else "adata"
@@ -205,7 +213,7 @@ def _name(embeddings: pd.DataFrame) -> str:
     return f"the {what or 'given'} embeddings" + (f" ({receipt['version']})" if "version" in receipt else "")
 
 
-def _params(embeddings: pd.DataFrame, layer, gene_symbols) -> dict:
+def _params(embeddings: pd.DataFrame, layer: str | None, gene_symbols: str | None) -> dict:
     receipt = embeddings.attrs.get("receipt", {})
     params = {
         "backbone": embeddings.attrs.get("backbone"),
@@ -218,7 +226,9 @@ def _params(embeddings: pd.DataFrame, layer, gene_symbols) -> dict:
     return {key: value for key, value in params.items() if value is not None}
 
 
-def _write(adata, key_added: str, vectors: np.ndarray, params: dict, report: dict, copy: bool):
+def _write(
+    adata: AnnData, key_added: str, vectors: np.ndarray, params: dict, report: dict, copy: bool
+) -> AnnData | None:
     if copy:
         adata = adata.to_memory() if adata.isbacked else adata.copy()
     adata.obsm[key_added] = vectors

