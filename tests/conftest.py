@@ -49,11 +49,15 @@ HEAVY_FILE_SLOTS = {
     "test_cli_and_ui.py": 1,
     "test_reproducibility.py": 3,
     "test_readme_commands.py": 4,
+    "test_stopping.py": 5,
+    "test_untrusted_inputs.py": 6,
+    "test_python_api.py": 7,
 }
 """Where the files of the whole-graph, cold-recomputation and CLI-process tests (minutes each) go in the order `make
 test` hands files to its two workers (`--dist loadfile --no-loadscope-reorder`: each worker starts with two files,
 then takes the next when one is done): the two heaviest start at once, one per worker, the two cold runs follow the
-CLI tests on theirs, and the README commands go to whichever worker finishes first; the light files fill in after."""
+CLI tests on theirs, the README commands go to whichever worker finishes first, then the Ctrl-C, untrusted-input and
+Python API files (a minute or more each); the light files fill in after."""
 
 
 def pytest_collection_modifyitems(items):

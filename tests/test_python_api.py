@@ -222,10 +222,11 @@ def test_load_embeddings_from_s3_then_offline_verified_against_the_manifest(pipe
 
     # a consumer without a copy: the message `gene-assets pull` gives, as one line
     monkeypatch.setenv("HOME", str(tmp_path / "third_consumer"))
+    monkeypatch.delenv("GENE_ASSETS_RELEASE_REPO")  # the commands take a repository URL with --repo only
     with pytest.raises(ReleaseError) as raised:
-        gene_assets.load_embeddings(BACKBONE)
+        gene_assets.load_embeddings(BACKBONE, repo=repo)
     capsys.readouterr()
-    assert main(["pull", "embeddings-v1", "--out", str(tmp_path / "pulled")]) == 2
+    assert main(["pull", "embeddings-v1", "--repo", repo, "--out", str(tmp_path / "pulled")]) == 2
     pulled = capsys.readouterr().err.strip().removeprefix("gene-assets: ")
     message = str(raised.value)
     assert message == pulled and len(message.splitlines()) == 1

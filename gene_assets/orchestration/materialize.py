@@ -61,7 +61,7 @@ def parse_run_config(defs, text: str | None) -> dict | None:
     ops = run_config.get("ops", {}) if isinstance(run_config, dict) else None
     if not isinstance(ops, dict) or set(run_config) - {"ops", "resources", "execution", "loggers"}:
         raise UsageError('materialize: --config-json must look like {"ops": {"ASSET": {"config": {...}}}}.')
-    assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assets = {k.to_user_string() for k in defs.resolve_asset_graph().materializable_asset_keys}
     for name, entry in ops.items():
         if name not in assets:
             raise UsageError(
