@@ -109,6 +109,7 @@ def test_a_quantized_model_without_a_readable_checksum_list_is_rebuilt(tmp_path,
     assert quantized_model_record(minilm) == rebuilt and not list(target.parent.glob(".*"))
 
 
+@pytest.mark.slow
 def test_a_release_never_drops_a_released_file_unless_named_and_an_unchecked_output_is_refused(release_repo, tmp_path):
     """One table of the release is gone: the release is refused before anything changes and names the file and the
     flag; with `drop` naming it, it is left out. A stored output whose sha256 was deleted is refused on read; the
@@ -151,6 +152,7 @@ def test_a_release_never_drops_a_released_file_unless_named_and_an_unchecked_out
     assert manager.load_input(build_input_context(asset_key="gene_catalog")).equals(frame)
 
 
+@pytest.mark.slow
 def test_a_reverted_or_reset_release_keeps_its_number_and_every_other_version_readable(release_repo, tmp_path):
     """Release v1 and v2, `git revert` v2 and delete its tag, release new content: it is v3 (v2 is never handed out
     again). Then `git reset --hard` v3 away with its tag: the next is v4; amend its commit: v1 and v4 still list,
@@ -290,6 +292,7 @@ def test_consumers_leave_nothing_in_their_directory_and_the_committed_dvc_config
     assert sorted(p.name for p in consumer.iterdir()) == sorted([*before, "got.csv", "first", "second"])
 
 
+@pytest.mark.slow
 def test_a_cell_dataset_file_replaced_after_cell_datasets_ran_is_refused_where_it_is_re_read(tmp_path):
     """The h5ad replaced at the same path by the same cells in another order: `gene-assets materialize` of the step
     that takes its rows by the stored positions (the expression baseline) fails, its last line naming the file and
@@ -442,6 +445,7 @@ CLI_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CLI_CASES)
 def test_no_command_prints_a_traceback_for_a_bad_input_setting_or_state_file(tmp_path, release_repo, case):
     """Each bad setting, state file or input through the real `gene-assets` command: exit status 2, one line naming
@@ -493,6 +497,7 @@ def command_line(process) -> list[str]:
         return []
 
 
+@pytest.mark.slow
 def test_a_release_killed_inside_its_dvc_push_is_recovered_by_the_next_release(release_repo, tmp_path, capsys):
     """SIGKILL to a real release process (and its `dvc push`) by PID: the next release says what the interrupted one
     left, restores it, and publishes; no `.data.*` directory stays and the new version verifies."""
