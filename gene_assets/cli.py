@@ -368,19 +368,23 @@ def cell_datasets_of(args) -> dict[str, dict]:
     return cell_datasets
 
 
+def pipeline_selection(args) -> dict:
+    """What `run` and `status` select from their shared arguments: backbones, views, cell datasets, release, protocol
+    and genes."""
+    return {
+        "backbones": args.backbones,
+        "views": args.views,
+        "release": not args.no_release,
+        "cell_datasets": cell_datasets_of(args),
+        "protocol": args.protocol,
+        "symbols": args.symbols,
+    }
+
+
 def status_command(args) -> int:
     defs = definitions()
     check_run_inputs(defs, args)
-    states = pipeline_status(
-        defs,
-        local_instance(),
-        args.backbones,
-        args.views,
-        release=not args.no_release,
-        cell_datasets=cell_datasets_of(args),
-        protocol=args.protocol,
-        symbols=args.symbols,
-    )
+    states = pipeline_status(defs, local_instance(), **pipeline_selection(args))
     shown = [s for s in states if s.needs_run or args.all or s.causes]
     width = max((len(s.label) for s in shown), default=0)
     for state in shown:
@@ -401,14 +405,9 @@ def run_command(args) -> int:
             runner = run_pipeline(
                 defs,
                 local_instance(),
-                args.backbones,
-                args.views,
-                release=not args.no_release,
-                cell_datasets=cell_datasets_of(args),
+                **pipeline_selection(args),
                 force=args.force,
-                protocol=args.protocol,
                 concurrent_runs=args.concurrent_runs,
-                symbols=args.symbols,
                 stopper=stopper,
             )
         except RunStopped as stop:
