@@ -383,10 +383,11 @@ def test_an_input_file_edit_shows_unsynced_on_its_reader_in_the_asset_graph(isol
     with running_ui(env) as port, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(90_000)  # the UI polls without pause, so waits are on elements, never on network idle
         page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
         page.goto(
             f"http://127.0.0.1:{port}/assets/geneformer_labels?view=lineage&lineageScope=upstream&lineageDepth=1",
-            wait_until="networkidle",
+            wait_until="domcontentloaded",
         )
         page.get_by_text("gene_catalog", exact=True).first.wait_for()
         marker = page.get_by_text("Unsynced (", exact=False)

@@ -331,12 +331,13 @@ def test_browser_renders_the_asset_graph_and_the_leaderboard(pipeline):
     with running_ui(env) as port, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(90_000)  # the UI polls without pause, so waits are on elements, never on network idle
 
         # the UI's first-visit newsletter dialog, whenever it appears, is skipped before the next action
         page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
 
         def open_page(path: str):
-            page.goto(f"http://127.0.0.1:{port}{path}", wait_until="networkidle")
+            page.goto(f"http://127.0.0.1:{port}{path}", wait_until="domcontentloaded")
 
         open_page("/assets/leaderboard?view=lineage&lineageScope=upstream&lineageDepth=10")
         for upstream in ("gene_catalog", "gene_texts", "gene_embeddings", "geneformer_results", "leaderboard"):
