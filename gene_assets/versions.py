@@ -10,6 +10,7 @@ the embeddings', and an edit to one helper of tasks/assets.py changes only the a
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import typing
@@ -36,6 +37,9 @@ class SourceTree:
         self._parsed: dict[str, ast.Module] = {}
         self._scopes: dict[str, tuple[dict, dict]] = {}
         self._closures: dict[str, frozenset[str]] = {}
+        self._imported: dict[str, list[str]] = {}
+        self._references: dict[tuple[str, int, int], list[tuple[str, str | None]]] = {}
+        self._dumps: dict[tuple[str, int, int] | str, bytes] = {}
 
     def path(self, module: str) -> Path | None:
         base = self.root.joinpath(*module.split("."))
@@ -104,12 +108,29 @@ class SourceTree:
                 if (current, statement.lineno) in statements:
                     continue
                 statements[(current, statement.lineno)] = statement
-                for node in ast.walk(statement):
-                    if isinstance(node, ast.Name):
-                        todo.append((current, node.id))
-                    elif isinstance(node, (ast.Import, ast.ImportFrom)) and node is not statement:
-                        todo += [self.follow(target, whole) for target in self.resolve(current, node).values()]
+                todo += [self.follow(target, whole) for target in self.references(current, statement)]
         return statements, whole
+
+    def references(self, module: str, statement: ast.stmt) -> list[tuple[str, str | None]]:
+        """What a module-level statement names: (module, name) of each name it uses, and the (module, name or None)
+        targets of the imports inside it; walked once per statement."""
+        key = (module, statement.lineno, statement.col_offset)
+        if key not in self._references:
+            found: list[tuple[str, str | None]] = []
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Name):
+                    found.append((module, node.id))
+                elif isinstance(node, (ast.Import, ast.ImportFrom)) and node is not statement:
+                    found += self.resolve(module, node).values()
+            self._references[key] = list(dict.fromkeys(found))
+        return self._references[key]
+
+    def dump(self, module: str, statement: ast.stmt | None = None) -> bytes:
+        """ast.dump of a module-level statement (or of the whole module), made once."""
+        key = (module, statement.lineno, statement.col_offset) if statement is not None else module
+        if key not in self._dumps:
+            self._dumps[key] = ast.dump(statement if statement is not None else self.parsed(module)).encode()
+        return self._dumps[key]
 
     @staticmethod
     def follow(target: tuple[str, str | None], whole: set[str]) -> tuple[str, str]:
@@ -129,11 +150,21 @@ class SourceTree:
             current = todo.pop()
             if current not in seen:
                 seen.add(current)
-                for node in ast.walk(self.parsed(current)):
-                    if isinstance(node, (ast.Import, ast.ImportFrom)):
-                        todo += [m for m, _ in self.resolve(current, node).values() if self.path(m)]
+                todo += self.imported_modules(current)
         self._closures[module] = frozenset(seen)
         return self._closures[module]
+
+    def imported_modules(self, module: str) -> list[str]:
+        """The gene_assets modules `module` imports anywhere in its source (walked once per module)."""
+        if module not in self._imported:
+            self._imported[module] = [
+                m
+                for node in ast.walk(self.parsed(module))
+                if isinstance(node, (ast.Import, ast.ImportFrom))
+                for m, _ in self.resolve(module, node).values()
+                if self.path(m)
+            ]
+        return self._imported[module]
 
     def code_version(self, module: str, name: str) -> str:
         """sha256 of what computes `module`.`name` (see the module docstring) and the pinned requirements."""
@@ -141,10 +172,16 @@ class SourceTree:
         modules = sorted({m for w in whole for m in self.module_closure(w)})
         digest = hashlib.sha256(REQUIREMENTS.read_bytes() if REQUIREMENTS.is_file() else b"")
         for (where, _), statement in sorted(statements.items()):
-            digest.update(b"\0" + where.encode() + b"\0" + ast.dump(statement).encode())
+            digest.update(b"\0" + where.encode() + b"\0" + self.dump(where, statement))
         for dependency in modules:
-            digest.update(b"\0" + dependency.encode() + b"\0" + ast.dump(self.parsed(dependency)).encode())
+            digest.update(b"\0" + dependency.encode() + b"\0" + self.dump(dependency))
         return digest.hexdigest()
+
+
+@functools.cache
+def package_source() -> SourceTree:
+    """The installed checkout's source, parsed once per process."""
+    return SourceTree()
 
 
 def bound_names(statement: ast.stmt) -> list[str]:
@@ -173,7 +210,7 @@ def asset_bindings(modules: Iterable[ModuleType]) -> dict[AssetKey, tuple[str, s
 
 def code_versions(modules: Iterable[ModuleType], tree: SourceTree | None = None) -> dict[AssetKey, str]:
     """The code version of every asset defined in `modules`, computed from `tree`."""
-    tree = tree or SourceTree()
+    tree = tree or package_source()
     return {key: tree.code_version(module, name) for key, (module, name) in asset_bindings(modules).items()}
 
 
