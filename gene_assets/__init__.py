@@ -5,7 +5,16 @@ the package stays cheap)."""
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING
+
+warnings.filterwarnings(
+    "ignore",
+    message=r"(Function `(multi_)?observable_source_asset`|Class `Multi(ToSingleDimension)?PartitionMapping`) is "
+    r"currently in beta",
+)
+"""The Dagster features this package uses while they are in beta (observable source assets, multi-partition
+mappings) are used on purpose; their warnings would reach every command's and every run process's stderr."""
 
 if TYPE_CHECKING:
     from . import tl

@@ -16,13 +16,11 @@ import dataclasses
 import hashlib
 import importlib
 import json
-import warnings
 from pathlib import Path
 
 from dagster import (
     AssetKey,
     AssetSpec,
-    BetaWarning,
     DataVersion,
     DataVersionsByPartition,
     DefaultSensorStatus,
@@ -41,11 +39,6 @@ from ..embeddings.registry import all_backbones
 from ..storage import sha256_file
 from ..tasks.gene_properties import GENE_SET_FILES
 from .data_directory import DATA_FILES, DataDirectory
-
-warnings.filterwarnings(
-    "ignore", message=r"Function `(multi_)?observable_source_asset` is currently in beta", category=BetaWarning
-)
-"""Observable source assets are stable enough for what they do here; the warning would reach every command's stderr."""
 
 DATA_GROUP = "data_directory"
 ABSENT = "absent"
