@@ -13,6 +13,8 @@ import ast
 import functools
 import hashlib
 import inspect
+import json
+import sys
 import typing
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +23,7 @@ from types import ModuleType
 from dagster import AssetKey, AssetsDefinition, Config
 
 from .settings import PROJECT_ROOT
-from .storage import sha256_file
+from .storage import sha256_file, write_bytes_atomic
 
 PACKAGE = "gene_assets"
 REQUIREMENTS = PROJECT_ROOT / "requirements.lock"
@@ -30,7 +32,9 @@ REQUIREMENTS = PROJECT_ROOT / "requirements.lock"
 
 class SourceTree:
     """The package's source under `root` (the installed checkout by default; a copy in tests), each module parsed
-    once."""
+    once. The versions it computes are kept beside the package's bytecode (`__pycache__/code_versions.json`), keyed
+    by the sha256 of every source file, the pinned requirements and the Python version (ast.dump's format), so a
+    process whose source is unchanged reads them instead of parsing."""
 
     def __init__(self, root: Path = PROJECT_ROOT):
         self.root = Path(root)
@@ -40,6 +44,42 @@ class SourceTree:
         self._imported: dict[str, list[str]] = {}
         self._references: dict[tuple[str, int, int], list[tuple[str, str | None]]] = {}
         self._dumps: dict[tuple[str, int, int] | str, bytes] = {}
+        self._stored: dict[str, str] | None = None
+        self._digest: str | None = None
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / PACKAGE / "__pycache__" / "code_versions.json"
+
+    def source_digest(self) -> str:
+        """sha256 of every source file of the package, the pinned requirements and the Python version."""
+        if self._digest is None:
+            digest = hashlib.sha256(f"{sys.version_info[0]}.{sys.version_info[1]}".encode())
+            digest.update(REQUIREMENTS.read_bytes() if REQUIREMENTS.is_file() else b"")
+            for path in sorted((self.root / PACKAGE).rglob("*.py")):
+                digest.update(b"\0" + path.relative_to(self.root).as_posix().encode() + b"\0" + path.read_bytes())
+            self._digest = digest.hexdigest()
+        return self._digest
+
+    def stored_versions(self) -> dict[str, str]:
+        """{"module:name": code version} stored for this exact source; empty when there is none or it is unreadable."""
+        if self._stored is None:
+            try:
+                stored = json.loads(self.store_path.read_text())
+                valid = stored["source"] == self.source_digest() and isinstance(stored["versions"], dict)
+                self._stored = dict(stored["versions"]) if valid else {}
+            except (OSError, ValueError, KeyError, TypeError):
+                self._stored = {}
+        return self._stored
+
+    def store_versions(self) -> None:
+        """Keep the versions computed so far for the next process; skipped where the package is read-only."""
+        record = {"source": self.source_digest(), "versions": dict(sorted(self.stored_versions().items()))}
+        try:
+            if not self.store_path.is_file() or json.loads(self.store_path.read_text()) != record:
+                write_bytes_atomic(self.store_path, json.dumps(record, indent=0).encode())
+        except (OSError, ValueError):
+            pass
 
     def path(self, module: str) -> Path | None:
         base = self.root.joinpath(*module.split("."))
@@ -168,6 +208,12 @@ class SourceTree:
 
     def code_version(self, module: str, name: str) -> str:
         """sha256 of what computes `module`.`name` (see the module docstring) and the pinned requirements."""
+        stored = self.stored_versions()
+        if f"{module}:{name}" not in stored:
+            stored[f"{module}:{name}"] = self.computed_version(module, name)
+        return stored[f"{module}:{name}"]
+
+    def computed_version(self, module: str, name: str) -> str:
         statements, whole = self.needed(module, name)
         modules = sorted({m for w in whole for m in self.module_closure(w)})
         digest = hashlib.sha256(REQUIREMENTS.read_bytes() if REQUIREMENTS.is_file() else b"")
@@ -211,7 +257,9 @@ def asset_bindings(modules: Iterable[ModuleType]) -> dict[AssetKey, tuple[str, s
 def code_versions(modules: Iterable[ModuleType], tree: SourceTree | None = None) -> dict[AssetKey, str]:
     """The code version of every asset defined in `modules`, computed from `tree`."""
     tree = tree or package_source()
-    return {key: tree.code_version(module, name) for key, (module, name) in asset_bindings(modules).items()}
+    versions = {key: tree.code_version(module, name) for key, (module, name) in asset_bindings(modules).items()}
+    tree.store_versions()
+    return versions
 
 
 OUTPUT_RESOURCE_SETTINGS = {"embedding_device": ("device", "gpu_precision", "cpu_precision")}

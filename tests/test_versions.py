@@ -261,3 +261,27 @@ def test_every_asset_that_reads_the_data_directory_depends_on_the_files_it_reads
         ]
         assert {data_file_key(file) for file in files} <= set(parents), name
     assert {file for files in DATA_FILE_READERS.values() for file in files} == set(DATA_FILES)
+
+
+def test_stored_code_versions_are_read_only_for_the_exact_source_they_came_from(tmp_path):
+    """A second tree on the same source reads the versions the first stored (parsing nothing) and they are the
+    computed ones; an edit, or an unreadable store, makes the next tree compute again."""
+    source = tmp_path / "source"
+    shutil.copytree(PROJECT_ROOT / "gene_assets", source / "gene_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    computed = code_versions(MODULES, SourceTree(source))
+    store = source / "gene_assets" / "__pycache__" / "code_versions.json"
+    assert store.is_file()
+
+    reader = SourceTree(source)
+    assert code_versions(MODULES, reader) == computed and reader._parsed == {}
+
+    geneformer = source / "gene_assets" / "tasks" / "geneformer.py"
+    line = "    symbols = table.iloc[:, 0]\n"
+    geneformer.write_text(geneformer.read_text().replace(line, "    symbols = table.iloc[:, 0].copy()\n"))
+    edited = SourceTree(source)
+    after_edit = code_versions(MODULES, edited)
+    assert edited._parsed != {} and after_edit[AssetKey("geneformer_labels")] != computed[AssetKey("geneformer_labels")]
+    assert after_edit[AssetKey("gene_embeddings")] == computed[AssetKey("gene_embeddings")]
+
+    store.write_text("{not json")
+    assert code_versions(MODULES, SourceTree(source)) == after_edit
