@@ -28,6 +28,7 @@ from dagster import (
 from upath import UPath
 
 from .errors import GeneAssetsError
+from .parquet import parquet_table
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -161,7 +162,7 @@ def read_stored_table(path: Path, asset: str, partition: str | None = None, colu
     StoredOutputError naming the file and what to do."""
     data = verified_bytes(path, asset, partition)
     try:
-        return pq.read_table(pa.BufferReader(data), columns=columns)
+        return parquet_table(data, columns)
     except pa.ArrowException as exc:
         raise StoredOutputError(
             f"Stored output of {asset}{f' {partition}' if partition else ''} ({path}) cannot be read ({exc}): the "

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..parquet import parquet_table
 from ..settings import EMBEDDING_CACHE_ENV, gene_assets_home
 from ..storage import is_url, storage_path, write_bytes_atomic
 
@@ -177,7 +178,7 @@ class EmbeddingCache:
             problem = "its sha256 does not match its name"
         else:
             try:
-                table = pq.read_table(pa.BufferReader(data))
+                table = parquet_table(data)
                 keys = pd.Index(table.column("text_sha256").to_numpy(zero_copy_only=False))
                 column = table.column("embedding").combine_chunks()
                 matrix = column.flatten().to_numpy().reshape(len(keys), self.dims)
