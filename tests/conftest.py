@@ -19,6 +19,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from gene_assets.embeddings.weights import model_cache_dir
 from gene_assets.settings import EMBEDDING_CACHE_ENV as CACHE_DIR_ENV
 from gene_assets.settings import PRECISION_DECISIONS_ENV as DECISIONS_ENV
 from gene_assets.settings import PROJECT_ROOT, default_data_dir, gene_assets_home
@@ -293,3 +294,23 @@ def planted_inputs(storage) -> None:
         pd.DataFrame({"entrez_id": ids, "label": labels, "task": "dosage_sensitive_tfs"}),
         storage / "geneformer_labels.parquet",
     )
+
+
+@pytest.fixture
+def isolated_env(tmp_path, annotation_cache, data_dir):
+    """DAGSTER_HOME and GENE_ASSETS_HOME in tmp_path, sharing the verified annotation cache and model cache (each
+    verifies what it serves: the models by sha256)."""
+    home = tmp_path / "gene_assets_home"
+    (home / "cache").mkdir(parents=True)
+    (home / "cache" / "bioconductor").symlink_to(annotation_cache)
+    model_cache_dir().mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(model_cache_dir())
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster_home" / "dagster.yaml").read_text())
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "GENE_ASSETS_HOME": str(home),
+        "GENE_ASSETS_DATA_DIR": str(data_dir),
+    }

@@ -14,27 +14,7 @@ import psutil
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from gene_assets.settings import PROJECT_ROOT
-
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def run_env(tmp_path, annotation_cache, data_dir) -> dict:
-    """DAGSTER_HOME and GENE_ASSETS_HOME in tmp_path (the project's instance settings), sharing the verified
-    annotation cache."""
-    home = tmp_path / "gene_assets_home"
-    (home / "cache").mkdir(parents=True)
-    (home / "cache" / "bioconductor").symlink_to(annotation_cache)
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster_home" / "dagster.yaml").read_text())
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "GENE_ASSETS_HOME": str(home),
-        "GENE_ASSETS_DATA_DIR": str(data_dir),
-    }
 
 
 def runs_by_job(env: dict) -> dict[str, Counter]:
@@ -117,47 +97,47 @@ def assert_stopped(env: dict, log: Path, returncode: int, tree: list, signum: in
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_scoring_runs_in_flight_and_the_next_run_resumes(run_env, task_symbols, tmp_path):
+def test_ctrl_c_cancels_the_scoring_runs_in_flight_and_the_next_run_resumes(isolated_env, task_symbols, tmp_path):
     """A real `gene-assets run` (two backbones, a few hundred genes, scoring runs two at a time) gets SIGINT on its
     process group, as from a terminal's Ctrl-C, while both scoring runs are in flight, each in its own process: it
     exits with 130 and one line, both runs are CANCELED, no process of it survives, and the same command afterwards
     runs only the scoring again (sources and embeddings are kept)."""
     command, log = run_command(task_symbols[::4]), tmp_path / "run.log"
-    returncode, tree = stop_when(run_env, command, log, "backbone_job", 2, signal.SIGINT, group=True)
+    returncode, tree = stop_when(isolated_env, command, log, "backbone_job", 2, signal.SIGINT, group=True)
     assert len(tree) >= 2  # the two scoring runs' processes (and their workers)
     assert_stopped(
-        run_env,
+        isolated_env,
         log,
         returncode,
         tree,
         signal.SIGINT,
         "2 runs in flight (backbone_job bag-of-words|summary, backbone_job tfidf|summary)",
     )
-    runs = runs_by_job(run_env)
+    runs = runs_by_job(isolated_env)
     assert runs["backbone_job"] == Counter({DagsterRunStatus.CANCELED: 2}), runs
     assert runs["sources_job"] == Counter({DagsterRunStatus.SUCCESS: 1})
     assert runs["embedding_job"] == Counter({DagsterRunStatus.SUCCESS: 2})
 
-    rerun = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(command, cwd=tmp_path, env=isolated_env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert re.search(
         r"Up to date, not run again \(3 runs; --force runs them\): sources_job, embedding_job", rerun.stderr
     )
-    runs = runs_by_job(run_env)
+    runs = runs_by_job(isolated_env)
     assert runs["backbone_job"] == Counter({DagsterRunStatus.CANCELED: 2, DagsterRunStatus.SUCCESS: 2}), runs
     assert runs["sources_job"] == Counter({DagsterRunStatus.SUCCESS: 1})
     assert runs["embedding_job"] == Counter({DagsterRunStatus.SUCCESS: 2})
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_process_alone_cancels_its_in_process_run(run_env, task_symbols, tmp_path):
+def test_sigterm_to_the_process_alone_cancels_its_in_process_run(isolated_env, task_symbols, tmp_path):
     """SIGTERM to the `gene-assets run` process alone while its sources run executes in that process: exit 143,
     the run CANCELED (not failed as interrupted), no embedding run started, no process left."""
     log = tmp_path / "run.log"
     returncode, tree = stop_when(
-        run_env, run_command(task_symbols[::4]), log, "sources_job", 1, signal.SIGTERM, group=False
+        isolated_env, run_command(task_symbols[::4]), log, "sources_job", 1, signal.SIGTERM, group=False
     )
-    assert_stopped(run_env, log, returncode, tree, signal.SIGTERM, "1 run in flight (sources_job)")
-    runs = runs_by_job(run_env)
+    assert_stopped(isolated_env, log, returncode, tree, signal.SIGTERM, "1 run in flight (sources_job)")
+    runs = runs_by_job(isolated_env)
     assert runs["sources_job"] == Counter({DagsterRunStatus.CANCELED: 1}), runs
     assert "embedding_job" not in runs
